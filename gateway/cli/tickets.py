@@ -1,0 +1,120 @@
+"""Ticket commands: list, show, set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gateway.cli.context import CliContext, pass_context
+from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.errors import InvalidInput
+from gateway.ticket_queries import list_tickets, ticket_detail
+from gateway.tickets import (
+    PRIORITY_NAMES,
+    State,
+    find_ticket,
+    parse_priority,
+    parse_state,
+    priority_label,
+    set_priority,
+    set_state,
+)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(ticket)
+
+
+@click.group()
+def ticket() -> None:
+    """Read and change tickets."""
+
+
+@ticket.command("list")
+@click.option("--state", "state_filter", type=click.Choice(["all", "open", "closed"]),
+              default="all", show_default=True, help="open = every state but closed.")
+@click.option("--queue", default=None, help="Only this queue id.")
+@click.option("--customer", default=None, help="Only this customer's username.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@json_option
+@pass_context
+def ticket_list(context: CliContext, state_filter: str, queue: str | None,
+                customer: str | None, limit: int, as_json: bool) -> None:
+    """List tickets, newest first."""
+    app = context.app()
+    with app.db.read() as session:
+        rows = list_tickets(session, state=state_filter, queue=queue, customer=customer,  # type: ignore[arg-type]
+                            limit=limit)
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table([{**r, "customer": r["customer"] or r["contact"], "created": r["created"][:16].replace("T", " ")}
+                for r in rows],
+               ["number", "state", "priority", "queue", "customer", "created", "title"],
+               empty="(no tickets)")
+
+
+@ticket.command("show")
+@click.argument("number")
+@json_option
+@pass_context
+def ticket_show(context: CliContext, number: str, as_json: bool) -> None:
+    """Show a ticket with its articles and history."""
+    app = context.app()
+    with app.db.read() as session:
+        detail = ticket_detail(session, number)
+    if as_json:
+        echo_json(detail)
+        return
+    _print_ticket(detail)
+
+
+def _print_ticket(t: dict[str, Any]) -> None:
+    click.secho(f"Ticket#{t['number']}  {t['title']}", bold=True)
+    click.echo(f"state: {t['state']}   priority: {t['priority_label']}   queue: {t['queue']}"
+               f"   template: {t['template'] or '-'}")
+    click.echo(f"customer: {t['customer'] or '-'} <{t['contact']}>   created: {t['created']}")
+    for key, value in t["guide_answers"].items():
+        click.echo(f"  {key}: {value}")
+    for article in t["articles"]:
+        flag = " [internal]" if article["internal"] else ""
+        click.echo("")
+        click.secho(f"--- {article['created'][:16]} {article['direction']} {article['channel']}"
+                    f" {article['sender']}{flag}: {article['from']}", fg="cyan")
+        if article["subject"]:
+            click.echo(f"Subject: {article['subject']}")
+        click.echo(article["body"].rstrip())
+        for a in article["attachments"]:
+            click.echo(f"  [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+    click.echo("\nhistory:")
+    for h in t["history"]:
+        change = f"{h['old']} -> {h['new']}" if h["old"] is not None else h["new"]
+        click.echo(f"  {h['at'][:19]}  {h['actor']}: {h['field']} {change}")
+
+
+@ticket.command("set")
+@click.argument("number")
+@click.option("--state", default=None, help=f"One of {', '.join(s.value for s in State)}.")
+@click.option("--priority", default=None,
+              help="1-5 or a name: " + ", ".join(PRIORITY_NAMES.values()) + ".")
+@pass_context
+def ticket_set(context: CliContext, number: str, state: str | None, priority: str | None) -> None:
+    """Change a ticket's state and/or priority (recorded in its history)."""
+    if state is None and priority is None:
+        raise InvalidInput("nothing to change: give --state and/or --priority")
+    new_state = parse_state(state) if state is not None else None      # validate both first
+    new_priority = parse_priority(priority) if priority is not None else None
+    app = context.app()
+    with app.db.write() as session:
+        found = find_ticket(session, number, for_update=True)
+        assert found.id is not None
+        if new_state is not None:
+            changed = set_state(session, found.id, new_state, actor="cli")
+            click.echo(f"Ticket#{found.number}: state {found.state} -> {new_state.value}"
+                       if changed else f"Ticket#{found.number}: state is {found.state} already")
+        if new_priority is not None:
+            changed = set_priority(session, found.id, new_priority, actor="cli")
+            old = priority_label(found.priority)
+            click.echo(f"Ticket#{found.number}: priority {old} -> {priority_label(new_priority)}"
+                       if changed else f"Ticket#{found.number}: priority is {old} already")

@@ -1,0 +1,49 @@
+"""The few error types the stages raise, and what each means to a caller.
+
+- `TemporaryFailure`: try again later. SMTP answers 4xx, `ticketgw ingest` exits 75.
+- `RejectMessage`: a content problem we tell the sender about (no subject, unknown sender).
+- `IgnoreMessage`: loops, bounces, auto-replies: stored, recorded, never answered.
+- `ConfigError`: the configuration is invalid; carries every problem found, not just the first.
+- `NotFound` / `InvalidInput`: a user asked for something that does not exist or is malformed.
+- `DatabaseNotReady`: the database is unreachable or not migrated; the message says what to do.
+
+Anything else raised inside processing is a bug: the message is kept and quarantined.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class: the message is meant for the user and carries no internal detail."""
+
+
+class TemporaryFailure(GatewayError):
+    """Could not do it now (database down, disk full); the caller must retry later."""
+
+
+class RejectMessage(GatewayError):
+    """A mail we understood and refuse, with a reason the sender is told."""
+
+
+class IgnoreMessage(GatewayError):
+    """A mail we keep and record but never answer (loop, bounce, auto-reply)."""
+
+
+class NotFound(GatewayError):
+    """The thing asked for (ticket number, customer, template) does not exist."""
+
+
+class InvalidInput(GatewayError):
+    """A value given by a user is malformed (state, priority, address, CSV row)."""
+
+
+class DatabaseNotReady(GatewayError):
+    """The database cannot be reached or is not migrated to the current schema."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid. `problems` lists every "file: key: problem" line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))

@@ -1,0 +1,34 @@
+"""The scheduler's wiring (APScheduler 3, asyncio flavour) and nothing else: each job is a
+plain function elsewhere; here we only say when it runs.
+
+Jobs run in the scheduler's thread pool, each in its own database transaction, so a slow job
+never blocks the event loop that serves SMTP and HTTP. `coalesce` and `max_instances=1` keep a
+late job from piling up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from gateway.app import App
+from gateway.store.housekeeping import purge_expired_tokens
+from gateway.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def build_scheduler(app: App) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={
+        "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+    scheduler.add_job(_purge_tokens, "interval", args=[app], minutes=30,
+                      id="purge-expired-tokens", next_run_time=utcnow())
+    return scheduler
+
+
+def _purge_tokens(app: App) -> None:
+    with app.db.write() as session:
+        removed = purge_expired_tokens(session, utcnow())
+    if removed:
+        log.info("purged %d expired tokens", removed)

@@ -1,0 +1,1 @@
+"""Persistence: schema (`models`), engine and transactions (`db`), migrations, blobs, claims."""

@@ -1,0 +1,143 @@
+"""The database handle: engines, transactions, schema checks.
+
+In: a SQLAlchemy URL (SQLite or PostgreSQL). Out: a `Database` whose `write()` and `read()`
+context managers give a `Session` inside one transaction.
+
+Guarantees:
+- `write()` commits when the block ends and rolls back on any exception. On SQLite it starts
+  with `BEGIN IMMEDIATE`, so two writers queue on the busy timeout instead of failing with
+  "database is locked" when a reader tries to become a writer (SQLite's deferred default).
+- SQLite runs in WAL mode with `synchronous=FULL`: a commit is on disk when it returns,
+  which is what lets us answer `250` after it. Foreign keys are enforced.
+- Operational errors (server down, locked past the timeout) surface as `TemporaryFailure`
+  from `write()`/`read()`, so callers answer 4xx / exit 75 without knowing the driver.
+- `require_current_schema()` refuses an unmigrated database with a message naming
+  `ticketgw db upgrade`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session
+
+from gateway.errors import DatabaseNotReady, TemporaryFailure
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def display_url(url: str) -> str:
+    """The URL without its password, safe for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Database:
+    """One engine per process; sessions are short and never shared between threads."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.engine = self._sqlite_engine(url, echo)
+        else:
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5,
+                                        max_overflow=5)
+        # the same pool, but transactions that will write take the SQLite write lock at BEGIN
+        self._write_engine = self.engine.execution_options(tgw_write=True)
+
+    @staticmethod
+    def _sqlite_engine(url: str, echo: bool) -> Engine:
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo,
+                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                             "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # let us emit BEGIN ourselves (pysqlite's implicit BEGIN is always DEFERRED)
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            immediate = connection.get_execution_options().get("tgw_write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One read-write transaction: committed at the end, rolled back on error."""
+        with self._session(self._write_engine) as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """One read-only transaction (never takes SQLite's write lock)."""
+        with self._session(self.engine) as session:
+            yield session
+
+    @contextmanager
+    def _session(self, engine: Engine) -> Iterator[Session]:
+        try:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise TemporaryFailure(f"database unavailable: {_short(exc)}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise TemporaryFailure(f"database connection lost: {_short(exc)}") from exc
+            raise
+
+    def ping(self) -> None:
+        """Raise `DatabaseNotReady` when the database cannot be reached."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            raise DatabaseNotReady(
+                f"cannot connect to the database {display_url(self.url)}: {_short(exc)}"
+            ) from exc
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at, or None for an empty database."""
+        self.ping()
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def require_current_schema(self) -> None:
+        """Refuse to work on a database that is not at the schema this code expects."""
+        from gateway.store.migrate import head_revision
+
+        current, head = self.schema_revision(), head_revision()
+        if current != head:
+            state = "empty (no tables)" if current is None else f"at revision {current}"
+            raise DatabaseNotReady(
+                f"the database {display_url(self.url)} is {state}, this version needs {head}: "
+                "run `ticketgw db upgrade` first"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _short(exc: BaseException) -> str:
+    """The driver's first line, without the SQL statement SQLAlchemy appends."""
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(exc).__name__

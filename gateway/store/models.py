@@ -1,0 +1,291 @@
+"""The database schema: SQLModel tables, the same on SQLite and PostgreSQL.
+
+Only schema lives here; queries live with the code that needs them. Alembic migrations in
+`store/migrations/` must produce exactly this schema (a test compares them).
+
+Conventions:
+- Timestamps are UTC, stored without zone and returned timezone-aware (`UtcDateTime`).
+- Rows configured in the TOML file (queues, templates, staff) are keyed by their config id
+  and never deleted: tickets keep pointing at them; removed ones are marked inactive.
+- Anything a lookup on the mail path needs (Message-IDs, ticket numbers, address keys,
+  token hashes, work status) is indexed, so a reply costs what a new mail costs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, LargeBinary, Table, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from gateway.store.types import UtcDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(**kwargs: Any) -> Any:
+    return Field(sa_type=UtcDateTime, **kwargs)
+
+
+# -- people and configuration ---------------------------------------------------------------
+
+class Meta(SQLModel, table=True):
+    """Small facts about this database (e.g. that the demo data was loaded)."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="")
+
+
+class TicketCounter(SQLModel, table=True):
+    """The last number handed out per day; incremented atomically with the ticket insert."""
+
+    __tablename__ = "ticket_counter"
+    day: str = Field(primary_key=True, max_length=8)       # YYYYMMDD in the configured zone
+    value: int = Field(default=0)
+
+
+class Organisation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=100)          # as written in CSV/config
+    name: str = Field(default="", max_length=200)
+    created: datetime = _time(default_factory=utcnow)
+
+
+class CustomerUser(SQLModel, table=True):
+    """A customer login. `username` and `email` are kept exactly as given (case-sensitive
+    login, per the KIX portal); `email_key` is the address with its domain lower-cased,
+    which is how mail is matched (RFC 5321 §2.4: only the domain is case-insensitive)."""
+
+    __tablename__ = "customer_user"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=200)
+    email: str = Field(max_length=320)
+    email_key: str = Field(index=True, max_length=320)
+    name: str = Field(default="", max_length=200)
+    organisation_id: int | None = Field(default=None, foreign_key="organisation.id", index=True)
+    language: str = Field(default="de", max_length=8)
+    password_hash: str | None = Field(default=None, max_length=300)
+    must_change_password: bool = Field(default=False)
+    active: bool = Field(default=True)
+    password_changed: datetime | None = _time(default=None)
+    created: datetime = _time(default_factory=utcnow)
+    updated: datetime = _time(default_factory=utcnow)
+
+
+class Staff(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)
+    email_key: str = Field(index=True, max_length=320)
+    name: str = Field(default="", max_length=200)
+    language: str = Field(default="de", max_length=8)
+    active: bool = Field(default=True)
+
+
+class Queue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=100)          # the config id
+    name: str = Field(default="", max_length=200)
+    from_address: str = Field(max_length=400)
+    language: str = Field(default="de", max_length=8)
+    active: bool = Field(default=True)
+
+
+class QueueStaff(SQLModel, table=True):
+    __tablename__ = "queue_staff"
+    queue_id: int = Field(foreign_key="queue.id", primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", primary_key=True)
+
+
+class Template(SQLModel, table=True):
+    """A ticket template (Ticketvorlage); its conversation guide is in `guide_question`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=100)          # the config id
+    group: str = Field(max_length=32)                       # change | incident | service-request
+    names: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    addresses: list[str] = Field(default_factory=list, sa_type=JSON)
+    queue_id: int = Field(foreign_key="queue.id")
+    default_priority: int = Field(default=3)
+    organisations: list[str] = Field(default_factory=list, sa_type=JSON)  # empty: all
+    active: bool = Field(default=True)
+
+
+class GuideQuestion(SQLModel, table=True):
+    """One question of a template's conversation guide (Gesprächsleitfaden), in order."""
+
+    __tablename__ = "guide_question"
+    __table_args__ = (UniqueConstraint("template_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    template_id: int = Field(foreign_key="template.id", index=True)
+    position: int
+    key: str = Field(max_length=100)
+    labels: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    required: bool = Field(default=False)
+
+
+# -- tickets ----------------------------------------------------------------------------------
+
+class Ticket(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, max_length=32)
+    title: str = Field(max_length=1000)
+    state: str = Field(default="new", max_length=16, index=True)
+    priority: int = Field(default=3)
+    template_id: int | None = Field(default=None, foreign_key="template.id")
+    queue_id: int = Field(foreign_key="queue.id", index=True)
+    customer_user_id: int | None = Field(default=None, foreign_key="customer_user.id")
+    contact_email: str = Field(default="", max_length=320)   # the sender, registered or not
+    owner_staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    reply_token: str | None = Field(default=None, unique=True, max_length=64)
+    created: datetime = _time(default_factory=utcnow)
+    updated: datetime = _time(default_factory=utcnow)
+    closed: datetime | None = _time(default=None)
+
+    __table_args__ = (Index("ix_ticket_customer_number", "customer_user_id", "number"),)
+
+
+class GuideAnswer(SQLModel, table=True):
+    """An answer to a conversation-guide question, as received (by mail or the web form)."""
+
+    __tablename__ = "guide_answer"
+    __table_args__ = (UniqueConstraint("ticket_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    key: str = Field(max_length=100)
+    value: str = Field(default="")
+
+
+class Article(SQLModel, table=True):
+    """One message on a ticket. `quote_start` is the offset in `body` where quoted history
+    begins (None: no quote found), so views can fold it and still show it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    direction: str = Field(max_length=3)                    # in | out
+    channel: str = Field(max_length=8)                      # mail | web | note
+    internal: bool = Field(default=False)
+    sender: str = Field(max_length=8)                       # customer | staff | system
+    from_address: str = Field(default="", max_length=1000)
+    to_addresses: str = Field(default="", max_length=4000)
+    subject: str = Field(default="", max_length=1000)
+    body: str = Field(default="")
+    body_html: str | None = Field(default=None)            # sanitized, for display only
+    quote_start: int | None = Field(default=None)
+    message_id: str | None = Field(default=None, max_length=1000, index=True)
+    received_mail_id: int | None = Field(default=None, foreign_key="received_mail.id")
+    outbound_mail_id: int | None = Field(default=None, foreign_key="outbound_mail.id")
+    created: datetime = _time(default_factory=utcnow)
+
+
+class TicketMessageId(SQLModel, table=True):
+    """Every Message-ID a ticket has sent or received: what In-Reply-To/References match."""
+
+    __tablename__ = "ticket_message_id"
+    message_id: str = Field(primary_key=True, max_length=1000)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+
+
+class TicketHistory(SQLModel, table=True):
+    """Who changed what on a ticket, when, from what to what."""
+
+    __tablename__ = "ticket_history"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime = _time(default_factory=utcnow)
+    actor: str = Field(max_length=400)                      # e.g. "cli", "staff:anna@x", "mail"
+    field: str = Field(max_length=32)                       # created | state | priority | ...
+    old_value: str | None = Field(default=None)
+    new_value: str | None = Field(default=None)
+
+
+class Blob(SQLModel, table=True):
+    """Attachment content, stored once per SHA-256 on disk under DATA_DIR/attachments."""
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int
+    created: datetime = _time(default_factory=utcnow)
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="article.id", index=True)
+    sha256: str = Field(foreign_key="blob.sha256", index=True)
+    filename: str = Field(max_length=1000)
+    content_type: str = Field(default="application/octet-stream", max_length=200)
+    content_id: str | None = Field(default=None, max_length=1000)   # inline images
+    inline: bool = Field(default=False)
+    size: int
+
+
+# -- mail queues -------------------------------------------------------------------------------
+
+class ReceivedMail(SQLModel, table=True):
+    """Every received mail, raw, committed before anything looks at it; also the work queue
+    of the inbound pipeline (claimed with FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+
+    __tablename__ = "received_mail"
+    id: int | None = Field(default=None, primary_key=True)
+    received: datetime = _time(default_factory=utcnow)
+    source: str = Field(max_length=16)                      # smtp | lmtp | imap | ingest
+    envelope_from: str = Field(default="", max_length=1000)
+    envelope_to: list[str] = Field(default_factory=list, sa_type=JSON)
+    raw: bytes = Field(sa_type=LargeBinary)
+    raw_sha256: str = Field(max_length=64, index=True)
+    size: int
+    status: str = Field(default="pending", max_length=16)  # pending | done | quarantined
+    outcome: str | None = Field(default=None, max_length=16)
+    reason: str | None = Field(default=None)
+    rule: str | None = Field(default=None, max_length=64)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    message_id: str | None = Field(default=None, max_length=1000, index=True)
+    from_address: str | None = Field(default=None, max_length=1000)
+    subject: str | None = Field(default=None, max_length=1000)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None)
+    next_attempt: datetime = _time(default_factory=utcnow)
+    processed: datetime | None = _time(default=None)
+
+    __table_args__ = (Index("ix_received_mail_work", "status", "next_attempt"),)
+
+
+class OutboundMail(SQLModel, table=True):
+    """Every mail we send, rendered, stored in the transaction that caused it."""
+
+    __tablename__ = "outbound_mail"
+    id: int | None = Field(default=None, primary_key=True)
+    created: datetime = _time(default_factory=utcnow)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    event: str = Field(max_length=32)                       # ack | status | staff-answer | ...
+    envelope_from: str = Field(default="", max_length=1000)
+    recipients: list[str] = Field(default_factory=list, sa_type=JSON)
+    message_id: str = Field(max_length=1000, index=True)
+    raw: bytes = Field(sa_type=LargeBinary)
+    status: str = Field(default="queued", max_length=16)   # queued | sent | failed
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None)
+    next_attempt: datetime = _time(default_factory=utcnow)
+    deadline: datetime | None = _time(default=None)
+    sent: datetime | None = _time(default=None)
+
+    __table_args__ = (Index("ix_outbound_mail_work", "status", "next_attempt"),)
+
+
+class Token(SQLModel, table=True):
+    """A one-time token: only its SHA-256 is stored, never the token itself."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(max_length=32)                     # password-lost | file-exchange
+    token_hash: str = Field(unique=True, max_length=64)
+    customer_user_id: int | None = Field(default=None, foreign_key="customer_user.id")
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    created: datetime = _time(default_factory=utcnow)
+    expires: datetime = _time()
+    used: datetime | None = _time(default=None)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core `Table` of a model, for the Core statements of the per-mail path."""
+    return model.__table__  # type: ignore[attr-defined]

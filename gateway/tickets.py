@@ -1,0 +1,272 @@
+"""The ticket domain: create a ticket, append an article, change state and priority, reopen.
+
+In: a `Session` inside the caller's transaction, and frozen dataclasses describing the change.
+Out: the ids/numbers created; every change is written to `ticket_history`.
+
+Guarantees: nothing here commits; the caller's transaction makes a change and everything it
+caused (history, outbound mail) atomic. Inserts are SQLAlchemy Core statements, not ORM
+objects, because this runs once per mail (see docs/performance notes in the README).
+Invalid states or priorities raise `InvalidInput`; unknown numbers raise `NotFound`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import insert, select, update
+from sqlmodel import Session
+
+from gateway.errors import InvalidInput, NotFound
+from gateway.store.models import (
+    Article,
+    Attachment,
+    GuideAnswer,
+    Ticket,
+    TicketHistory,
+    TicketMessageId,
+    table_of,
+    utcnow,
+)
+from gateway.store.numbers import Numbering, next_ticket_number
+from gateway.store.upsert import upsert_for
+
+
+class State(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"
+    CLOSED = "closed"
+
+
+PRIORITY_NAMES = {1: "very low", 2: "low", 3: "normal", 4: "high", 5: "very high"}
+
+_ticket = table_of(Ticket)
+_article = table_of(Article)
+_attachment = table_of(Attachment)
+_answer = table_of(GuideAnswer)
+_history = table_of(TicketHistory)
+_message_id = table_of(TicketMessageId)
+
+
+def parse_state(text: str) -> State:
+    try:
+        return State(text.strip().lower())
+    except ValueError:
+        raise InvalidInput(
+            f"{text!r} is not a state; use one of {', '.join(s.value for s in State)}"
+        ) from None
+
+
+def parse_priority(text: str | int) -> int:
+    """`4`, `high`, `4 high` -> 4. Names are those of the contract."""
+    value = str(text).strip().lower()
+    number, _, name = value.partition(" ")
+    if number.isdigit() and name in ("", PRIORITY_NAMES.get(int(number))):
+        return int(number)
+    for key, label in PRIORITY_NAMES.items():
+        if value == label:
+            return key
+    choices = ", ".join(f"{k} ({v})" for k, v in PRIORITY_NAMES.items())
+    raise InvalidInput(f"{text!r} is not a priority; use one of {choices}")
+
+
+def priority_label(priority: int) -> str:
+    return f"{priority} {PRIORITY_NAMES.get(priority, '?')}"
+
+
+@dataclass(frozen=True)
+class NewAttachment:
+    filename: str
+    content_type: str
+    sha256: str          # already in the blob store (see store/blobs.py)
+    size: int
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class NewArticle:
+    direction: str                      # in | out
+    channel: str                        # mail | web | note
+    sender: str                         # customer | staff | system
+    body: str
+    subject: str = ""
+    from_address: str = ""
+    to_addresses: str = ""
+    internal: bool = False
+    body_html: str | None = None
+    quote_start: int | None = None
+    message_id: str | None = None
+    received_mail_id: int | None = None
+    outbound_mail_id: int | None = None
+    attachments: tuple[NewAttachment, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("in", "out"):
+            raise InvalidInput(f"article direction {self.direction!r}: use in or out")
+        if self.channel not in ("mail", "web", "note"):
+            raise InvalidInput(f"article channel {self.channel!r}: use mail, web or note")
+        if self.sender not in ("customer", "staff", "system"):
+            raise InvalidInput(f"article sender {self.sender!r}: use customer, staff or system")
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    title: str
+    queue_id: int
+    first_article: NewArticle
+    priority: int = 3
+    template_id: int | None = None
+    customer_user_id: int | None = None
+    contact_email: str = ""
+    reply_token: str | None = None
+    guide_answers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    id: int
+    number: str
+
+
+def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, actor: str,
+                  now: datetime | None = None) -> TicketRef:
+    """Insert a ticket with its first article, guide answers and a `created` history entry."""
+    title = new.title.strip()
+    if not title:
+        raise InvalidInput("a ticket needs a title (the mail subject)")
+    if new.priority not in PRIORITY_NAMES:
+        raise InvalidInput(f"priority {new.priority} is not between 1 and 5")
+    now = now or utcnow()
+    number = next_ticket_number(session, numbering, now)
+    ticket_id = session.execute(
+        insert(_ticket).values(
+            number=number, title=title, state=State.NEW.value, priority=new.priority,
+            template_id=new.template_id, queue_id=new.queue_id,
+            customer_user_id=new.customer_user_id, contact_email=new.contact_email,
+            owner_staff_id=None, reply_token=new.reply_token, created=now, updated=now,
+            closed=None,
+        ).returning(_ticket.c.id)
+    ).scalar_one()
+    if new.guide_answers:
+        session.execute(insert(_answer), [
+            {"ticket_id": ticket_id, "key": key, "value": value}
+            for key, value in new.guide_answers
+        ])
+    _record(session, ticket_id, actor, "created", None, State.NEW.value, now)
+    _insert_article(session, ticket_id, new.first_article, now)
+    return TicketRef(ticket_id, number)
+
+
+def add_article(session: Session, ticket_id: int, article: NewArticle,
+                now: datetime | None = None) -> int:
+    """Append an article to a ticket and touch its `updated` time; returns the article id."""
+    now = now or utcnow()
+    article_id = _insert_article(session, ticket_id, article, now)
+    session.execute(update(_ticket).where(_ticket.c.id == ticket_id).values(updated=now))
+    return article_id
+
+
+def set_state(session: Session, ticket_id: int, state: State, *, actor: str,
+              now: datetime | None = None) -> bool:
+    """Change the state (with history); returns False when it already had that state."""
+    now = now or utcnow()
+    current = _current(session, ticket_id)
+    if current.state == state.value:
+        return False
+    closed = now if state is State.CLOSED else None
+    session.execute(update(_ticket).where(_ticket.c.id == ticket_id)
+                    .values(state=state.value, closed=closed, updated=now))
+    _record(session, ticket_id, actor, "state", current.state, state.value, now)
+    return True
+
+
+def set_priority(session: Session, ticket_id: int, priority: int, *, actor: str,
+                 now: datetime | None = None) -> bool:
+    """Change the priority (with history); returns False when unchanged."""
+    if priority not in PRIORITY_NAMES:
+        raise InvalidInput(f"priority {priority} is not between 1 and 5")
+    now = now or utcnow()
+    current = _current(session, ticket_id)
+    if current.priority == priority:
+        return False
+    session.execute(update(_ticket).where(_ticket.c.id == ticket_id)
+                    .values(priority=priority, updated=now))
+    _record(session, ticket_id, actor, "priority", str(current.priority), str(priority), now)
+    return True
+
+
+def reopen(session: Session, ticket_id: int, *, actor: str, now: datetime | None = None) -> bool:
+    """A closed ticket becomes `open` again; any other state is left as it is."""
+    if _current(session, ticket_id).state != State.CLOSED.value:
+        return False
+    return set_state(session, ticket_id, State.OPEN, actor=actor, now=now)
+
+
+def find_ticket(session: Session, number: str, *, for_update: bool = False) -> Ticket:
+    """The ticket with this number; `NotFound` otherwise."""
+    statement = select(Ticket).where(_ticket.c.number == number.strip())
+    if for_update:
+        statement = statement.with_for_update()
+    ticket = session.execute(statement).scalar_one_or_none()
+    if ticket is None:
+        raise NotFound(f"no ticket with number {number!r}")
+    return ticket
+
+
+@dataclass(frozen=True)
+class _Current:
+    state: str
+    priority: int
+
+
+def _current(session: Session, ticket_id: int) -> _Current:
+    """The ticket's state and priority, row-locked on PostgreSQL for the change."""
+    row = session.execute(
+        select(_ticket.c.state, _ticket.c.priority)
+        .where(_ticket.c.id == ticket_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no ticket with id {ticket_id}")
+    return _Current(row.state, row.priority)
+
+
+def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: datetime) -> int:
+    article_id: int = session.execute(
+        insert(_article).values(
+            ticket_id=ticket_id, direction=article.direction, channel=article.channel,
+            internal=article.internal, sender=article.sender,
+            from_address=article.from_address, to_addresses=article.to_addresses,
+            subject=article.subject, body=article.body, body_html=article.body_html,
+            quote_start=article.quote_start, message_id=article.message_id,
+            received_mail_id=article.received_mail_id,
+            outbound_mail_id=article.outbound_mail_id, created=now,
+        ).returning(_article.c.id)
+    ).scalar_one()
+    if article.attachments:
+        session.execute(insert(_attachment), [
+            {"article_id": article_id, "sha256": a.sha256, "filename": a.filename,
+             "content_type": a.content_type, "content_id": a.content_id, "inline": a.inline,
+             "size": a.size}
+            for a in article.attachments
+        ])
+    if article.message_id:
+        remember_message_id(session, ticket_id, article.message_id)
+    return article_id
+
+
+def remember_message_id(session: Session, ticket_id: int, message_id: str) -> None:
+    """Record a Message-ID the ticket sent or received, for In-Reply-To/References threading.
+    A Message-ID already known (a duplicate delivery) keeps its first ticket."""
+    session.execute(upsert_for(session)(_message_id)
+                    .values(message_id=message_id, ticket_id=ticket_id)
+                    .on_conflict_do_nothing(index_elements=["message_id"]))
+
+
+def _record(session: Session, ticket_id: int, actor: str, field_name: str,
+            old: str | None, new: str | None, now: datetime) -> None:
+    session.execute(insert(_history).values(
+        ticket_id=ticket_id, at=now, actor=actor, field=field_name, old_value=old, new_value=new,
+    ))
