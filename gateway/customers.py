@@ -155,7 +155,7 @@ def _organisation_ids(session: Session, keys: list[str]) -> dict[str, int]:
         return {}
     existing = dict(session.execute(
         select(_organisation.c.key, _organisation.c.id).where(_organisation.c.key.in_(wanted))
-    ).tuples().all())
+    ).all())
     for key in wanted:
         if key not in existing:
             existing[key] = session.execute(

@@ -95,10 +95,13 @@ def _check_address(value: str) -> str:
 def _check_mailbox(value: str) -> str:
     """`Display Name <local@domain>` or a bare address."""
     _, address = parseaddr(value)
-    if not address or "\r" in value or "\n" in value:
+    try:
+        if not address or "\r" in value or "\n" in value:
+            raise ValueError
+        _check_address(address)
+    except ValueError:
         raise ValueError(f"{value!r} is not a mail address "
-                         "(e.g. \"Service Desk <sd@example.com>\")")
-    _check_address(address)
+                         "(e.g. \"Service Desk <sd@example.com>\")") from None
     return value
 
 
@@ -142,18 +145,42 @@ class _Section(BaseModel):
 
 # -- sections -------------------------------------------------------------------------------
 
-class DatabaseSettings(_Section):
-    url: str = "sqlite:///var/gateway.db"
-    password_env: EnvName = ""   # the password for `url`, never written in the file itself
+def _check_database_url(value: str) -> str:
+    if not (value.startswith("sqlite:///") or value.startswith("postgresql")):
+        raise ValueError(f"{value!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    if re.match(r"^[a-z+]+://[^/@]*:[^/@]*@", value):
+        raise ValueError("contains a password: name an environment variable in password_env "
+                         "instead")
+    return value
 
-    @model_validator(mode="after")
-    def _no_password_in_file(self) -> DatabaseSettings:
-        if not (self.url.startswith("sqlite") or self.url.startswith("postgresql")):
-            raise ValueError("url: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
-        if re.match(r"^[a-z+]+://[^/@]*:[^/@]*@", self.url):
-            raise ValueError("url: contains a password; name an environment variable in "
-                             "password_env instead")
-        return self
+
+def _check_system_id(value: str) -> str:
+    if not re.fullmatch(r"\d\d", value):
+        raise ValueError(f"{value!r} must be exactly two digits, e.g. \"10\"")
+    return value
+
+
+def _check_base_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{value!r} must be an absolute http(s) URL")
+    return value
+
+
+def _check_imap_url(value: str) -> str:
+    if not re.match(r"^imaps?://", value):
+        raise ValueError(f"{value!r} must start with imap:// or imaps://")
+    return value
+
+
+def _check_after(value: str) -> str:
+    if value not in ("seen", "delete") and not re.fullmatch(r"move:.+", value):
+        raise ValueError(f"{value!r}: use \"seen\", \"delete\" or \"move:FOLDER\"")
+    return value
+
+
+class DatabaseSettings(_Section):
+    url: Annotated[str, AfterValidator(_check_database_url)] = "sqlite:///var/gateway.db"
+    password_env: EnvName = ""   # the password for `url`, never written in the file itself
 
 
 class StorageSettings(_Section):
@@ -161,15 +188,10 @@ class StorageSettings(_Section):
 
 
 class TicketSettings(_Section):
-    system_id: str = "10"       # two digits in every ticket number, like KIX/OTRS SystemID
+    # two digits in every ticket number, like the KIX/OTRS SystemID
+    system_id: Annotated[str, AfterValidator(_check_system_id)] = "10"
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"   # the date in numbers
     reopen_on_reply: bool = True
-
-    @model_validator(mode="after")
-    def _two_digits(self) -> TicketSettings:
-        if not re.fullmatch(r"\d\d", self.system_id):
-            raise ValueError("system_id: must be exactly two digits, e.g. \"10\"")
-        return self
 
 
 class InboundSettings(_Section):
@@ -191,14 +213,8 @@ class OutboundSettings(_Section):
 
 class WebSettings(_Section):
     listen: Listen = "127.0.0.1:8080"
-    base_url: str = "http://127.0.0.1:8080"
+    base_url: Annotated[str, AfterValidator(_check_base_url)] = "http://127.0.0.1:8080"
     secret_key_env: EnvName = ""   # empty: a random key per start (sessions end on restart)
-
-    @model_validator(mode="after")
-    def _absolute_base(self) -> WebSettings:
-        if not re.match(r"^https?://[^/\s]+", self.base_url):
-            raise ValueError("base_url: must be an absolute http(s) URL")
-        return self
 
 
 class QueueSettings(_Section):
@@ -253,21 +269,13 @@ class FaqSettings(_Section):
 
 class MailboxSettings(_Section):
     name: Identifier
-    url: str
+    url: Annotated[str, AfterValidator(_check_imap_url)]
     user: str = ""
     password_env: EnvName = ""
     oauth2_token_command: str = ""
     folder: str = "INBOX"
-    after: str = "seen"
+    after: Annotated[str, AfterValidator(_check_after)] = "seen"
     poll_interval: int = Field(default=60, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> MailboxSettings:
-        if not re.match(r"^imaps?://", self.url):
-            raise ValueError("url: must start with imap:// or imaps://")
-        if self.after not in ("seen", "delete") and not re.fullmatch(r"move:.+", self.after):
-            raise ValueError("after: must be \"seen\", \"delete\" or \"move:FOLDER\"")
-        return self
 
 
 class Settings(_Section):
@@ -287,13 +295,6 @@ class Settings(_Section):
     template: list[TemplateSettings] = Field(default_factory=list)
     route: list[RouteSettings] = Field(default_factory=list)
     mailbox: list[MailboxSettings] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _references(self) -> Settings:
-        problems = _cross_reference_problems(self)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
     # -- derived values ---------------------------------------------------------------
     def path(self, value: str) -> Path:
@@ -337,32 +338,40 @@ def _duplicates(values: list[str]) -> list[str]:
     return sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
 
 
-def _cross_reference_problems(settings: Settings) -> list[str]:
-    """Checks between sections: ids are unique and every reference points somewhere."""
+def _entries(data: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
+    value = data.get(section, [])
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
+def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
+    """Checks between sections: ids are unique and every reference points somewhere. Works
+    on the raw file, so these problems are reported together with the per-key ones."""
     problems: list[str] = []
-    queue_ids = [q.id for q in settings.queue]
+    queues, templates = _entries(data, "queue"), _entries(data, "template")
+    queue_ids = [str(q.get("id")) for q in queues]
+    template_ids = {str(t.get("id")) for t in templates}
     for dup in _duplicates(queue_ids):
         problems.append(f"queue: id {dup!r} is used twice")
-    for dup in _duplicates([t.id for t in settings.template]):
+    for dup in _duplicates([str(t.get("id")) for t in templates]):
         problems.append(f"template: id {dup!r} is used twice")
-    for dup in _duplicates([s.email for s in settings.staff]):
+    for dup in _duplicates([str(s.get("email")) for s in _entries(data, "staff")]):
         problems.append(f"staff: {dup!r} is listed twice")
-    for dup in _duplicates([m.name for m in settings.mailbox]):
+    for dup in _duplicates([str(m.get("name")) for m in _entries(data, "mailbox")]):
         problems.append(f"mailbox: name {dup!r} is used twice")
-    addresses = [a.lower() for t in settings.template for a in t.addresses]
+    addresses = [str(a).lower() for t in templates for a in t.get("addresses", [])
+                 if isinstance(t.get("addresses"), list)]
     for dup in _duplicates(addresses):
         problems.append(f"template: address {dup!r} opens two templates")
-    template_ids = {t.id for t in settings.template}
-    for i, tpl in enumerate(settings.template):
-        if tpl.queue not in queue_ids:
-            problems.append(f"template[{i}].queue: unknown queue {tpl.queue!r} "
+    for i, template in enumerate(templates):
+        if "queue" in template and str(template["queue"]) not in queue_ids:
+            problems.append(f"template[{i}].queue: unknown queue {template['queue']!r} "
                             f"(known: {', '.join(queue_ids) or 'none'})")
-    for i, route in enumerate(settings.route):
-        if route.template and route.template not in template_ids:
-            problems.append(f"route[{i}].template: unknown template {route.template!r}")
-        if route.queue and route.queue not in queue_ids:
-            problems.append(f"route[{i}].queue: unknown queue {route.queue!r}")
-        if not route.template and not route.queue:
+    for i, route in enumerate(_entries(data, "route")):
+        if route.get("template") and str(route["template"]) not in template_ids:
+            problems.append(f"route[{i}].template: unknown template {route['template']!r}")
+        if route.get("queue") and str(route["queue"]) not in queue_ids:
+            problems.append(f"route[{i}].queue: unknown queue {route['queue']!r}")
+        if not route.get("template") and not route.get("queue"):
             problems.append(f"route[{i}]: needs a template or a queue")
     return problems
 
@@ -388,9 +397,7 @@ def _format_errors(source: str, error: ValidationError) -> list[str]:
             message = "unknown key (check the spelling; see `ticketgw init` for every key)"
         elif item["type"] == "missing":
             message = "is required"
-        # a root check joins several problems with "; " - give each its own line
-        for part in message.split("; "):
-            problems.append(f"{source}: {_format_location(loc)}: {part}")
+        problems.append(f"{source}: {_format_location(loc)}: {message}")
     return problems
 
 
@@ -426,10 +433,14 @@ def settings_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) 
     for forbidden in ("source", "base_dir"):
         if forbidden in data:
             raise ConfigError([f"{source}: {forbidden}: unknown key"])
+    problems = [f"{source}: {p}" for p in _cross_reference_problems(data)]
     try:
-        return Settings.model_validate({**data, "source": source, "base_dir": str(base_dir)})
+        settings = Settings.model_validate({**data, "source": source, "base_dir": str(base_dir)})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(source, exc)) from None
+        problems = _format_errors(source, exc) + problems
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
 
 def config_path_from_env(explicit: str | None) -> Path | None:

@@ -70,7 +70,7 @@ def list_tickets(session: Session, *, state: StateFilter = "all", queue: str | N
 
 def count_tickets_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(select(_ticket.c.state, func.count()).group_by(_ticket.c.state))
-    return {state: count for state, count in rows.tuples()}
+    return {state: count for state, count in rows}
 
 
 def ticket_detail(session: Session, number: str) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
                                  .order_by(_history.c.at, _history.c.id))
     ]
     answers = dict(session.execute(select(_answer.c.key, _answer.c.value)
-                                   .where(_answer.c.ticket_id == ticket.id)).tuples().all())
+                                   .where(_answer.c.ticket_id == ticket.id)).all())
     return {
         "number": ticket.number, "title": ticket.title, "state": ticket.state,
         "priority": ticket.priority, "priority_label": priority_label(ticket.priority),

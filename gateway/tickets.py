@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from gateway.errors import InvalidInput, NotFound
+from gateway.store.blobs import StoredBlob, record_blob
 from gateway.store.models import (
     Article,
     Attachment,
@@ -63,7 +64,8 @@ def parse_priority(text: str | int) -> int:
     """`4`, `high`, `4 high` -> 4. Names are those of the contract."""
     value = str(text).strip().lower()
     number, _, name = value.partition(" ")
-    if number.isdigit() and name in ("", PRIORITY_NAMES.get(int(number))):
+    known = number.isdigit() and int(number) in PRIORITY_NAMES
+    if known and name in ("", PRIORITY_NAMES[int(number)]):   # "4" or "4 high", not "4 low"
         return int(number)
     for key, label in PRIORITY_NAMES.items():
         if value == label:
@@ -80,7 +82,7 @@ def priority_label(priority: int) -> str:
 class NewAttachment:
     filename: str
     content_type: str
-    sha256: str          # already in the blob store (see store/blobs.py)
+    sha256: str          # content already written by BlobStore.put; its row is added here
     size: int
     content_id: str | None = None
     inline: bool = False
@@ -246,6 +248,8 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
         ).returning(_article.c.id)
     ).scalar_one()
     if article.attachments:
+        for a in article.attachments:
+            record_blob(session, StoredBlob(a.sha256, a.size))
         session.execute(insert(_attachment), [
             {"article_id": article_id, "sha256": a.sha256, "filename": a.filename,
              "content_type": a.content_type, "content_id": a.content_id, "inline": a.inline,

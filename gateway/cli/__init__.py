@@ -68,9 +68,15 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-def main() -> None:
+def _register_commands() -> None:
     from gateway.cli import admin, customers, serve, tickets
 
     for module in (admin, customers, serve, tickets):
         module.register(cli)
+
+
+_register_commands()
+
+
+def main() -> None:
     cli(prog_name="ticketgw")

@@ -95,7 +95,7 @@ def staff_list(context: CliContext, as_json: bool) -> None:
         people = session.execute(select(s).order_by(s.c.email)).all()
         queues: dict[int, list[str]] = {}
         for staff_id, key in session.execute(
-                select(qs.c.staff_id, q.c.key).join(q, q.c.id == qs.c.queue_id)).tuples():
+                select(qs.c.staff_id, q.c.key).join(q, q.c.id == qs.c.queue_id)):
             queues.setdefault(staff_id, []).append(key)
     rows = [{"email": p.email, "name": p.name, "language": p.language, "active": p.active,
              "queues": sorted(queues.get(p.id, []))} for p in people]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
 from gateway.errors import InvalidInput
-from gateway.ticket_queries import list_tickets, ticket_detail
+from gateway.ticket_queries import StateFilter, list_tickets, ticket_detail
 from gateway.tickets import (
     PRIORITY_NAMES,
     State,
@@ -44,13 +44,13 @@ def ticket_list(context: CliContext, state_filter: str, queue: str | None,
     """List tickets, newest first."""
     app = context.app()
     with app.db.read() as session:
-        rows = list_tickets(session, state=state_filter, queue=queue, customer=customer,  # type: ignore[arg-type]
-                            limit=limit)
+        rows = list_tickets(session, state=cast(StateFilter, state_filter), queue=queue,
+                            customer=customer, limit=limit)
     if as_json:
         echo_json(rows)
         return
-    echo_table([{**r, "customer": r["customer"] or r["contact"], "created": r["created"][:16].replace("T", " ")}
-                for r in rows],
+    echo_table([{**r, "customer": r["customer"] or r["contact"],
+                 "created": r["created"][:16].replace("T", " ")} for r in rows],
                ["number", "state", "priority", "queue", "customer", "created", "title"],
                empty="(no tickets)")
 

@@ -79,4 +79,4 @@ class _DatabaseCollector(Collector):
 
 def _count_by_status(session: Session, table: Table) -> dict[str, int]:
     rows = session.execute(select(table.c.status, func.count()).group_by(table.c.status))
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows}

@@ -1,0 +1,165 @@
+"""The store on both databases: migrations, refusal of old schemas, claims, blobs."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, insert, select, text
+from sqlmodel import SQLModel
+
+from gateway.app import App
+from gateway.errors import DatabaseNotReady, TemporaryFailure
+from gateway.store.blobs import BlobStore, record_blob
+from gateway.store.claims import claim_due
+from gateway.store.db import Database
+from gateway.store.migrate import head_revision, upgrade
+from gateway.store.models import Blob, ReceivedMail, table_of, utcnow
+
+_received = table_of(ReceivedMail)
+
+
+def test_migrations_create_exactly_the_models(database_url: str) -> None:
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_upgrade_is_repeatable(database_url: str) -> None:
+    upgrade(database_url)
+    database = Database(database_url)
+    assert database.schema_revision() == head_revision()
+    database.dispose()
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_runs_in_wal_with_full_sync(database_url: str) -> None:
+    database = Database(database_url)
+    with database.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2   # FULL
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    database.dispose()
+
+
+def test_an_empty_database_is_refused_with_what_to_run(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(DatabaseNotReady, match=r"is empty \(no tables\).*ticketgw db upgrade"):
+        database.require_current_schema()
+    database.dispose()
+
+
+def test_an_older_schema_is_refused(database_url: str) -> None:
+    database = Database(database_url)
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    try:
+        with pytest.raises(DatabaseNotReady, match="at revision 0000.*ticketgw db upgrade"):
+            database.require_current_schema()
+    finally:
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = :v"),
+                               {"v": head_revision()})
+        database.dispose()
+
+
+def test_unreachable_database_is_a_clear_temporary_failure() -> None:
+    database = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(DatabaseNotReady, match="cannot connect to the database "
+                                               "postgresql\\+psycopg://postgres@127.0.0.1:1/nowhere"):
+        database.ping()
+    with pytest.raises(TemporaryFailure, match="database unavailable"), \
+            database.write() as session:
+        session.execute(text("SELECT 1"))
+
+
+def test_a_failed_transaction_leaves_nothing(app: App) -> None:
+    with pytest.raises(RuntimeError), app.db.write() as session:
+        _add_received(session, b"x")
+        raise RuntimeError("boom")
+    with app.db.read() as session:
+        assert session.execute(select(_received.c.id)).all() == []
+
+
+def _add_received(session: object, raw: bytes) -> int:
+    from sqlmodel import Session
+
+    assert isinstance(session, Session)
+    return int(session.execute(insert(_received).values(
+        received=utcnow(), source="ingest", envelope_from="", envelope_to=[], raw=raw,
+        raw_sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), status="pending",
+        attempts=0, next_attempt=utcnow()).returning(_received.c.id)).scalar_one())
+
+
+def test_claims_take_due_rows_oldest_first(app: App) -> None:
+    with app.db.write() as session:
+        ids = [_add_received(session, f"m{i}".encode()) for i in range(3)]
+    with app.db.write() as session:
+        rows = claim_due(session, _received, status="pending", now=utcnow(), limit=2)
+        assert [r.id for r in rows] == ids[:2]
+
+
+@pytest.mark.backends("postgresql")
+def test_two_instances_never_claim_the_same_row(app: App) -> None:
+    """SKIP LOCKED: while one transaction holds its claims, another gets the other rows."""
+    with app.db.write() as session:
+        for i in range(6):
+            _add_received(session, f"m{i}".encode())
+    other = Database(app.db.url)      # a second instance: its own engine and connections
+    first_claimed = threading.Event()
+    release = threading.Event()
+    claimed: dict[str, list[int]] = {}
+
+    def instance_a() -> None:
+        with app.db.write() as session:
+            claimed["a"] = [r.id for r in claim_due(session, _received, status="pending",
+                                                    now=utcnow(), limit=4)]
+            first_claimed.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=instance_a)
+    thread.start()
+    assert first_claimed.wait(10)
+    with other.write() as session:
+        claimed["b"] = [r.id for r in claim_due(session, _received, status="pending",
+                                                now=utcnow(), limit=4)]
+    release.set()
+    thread.join()
+    other.dispose()
+    assert len(claimed["a"]) == 4 and len(claimed["b"]) == 2
+    assert set(claimed["a"]).isdisjoint(claimed["b"])
+
+
+def test_blobs_are_stored_once_by_content(app: App, tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "attachments")
+    first = store.put(b"same bytes")
+    second = store.put([b"same ", b"bytes"])
+    assert first == second
+    assert first.sha256 == hashlib.sha256(b"same bytes").hexdigest()
+    files = [p for p in (tmp_path / "attachments").rglob("*") if p.is_file()]
+    assert files == [store.path_for(first.sha256)]      # no leftover temporary file
+    with store.open(first.sha256) as handle:
+        assert handle.read() == b"same bytes"
+    with app.db.write() as session:
+        record_blob(session, first)
+        record_blob(session, second)
+    with app.db.read() as session:
+        assert session.execute(select(table_of(Blob).c.size)).scalars().all() == [10]
+
+
+def test_a_failed_blob_write_leaves_no_file(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "attachments")
+
+    def chunks() -> object:
+        yield b"partial"
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        store.put(chunks())  # type: ignore[arg-type]
+    assert [p for p in (tmp_path / "attachments").rglob("*") if p.is_file()] == []

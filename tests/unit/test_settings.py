@@ -1,0 +1,176 @@
+"""The config file: defaults, validation messages (file, key, problem), overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.settings import (
+    environment_problems,
+    host_port,
+    load_settings,
+    merge_config,
+    settings_from_mapping,
+)
+
+SAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "sample_config.toml"
+
+
+def problems_of(tmp_path: Path, toml: str) -> list[str]:
+    path = tmp_path / "ticketgw.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    return caught.value.problems
+
+
+def test_embedded_defaults_are_the_contract(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TICKETGW_DATABASE_URL", raising=False)
+    settings = load_settings(None)
+    assert settings.database_url() == f"sqlite:///{tmp_path}/var/gateway.db"
+    assert settings.inbound.smtp == "127.0.0.1:2525"
+    assert settings.web.listen == "127.0.0.1:8080"
+    assert settings.outbound.transport == "maildir:var/outbox"
+    assert settings.attachments_dir == tmp_path / "var" / "attachments"
+
+
+def test_sample_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(SAMPLE)
+    assert [t.id for t in settings.template] == ["incident"]
+    assert settings.template[0].guide[0].label["de"] == "Betroffenes System"
+    assert settings.inbound.max_message_size == 50 * 1024 * 1024
+
+
+def test_every_problem_is_reported_with_file_and_key(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, """
+[database]
+url = "mysql://x"
+
+[inbound]
+smtp = "localhost"
+max_message_size = "lots"
+max_recipents = 3
+
+[[queue]]
+id = "Service Desk"
+from = "not an address"
+
+[[template]]
+id = "incident"
+group = "incidents"
+name = { de = "Störung" }
+queue = "nowhere"
+priority = 9
+""")
+    text = "\n".join(problems)
+    path = str(tmp_path / "ticketgw.toml")
+    assert all(p.startswith(path + ": ") for p in problems), problems
+    assert "database.url: 'mysql://x': use sqlite:///PATH" in text
+    assert "inbound.smtp: 'localhost' is not host:port" in text
+    assert "inbound.max_message_size: 'lots' is not a size" in text
+    assert "inbound.max_recipents: unknown key" in text
+    assert "queue[0].id: 'Service Desk' is not an id" in text
+    assert "queue[0].from: 'not an address' is not a mail address" in text
+    assert "template[0].group:" in text
+    assert "template[0].priority:" in text
+    assert "template[0].queue: unknown queue 'nowhere' (known: Service Desk)" in text
+    assert len(problems) == 9
+
+
+def test_cross_references_are_checked(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, """
+[[queue]]
+id = "sd"
+from = "sd@example.com"
+
+[[queue]]
+id = "sd"
+from = "sd2@example.com"
+
+[[template]]
+id = "t"
+group = "change"
+name = { en = "T" }
+queue = "elsewhere"
+addresses = ["a@example.com"]
+
+[[template]]
+id = "u"
+group = "change"
+name = { en = "U" }
+queue = "sd"
+addresses = ["A@example.com"]
+
+[[route]]
+address = "x@example.com"
+template = "missing"
+""")
+    text = "\n".join(problems)
+    assert "queue: id 'sd' is used twice" in text
+    assert "template[0].queue: unknown queue 'elsewhere'" in text
+    assert "template: address 'a@example.com' opens two templates" in text
+    assert "route[0].template: unknown template 'missing'" in text
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(missing)
+    problems = problems_of(tmp_path, "[database\nurl=")
+    assert "not valid TOML" in problems[0]
+
+
+def test_passwords_never_in_the_file(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, '[database]\nurl = "postgresql+psycopg://u:secret@h/db"\n')
+    assert problems[0].endswith("database.url: contains a password: name an environment "
+                                "variable in password_env instead")
+
+
+def test_password_comes_from_the_named_variable(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TICKETGW_DATABASE_URL", raising=False)
+    settings = settings_from_mapping(
+        {"database": {"url": "postgresql+psycopg://gw@db/gw", "password_env": "GW_PW"}},
+        "x.toml", tmp_path)
+    assert environment_problems(settings) == [
+        "x.toml: database.password_env: environment variable GW_PW is not set"]
+    monkeypatch.setenv("GW_PW", "s3cr%t")
+    assert settings.database_url() == "postgresql+psycopg://gw:s3cr%25t@db/gw"
+    assert environment_problems(settings) == []
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TICKETGW_DATABASE_URL", raising=False)
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "gw.toml"
+    path.write_text('[database]\nurl = "sqlite:///db/gw.db"\n[storage]\ndata_dir = "/srv/gw"\n')
+    monkeypatch.chdir("/")
+    settings = load_settings(path)
+    assert settings.database_url() == f"sqlite:///{tmp_path}/etc/db/gw.db"
+    assert settings.attachments_dir == Path("/srv/gw/attachments")
+
+
+def test_sizes_and_listen_addresses(tmp_path: Path) -> None:
+    def size(value: object) -> int:
+        return settings_from_mapping({"inbound": {"max_message_size": value}}, "x",
+                                     tmp_path).inbound.max_message_size
+    assert size("50MB") == 50 * 1024**2
+    assert size("512 KiB") == 512 * 1024
+    assert size(1000) == 1000
+    with pytest.raises(ConfigError):
+        size("0MB")
+    assert host_port("127.0.0.1:2525") == ("127.0.0.1", 2525)
+    assert host_port("[::1]:25") == ("::1", 25)
+
+
+def test_overlay_appends_lists_and_keeps_user_values() -> None:
+    user = {"inbound": {"smtp": "0.0.0.0:25"}, "queue": [{"id": "mine"}]}
+    overlay = {"inbound": {"smtp": "x", "domains": ["d"]}, "queue": [{"id": "demo"}]}
+    merged = merge_config(user, overlay)
+    assert merged["inbound"] == {"smtp": "0.0.0.0:25", "domains": ["d"]}
+    assert [q["id"] for q in merged["queue"]] == ["mine", "demo"]
