@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Generator
 from typing import Protocol
 
@@ -46,19 +47,28 @@ class WebComponent:
     name = "web"
 
     def __init__(self, app: App) -> None:
-        host, port = host_port(app.settings.web.listen)
-        config = uvicorn.Config(create_web_app(app), host=host, port=port, log_level="warning",
-                                access_log=False, lifespan="off")
+        self.host, self.port = host_port(app.settings.web.listen)
+        config = uvicorn.Config(create_web_app(app), host=self.host, port=self.port,
+                                log_level="warning", access_log=False, lifespan="off")
         self.server = _QuietServer(config)
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve())
+        # bind here, not in uvicorn: a taken port becomes our error message, not its exit(3)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self.port))
+        except OSError as exc:
+            listener.close()
+            raise OSError(f"web server could not listen on {self.host}:{self.port}: "
+                          f"{exc.strerror}") from None
+        self.task = asyncio.create_task(self.server.serve(sockets=[listener]))
         while not self.server.started:
-            if self.task.done():      # uvicorn gives up (e.g. the port is taken)
+            if self.task.done():
                 self.task.result()
-                raise OSError(f"web server could not listen on {self.server.config.host}:"
-                              f"{self.server.config.port}")
+                raise OSError(f"web server on {self.host}:{self.port} stopped at start")
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:

@@ -401,15 +401,29 @@ def _format_errors(source: str, error: ValidationError) -> list[str]:
     return problems
 
 
+_IDENTITY_KEYS = ("id", "email", "name")   # what names an entry of [[queue]], [[staff]], ...
+
+
+def _identity(entry: Any) -> tuple[str, Any] | None:
+    if isinstance(entry, dict):
+        for key in _IDENTITY_KEYS:
+            if key in entry:
+                return key, entry[key]
+    return None
+
+
 def merge_config(user: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Add `overlay` to the user's config: lists are appended, tables merged, and a value the
-    user set is kept (the overlay only fills in)."""
+    """Add `overlay` to the user's config; the overlay only fills in: tables are merged, a
+    value the user set is kept, and list entries are appended unless the user has an entry
+    with the same id (or email, or name)."""
     merged = dict(user)
     for key, value in overlay.items():
         if key not in merged:
             merged[key] = value
         elif isinstance(value, list) and isinstance(merged[key], list):
-            merged[key] = [*merged[key], *value]
+            taken = {_identity(e) for e in merged[key]} - {None}
+            merged[key] = [*merged[key], *(e for e in value if _identity(e) not in taken
+                                          or _identity(e) is None)]
         elif isinstance(value, dict) and isinstance(merged[key], dict):
             merged[key] = merge_config(merged[key], value)
     return merged

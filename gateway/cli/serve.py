@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import click
 
@@ -52,7 +53,11 @@ def serve(context: CliContext, demo: bool) -> None:
     if settings.web.listen:
         click.echo(f"ticketgw: web on http://{settings.web.listen} (/healthz, /metrics)", err=True)
     click.echo("ticketgw: running; Ctrl-C or SIGTERM stops", err=True)
-    asyncio.run(run_service(build_components(app)))
+    try:
+        asyncio.run(run_service(build_components(app)))
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     click.echo("ticketgw: stopped", err=True)
 
 

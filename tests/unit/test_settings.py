@@ -169,8 +169,12 @@ def test_sizes_and_listen_addresses(tmp_path: Path) -> None:
 
 
 def test_overlay_appends_lists_and_keeps_user_values() -> None:
-    user = {"inbound": {"smtp": "0.0.0.0:25"}, "queue": [{"id": "mine"}]}
-    overlay = {"inbound": {"smtp": "x", "domains": ["d"]}, "queue": [{"id": "demo"}]}
+    user = {"inbound": {"smtp": "0.0.0.0:25"}, "queue": [{"id": "mine", "name": "Mine"}],
+            "inbound_extra": ["a"]}
+    overlay = {"inbound": {"smtp": "x", "domains": ["d"]},
+               "queue": [{"id": "demo"}, {"id": "mine", "name": "Demo's"}],
+               "inbound_extra": ["b"]}
     merged = merge_config(user, overlay)
     assert merged["inbound"] == {"smtp": "0.0.0.0:25", "domains": ["d"]}
-    assert [q["id"] for q in merged["queue"]] == ["mine", "demo"]
+    assert merged["queue"] == [{"id": "mine", "name": "Mine"}, {"id": "demo"}]   # user's wins
+    assert merged["inbound_extra"] == ["a", "b"]

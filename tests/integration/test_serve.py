@@ -1,0 +1,110 @@
+"""`ticketgw serve` as a real process: starts, answers /healthz and /metrics, stops cleanly
+on SIGTERM and SIGINT, refuses an unmigrated database and a taken port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import write_config
+
+TICKETGW = [sys.executable, "-m", "gateway"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
+    return subprocess.Popen([*TICKETGW, *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_healthy(process: subprocess.Popen[str], url: str, timeout: float = 30) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited {process.returncode}: {process.communicate()}")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("serve did not answer in time")
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    port = free_port()
+    config = write_config(tmp_path / "ticketgw.toml", database_url)
+    config.write_text(config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{port}"'))
+    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(process, f"{base}/healthz")
+        yield process, base, config
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_demo_answers_and_stops_cleanly(served: tuple[subprocess.Popen[str], str, Path],
+                                              stop_signal: signal.Signals) -> None:
+    process, base, config = served
+    health = httpx.get(f"{base}/healthz")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok" and health.json()["database"] == "ok"
+    metrics = httpx.get(f"{base}/metrics")
+    assert metrics.status_code == 200
+    assert 'ticketgw_tickets{state="closed"} 1.0' in metrics.text
+    assert "ticketgw_database_up 1.0" in metrics.text
+    listed = subprocess.run([*TICKETGW, "--config", str(config), "ticket", "list", "--json"],
+                            capture_output=True, text=True, check=True)
+    assert len(json.loads(listed.stdout)) == 5
+
+    started = time.monotonic()
+    process.send_signal(stop_signal)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    assert time.monotonic() - started < 10
+    assert "ticketgw: stopped" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.backends("sqlite")
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/new.db")
+    process = start(["--config", str(config), "serve"], tmp_path)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 75
+    assert "ticketgw db upgrade" in stderr
+
+
+@pytest.mark.backends("sqlite")
+def test_serve_reports_a_taken_port(database_url: str, tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        config = write_config(tmp_path / "c.toml", database_url)
+        config.write_text(config.read_text().replace('listen = ""',
+                                                     f'listen = "127.0.0.1:{port}"'))
+        process = start(["--config", str(config), "serve"], tmp_path)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert f"error: web server could not listen on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
