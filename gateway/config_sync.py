@@ -5,12 +5,15 @@ reference them and listings can show them. Rows are keyed by config id (staff by
 updated in place, and never deleted: a queue or template removed from the config is marked
 inactive and its tickets keep pointing at it.
 
-Guarantee: runs in the caller's transaction; running it twice changes nothing the second time.
+Guarantees: runs in the caller's transaction; running it twice changes nothing the second
+time; instances starting at the same moment on one PostgreSQL database take turns (a
+transaction-scoped advisory lock), so they never race on the same rows. SQLite's write
+transaction (BEGIN IMMEDIATE) already serialises them.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, text, update
 from sqlmodel import Session
 
 from gateway.addresses import address_key
@@ -24,7 +27,12 @@ _template = table_of(Template)
 _question = table_of(GuideQuestion)
 
 
+SYNC_LOCK_ID = 0x7467_0001   # an arbitrary constant, unique among our advisory locks
+
+
 def sync_configuration(session: Session, settings: Settings) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SYNC_LOCK_ID})
     staff_ids = _sync_staff(session, settings)
     queue_ids = _sync_queues(session, settings, staff_ids)
     _sync_templates(session, settings, queue_ids)

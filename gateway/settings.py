@@ -17,124 +17,37 @@ variables (`*_env` keys) and only those are read.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
-from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigError
+from gateway.settings_values import (
+    Address,
+    AfterImport,
+    BaseUrl,
+    DatabaseUrl,
+    EnvName,
+    Identifier,
+    ImapUrl,
+    Labels,
+    Language,
+    Listen,
+    Mailbox,
+    Size,
+    SystemId,
+    TimeZone,
+    Transport,
+)
 
 CONFIG_ENV = "TICKETGW_CONFIG"
 DATABASE_URL_ENV = "TICKETGW_DATABASE_URL"
 TEMPLATE_GROUPS = ("change", "incident", "service-request")
 LANGUAGES = ("de", "en")
 
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2,
-               "MIB": 1024**2, "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-
-# -- value checks -------------------------------------------------------------------------
-
-def _parse_size(value: Any) -> int:
-    """`50MB`, `512K`, `1GiB` or a plain number of bytes; units are binary (1 MB = 1024² B)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a size such as 50MB")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a size such as 50MB")
-    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", value)
-    if not match or match.group(2).upper() not in _SIZE_UNITS:
-        raise ValueError(f"{value!r} is not a size; write e.g. 50MB, 512KB or 1GB")
-    size = int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
-    if size <= 0:
-        raise ValueError("must be positive")
-    return size
-
-
-def _check_listen(value: str) -> str:
-    """`host:port`, `[v6]:port`, or "" for off."""
-    if value == "":
-        return value
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not host:port (or \"\" to turn it off)")
-    return value
-
-
-def _check_env_name(value: str) -> str:
-    if value and not _ENV_NAME.match(value):
-        raise ValueError(f"{value!r} is not an environment variable name")
-    return value
-
-
-def _check_address(value: str) -> str:
-    """A bare address `local@domain`."""
-    if value.count("@") != 1 or value.startswith("@") or value.endswith("@") or " " in value:
-        raise ValueError(f"{value!r} is not a mail address")
-    return value
-
-
-def _check_mailbox(value: str) -> str:
-    """`Display Name <local@domain>` or a bare address."""
-    _, address = parseaddr(value)
-    try:
-        if not address or "\r" in value or "\n" in value:
-            raise ValueError
-        _check_address(address)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a mail address "
-                         "(e.g. \"Service Desk <sd@example.com>\")") from None
-    return value
-
-
-def _check_id(value: str) -> str:
-    if not _ID.match(value):
-        raise ValueError(f"{value!r} is not an id: use lower-case letters, digits, '.', '_', '-'")
-    return value
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from None
-    return value
-
-
-def _check_transport(value: str) -> str:
-    if value.startswith("maildir:") and len(value) > len("maildir:"):
-        return value
-    if re.fullmatch(r"smtps?://[^/:\s]+(:\d+)?/?", value):
-        return value
-    raise ValueError(f"{value!r} is not a transport: use \"maildir:PATH\" or \"smtp://host:port\"")
-
-
-Size = Annotated[int, BeforeValidator(_parse_size)]
-Listen = Annotated[str, AfterValidator(_check_listen)]
-EnvName = Annotated[str, AfterValidator(_check_env_name)]
-Address = Annotated[str, AfterValidator(_check_address)]
-Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
-Identifier = Annotated[str, AfterValidator(_check_id)]
-Language = Literal["de", "en"]
-Labels = dict[Language, str]
 
 
 class _Section(BaseModel):
@@ -145,41 +58,8 @@ class _Section(BaseModel):
 
 # -- sections -------------------------------------------------------------------------------
 
-def _check_database_url(value: str) -> str:
-    if not (value.startswith("sqlite:///") or value.startswith("postgresql")):
-        raise ValueError(f"{value!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
-    if re.match(r"^[a-z+]+://[^/@]*:[^/@]*@", value):
-        raise ValueError("contains a password: name an environment variable in password_env "
-                         "instead")
-    return value
-
-
-def _check_system_id(value: str) -> str:
-    if not re.fullmatch(r"\d\d", value):
-        raise ValueError(f"{value!r} must be exactly two digits, e.g. \"10\"")
-    return value
-
-
-def _check_base_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"{value!r} must be an absolute http(s) URL")
-    return value
-
-
-def _check_imap_url(value: str) -> str:
-    if not re.match(r"^imaps?://", value):
-        raise ValueError(f"{value!r} must start with imap:// or imaps://")
-    return value
-
-
-def _check_after(value: str) -> str:
-    if value not in ("seen", "delete") and not re.fullmatch(r"move:.+", value):
-        raise ValueError(f"{value!r}: use \"seen\", \"delete\" or \"move:FOLDER\"")
-    return value
-
-
 class DatabaseSettings(_Section):
-    url: Annotated[str, AfterValidator(_check_database_url)] = "sqlite:///var/gateway.db"
+    url: DatabaseUrl = "sqlite:///var/gateway.db"
     password_env: EnvName = ""   # the password for `url`, never written in the file itself
 
 
@@ -189,8 +69,8 @@ class StorageSettings(_Section):
 
 class TicketSettings(_Section):
     # two digits in every ticket number, like the KIX/OTRS SystemID
-    system_id: Annotated[str, AfterValidator(_check_system_id)] = "10"
-    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"   # the date in numbers
+    system_id: SystemId = "10"
+    timezone: TimeZone = "UTC"   # the date in numbers
     reopen_on_reply: bool = True
 
 
@@ -203,7 +83,7 @@ class InboundSettings(_Section):
 
 
 class OutboundSettings(_Section):
-    transport: Annotated[str, AfterValidator(_check_transport)] = "maildir:var/outbox"
+    transport: Transport = "maildir:var/outbox"
     from_: Mailbox = Field(default="Service Desk <support@localhost>", alias="from")
     smtp_user: str = ""
     smtp_password_env: EnvName = ""
@@ -213,7 +93,7 @@ class OutboundSettings(_Section):
 
 class WebSettings(_Section):
     listen: Listen = "127.0.0.1:8080"
-    base_url: Annotated[str, AfterValidator(_check_base_url)] = "http://127.0.0.1:8080"
+    base_url: BaseUrl = "http://127.0.0.1:8080"
     secret_key_env: EnvName = ""   # empty: a random key per start (sessions end on restart)
 
 
@@ -269,12 +149,12 @@ class FaqSettings(_Section):
 
 class MailboxSettings(_Section):
     name: Identifier
-    url: Annotated[str, AfterValidator(_check_imap_url)]
+    url: ImapUrl
     user: str = ""
     password_env: EnvName = ""
     oauth2_token_command: str = ""
     folder: str = "INBOX"
-    after: Annotated[str, AfterValidator(_check_after)] = "seen"
+    after: AfterImport = "seen"
     poll_interval: int = Field(default=60, gt=0)
 
 
@@ -319,7 +199,10 @@ class Settings(_Section):
         if self.database.password_env and not os.environ.get(DATABASE_URL_ENV):
             from sqlalchemy.engine import make_url
 
-            password = os.environ.get(self.database.password_env, "")
+            password = os.environ.get(self.database.password_env)
+            if not password:
+                raise ConfigError([f"{self.source}: database.password_env: environment "
+                                   f"variable {self.database.password_env} is not set"])
             url = make_url(url).set(password=password).render_as_string(hide_password=False)
         return url
 

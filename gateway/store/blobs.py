@@ -1,8 +1,9 @@
 """Content-addressed attachment storage on disk: DATA_DIR/attachments/ab/cd/<sha256>.
 
 Guarantees:
-- `put` writes to a temporary file in the same directory, fsyncs it and renames it into
-  place, so a blob file is either complete or absent; identical content is stored once.
+- `put` writes to a temporary file in the same directory, fsyncs it, renames it into place
+  and fsyncs the directory, so a blob file is either complete or absent, also after a power
+  loss; identical content is stored once. Files are mode 0640.
 - The file is written *before* the database row that references it commits; a rollback can
   leave an unreferenced file behind (harmless; a sweep can remove it), never a row without
   its file.
@@ -25,6 +26,7 @@ from gateway.store.models import Blob, table_of, utcnow
 from gateway.store.upsert import upsert_for
 
 CHUNK = 1024 * 1024
+FILE_MODE = 0o640    # owner and group: instances sharing the directory share a group
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class BlobStore:
                 os.unlink(handle.name)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(handle.name, FILE_MODE)
                 os.replace(handle.name, target)
+                _fsync_directory(target.parent)   # the rename itself must survive a crash
         except BaseException:
             if os.path.exists(handle.name):
                 os.unlink(handle.name)
@@ -72,6 +76,14 @@ class BlobStore:
 
     def open(self, sha256: str) -> BinaryIO:
         return self.path_for(sha256).open("rb")
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def record_blob(session: Session, blob: StoredBlob) -> None:

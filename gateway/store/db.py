@@ -30,6 +30,7 @@ from sqlmodel import Session
 from gateway.errors import DatabaseNotReady, TemporaryFailure
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10      # an unreachable host fails in time for a 4xx, never hangs
 
 
 def display_url(url: str) -> str:
@@ -48,7 +49,8 @@ class Database:
             self.engine = self._sqlite_engine(url, echo)
         else:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5,
-                                        max_overflow=5)
+                                        max_overflow=5,
+                                        connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
         # the same pool, but transactions that will write take the SQLite write lock at BEGIN
         self._write_engine = self.engine.execution_options(tgw_write=True)
 

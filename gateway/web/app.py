@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Table, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from gateway import __version__
@@ -60,7 +61,7 @@ class _DatabaseCollector(Collector):
                 tickets = count_tickets_by_state(session)
                 received = _count_by_status(session, table_of(ReceivedMail))
                 outbound = _count_by_status(session, table_of(OutboundMail))
-        except TemporaryFailure:
+        except (TemporaryFailure, SQLAlchemyError):   # down, or not migrated
             up.add_metric([], 0)
             yield up
             return

@@ -76,3 +76,35 @@ def test_config_sync_is_idempotent_and_keeps_removed_rows_inactive(app: App,
     assert [(r.id, r.key, r.active) for r in after] == [
         (before[0].id, "change", False), (before[1].id, "incident", True)]
     assert [tuple(r) for r in queues] == [("changes", True), ("servicedesk", True)]
+
+
+def test_instances_starting_together_sync_without_conflict(settings: object) -> None:
+    """Four instances start at once on a fresh database: none fails, nothing is doubled."""
+    import threading
+
+    from gateway.app import build_app, prepare_database
+    from gateway.settings import Settings
+
+    assert isinstance(settings, Settings)
+    apps = [build_app(settings) for _ in range(4)]
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def start(app: App) -> None:
+        barrier.wait()
+        try:
+            prepare_database(app, migrate=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(a,)) for a in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with apps[0].db.read() as session:
+        assert len(session.execute(select(table_of(Queue).c.id)).all()) == 2
+        assert len(session.execute(select(table_of(Template).c.id)).all()) == 2
+    for app in apps:
+        app.close()

@@ -178,3 +178,14 @@ def test_overlay_appends_lists_and_keeps_user_values() -> None:
     assert merged["inbound"] == {"smtp": "0.0.0.0:25", "domains": ["d"]}
     assert merged["queue"] == [{"id": "mine", "name": "Mine"}, {"id": "demo"}]   # user's wins
     assert merged["inbound_extra"] == ["a", "b"]
+
+
+def test_a_missing_password_variable_stops_the_start(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TICKETGW_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GW_PW", raising=False)
+    settings = settings_from_mapping(
+        {"database": {"url": "postgresql+psycopg://gw@db/gw", "password_env": "GW_PW"}},
+        "x.toml", tmp_path)
+    with pytest.raises(ConfigError, match="GW_PW is not set"):
+        settings.database_url()
