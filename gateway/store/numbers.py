@@ -16,8 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import bindparam
 from sqlmodel import Session
 
 from gateway.store.models import TicketCounter, table_of
@@ -32,17 +34,23 @@ class Numbering:
     timezone: str         # the zone whose calendar date starts the number
 
 
+_BUMP_COUNTER: dict[str, Any] = {}   # the statement per dialect, built on first use
+
+
 def next_ticket_number(session: Session, numbering: Numbering, now: datetime) -> str:
     """Allocate the next number for `now`'s date; call inside the ticket's transaction."""
     day = now.astimezone(ZoneInfo(numbering.timezone)).strftime("%Y%m%d")
-    table = table_of(TicketCounter)
-    statement = (
-        upsert_for(session)(table)
-        .values(day=day, value=1)
-        .on_conflict_do_update(index_elements=["day"], set_={"value": table.c.value + 1})
-        .returning(table.c.value)
-    )
-    value = session.execute(statement).scalar_one()
+    dialect = session.get_bind().dialect.name
+    statement = _BUMP_COUNTER.get(dialect)
+    if statement is None:
+        table = table_of(TicketCounter)
+        statement = _BUMP_COUNTER[dialect] = (
+            upsert_for(session)(table)
+            .values(day=bindparam("day"), value=1)
+            .on_conflict_do_update(index_elements=["day"], set_={"value": table.c.value + 1})
+            .returning(table.c.value)
+        )
+    value = session.execute(statement, {"day": day}).scalar_one()
     return f"{day}{numbering.system_id}{value:06d}"
 
 
