@@ -1,8 +1,9 @@
 #!/bin/sh
 # Container entrypoint: migrate the database, then run ticketgw (default: `serve`).
 #
-# `ticketgw db upgrade` is safe to repeat. When several replicas start at once, run the
-# upgrade once yourself and start the replicas with TICKETGW_DB_UPGRADE=no.
+# `ticketgw db upgrade` is safe to repeat, also by several replicas at once (on PostgreSQL
+# they take turns under an advisory lock). TICKETGW_DB_UPGRADE=no skips it, for those who
+# migrate as a separate deployment step.
 # Exit codes pass through: 2 = config error, 75 = database not reachable yet (retry).
 set -eu
 

@@ -46,6 +46,9 @@ def serve(context: CliContext, demo: bool) -> None:
     from gateway.service import build_components, run_service
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)   # one line per job run
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     app = _prepare(context, with_demo=demo)
     settings = app.settings
     click.echo(f"ticketgw: config {settings.source}; database {display_url(app.db.url)}",

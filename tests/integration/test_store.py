@@ -164,3 +164,34 @@ def test_a_failed_blob_write_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk full"):
         store.put(chunks())  # type: ignore[arg-type]
     assert [p for p in (tmp_path / "attachments").rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.backends("postgresql")
+def test_instances_upgrading_at_once_on_a_fresh_database(postgres_url: str) -> None:
+    """Replicas that all run `ticketgw db upgrade` at start (separate processes): one
+    migrates, the others wait for it and find the schema current."""
+    import subprocess
+    import sys
+
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(make_url(postgres_url).set(database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    name = f"{make_url(postgres_url).database}_fresh"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        env = {"PATH": "/usr/bin:/bin", "TICKETGW_DATABASE_URL": url}
+        replicas = [subprocess.Popen([sys.executable, "-m", "gateway", "db", "upgrade"],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True) for _ in range(4)]
+        outcomes = [(p.wait(timeout=120), p.communicate()[1]) for p in replicas]
+        assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
+        database = Database(url)
+        assert database.schema_revision() == head_revision()
+        database.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,12 +1,14 @@
 """Alembic environment: runs migrations online against the URL set by `store.migrate`."""
 
 from alembic import context
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import gateway.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from gateway.store.db import Database
 
 target_metadata = SQLModel.metadata
+MIGRATION_LOCK_ID = 0x7467_0002
 
 
 def run_migrations_online() -> None:
@@ -19,6 +21,11 @@ def run_migrations_online() -> None:
             context.configure(connection=connection, target_metadata=target_metadata,
                               render_as_batch=database.is_sqlite, compare_type=True)
             with context.begin_transaction():
+                if not database.is_sqlite:
+                    # instances upgrading at once take turns; the later ones then find the
+                    # schema current (PostgreSQL DDL is transactional)
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"),
+                                       {"id": MIGRATION_LOCK_ID})
                 context.run_migrations()
             connection.commit()
     finally:
