@@ -1,0 +1,88 @@
+"""Names for attachments and the ids that tie inline parts to HTML.
+
+In: one MIME part (compat32 `Message`). Out: a file name that is never empty, has no path
+components or control characters and is at most 200 characters (RFC 2183 filename,
+RFC 2231 and RFC 2047 encodings decoded); or a Content-ID without angle brackets (RFC 2392).
+Nothing here raises for any part.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+
+from gateway.mime_text import collapse_whitespace, header_text
+
+FORWARDED_TYPES = frozenset({"message/rfc822", "message/global"})
+_EXTENSIONS = {
+    "text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics", "image/png": ".png",
+    "image/jpeg": ".jpg", "image/gif": ".gif", "application/pdf": ".pdf",
+    "message/rfc822": ".eml", "message/global": ".eml", "application/pgp-signature": ".asc",
+    "application/pkcs7-signature": ".p7s", "application/x-pkcs7-signature": ".p7s",
+    "application/pkcs7-mime": ".p7m", "application/x-pkcs7-mime": ".p7m",
+    "application/pgp-encrypted": ".txt", "application/ms-tnef": ".dat",
+}
+_MAX_NAME = 200
+
+
+def content_id(value: object) -> str | None:
+    """A Content-ID header value without its angle brackets (RFC 2392), or None."""
+    if not value:
+        return None
+    cid = str(value).strip()
+    if cid.startswith("<") and ">" in cid:
+        cid = cid[1:cid.index(">")]
+    cid = cid.strip()
+    return cid or None
+
+
+def raw_filename(part: Message) -> str | None:
+    """The filename (RFC 2183) or Content-Type name parameter as the stdlib decodes it."""
+    try:
+        name = part.get_filename()
+    except (ValueError, LookupError, TypeError, UnicodeError):
+        return None
+    return str(name) if name else None
+
+
+def attachment_filename(part: Message, ctype: str, number: int, hint: str | None) -> str:
+    """RFC 2183 filename, else Content-Type name, else the description, else made up."""
+    raw = raw_filename(part)
+    if raw:
+        name = _safe_filename(header_text(raw, hint))
+        if name:
+            return name
+    extension = _EXTENSIONS.get(ctype, ".bin")
+    description = _safe_filename(header_text(str(part.get("content-description", "")), hint))
+    if description:
+        return description + extension
+    return f"attachment-{number}{extension}"
+
+
+def message_filename(part: Message, inner: Message | None, ctype: str) -> str:
+    """A forwarded mail is named after its subject (as mail clients do), else its
+    Content-Description ("Undelivered Message"), else "Forwarded message"."""
+    explicit = raw_filename(part)
+    if explicit:
+        name = _safe_filename(header_text(explicit))
+        if name:
+            return name
+    extension = _EXTENSIONS.get(ctype, ".txt")
+    candidates = [inner.get("subject") if inner is not None and ctype in FORWARDED_TYPES
+                  else None, part.get("content-description")]
+    for candidate in candidates:
+        if candidate:
+            name = _safe_filename(collapse_whitespace(header_text(str(candidate))))
+            if name:
+                return name + extension
+    return ("Forwarded message" if ctype in FORWARDED_TYPES else "attachment") + extension
+
+
+def _safe_filename(name: str) -> str:
+    """Only the last path component, no control characters, not hidden, at most 200 chars."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".").strip()
+    if len(name) > _MAX_NAME:
+        _stem, dot, extension = name.rpartition(".")
+        keep = extension if dot and len(extension) <= 10 else ""
+        name = name[: _MAX_NAME - len(keep) - 1].rstrip() + ("." + keep if keep else "")
+    return name

@@ -1,0 +1,335 @@
+"""From a parsed MIME tree to what a ticket shows: body text, sanitized HTML, attachments.
+
+In: the `email.message.Message` tree (compat32) and the exact raw bytes of its `message/*`
+bodies. Out: `MailBody` - body text (text/plain preferred), sanitized HTML if the mail had
+HTML, attachments (inline images with their Content-ID; forwarded mails as `.eml`; TNEF
+unpacked; uuencoded blocks cut out of the text), the signed/encrypted flags and the repairs
+made.
+
+Rules (RFC 2046 §5.1): multipart/alternative -> text/plain for the text, text/html for the
+HTML; multipart/related -> the root is the body, the rest inline resources (RFC 2387);
+multipart/signed and multipart/encrypted (RFC 1847) -> content shown, signature or encrypted
+data kept as attachments; multipart/report (RFC 6522) -> only the human-readable part is
+body text, the returned message is not appended.
+
+Guarantee: no exception for any tree; each part is decoded once; text that cannot be decoded
+in its charset is decoded in a fallback and the fallback is recorded in `defects`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.message import Message
+from io import BytesIO
+
+from gateway.attachment_names import (
+    FORWARDED_TYPES,
+    attachment_filename,
+    content_id,
+    message_filename,
+    raw_filename,
+)
+from gateway.legacy_encodings import (
+    decode_uu_lines,
+    extract_uuencoded,
+    is_tnef,
+    is_uuencode_transfer_encoding,
+    strip_pgp_armor,
+    unpack_tnef,
+)
+from gateway.message import ParsedAttachment
+from gateway.mime_text import (
+    decode_bytes,
+    header_text,
+    html_meta_charset,
+    html_to_text,
+    html_too_deep,
+    normalize_newlines,
+    sanitize_html,
+    strip_tags,
+    to_bytes,
+)
+
+_SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature",
+                              "application/pgp-signature"})
+_SMIME_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+
+
+@dataclass
+class _Segment:
+    """One piece of body in document order: its plain text, its HTML, or both."""
+
+    plain: str | None = None
+    html: str | None = None
+
+
+@dataclass
+class MailBody:
+    text: str = ""
+    html: str | None = None
+    forwarded_text: str = ""
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    signed: bool = False
+    encrypted: bool = False
+    defects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Walk:
+    raw_bodies: Mapping[int, bytes]          # id(message/* part) -> its exact raw body
+    hint_charset: str | None
+    segments: list[_Segment] = field(default_factory=list)
+    forwarded: list[str] = field(default_factory=list)
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    signed: bool = False
+    encrypted: bool = False
+    defects: list[str] = field(default_factory=list)
+
+    def child(self) -> _Walk:
+        return _Walk(self.raw_bodies, self.hint_charset, defects=self.defects)
+
+
+def extract_body(root: Message, raw_bodies: Mapping[int, bytes]) -> MailBody:
+    """Body text, HTML and attachments of the mail `root` (see the module docstring)."""
+    walk = _Walk(raw_bodies, root.get_content_charset())
+    _visit(root, walk, in_report=False)
+    return MailBody(
+        text=_segments_text(walk.segments), html=_segments_html(walk.segments),
+        forwarded_text="\n\n".join(walk.forwarded), attachments=walk.attachments,
+        signed=walk.signed, encrypted=walk.encrypted, defects=walk.defects)
+
+
+def _segments_text(segments: list[_Segment]) -> str:
+    pieces = [s.plain if s.plain is not None else html_to_text(s.html or "") for s in segments]
+    return "\n\n".join(p.strip("\n") for p in pieces if p.strip())
+
+
+def _segments_html(segments: list[_Segment]) -> str | None:
+    if not any(s.html is not None for s in segments):
+        return None
+    pieces = [sanitize_html(s.html) if s.html is not None else _plain_as_html(s.plain or "")
+              for s in segments]
+    return "\n".join(p for p in pieces if p.strip())
+
+
+def _plain_as_html(text: str) -> str:
+    return f'<div style="white-space: pre-wrap">{html.escape(text)}</div>' if text else ""
+
+
+# ---------------------------------------------------------------- the walk
+
+
+def _visit(part: Message, walk: _Walk, *, in_report: bool) -> None:
+    ctype = part.get_content_type()
+    maintype = ctype.partition("/")[0]
+    if maintype == "message":
+        _visit_message(part, ctype, walk, in_report=in_report)
+    elif part.is_multipart():
+        _visit_multipart(part, ctype, walk, in_report=in_report)
+    else:
+        _visit_leaf(part, ctype, walk)
+
+
+def _children(part: Message) -> list[Message]:
+    payload = part.get_payload() if part.is_multipart() else None   # see parsing._check_tree
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+
+
+def _visit_multipart(part: Message, ctype: str, walk: _Walk, *, in_report: bool) -> None:
+    children = _children(part)
+    if ctype == "multipart/alternative":
+        _visit_alternative(children, walk, in_report=in_report)
+    elif ctype == "multipart/related":
+        _visit_related(part, children, walk, in_report=in_report)
+    elif ctype == "multipart/signed" and children:
+        walk.signed = True
+        _visit(children[0], walk, in_report=in_report)
+        for extra in children[1:]:
+            _add_attachment(extra, walk)
+    elif ctype == "multipart/encrypted":
+        walk.encrypted = True
+        for child in children:
+            _add_attachment(child, walk)
+    else:
+        report = in_report or ctype == "multipart/report"
+        for child in children:
+            _visit(child, walk, in_report=report)
+
+
+def _visit_alternative(children: list[Message], walk: _Walk, *, in_report: bool) -> None:
+    """RFC 2046 §5.1.4: the same content in several forms; we want one plain, one HTML."""
+    subs: list[_Walk] = []
+    plain: _Walk | None = None
+    rich: _Walk | None = None
+    for child in children:
+        sub = walk.child()
+        _visit(child, sub, in_report=in_report)
+        subs.append(sub)
+        if plain is None and any(s.plain is not None for s in sub.segments):
+            plain = sub
+        if any(s.html is not None for s in sub.segments):
+            rich = sub                        # the last one is the richest (§5.1.4)
+    if plain is not None or rich is not None:
+        text = _segments_text(plain.segments) if plain is not None else None
+        markup = "\n".join(s.html for s in rich.segments if s.html is not None) \
+            if rich is not None else None
+        walk.segments.append(_Segment(plain=text, html=markup))
+    for sub in subs:
+        # Other renderings of the same text are dropped; parts that are not text (a
+        # text/calendar invitation, say) are kept.
+        if sub is plain or sub is rich or not sub.segments:
+            walk.attachments.extend(sub.attachments)
+            walk.forwarded.extend(sub.forwarded)
+            walk.signed |= sub.signed
+            walk.encrypted |= sub.encrypted
+
+
+def _visit_related(part: Message, children: list[Message], walk: _Walk, *,
+                   in_report: bool) -> None:
+    """RFC 2387: the root (the `start` parameter, else the first part) is the body; the other
+    parts are resources it refers to by Content-ID."""
+    if not children:
+        return
+    start = content_id(part.get_param("start")) if part.get_param("start") else None
+    root = next((c for c in children if start and content_id(c.get("content-id")) == start),
+                children[0])
+    _visit(root, walk, in_report=in_report)
+    for child in children:
+        if child is not root:
+            inline = child.get_content_disposition() != "attachment"
+            _add_attachment(child, walk, inline=inline)
+
+
+def _visit_message(part: Message, ctype: str, walk: _Walk, *, in_report: bool) -> None:
+    """message/*: kept byte for byte as an attachment; a forwarded mail's text is appended."""
+    inner = _children(part)
+    name = message_filename(part, inner[0] if inner else None, ctype)
+    data = walk.raw_bodies.get(id(part))
+    if data is None:
+        data = _regenerate(part)
+    walk.attachments.append(ParsedAttachment(
+        name, ctype, data, content_id(part.get("content-id")),
+        part.get_content_disposition() == "inline"))
+    if ctype in FORWARDED_TYPES and inner and not in_report:
+        walk.forwarded.append(_forwarded_section(inner[0], walk))
+
+
+def _forwarded_section(inner: Message, walk: _Walk) -> str:
+    sub = walk.child()
+    _visit(inner, sub, in_report=False)
+    header_lines = []
+    for name in ("From", "Date", "Subject", "To", "Cc"):
+        value = inner.get(name)
+        if value:
+            header_lines.append(f"{name}: {header_text(str(value), walk.hint_charset)}")
+    text = "\n\n".join(t for t in (_segments_text(sub.segments), *sub.forwarded) if t)
+    head = "\n".join(["---------- Forwarded message ----------", *header_lines])
+    return f"{head}\n\n{text}" if text else head
+
+
+def _regenerate(part: Message) -> bytes:
+    """The body of a message/* part re-serialised (used only when the raw span is unknown)."""
+    out = BytesIO()
+    generator = BytesGenerator(out, mangle_from_=False, maxheaderlen=0)
+    for child in _children(part):
+        generator.flatten(child, linesep="\n")
+    return out.getvalue()
+
+
+def _visit_leaf(part: Message, ctype: str, walk: _Walk) -> None:
+    if ctype in _SIGNATURE_TYPES:
+        walk.signed = True
+        _add_attachment(part, walk)
+    elif ctype in _SMIME_TYPES:
+        # RFC 8551 §3.2.2: smime-type says what is inside; signed-data is readable, but only
+        # after decoding the CMS structure, so it is kept as an attachment either way.
+        smime_type = str(part.get_param("smime-type") or "").lower()
+        if smime_type in ("signed-data", "certs-only"):
+            walk.signed = True
+        else:
+            walk.encrypted = True
+        _add_attachment(part, walk)
+    elif ctype == "application/pgp-encrypted":
+        walk.encrypted = True
+        _add_attachment(part, walk)
+    elif _is_body_text(part, ctype):
+        _add_body_text(part, ctype, walk)
+    else:
+        _add_attachment(part, walk)
+
+
+def _is_body_text(part: Message, ctype: str) -> bool:
+    if part.get_content_disposition() == "attachment" or raw_filename(part):
+        return False
+    # A multipart whose boundary never appears was left as text by the parser.
+    return ctype in ("text/plain", "text/html") or ctype.startswith("multipart/")
+
+
+def _add_body_text(part: Message, ctype: str, walk: _Walk) -> None:
+    data = _payload_bytes(part)
+    charset = part.get_content_charset()
+    if ctype == "text/html" and charset is None:
+        charset = html_meta_charset(data)
+    text, defect = decode_bytes(data, charset)
+    if defect:
+        walk.defects.append(f"{defect} ({ctype})")
+    text = normalize_newlines(text)
+    if ctype == "text/html":
+        if html_too_deep(text):
+            walk.defects.append("html: nested too deeply to sanitize; kept as text only")
+            walk.segments.append(_Segment(plain=strip_tags(text)))
+        else:
+            walk.segments.append(_Segment(html=text))
+        return
+    text, uu_files = extract_uuencoded(text)
+    walk.attachments.extend(uu_files)
+    armor = strip_pgp_armor(text)
+    walk.signed |= armor.signed
+    walk.encrypted |= armor.encrypted
+    walk.segments.append(_Segment(plain=armor.text))
+
+
+def _payload_bytes(part: Message) -> bytes:
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if is_uuencode_transfer_encoding(cte):
+        try:
+            raw = part.get_payload(decode=False)
+        except (ValueError, LookupError):     # compat32 decodes with the declared charset
+            raw = None
+        if isinstance(raw, str):
+            return decode_uu_lines(to_bytes(raw))
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def _add_attachment(part: Message, walk: _Walk, *, inline: bool | None = None) -> None:
+    if part.get_content_maintype() == "message":
+        _visit_message(part, part.get_content_type(), walk, in_report=True)
+        return
+    if part.is_multipart():
+        # A multipart where a single part was expected (e.g. inside multipart/signed):
+        # keep what it carries instead of dropping it.
+        for child in _children(part):
+            _add_attachment(child, walk, inline=inline)
+        return
+    ctype = part.get_content_type()
+    data = _payload_bytes(part)
+    name = attachment_filename(part, ctype, len(walk.attachments) + 1, walk.hint_charset)
+    if is_tnef(ctype, name):
+        unpacked = unpack_tnef(data)
+        if unpacked is not None:
+            walk.attachments.extend(unpacked)
+            return
+        walk.defects.append("tnef: winmail.dat could not be unpacked; kept as it is")
+    cid = content_id(part.get("content-id"))
+    if inline is None:
+        disposition = part.get_content_disposition()
+        inline = disposition == "inline" or (disposition is None and cid is not None
+                                             and ctype.startswith("image/"))
+    walk.attachments.append(ParsedAttachment(name, ctype, data, cid, inline))
+
+
+__all__ = ["MailBody", "extract_body"]

@@ -1,0 +1,259 @@
+"""Turning mail bytes into text: charsets, RFC 2047 encoded words, HTML to text, sanitizing.
+
+In: bytes with a declared (possibly wrong, unknown or missing) charset; header values with
+encoded words; HTML from a mail. Out: `str`. Nothing here raises for any input: a charset
+that cannot decode the bytes is replaced by the next candidate (declared, UTF-8, cp1252,
+Latin-1 - the last decodes every byte), and each fallback is reported back as a defect
+string so the caller can record what was repaired.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import copy
+import html as htmllib
+import re
+
+import nh3
+from inscriptis import get_text  # type: ignore[import-untyped]
+from inscriptis.css_profiles import CSS_PROFILES  # type: ignore[import-untyped]
+from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
+
+# Names mail software writes that Python does not know, or knows as a narrower charset
+# than the one actually used (WHATWG Encoding Standard: "iso-8859-1" means windows-1252).
+_CHARSET_ALIASES = {
+    "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "iso8859-1": "cp1252",
+    "us-ascii": "ascii", "ansi_x3.4-1968": "ascii",
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
+    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "iso-8859-8-i": "iso-8859-8",
+    "x-sjis": "shift_jis", "shift-jis": "shift_jis", "windows-874": "cp874",
+    "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8", "x-unicode20utf8": "utf-8",
+}
+_UNDECLARED = frozenset({"", "x-unknown", "unknown", "unknown-8bit", "x-user-defined",
+                         "default", "none"})
+_FALLBACKS = ("utf-8", "cp1252", "latin-1")
+
+
+def charset_codec(declared: str | None) -> str | None:
+    """The Python codec for a declared MIME charset, or None when unknown or not a text codec."""
+    name = (declared or "").strip().strip("\"'").lower()
+    name = name.split("*", 1)[0]             # RFC 2231 §5: charset*language
+    if name in _UNDECLARED:
+        return None
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):          # ValueError: a NUL in the name
+        return None
+    # Codecs such as base64 or zlib are bytes-to-bytes; they are not charsets.
+    return info.name if getattr(info, "_is_text_encoding", True) else None
+
+
+def decode_bytes(data: bytes, declared: str | None) -> tuple[str, str | None]:
+    """Decode `data`; returns (text, defect or None). Never raises.
+
+    Order: the declared charset, then UTF-8, then cp1252, then Latin-1 (which always works).
+    Undeclared 8-bit data (RFC 6532 allows UTF-8 in mail) takes the same path.
+    """
+    codec = charset_codec(declared)
+    if codec is not None:
+        try:
+            return data.decode(codec), None
+        except (ValueError, LookupError):      # UnicodeDecodeError is a ValueError
+            pass
+    elif data.isascii():
+        return data.decode("ascii"), None
+    for fallback in _FALLBACKS:
+        if fallback == codec:
+            continue
+        try:
+            text = data.decode(fallback)
+        except UnicodeDecodeError:
+            continue
+        if declared and codec is None:
+            return text, f"charset: unknown {declared!r}, decoded as {fallback}"
+        if codec is not None:
+            return text, f"charset: {declared!r} does not fit the data, decoded as {fallback}"
+        return text, None if fallback == "utf-8" else f"charset: 8-bit data decoded as {fallback}"
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def to_bytes(text: str) -> bytes:
+    """str -> bytes, raw 8-bit bytes (surrogate escapes) restored; never raises."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def decode_surrogates(value: str, hint: str | None = None) -> str:
+    """compat32 keeps raw 8-bit header bytes as surrogate escapes; decode them for real."""
+    if value.isascii():
+        return value
+    try:
+        raw = value.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return value                          # already real text
+    return decode_bytes(raw, hint)[0]
+
+
+# RFC 2047 §2: =?charset?encoding?encoded-text?=
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
+
+
+def decode_encoded_words(value: str) -> str:
+    """Decode RFC 2047 encoded words anywhere in `value` (also inside quotes, as real mail
+    does), joining adjacent words without the whitespace between them (RFC 2047 §6.2)."""
+    if "=?" not in value:
+        return value
+    value = _BETWEEN_WORDS.sub(r"\1\2", value)
+    return _ENCODED_WORD.sub(_decode_word, value)
+
+
+def _decode_word(match: re.Match[str]) -> str:
+    charset, encoding, text = match.groups()
+    data = to_bytes(text)
+    try:
+        if encoding in "Bb":
+            raw = base64.b64decode(data + b"=" * (-len(data) % 4))
+        else:
+            raw = binascii.a2b_qp(data.replace(b"_", b" "), header=False)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return decode_bytes(raw, charset)[0]
+
+
+def unfold(value: str) -> str:
+    """RFC 5322 §2.2.3: remove the line breaks of folding; stray ones become spaces."""
+    if "\n" not in value and "\r" not in value:
+        return value.strip()
+    value = re.sub(r"\r?\n(?=[ \t])", "", value)
+    return re.sub(r"[\r\n]+", " ", value).strip()
+
+
+def header_text(value: str, hint_charset: str | None = None) -> str:
+    """A header value for people: unfolded, RFC 2047 decoded, raw 8-bit decoded."""
+    return decode_encoded_words(decode_surrogates(unfold(value), hint_charset))
+
+
+def collapse_whitespace(value: str) -> str:
+    return " ".join(value.split())
+
+
+# ---------------------------------------------------------------- HTML
+
+
+_SAFE_TAGS = frozenset(nh3.ALLOWED_TAGS | {"font", "tfoot", "span", "div", "center"})
+_SAFE_ATTRIBUTES: dict[str, set[str]] = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    "*": {"style", "align", "dir", "title", "lang"},
+    "font": {"color", "face", "size"},
+    "table": {"border", "cellpadding", "cellspacing", "width", "bgcolor", "align", "summary"},
+    "td": {"width", "height", "valign", "bgcolor", "colspan", "rowspan", "align", "nowrap"},
+    "th": {"width", "height", "valign", "bgcolor", "colspan", "rowspan", "align", "scope"},
+    "img": {"src", "alt", "width", "height", "align", "border", "title"},
+    "a": {"href", "hreflang", "title"},
+}
+# Layout and typography only: no url(), no positioning that could overlay our own page.
+_SAFE_STYLE = frozenset({
+    "color", "background-color", "font", "font-family", "font-size", "font-style",
+    "font-weight", "text-align", "text-decoration", "text-indent", "text-transform",
+    "line-height", "letter-spacing", "white-space", "vertical-align", "margin",
+    "margin-top", "margin-bottom", "margin-left", "margin-right", "padding", "padding-top",
+    "padding-bottom", "padding-left", "padding-right", "border", "border-top",
+    "border-bottom", "border-left", "border-right", "border-color", "border-style",
+    "border-width", "border-collapse", "width", "height", "max-width", "min-width",
+    "list-style-type", "direction",
+})
+# cid: is how a mail's HTML shows its own inline images (RFC 2392).
+_SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel", "cid"})
+
+
+def sanitize_html(html: str) -> str:
+    """Safe HTML for display: no scripts, styles sheets, event handlers or javascript: URLs;
+    `cid:` image sources are kept so inline images can be shown."""
+    return nh3.clean(
+        html, tags=set(_SAFE_TAGS), clean_content_tags={"script", "style", "title", "head"},
+        attributes=_SAFE_ATTRIBUTES, url_schemes=set(_SAFE_SCHEMES),
+        filter_style_properties=set(_SAFE_STYLE), link_rel="noopener noreferrer nofollow",
+        strip_comments=True)
+
+
+def _text_profile() -> dict[str, object]:
+    """inscriptis' relaxed profile, without the indentation it gives every <div> (mail HTML
+    nests divs deeply, which would indent ordinary text)."""
+    profile = dict(CSS_PROFILES["relaxed"])
+    div = copy.copy(profile["div"])
+    div.padding_inline = 0
+    profile["div"] = div
+    return profile
+
+
+_TEXT_CONFIG = ParserConfig(css=_text_profile())
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]{1,40})",
+                           re.IGNORECASE)
+
+
+# Elements that never nest deeply: void elements, and those the HTML parser closes itself.
+_FLAT_ELEMENTS = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+    "source", "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option", "!doctype",
+})
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^>]*?(/?)>")
+MAX_HTML_DEPTH = 1000
+
+
+def html_too_deep(html: str, limit: int = MAX_HTML_DEPTH) -> bool:
+    """True when elements nest deeper than `limit`. The HTML5 tree builder behind nh3 spends
+    quadratic time on deep nesting (100,000 nested <div>s: about 20 s), so such HTML is not
+    handed to it. Cheap: mails with fewer tags than `limit` are not scanned at all."""
+    if html.count("<") <= limit:
+        return False
+    depth = 0
+    for match in _TAG.finditer(html):
+        if match.group(3) or match.group(2).lower() in _FLAT_ELEMENTS:
+            continue
+        if match.group(1):
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            if depth > limit:
+                return True
+    return False
+
+
+def strip_tags(html: str) -> str:
+    """Text of HTML without a parser: tags removed, entities decoded, blank runs collapsed."""
+    text = htmllib.unescape(re.sub(r"<[^>]*>", " ", html)).replace("\xa0", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text for an HTML body (for reading and quote detection, not display)."""
+    if not html.strip():
+        return ""
+    try:
+        text: str = get_text(html, _TEXT_CONFIG)
+    except Exception:  # a third-party parser on hostile input: fall back to stripping tags
+        return strip_tags(html)
+    lines = [line.rstrip() for line in text.replace("\xa0", " ").splitlines()]
+    text = _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
+    # lxml drops what is nested deeper than it allows; do not lose the text with it.
+    return text if text.strip() else strip_tags(html)
+
+
+def html_meta_charset(data: bytes) -> str | None:
+    """The charset an HTML document declares in a <meta> tag (first 2 KB only)."""
+    match = _META_CHARSET.search(data, 0, 2048)
+    return match.group(1).decode("ascii") if match else None
+
+
+def normalize_newlines(text: str) -> str:
+    if "\r" not in text:
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
