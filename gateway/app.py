@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from gateway.addressbook import AddressBook
 from gateway.config_sync import sync_configuration
 from gateway.settings import Settings
 from gateway.store.blobs import BlobStore
@@ -24,6 +25,7 @@ class App:
     db: Database
     blobs: BlobStore
     numbering: Numbering
+    addressbook: AddressBook
 
     def close(self) -> None:
         self.db.dispose()
@@ -36,6 +38,7 @@ def build_app(settings: Settings) -> App:
         db=Database(settings.database_url()),
         blobs=BlobStore(settings.attachments_dir),
         numbering=Numbering(settings.tickets.system_id, settings.tickets.timezone),
+        addressbook=AddressBook(settings),
     )
 
 

@@ -1,10 +1,11 @@
 """`ticketgw serve`: runs every component in one asyncio loop until SIGINT or SIGTERM.
 
-Components today: the web view (uvicorn) and the scheduler. The SMTP/LMTP listener and the
-IMAP pollers join the same list. Guarantees: a component that fails to start (port in use)
-stops the others and the error is reported; on SIGINT/SIGTERM every component is stopped in
-reverse order, the process exits 0, and nothing is left half-done (work is in the database,
-claimed per transaction).
+Components: the inbound worker (its own process), the SMTP and LMTP listeners with their
+group committer, the web view (uvicorn) and the scheduler; the IMAP pollers join the list.
+
+Guarantees: a component that fails to start (port in use) stops the others and the error is
+reported; on SIGINT/SIGTERM every component is stopped in reverse order and the process
+exits 0; nothing is left half-done (work is in the database, claimed per transaction).
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import signal
 import socket
-from collections.abc import Generator
-from typing import Protocol
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
 
 import uvicorn
 
 from gateway.app import App
+from gateway.inbound.intake import GroupCommitter
+from gateway.inbound.smtp import GatewayHandler, server_factory
 from gateway.jobs import build_scheduler
-from gateway.settings import host_port
+from gateway.settings import Settings, host_port
 from gateway.web.app import create_web_app
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,101 @@ class WebComponent:
             await self.task
 
 
+class ListenerComponent:
+    """The SMTP or LMTP listener; its mails are committed through one group committer."""
+
+    def __init__(self, app: App, listen: str, committer: GroupCommitter, *, lmtp: bool,
+                 on_stored: Callable[[], None] | None = None) -> None:
+        self.name = "lmtp" if lmtp else "smtp"
+        self.host, self.port = host_port(listen)
+        self.handler = GatewayHandler(app.addressbook, committer,
+                                      max_recipients=app.settings.inbound.max_recipients,
+                                      lmtp=lmtp, on_stored=on_stored)
+        self.factory = server_factory(self.handler,
+                                      max_size=app.settings.inbound.max_message_size,
+                                      timeout=app.settings.inbound.timeout)
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        try:
+            self.server = await asyncio.get_running_loop().create_server(
+                self.factory, host=self.host, port=self.port, reuse_address=True)
+        except OSError as exc:
+            raise OSError(f"{self.name} listener could not listen on {self.host}:{self.port}: "
+                          f"{exc.strerror}") from None
+
+    @property
+    def bound_port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+class CommitterComponent:
+    name = "intake"
+
+    def __init__(self, committer: GroupCommitter) -> None:
+        self.committer = committer
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.committer.close()
+
+
+class WorkerComponent:
+    """The inbound worker in its own process: parsing and ticket work use the second core
+    and never stall the listener's event loop."""
+
+    name = "worker"
+
+    def __init__(self, app: App) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.stop_event = context.Event()
+        self.wake_event = context.Event()
+        self.process = context.Process(target=worker_process_main, name="ticketgw-worker",
+                                       args=(app.settings, self.stop_event, self.wake_event),
+                                       daemon=True)
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    async def start(self) -> None:
+        self.process.start()
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+        await asyncio.to_thread(self.process.join, 30)
+        if self.process.is_alive():
+            log.warning("worker did not stop in 30 s; terminating it (its lease expires)")
+            self.process.terminate()
+            await asyncio.to_thread(self.process.join, 5)
+
+
+def worker_process_main(settings: Settings, stop: Any, wake: Any) -> None:
+    """Entry point of the worker process (spawned: it builds its own app and connections)."""
+    import signal as signals
+
+    from gateway.app import build_app
+    from gateway.inbound.worker import run_worker
+
+    signals.signal(signals.SIGINT, signals.SIG_IGN)   # the parent decides when to stop
+    signals.signal(signals.SIGTERM, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app(settings)
+    try:
+        run_worker(app, stop, wake)
+    finally:
+        app.close()
+
+
 class SchedulerComponent:
     name = "scheduler"
 
@@ -90,8 +189,24 @@ class SchedulerComponent:
         self.scheduler.shutdown(wait=False)
 
 
-def build_components(app: App) -> list[Component]:
+def build_components(app: App, *, worker: bool = True) -> list[Component]:
+    """Everything `serve` runs, in start order (they stop in reverse)."""
     components: list[Component] = []
+    wake: Callable[[], None] | None = None
+    if worker:
+        worker_component = WorkerComponent(app)
+        components.append(worker_component)
+        wake = worker_component.wake
+    inbound = app.settings.inbound
+    if inbound.smtp or inbound.lmtp:
+        committer = GroupCommitter(app.db)
+        components.append(CommitterComponent(committer))
+        if inbound.smtp:
+            components.append(ListenerComponent(app, inbound.smtp, committer, lmtp=False,
+                                                on_stored=wake))
+        if inbound.lmtp:
+            components.append(ListenerComponent(app, inbound.lmtp, committer, lmtp=True,
+                                                on_stored=wake))
     if app.settings.web.listen:
         components.append(WebComponent(app))
     components.append(SchedulerComponent(app))

@@ -80,6 +80,7 @@ class InboundSettings(_Section):
     domains: list[str] = Field(default_factory=list)
     max_message_size: Size = 50 * 1024**2
     max_recipients: int = Field(default=50, gt=0)
+    timeout: int = Field(default=300, gt=0)   # seconds a client may idle (RFC 5321 §4.5.3.2.7)
 
 
 class OutboundSettings(_Section):

@@ -143,7 +143,7 @@ class TicketRef:
 def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, actor: str,
                   now: datetime | None = None) -> TicketRef:
     """Insert a ticket with its first article, guide answers and a `created` history entry."""
-    title = new.title.strip()
+    title = storable(new.title).strip()
     if not title:
         raise InvalidInput("a ticket needs a title (the mail subject)")
     if new.priority not in PRIORITY_NAMES:
@@ -159,7 +159,7 @@ def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, act
     }).scalar_one()
     if new.guide_answers:
         session.execute(insert(_answer), [
-            {"ticket_id": ticket_id, "key": key, "value": value}
+            {"ticket_id": ticket_id, "key": key, "value": storable(value)}
             for key, value in new.guide_answers
         ])
     _record(session, ticket_id, actor, "created", None, State.NEW.value, now)
@@ -240,12 +240,20 @@ def _current(session: Session, ticket_id: int) -> _Current:
     return _Current(row.state, row.priority)
 
 
+def storable(text: str) -> str:
+    """Text as every database stores it: PostgreSQL refuses NUL in text columns, and a NUL
+    carries nothing readable (the raw mail keeps the original bytes)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
 def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: datetime) -> int:
     article_id: int = session.execute(_INSERT_ARTICLE, {
         "ticket_id": ticket_id, "direction": article.direction, "channel": article.channel,
         "internal": article.internal, "sender": article.sender,
-        "from_address": article.from_address, "to_addresses": article.to_addresses,
-        "subject": article.subject, "body": article.body, "body_html": article.body_html,
+        "from_address": storable(article.from_address),
+        "to_addresses": storable(article.to_addresses), "subject": storable(article.subject),
+        "body": storable(article.body),
+        "body_html": storable(article.body_html) if article.body_html else None,
         "quote_start": article.quote_start, "message_id": article.message_id,
         "received_mail_id": article.received_mail_id,
         "outbound_mail_id": article.outbound_mail_id, "created": now,
@@ -254,7 +262,7 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
         for a in article.attachments:
             record_blob(session, StoredBlob(a.sha256, a.size))
         session.execute(insert(_attachment), [
-            {"article_id": article_id, "sha256": a.sha256, "filename": a.filename,
+            {"article_id": article_id, "sha256": a.sha256, "filename": storable(a.filename),
              "content_type": a.content_type, "content_id": a.content_id, "inline": a.inline,
              "size": a.size}
             for a in article.attachments

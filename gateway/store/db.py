@@ -41,12 +41,13 @@ def display_url(url: str) -> str:
 class Database:
     """One engine per process; sessions are short and never shared between threads."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False,
+                 busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self.engine = self._sqlite_engine(url, echo)
+            self.engine = self._sqlite_engine(url, echo, busy_timeout_ms)
         else:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5,
                                         max_overflow=5,
@@ -55,12 +56,12 @@ class Database:
         self._write_engine = self.engine.execution_options(tgw_write=True)
 
     @staticmethod
-    def _sqlite_engine(url: str, echo: bool) -> Engine:
+    def _sqlite_engine(url: str, echo: bool, busy_timeout_ms: int) -> Engine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo,
-                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                               connect_args={"timeout": busy_timeout_ms / 1000,
                                              "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -71,7 +72,7 @@ class Database:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")

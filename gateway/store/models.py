@@ -220,6 +220,21 @@ class Attachment(SQLModel, table=True):
     size: int
 
 
+class BouncingAddress(SQLModel, table=True):
+    """An address our mail bounced at (from a delivery status notification); outbound
+    delivery and staff views use it to stop mailing a dead address."""
+
+    __tablename__ = "bouncing_address"
+    address_key: str = Field(primary_key=True, max_length=320)
+    status: str = Field(default="", max_length=16)         # RFC 3463 code, e.g. 5.1.1
+    permanent: bool = Field(default=True)
+    reason: str = Field(default="")
+    count: int = Field(default=1)
+    first_bounce: datetime = _time(default_factory=utcnow)
+    last_bounce: datetime = _time(default_factory=utcnow)
+    last_ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+
+
 # -- mail queues -------------------------------------------------------------------------------
 
 class ReceivedMail(SQLModel, table=True):

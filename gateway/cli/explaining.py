@@ -1,0 +1,70 @@
+"""`ticketgw explain`: the pipeline's own stages, run read-only, turned into a report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.app import App
+from gateway.inbound.directory import DatabaseDirectory
+from gateway.message import ParseLimitExceeded
+from gateway.pipeline import understand
+from gateway.routing import (
+    AppendDecision,
+    IgnoreDecision,
+    NewTicketDecision,
+    RejectDecision,
+    route_message,
+)
+from gateway.store.models import utcnow
+from gateway.tickets import priority_label
+
+
+def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
+                 sender: str | None) -> dict[str, Any]:
+    """What would happen to `raw`, as a flat report (nothing is written)."""
+    try:
+        understood = understand(raw, received=utcnow(), envelope_from=sender,
+                                envelope_to=recipients, addressbook=app.addressbook)
+    except ParseLimitExceeded as exc:
+        return {"outcome": "quarantined", "rule": "parse-limit", "reason": str(exc)}
+    parsed, context = understood.parsed, understood.context
+    with app.db.read() as session:
+        decision = route_message(parsed, context, settings=app.settings,
+                                 addressbook=app.addressbook,
+                                 directory=DatabaseDirectory(session))
+    report: dict[str, Any] = {
+        "message_id": parsed.message_id + (" (generated)" if parsed.message_id_generated else ""),
+        "from": parsed.from_.formatted() if parsed.from_ else "",
+        "subject": parsed.subject,
+        "recipients": ", ".join(context.recipients),
+        "automatic": (f"yes: {context.automatic_kind} ({context.automatic_reason})"
+                      if context.automatic else "no"),
+    }
+    if isinstance(decision, NewTicketDecision):
+        report |= {
+            "outcome": "created (a new ticket)", "rule": decision.rule,
+            "reason": decision.reason, "queue": decision.queue,
+            "template": decision.template,
+            "customer": decision.customer.username if decision.customer else
+            f"none (unregistered contact {decision.contact})",
+            "priority": priority_label(decision.priority),
+            "guide_answers": dict(decision.guide_answers),
+            "missing_required": ", ".join(decision.missing_required),
+        }
+    elif isinstance(decision, AppendDecision):
+        report |= {"outcome": "appended" + (" as an internal note" if decision.internal else ""),
+                   "rule": decision.rule, "reason": decision.reason,
+                   "ticket": decision.ticket.number, "sender_is": decision.sender_role,
+                   "reopens": "yes" if decision.reopen else "no"}
+    elif isinstance(decision, IgnoreDecision):
+        report |= {"outcome": "ignored", "rule": decision.rule, "reason": decision.reason,
+                   "ticket": decision.ticket.number if decision.ticket else None}
+    else:
+        assert isinstance(decision, RejectDecision)
+        report |= {"outcome": "rejected", "rule": decision.rule, "reason": decision.reason}
+    answer = not context.automatic and not isinstance(decision, IgnoreDecision)
+    if isinstance(decision, RejectDecision):
+        answer = decision.answer
+    report["auto_reply"] = ("would be answered" if answer else
+                            "no automatic answer (automatic mail, loop or ignored)")
+    return report

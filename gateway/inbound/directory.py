@@ -1,0 +1,130 @@
+"""The database answering routing's questions (`routing.Directory`), inside the caller's
+transaction. Read-only: `ticketgw explain` uses it as it is.
+
+Every lookup is an indexed query (Message-IDs, reply tokens, ticket numbers, address keys),
+so threading a reply costs what opening a ticket costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from gateway.addresses import address_key
+from gateway.routing import CustomerInfo, TicketInfo
+from gateway.store.models import (
+    Article,
+    CustomerUser,
+    Organisation,
+    Queue,
+    Staff,
+    Ticket,
+    TicketMessageId,
+    table_of,
+)
+from gateway.tickets import storable
+
+_ticket = table_of(Ticket)
+_queue = table_of(Queue)
+_message_id = table_of(TicketMessageId)
+_customer = table_of(CustomerUser)
+_organisation = table_of(Organisation)
+_staff = table_of(Staff)
+_article = table_of(Article)
+
+_TICKET_COLUMNS = (_ticket.c.id, _ticket.c.number, _ticket.c.state, _queue.c.key,
+                   _ticket.c.customer_user_id, _ticket.c.contact_email)
+
+
+def _ticket_info(row: Sequence[Any]) -> TicketInfo:
+    return TicketInfo(id=row[0], number=row[1], state=row[2], queue=row[3],
+                      customer_user_id=row[4], contact_key=address_key(row[5] or ""))
+
+
+class DatabaseDirectory:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _one_ticket(self, condition: object) -> TicketInfo | None:
+        row = self.session.execute(
+            select(*_TICKET_COLUMNS).join(_queue, _queue.c.id == _ticket.c.queue_id)
+            .where(condition)  # type: ignore[arg-type]
+        ).first()
+        return _ticket_info(row) if row else None
+
+    def ticket_by_reply_token(self, token: str) -> TicketInfo | None:
+        return self._one_ticket(_ticket.c.reply_token == token)
+
+    def ticket_by_number(self, number: str) -> TicketInfo | None:
+        return self._one_ticket(_ticket.c.number == number)
+
+    def ticket_by_message_ids(self, ids: Sequence[str]) -> tuple[TicketInfo, str] | None:
+        """The ticket of the first id (in the order given) that any ticket knows."""
+        wanted = [storable(i) for i in dict.fromkeys(ids) if i][:100]
+        if not wanted:
+            return None
+        rows = self.session.execute(
+            select(_message_id.c.message_id, *_TICKET_COLUMNS)
+            .join(_ticket, _ticket.c.id == _message_id.c.ticket_id)
+            .join(_queue, _queue.c.id == _ticket.c.queue_id)
+            .where(_message_id.c.message_id.in_(wanted))
+        ).all()
+        by_id = {row[0]: _ticket_info(row[1:]) for row in rows}
+        for message_id in wanted:
+            if message_id in by_id:
+                return by_id[message_id], message_id
+        return None
+
+    def customer_by_address(self, address: str) -> CustomerInfo | None:
+        """The active customer with this address (domain case-insensitive). When the local
+        part's case differs too, a case-insensitive match is used if it is unambiguous."""
+        if not address:
+            return None
+        key = address_key(address)
+        columns = (_customer.c.id, _customer.c.username, _organisation.c.key,
+                   _customer.c.language)
+        base = (select(*columns).select_from(_customer.outerjoin(_organisation))
+                .where(_customer.c.active.is_(True)).order_by(_customer.c.id))
+        row = self.session.execute(base.where(_customer.c.email_key == key)).first()
+        if row is None:
+            rows = self.session.execute(
+                base.where(func.lower(_customer.c.email_key) == key.lower()).limit(2)).all()
+            row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            return None
+        return CustomerInfo(id=row[0], username=row[1], organisation=row[2] or "",
+                            language=row[3])
+
+    def is_staff(self, address: str) -> bool:
+        key = address_key(address).lower()
+        return self.session.execute(
+            select(_staff.c.id).where(func.lower(_staff.c.email_key) == key,
+                                      _staff.c.active.is_(True))
+        ).first() is not None
+
+    def is_participant(self, ticket_id: int, address: str) -> bool:
+        """Someone who wrote on the ticket or was addressed by one of its mails."""
+        wanted = address_key(address).lower()
+        for from_address, to_addresses in self.session.execute(
+                select(_article.c.from_address, _article.c.to_addresses)
+                .where(_article.c.ticket_id == ticket_id)):
+            for candidate in _addresses_in(f"{from_address}, {to_addresses}"):
+                if address_key(candidate).lower() == wanted:
+                    return True
+        return False
+
+    def is_duplicate(self, message_id: str, body: str) -> bool:
+        """The same Message-ID with the same text is already an article."""
+        return self.session.execute(
+            select(_article.c.id).where(_article.c.message_id == storable(message_id),
+                                        _article.c.body == storable(body)).limit(1)
+        ).first() is not None
+
+
+def _addresses_in(text: str) -> list[str]:
+    from email.utils import getaddresses
+
+    return [address for _, address in getaddresses([text]) if address]

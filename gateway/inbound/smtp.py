@@ -1,0 +1,139 @@
+"""The SMTP and LMTP listener (aiosmtpd), one handler for both.
+
+Answers, per RFC 5321/3463 and the contract:
+- RCPT outside our domains: `550 5.7.1` (no relaying); our domain but no such address:
+  `550 5.1.1`; more than `max_recipients`: `452 4.5.3`.
+- SIZE is advertised and enforced: `552 5.3.4` (at MAIL FROM when declared, after DATA when not).
+- `250` only after the raw message and its envelope are committed (`intake`); any internal
+  fault, from a locked database to a bug, answers `451 4.3.0` without detail: the sending
+  MTA keeps the mail and retries. Nothing after DATA is ever a `5xx` for a mail we merely
+  failed to understand: understanding happens later, in the worker.
+- LMTP answers once per accepted recipient (RFC 2033 §4.2); the mail is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from gateway.addressbook import AddressBook, Verdict
+from gateway.errors import TemporaryFailure
+from gateway.inbound.intake import Envelope, GroupCommitter, Incoming
+
+log = logging.getLogger(__name__)
+
+OK_QUEUED = "250 2.0.0 OK: queued as {id}"
+TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
+NO_RELAY = "550 5.7.1 Relaying denied: not a domain served here"
+NO_MAILBOX = "550 5.1.1 No such recipient here"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+TOO_BIG = "552 5.3.4 Message too big for this system"
+
+
+class GatewayHandler:
+    """aiosmtpd handler hooks: recipients checked against the address book, content
+    committed through the group committer."""
+
+    def __init__(self, addressbook: AddressBook, committer: GroupCommitter, *,
+                 max_recipients: int, lmtp: bool,
+                 on_stored: Callable[[], None] | None = None) -> None:
+        self.addressbook = addressbook
+        self.committer = committer
+        self.max_recipients = max_recipients
+        self.lmtp = lmtp
+        self.on_stored = on_stored       # wakes the worker: no polling delay
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        verdict = self.addressbook.check_recipient(address)
+        if verdict is Verdict.RELAY:
+            return NO_RELAY
+        if verdict is Verdict.UNKNOWN:
+            return NO_MAILBOX
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        raw = envelope.original_content or b""
+        incoming = Incoming(raw, Envelope(
+            source="lmtp" if self.lmtp else "smtp",
+            mail_from=_reverse_path(envelope.mail_from),
+            rcpt_to=tuple(envelope.rcpt_tos)))
+        try:
+            mail_id = await self.committer.submit(incoming)
+        except TemporaryFailure as exc:
+            log.warning("smtp %s: mail not stored, answered 451: %s", session.peer, exc)
+            return self._per_recipient(envelope, TEMPFAIL)
+        log.info("smtp %s: stored mail %d (%d bytes, %d recipients)", session.peer, mail_id,
+                 len(raw), len(envelope.rcpt_tos))
+        if self.on_stored is not None:
+            self.on_stored()
+        return self._per_recipient(envelope, OK_QUEUED.format(id=mail_id))
+
+    def _per_recipient(self, envelope: SmtpEnvelope, status: str) -> str:
+        # LMTP wants one reply per recipient; aiosmtpd sends the lines as they are
+        if self.lmtp:
+            return "\r\n".join(status for _ in envelope.rcpt_tos)
+        return status
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's default answers a permanent 500 with the exception text; a fault of
+        ours must never bounce a mail, nor tell the world about our internals."""
+        log.exception("smtp session fault, answered 451", exc_info=error)
+        return TEMPFAIL
+
+
+def _reverse_path(mail_from: str | None) -> str:
+    """aiosmtpd gives "<>" for the null reverse-path (RFC 5321 §4.5.5) as ""."""
+    if mail_from in (None, "<>"):
+        return ""
+    return mail_from
+
+
+def _with_enhanced_code(status: Any) -> Any:
+    """aiosmtpd's own size refusals are plain 552 texts; ours carry RFC 3463's 5.3.4."""
+    if isinstance(status, str) and status.startswith("552 ") and "5.3.4" not in status:
+        return TOO_BIG
+    return status
+
+
+# RFC 5321 §4.5.3.1.6 allows 1000 octets per line, but real mail breaks it (4 mails of the
+# corpus do); refusing them would bounce a customer's mail with a permanent 500, so the
+# listener reads long lines, as Postfix does, within the message size limit.
+LONG_LINES = 1024 * 1024
+
+
+class GatewaySMTP(SMTP):
+    line_length_limit = LONG_LINES
+
+    async def push(self, status: Any) -> None:
+        await super().push(_with_enhanced_code(status))
+
+
+class GatewayLMTP(LMTP):
+    line_length_limit = LONG_LINES
+
+    async def push(self, status: Any) -> None:
+        await super().push(_with_enhanced_code(status))
+
+
+def server_factory(handler: GatewayHandler, *, max_size: int, timeout: float,
+                   hostname: str | None = None) -> Any:
+    """A protocol factory for `loop.create_server`."""
+    protocol = GatewayLMTP if handler.lmtp else GatewaySMTP
+
+    def factory() -> SMTP:
+        return protocol(handler, data_size_limit=max_size, enable_SMTPUTF8=True,
+                        decode_data=False, hostname=hostname, ident="ticket-gateway",
+                        timeout=timeout, loop=asyncio.get_running_loop())
+
+    return factory

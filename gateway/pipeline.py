@@ -1,0 +1,190 @@
+"""The stages for one stored mail: parse -> classify -> route -> apply, in the caller's
+transaction.
+
+In: a received-mail row (raw bytes and envelope, already committed by intake). Out: an
+`Outcome` (created | appended | ignored | rejected | quarantined, the reason and the rule)
+and the ticket changes it caused, all in the same transaction.
+
+Guarantees: a mail that breaks a parser limit is quarantined with the reason (not retried);
+any other exception propagates, so the worker rolls back, counts the attempt and keeps the
+mail. `understand` + `route_message` are also what `ticketgw explain` runs, without `apply`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from gateway.addressbook import AddressBook
+from gateway.addresses import address_key
+from gateway.app import App
+from gateway.inbound.directory import DatabaseDirectory
+from gateway.loops import classify_parsed
+from gateway.message import ParsedMessage, ParseLimitExceeded
+from gateway.parsing import parse_message
+from gateway.routing import (
+    AppendDecision,
+    Decision,
+    IgnoreDecision,
+    MailContext,
+    NewTicketDecision,
+    RejectDecision,
+    route_message,
+)
+from gateway.store.models import BouncingAddress, Queue, Template, table_of, utcnow
+from gateway.store.upsert import upsert_for
+from gateway.tickets import (
+    NewArticle,
+    NewAttachment,
+    NewTicket,
+    State,
+    TicketRef,
+    add_article,
+    create_ticket,
+    set_state,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str                 # created | appended | ignored | rejected | quarantined
+    reason: str
+    rule: str
+    ticket_id: int | None = None
+    ticket_number: str | None = None
+    message_id: str | None = None
+    from_address: str | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
+class Understood:
+    parsed: ParsedMessage
+    context: MailContext
+    bounced: tuple[tuple[str, str, bool], ...] = ()   # (address, status, permanent)
+
+
+def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
+               envelope_to: Sequence[str], addressbook: AddressBook) -> Understood:
+    """Parse and classify; raises `ParseLimitExceeded` for a hostile mail."""
+    parsed = parse_message(raw, received=received)
+    verdict = classify_parsed(parsed, envelope_from=envelope_from, our_addresses=addressbook,
+                              our_domains=tuple(addressbook.domains))
+    recipients = tuple(envelope_to) or tuple(a.address for a in (*parsed.to, *parsed.cc)
+                                             if a.address)
+    bounce = verdict.bounce
+    context = MailContext(
+        recipients=recipients, automatic=not verdict.may_auto_answer,
+        automatic_kind=verdict.kind.value, automatic_rule=verdict.rule,
+        automatic_reason=verdict.reason,
+        original_message_ids=tuple(verdict.original.message_ids) if verdict.original else ())
+    bounced = tuple((r.address, r.status, r.permanent) for r in bounce.recipients) if bounce else ()
+    return Understood(parsed, context, bounced)
+
+
+def process_mail(session: Session, app: App, *, raw: bytes, received: datetime,
+                 envelope_from: str | None, envelope_to: Sequence[str],
+                 mail_id: int | None) -> Outcome:
+    """Run every stage for one mail and apply the decision."""
+    try:
+        understood = understand(raw, received=received, envelope_from=envelope_from,
+                                envelope_to=envelope_to, addressbook=app.addressbook)
+    except ParseLimitExceeded as exc:
+        return Outcome("quarantined", f"parser limit: {exc}", "parse-limit")
+    directory = DatabaseDirectory(session)
+    decision = route_message(understood.parsed, understood.context, settings=app.settings,
+                             addressbook=app.addressbook, directory=directory)
+    return apply_decision(session, app, decision, understood, mail_id)
+
+
+def apply_decision(session: Session, app: App, decision: Decision, understood: Understood,
+                   mail_id: int | None) -> Outcome:
+    parsed = understood.parsed
+    sender = parsed.from_.address if parsed.from_ else ""
+
+    def outcome(kind: str, ticket_id: int | None = None,
+                ticket_number: str | None = None) -> Outcome:
+        return Outcome(kind, decision.reason, decision.rule, ticket_id, ticket_number,
+                       parsed.message_id, sender, parsed.subject)
+
+    if isinstance(decision, NewTicketDecision):
+        ref = _create(session, app, decision, parsed, mail_id)
+        return outcome("created", ref.id, ref.number)
+    if isinstance(decision, AppendDecision):
+        article = _article(app, parsed, mail_id,
+                           sender="staff" if decision.sender_role == "staff" else "customer",
+                           internal=decision.internal)
+        add_article(session, decision.ticket.id, article)
+        if decision.reopen:
+            set_state(session, decision.ticket.id, State.OPEN, actor=f"mail:{sender}")
+        return outcome("appended", decision.ticket.id, decision.ticket.number)
+    if isinstance(decision, IgnoreDecision):
+        ticket = decision.ticket
+        if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
+            add_article(session, ticket.id,
+                        _article(app, parsed, mail_id, sender="system", internal=True))
+        _record_bounces(session, understood.bounced, decision.reason,
+                        ticket.id if ticket else None)
+        return outcome("ignored", ticket.id if ticket else None,
+                       ticket.number if ticket else None)
+    assert isinstance(decision, RejectDecision)
+    return outcome("rejected")
+
+
+def _create(session: Session, app: App, decision: NewTicketDecision, parsed: ParsedMessage,
+            mail_id: int | None) -> TicketRef:
+    queue_id = session.execute(select(table_of(Queue).c.id)
+                               .where(table_of(Queue).c.key == decision.queue)).scalar_one()
+    template_id = None
+    if decision.template:
+        template_id = session.execute(
+            select(table_of(Template).c.id)
+            .where(table_of(Template).c.key == decision.template)).scalar_one()
+    return create_ticket(session, NewTicket(
+        title=decision.title, queue_id=queue_id, priority=decision.priority,
+        template_id=template_id,
+        customer_user_id=decision.customer.id if decision.customer else None,
+        contact_email=decision.contact, reply_token=secrets.token_urlsafe(18),
+        guide_answers=decision.guide_answers,
+        first_article=_article(app, parsed, mail_id, sender="customer", internal=False)),
+        numbering=app.numbering, actor=f"mail:{decision.contact}")
+
+
+def _article(app: App, parsed: ParsedMessage, mail_id: int | None, *, sender: str,
+             internal: bool) -> NewArticle:
+    attachments = []
+    for attachment in parsed.attachments:
+        blob = app.blobs.put(attachment.data)
+        attachments.append(NewAttachment(
+            filename=attachment.filename, content_type=attachment.content_type,
+            sha256=blob.sha256, size=blob.size, content_id=attachment.content_id,
+            inline=attachment.inline))
+    return NewArticle(
+        direction="in", channel="mail", sender=sender, internal=internal,
+        from_address=parsed.from_.formatted() if parsed.from_ else "",
+        to_addresses=", ".join(a.formatted() for a in (*parsed.to, *parsed.cc)),
+        subject=parsed.subject, body=parsed.body_text, body_html=parsed.body_html,
+        quote_start=parsed.quote_start, message_id=parsed.message_id,
+        received_mail_id=mail_id, attachments=tuple(attachments))
+
+
+def _record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]], reason: str,
+                    ticket_id: int | None) -> None:
+    table = table_of(BouncingAddress)
+    now = utcnow()
+    for address, status, permanent in bounced:
+        if not address:
+            continue
+        values = {"address_key": address_key(address), "status": status,
+                  "permanent": permanent, "reason": reason[:1000], "count": 1,
+                  "first_bounce": now, "last_bounce": now, "last_ticket_id": ticket_id}
+        session.execute(upsert_for(session)(table).values(**values).on_conflict_do_update(
+            index_elements=["address_key"],
+            set_={"status": status, "permanent": permanent, "reason": reason[:1000],
+                  "count": table.c.count + 1, "last_bounce": now,
+                  "last_ticket_id": ticket_id}))

@@ -1,0 +1,312 @@
+"""Routing: one parsed mail in, one decision out, with the name of the rule that decided.
+
+Pure: every fact about the world (tickets, customers, staff) comes through a `Directory`,
+so routing is tested with plain `.eml` files and an in-memory directory, and `ticketgw
+explain` runs the very same code read-only against the database.
+
+Order of threading (the contract): a per-ticket reply address (`reply-token`), then
+In-Reply-To/References against every Message-ID the ticket sent or received (`in-reply-to`,
+`references`), then the subject tag `[Ticket#NUMBER]` (`subject-tag`). A matched mail joins
+the ticket only if its sender may write to it (the ticket's customer, a participant, or
+staff); otherwise it opens a new ticket and the decision says why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.addressbook import AddressBook, Destination, reply_token_of
+from gateway.addresses import address_key
+from gateway.message import ParsedMessage
+from gateway.settings import Settings, TemplateSettings
+
+REPORTS = ("read-receipt", "arf")         # classifier rules for reports about a mail
+SUBJECT_TAG = re.compile(r"\[Ticket#(\d{16,20})\]", re.IGNORECASE)
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|wg|fwd?|sv|vs|antw|rif|tr|r|ref)\s*(\[\d+\])?\s*:\s*)+",
+                           re.IGNORECASE)
+
+
+# -- what routing needs to know -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TicketInfo:
+    id: int
+    number: str
+    state: str
+    queue: str
+    customer_user_id: int | None
+    contact_key: str                       # address_key of the ticket's contact
+
+
+@dataclass(frozen=True)
+class CustomerInfo:
+    id: int
+    username: str
+    organisation: str                      # organisation key, "" if none
+    language: str
+
+
+class Directory(Protocol):
+    def ticket_by_reply_token(self, token: str) -> TicketInfo | None: ...
+    def ticket_by_message_ids(self, ids: Sequence[str]) -> tuple[TicketInfo, str] | None: ...
+    def ticket_by_number(self, number: str) -> TicketInfo | None: ...
+    def customer_by_address(self, address: str) -> CustomerInfo | None: ...
+    def is_staff(self, address: str) -> bool: ...
+    def is_participant(self, ticket_id: int, address: str) -> bool: ...
+    def is_duplicate(self, message_id: str, body: str) -> bool: ...
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NewTicketDecision:
+    rule: str
+    reason: str
+    title: str
+    queue: str
+    template: str | None
+    priority: int
+    customer: CustomerInfo | None
+    contact: str
+    guide_answers: tuple[tuple[str, str], ...] = ()
+    missing_required: tuple[str, ...] = ()
+    related_ticket: str | None = None      # a closed ticket this one follows up
+
+
+@dataclass(frozen=True)
+class AppendDecision:
+    rule: str
+    reason: str
+    ticket: TicketInfo
+    sender_role: str                       # customer | participant | staff
+    reopen: bool
+    internal: bool = False                 # e.g. an out-of-office answer
+
+
+@dataclass(frozen=True)
+class IgnoreDecision:
+    rule: str
+    reason: str
+    ticket: TicketInfo | None = None       # e.g. the ticket a bounce belongs to
+
+
+@dataclass(frozen=True)
+class RejectDecision:
+    rule: str            # no-subject | unknown-sender | template-not-available | no-route
+    reason: str
+    answer: bool                           # may we explain it to the sender?
+
+
+Decision = NewTicketDecision | AppendDecision | IgnoreDecision | RejectDecision
+
+
+@dataclass(frozen=True)
+class MailContext:
+    """What routing knows about the mail besides its content."""
+
+    recipients: tuple[str, ...]            # envelope recipients, else To + Cc
+    automatic: bool                        # loops.classify said: never answer it
+    automatic_kind: str = "human"          # human | bounce | complaint | auto_reply | list | ...
+    automatic_rule: str = ""               # the classifier's rule, e.g. read-receipt
+    automatic_reason: str = ""
+    original_message_ids: tuple[str, ...] = field(default_factory=tuple)  # what it reports on
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+def route_message(parsed: ParsedMessage, context: MailContext, *, settings: Settings,
+                  addressbook: AddressBook, directory: Directory) -> Decision:
+    """Decide what to do with one mail. Never raises for a content problem."""
+    sender = parsed.from_.address if parsed.from_ else ""
+    if directory.is_duplicate(parsed.message_id, parsed.body_text):
+        return IgnoreDecision("duplicate", f"{parsed.message_id} was received before with "
+                                           "the same content")
+    if context.automatic_kind in ("bounce", "complaint") or context.automatic_rule in REPORTS:
+        return _route_report(context, directory)
+    if addressbook.is_ours(sender):
+        return IgnoreDecision("own-address", f"mail from our own address {sender}")
+
+    threaded = _thread(parsed, context, directory)
+    if threaded is not None:
+        ticket, rule, detail = threaded
+        role = _role(ticket, sender, directory)
+        if context.automatic_kind == "auto_reply":
+            return AppendDecision("out-of-office", f"{context.automatic_reason}; kept as an "
+                                  f"internal note on {ticket.number} ({detail})", ticket,
+                                  role or "participant", reopen=False, internal=True)
+        if role is not None:
+            if ticket.state == "closed" and not settings.tickets.reopen_on_reply:
+                return _new_ticket(parsed, context, settings, addressbook, directory,
+                                   note=f"follows up closed ticket {ticket.number}",
+                                   related=ticket.number)
+            return AppendDecision(rule, f"{detail}; sender is {role}", ticket, role,
+                                  reopen=ticket.state == "closed" and role != "staff")
+        return _new_ticket(parsed, context, settings, addressbook, directory,
+                           note=f"{detail}, but {sender or 'the sender'} may not write to "
+                                f"ticket {ticket.number}")
+    if context.automatic_kind == "auto_reply":
+        return IgnoreDecision("out-of-office", f"{context.automatic_reason}; no ticket to "
+                                               "attach it to")
+    return _new_ticket(parsed, context, settings, addressbook, directory)
+
+
+def _route_report(context: MailContext, directory: Directory) -> Decision:
+    """Bounces, complaints and receipts never open a ticket; they are kept on the ticket of
+    the mail they report on, when it is one of ours."""
+    rule = "bounce" if context.automatic_kind == "bounce" else context.automatic_rule or "report"
+    found = directory.ticket_by_message_ids(context.original_message_ids)
+    if found:
+        ticket, message_id = found
+        return IgnoreDecision(rule, f"{context.automatic_reason}; about {message_id} of "
+                                    f"ticket {ticket.number}", ticket)
+    return IgnoreDecision(rule, f"{context.automatic_reason}; not about a mail of ours")
+
+
+def _thread(parsed: ParsedMessage, context: MailContext,
+            directory: Directory) -> tuple[TicketInfo, str, str] | None:
+    for recipient in context.recipients:
+        token = reply_token_of(recipient)
+        if token:
+            ticket = directory.ticket_by_reply_token(token)
+            if ticket:
+                return ticket, "reply-token", f"reply address of ticket {ticket.number}"
+    if parsed.in_reply_to:
+        found = directory.ticket_by_message_ids(parsed.in_reply_to)
+        if found:
+            return found[0], "in-reply-to", f"In-Reply-To {found[1]} is on ticket {found[0].number}"
+    if parsed.references:
+        found = directory.ticket_by_message_ids(tuple(reversed(parsed.references)))
+        if found:
+            return found[0], "references", f"References {found[1]} is on ticket {found[0].number}"
+    for number in SUBJECT_TAG.findall(parsed.subject):
+        ticket = directory.ticket_by_number(number)
+        if ticket:
+            return ticket, "subject-tag", f"subject tag Ticket#{number}"
+    return None
+
+
+def _role(ticket: TicketInfo, sender: str, directory: Directory) -> str | None:
+    """Who the sender is to this ticket, or None if they may not write to it."""
+    if not sender:
+        return None
+    key = address_key(sender)
+    customer = directory.customer_by_address(sender)
+    if key.lower() == ticket.contact_key.lower() or (
+            customer is not None and customer.id == ticket.customer_user_id):
+        return "customer"
+    if directory.is_staff(sender):
+        return "staff"
+    if directory.is_participant(ticket.id, sender):
+        return "participant"
+    return None
+
+
+def _destination(context: MailContext, addressbook: AddressBook) -> Destination | None:
+    """The first recipient that leads somewhere: one mail to two template addresses opens one
+    ticket, for the first of them (envelope order, else To then Cc)."""
+    for recipient in context.recipients:
+        destination = addressbook.lookup(recipient)
+        if destination is not None:
+            return destination
+    return None
+
+
+def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
+                addressbook: AddressBook, directory: Directory, note: str = "",
+                related: str | None = None) -> Decision:
+    destination = _destination(context, addressbook)
+    prefix = f"{note}; " if note else ""
+    if destination is None:
+        return RejectDecision("no-route", f"{prefix}no recipient is a template, route or queue "
+                                          f"address: {', '.join(context.recipients) or 'none'}",
+                              answer=False)
+    if destination.kind == "faq":
+        return IgnoreDecision("faq-address", "answering FAQ questions by mail is not "
+                                             "available yet")
+    sender = parsed.from_.address if parsed.from_ else ""
+    title = clean_title(parsed.subject)
+    if not title:
+        return RejectDecision("no-subject", f"{prefix}a ticket needs a subject",
+                              answer=not context.automatic)
+    customer = directory.customer_by_address(sender) if sender else None
+    if customer is None and destination.unknown_sender == "reject":
+        return RejectDecision("unknown-sender", f"{prefix}{sender or 'the sender'} is not a "
+                                                "registered customer", answer=not context.automatic)
+    template = _template(settings, destination)
+    if template is not None and template.organisations and (
+            customer is None or customer.organisation not in template.organisations):
+        return RejectDecision("template-not-available", f"{prefix}template {template.id} is "
+                              "only for organisations " + ", ".join(template.organisations),
+                              answer=not context.automatic)
+    queue = template.queue if template else destination.target
+    answers, missing = guide_answers(parsed, template)
+    priority = mail_priority(parsed) or (template.priority if template else 3)
+    reason = f"{prefix}{destination.rule} {template.id if template else queue}"
+    if customer is None:
+        reason += f"; {sender or 'unknown sender'} is not a registered customer"
+    return NewTicketDecision(
+        rule=destination.rule, reason=reason, title=title, queue=queue,
+        template=template.id if template else None, priority=priority, customer=customer,
+        contact=sender, guide_answers=answers, missing_required=missing,
+        related_ticket=related)
+
+
+def _template(settings: Settings, destination: Destination) -> TemplateSettings | None:
+    if destination.kind != "template":
+        return None
+    return next((t for t in settings.template if t.id == destination.target), None)
+
+
+def clean_title(subject: str) -> str:
+    """The subject as a ticket title: reply/forward prefixes and our tag removed."""
+    title = SUBJECT_TAG.sub("", subject)
+    title = _REPLY_PREFIX.sub("", title)
+    return " ".join(title.split())
+
+
+_X_PRIORITY = {"1": 5, "2": 4, "3": 3, "4": 2, "5": 1}
+_IMPORTANCE = {"high": 4, "normal": 3, "low": 2}
+_BODY_PRIORITY = re.compile(r"^\s*(priority|priorit[äa]t)\s*:\s*([1-5])\b", re.IGNORECASE | re.M)
+
+
+def mail_priority(parsed: ParsedMessage) -> int | None:
+    """A priority line in the body, else X-Priority (RFC-less but universal), else
+    Importance (RFC 2156); None: use the template's default."""
+    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
+    match = _BODY_PRIORITY.search(text)
+    if match:
+        return int(match.group(2))
+    x_priority = parsed.header("x-priority").strip()[:1]
+    if x_priority in _X_PRIORITY and x_priority != "3":
+        return _X_PRIORITY[x_priority]
+    importance = parsed.header("importance").strip().lower()
+    if importance in ("high", "low"):
+        return _IMPORTANCE[importance]
+    return None
+
+
+def guide_answers(parsed: ParsedMessage, template: TemplateSettings | None
+                  ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """Answers to the template's conversation guide from `Label: answer` lines (either
+    language's label, or the key, case-insensitive) above any quoted history, and the keys
+    of required questions still unanswered."""
+    if template is None or not template.guide:
+        return (), ()
+    names: dict[str, str] = {}
+    for question in template.guide:
+        names[question.key.lower()] = question.key
+        for label in question.label.values():
+            names[" ".join(label.lower().split())] = question.key
+    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        label, colon, value = line.partition(":")
+        key = names.get(" ".join(label.strip().lstrip("*-• ").lower().split()))
+        if colon and key and value.strip() and key not in found:
+            found[key] = value.strip()
+    ordered = tuple((q.key, found[q.key]) for q in template.guide if q.key in found)
+    missing = tuple(q.key for q in template.guide if q.required and q.key not in found)
+    return ordered, missing

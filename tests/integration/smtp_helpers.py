@@ -1,0 +1,83 @@
+"""Running the real listener inside a test: an asyncio loop in a thread, port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from gateway.app import App
+from gateway.inbound.intake import GroupCommitter
+from gateway.service import ListenerComponent
+
+
+@contextmanager
+def running_listener(app: App, *, lmtp: bool = False,
+                     committer_db: object | None = None) -> Iterator[int]:
+    """Start the SMTP (or LMTP) listener of `app` on a free port; yields the port."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    async def start() -> None:
+        committer = GroupCommitter(committer_db or app.db)  # type: ignore[arg-type]
+        listener = ListenerComponent(app, "127.0.0.1:0", committer, lmtp=lmtp)
+        await listener.start()
+        holder.update(listener=listener, committer=committer)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    listener = holder["listener"]
+    assert isinstance(listener, ListenerComponent)
+    try:
+        yield listener.bound_port
+    finally:
+        async def stop() -> None:
+            await listener.stop()
+            await holder["committer"].close()  # type: ignore[attr-defined]
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def lmtp_transaction(port: int, sender: str, recipients: list[str], raw: bytes) -> list[str]:
+    """A raw LMTP dialogue (smtplib reads only one reply after DATA); the replies to DATA."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+
+        def reply() -> str:
+            lines = []
+            while True:
+                line = reader.readline().decode()
+                lines.append(line.rstrip("\r\n"))
+                if line[3:4] != "-":
+                    return "\n".join(lines)
+
+        def command(text: str) -> str:
+            sock.sendall(text.encode() + b"\r\n")
+            return reply()
+
+        reply()                                     # greeting
+        assert command("LHLO test").startswith("250")
+        assert command(f"MAIL FROM:<{sender}>").startswith("250")
+        for recipient in recipients:
+            assert command(f"RCPT TO:<{recipient}>").startswith("250")
+        assert command("DATA").startswith("354")
+        body = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        body = b"\r\n".join(b"." + line if line.startswith(b".") else line
+                            for line in body.split(b"\r\n"))
+        sock.sendall(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        replies = [reply() for _ in recipients]
+        command("QUIT")
+        return replies

@@ -1,0 +1,221 @@
+"""The SMTP and LMTP listener over real sockets (smtplib and a raw LMTP client), with the
+real intake, worker and database: what a sending MTA sees, and what becomes of the mail."""
+
+from __future__ import annotations
+
+import smtplib
+import sqlite3
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select
+
+from gateway.app import App
+from gateway.customers import NewCustomer, add_customer
+from gateway.inbound.worker import process_due
+from gateway.store.db import Database
+from gateway.store.models import ReceivedMail, table_of
+from gateway.ticket_queries import list_tickets, ticket_detail
+from tests.integration.smtp_helpers import lmtp_transaction, running_listener
+
+_received = table_of(ReceivedMail)
+
+
+def customer_mail(subject: str = "Drucker defekt", sender: str = "max@acme.example",
+                  to: str = "incident@support.example.com", body: str = "Er druckt nicht.\n",
+                  **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"Max Muster <{sender}>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = headers.pop("message_id", f"<{abs(hash(subject + body))}@acme>")
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message
+
+
+@pytest.fixture
+def customer(app: App) -> None:
+    with app.db.write() as session:
+        add_customer(session, NewCustomer("mmuster", "max@acme.example", "Max Muster", "acme"))
+
+
+def send(port: int, message: EmailMessage, sender: str = "max@acme.example",
+         recipients: tuple[str, ...] = ("incident@support.example.com",)) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.send_message(message, from_addr=sender, to_addrs=list(recipients))
+
+
+def tickets(app: App) -> list[dict[str, object]]:
+    with app.db.read() as session:
+        return list_tickets(session)
+
+
+def test_new_ticket_then_replies_by_header_and_by_tag(app: App, customer: None) -> None:
+    with running_listener(app) as port:
+        send(port, customer_mail(message_id="<first@acme>",
+                                 body="Betroffenes System: HP 2. OG\n"))
+        [first] = process_due(app)
+        assert first.outcome == "created"
+        number = first.ticket_number
+        send(port, customer_mail(subject="Re: Drucker defekt", message_id="<second@acme>",
+                                 In_Reply_To="<first@acme>", body="Noch da.\n"))
+        send(port, customer_mail(subject=f"AW: Drucker [Ticket#{number}]",
+                                 message_id="<third@acme>", body="Und jetzt?\n"))
+        results = process_due(app)
+    assert [(r.outcome, r.ticket_number) for r in results] == [
+        ("appended", number), ("appended", number)]
+    with app.db.read() as session:
+        detail = ticket_detail(session, str(number))
+    assert detail["customer"] == "mmuster" and detail["template"] == "incident"
+    assert detail["guide_answers"] == {"system": "HP 2. OG"}
+    assert [a["message_id"] for a in detail["articles"]] == [
+        "<first@acme>", "<second@acme>", "<third@acme>"]
+
+
+def test_a_stranger_using_a_valid_tag_gets_a_new_ticket(app: App, customer: None) -> None:
+    with running_listener(app) as port:
+        send(port, customer_mail(message_id="<a@acme>"))
+        [first] = process_due(app)
+        send(port, customer_mail(subject=f"Re: [Ticket#{first.ticket_number}] mine now",
+                                 sender="mallory@evil.example", message_id="<b@evil>"),
+             sender="mallory@evil.example")
+        [second] = process_due(app)
+    assert second.outcome == "created" and second.ticket_number != first.ticket_number
+    assert "may not write to ticket" in second.reason
+
+
+def test_an_auto_responder_is_kept_but_never_opens_or_reopens(app: App, customer: None) -> None:
+    with running_listener(app) as port:
+        send(port, customer_mail(message_id="<c@acme>"))
+        [first] = process_due(app)
+        send(port, customer_mail(subject="Automatische Antwort: Drucker defekt",
+                                 message_id="<ooo@acme>", In_Reply_To="<c@acme>",
+                                 Auto_Submitted="auto-replied", body="Ich bin im Urlaub.\n"))
+        [reply] = process_due(app)
+    assert reply.outcome == "appended" and reply.ticket_number == first.ticket_number
+    with app.db.read() as session:
+        detail = ticket_detail(session, str(first.ticket_number))
+    assert detail["articles"][-1]["internal"] is True
+    assert detail["state"] == "new"
+
+
+def test_the_same_mail_delivered_twice_is_one_article(app: App, customer: None) -> None:
+    message = customer_mail(message_id="<twice@acme>")
+    with running_listener(app) as port:
+        send(port, message)
+        send(port, message)
+        results = process_due(app)
+    assert [r.outcome for r in results] == ["created", "ignored"]
+    assert "received before" in results[1].reason
+    assert len(tickets(app)) == 1
+
+
+def test_recipient_and_size_checks(app: App) -> None:
+    with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        assert "size" in client.esmtp_features
+        limit = int(client.esmtp_features["size"])
+        assert limit == app.settings.inbound.max_message_size
+        client.mail("max@acme.example")
+        code, text = client.rcpt("someone@gmail.example")
+        assert (code, text[:5]) == (550, b"5.7.1")
+        code, text = client.rcpt("nobody-at-all@elsewhere.example")
+        assert code == 550
+        client.rset()
+        code, text = client.mail("max@acme.example", [f"SIZE={limit + 1}"])
+        assert (code, text[:5]) == (552, b"5.3.4")
+        client.rset()
+        client.mail("max@acme.example")
+        for _ in range(app.settings.inbound.max_recipients):
+            assert client.rcpt("incident@support.example.com")[0] == 250
+        code, text = client.rcpt("incident@support.example.com")
+        assert (code, text[:5]) == (452, b"4.5.3")
+
+
+def test_an_unknown_address_in_our_domain(app: App) -> None:
+    with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        client.mail("max@acme.example")
+        code, text = client.rcpt("nobody@support.example.com")
+        assert (code, text[:5]) == (550, b"5.1.1")
+
+
+def test_oversized_data_without_a_declared_size(app: App) -> None:
+    small = app.settings.model_copy(update={"inbound": app.settings.inbound.model_copy(
+        update={"max_message_size": 2000})})
+    app.settings = small
+    with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        client.mail("max@acme.example")
+        client.rcpt("incident@support.example.com")
+        oversized = customer_mail(body=("x" * 70 + "\n") * 100).as_bytes()
+        code, text = client.data(oversized.replace(b"\n", b"\r\n"))
+        assert (code, text[:5]) == (552, b"5.3.4")
+    with app.db.read() as session:
+        assert session.execute(select(_received.c.id)).all() == []
+
+
+def test_lmtp_answers_per_recipient_and_stores_once(app: App, customer: None) -> None:
+    raw = customer_mail(message_id="<lmtp@acme>").as_bytes()
+    with running_listener(app, lmtp=True) as port:
+        replies = lmtp_transaction(port, "max@acme.example",
+                                   ["incident@support.example.com",
+                                    "change@support.example.com"], raw)
+    assert len(replies) == 2 and all(r.startswith("250 2.0.0") for r in replies)
+    results = process_due(app)
+    assert [r.outcome for r in results] == ["created"]       # one mail, one ticket
+    with app.db.read() as session:
+        row = session.execute(select(_received)).one()
+    assert row.source == "lmtp" and row.envelope_to == [
+        "incident@support.example.com", "change@support.example.com"]
+
+
+def test_database_down_during_data_is_451_and_the_retry_makes_one_ticket(
+        app: App, customer: None) -> None:
+    message = customer_mail(message_id="<retry@acme>")
+    down = Database("postgresql+psycopg://gw@127.0.0.1:1/gw")
+    with running_listener(app, committer_db=down) as port:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(port, message)
+        assert refused.value.smtp_code == 451
+        assert refused.value.smtp_error.startswith(b"4.3.0")
+        assert b"psycopg" not in refused.value.smtp_error      # no internal detail
+    down.dispose()
+    with running_listener(app) as port:
+        send(port, message)                                   # the sending MTA retries
+    assert [r.outcome for r in process_due(app)] == ["created"]
+    assert len(tickets(app)) == 1
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_locked_during_data_is_451(app: App, customer: None) -> None:
+    impatient = Database(app.db.url, busy_timeout_ms=300)
+    blocker = sqlite3.connect(app.db.url.removeprefix("sqlite:///"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with running_listener(app, committer_db=impatient) as port:
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                send(port, customer_mail(message_id="<locked@acme>"))
+            assert refused.value.smtp_code == 451
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        impatient.dispose()
+    with running_listener(app) as port:
+        send(port, customer_mail(message_id="<locked@acme>"))
+    assert [r.outcome for r in process_due(app)] == ["created"]
+
+
+def test_a_bug_in_the_handler_is_451_not_500(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.inbound import smtp
+
+    async def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("internal detail that must not leak")
+
+    monkeypatch.setattr(smtp.GatewayHandler, "handle_DATA", broken)
+    with running_listener(app) as port, pytest.raises(smtplib.SMTPDataError) as refused:
+        send(port, customer_mail())
+    assert refused.value.smtp_code == 451
+    assert b"internal detail" not in refused.value.smtp_error

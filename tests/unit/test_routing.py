@@ -1,0 +1,250 @@
+"""Routing decisions, pure: ParsedMessages built by hand and an in-memory Directory (a twin
+of the database one, which the integration tests exercise)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.addressbook import AddressBook, Verdict, reply_token_of, split_plus
+from gateway.addresses import address_key
+from gateway.message import MailAddress, ParsedMessage
+from gateway.routing import (
+    AppendDecision,
+    CustomerInfo,
+    IgnoreDecision,
+    MailContext,
+    NewTicketDecision,
+    RejectDecision,
+    TicketInfo,
+    clean_title,
+    route_message,
+)
+from gateway.settings import Settings, settings_from_mapping
+from tests.conftest import BASE_CONFIG
+
+MAX = CustomerInfo(1, "mmuster", "acme", "de")
+OPEN_TICKET = TicketInfo(7, "2026112710000007", "open", "servicedesk", 1,
+                         "max@acme.example")
+
+
+@dataclass
+class MemoryDirectory:
+    """In-memory twin of `inbound.directory.DatabaseDirectory`."""
+
+    tickets: list[TicketInfo] = field(default_factory=lambda: [OPEN_TICKET])
+    message_ids: dict[str, int] = field(default_factory=lambda: {"<ack-1@gw>": 7})
+    tokens: dict[str, int] = field(default_factory=lambda: {"A" * 24: 7})
+    customers: dict[str, CustomerInfo] = field(
+        default_factory=lambda: {"max@acme.example": MAX})
+    staff: set[str] = field(default_factory=lambda: {"anna.agent@example.com"})
+    participants: set[str] = field(default_factory=lambda: {"colleague@acme.example"})
+    seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def _by_id(self, ticket_id: int) -> TicketInfo:
+        return next(t for t in self.tickets if t.id == ticket_id)
+
+    def ticket_by_reply_token(self, token: str) -> TicketInfo | None:
+        return self._by_id(self.tokens[token]) if token in self.tokens else None
+
+    def ticket_by_message_ids(self, ids: Sequence[str]) -> tuple[TicketInfo, str] | None:
+        for message_id in ids:
+            if message_id in self.message_ids:
+                return self._by_id(self.message_ids[message_id]), message_id
+        return None
+
+    def ticket_by_number(self, number: str) -> TicketInfo | None:
+        return next((t for t in self.tickets if t.number == number), None)
+
+    def customer_by_address(self, address: str) -> CustomerInfo | None:
+        return self.customers.get(address_key(address))
+
+    def is_staff(self, address: str) -> bool:
+        return address_key(address).lower() in self.staff
+
+    def is_participant(self, ticket_id: int, address: str) -> bool:
+        return address_key(address).lower() in self.participants
+
+    def is_duplicate(self, message_id: str, body: str) -> bool:
+        return (message_id, body) in self.seen
+
+
+def settings(**extra: object) -> Settings:
+    template = dict(BASE_CONFIG["template"][0])
+    sap = {"id": "sap", "group": "incident", "queue": "servicedesk", "priority": 4,
+           "name": {"en": "SAP"}, "addresses": ["sap@support.example.com"],
+           "organisations": ["globex"]}
+    data = {**BASE_CONFIG, "template": [template, BASE_CONFIG["template"][1], sap],
+            "route": [{"address": "*@support.example.com", "queue": "servicedesk",
+                       "unknown_sender": "accept"},
+                      {"address": "vip@support.example.com", "template": "incident",
+                       "unknown_sender": "reject"}],
+            "faq": {"address": "faq@support.example.com"}, **extra}
+    return settings_from_mapping(data, "test", Path("."))
+
+
+def mail(subject: str = "Drucker defekt", sender: str = "max@acme.example",
+         body: str = "Der Drucker druckt nicht.", **kwargs: object) -> ParsedMessage:
+    values: dict[str, object] = dict(
+        message_id="<new-1@acme.example>", message_id_generated=False, subject=subject,
+        from_=MailAddress("Max Muster", sender), sender=None, reply_to=(),
+        to=(MailAddress("", "incident@support.example.com"),), cc=(),
+        date=datetime(2026, 11, 27, tzinfo=UTC), date_from_header=True, in_reply_to=(),
+        references=(), headers={}, body_text=body, body_html=None, quote_start=None,
+        attachments=(), content_type="text/plain")
+    values.update(kwargs)
+    return ParsedMessage(**values)  # type: ignore[arg-type]
+
+
+def decide(parsed: ParsedMessage, recipients: tuple[str, ...] = ("incident@support.example.com",),
+           directory: MemoryDirectory | None = None, config: Settings | None = None,
+           **context: object) -> object:
+    config = config or settings()
+    values: dict[str, object] = {"automatic": False, **context}
+    return route_message(parsed, MailContext(recipients=recipients, **values),  # type: ignore[arg-type]
+                         settings=config, addressbook=AddressBook(config),
+                         directory=directory or MemoryDirectory())
+
+
+def test_a_customer_mail_to_a_template_address_opens_a_ticket() -> None:
+    decision = decide(mail(body="Hallo\nBetroffenes System: HP LaserJet\n"))
+    assert isinstance(decision, NewTicketDecision)
+    assert (decision.rule, decision.template, decision.queue) == (
+        "template-address", "incident", "servicedesk")
+    assert decision.customer == MAX and decision.priority == 3
+    assert decision.guide_answers == (("system", "HP LaserJet"),)
+    assert decision.missing_required == ()
+
+
+def test_guide_answers_by_key_or_either_label_and_missing_ones() -> None:
+    assert decide(mail(body="affected system: VPN")).guide_answers == (  # type: ignore[union-attr]
+        ("system", "VPN"),)
+    assert decide(mail(body="SYSTEM: SAP")).guide_answers == (  # type: ignore[union-attr]
+        ("system", "SAP"),)
+    quoted = mail(body="Danke.\n\nAm 1.1. schrieb X:\n> Betroffenes System: alt", quote_start=8)
+    decision = decide(quoted)
+    assert isinstance(decision, NewTicketDecision)
+    assert decision.guide_answers == () and decision.missing_required == ("system",)
+
+
+def test_reply_by_in_reply_to_references_tag_and_token() -> None:
+    by_header = decide(mail(subject="Re: x", in_reply_to=("<ack-1@gw>",)))
+    assert isinstance(by_header, AppendDecision) and by_header.rule == "in-reply-to"
+    by_refs = decide(mail(subject="Re: x", references=("<other@x>", "<ack-1@gw>")))
+    assert isinstance(by_refs, AppendDecision) and by_refs.rule == "references"
+    by_tag = decide(mail(subject="AW: WG: Drucker [Ticket#2026112710000007]"))
+    assert isinstance(by_tag, AppendDecision) and by_tag.rule == "subject-tag"
+    by_token = decide(mail(subject="anything"),
+                      recipients=(f"support+r-{'A' * 24}@support.example.com",))
+    assert isinstance(by_token, AppendDecision) and by_token.rule == "reply-token"
+    assert by_token.ticket.number == "2026112710000007" and by_token.sender_role == "customer"
+
+
+def test_a_stranger_with_a_valid_tag_opens_a_new_ticket_and_says_why() -> None:
+    decision = decide(mail(subject="Re: [Ticket#2026112710000007] hijack",
+                           sender="mallory@evil.example"))
+    assert isinstance(decision, NewTicketDecision)
+    assert "mallory@evil.example may not write to ticket 2026112710000007" in decision.reason
+    assert decision.title == "hijack"
+
+
+def test_staff_and_participants_may_write() -> None:
+    staff = decide(mail(subject="Re: [Ticket#2026112710000007]", sender="Anna.Agent@Example.com"))
+    assert isinstance(staff, AppendDecision) and staff.sender_role == "staff"
+    colleague = decide(mail(subject="[Ticket#2026112710000007]", sender="colleague@acme.example"))
+    assert isinstance(colleague, AppendDecision) and colleague.sender_role == "participant"
+
+
+def test_a_reply_to_a_closed_ticket_reopens_it_or_opens_a_follow_up() -> None:
+    closed = replace(OPEN_TICKET, state="closed")
+    directory = MemoryDirectory(tickets=[closed])
+    reopened = decide(mail(in_reply_to=("<ack-1@gw>",)), directory=directory)
+    assert isinstance(reopened, AppendDecision) and reopened.reopen
+    follow_up = decide(mail(in_reply_to=("<ack-1@gw>",)), directory=directory,
+                       config=settings(tickets={"reopen_on_reply": False}))
+    assert isinstance(follow_up, NewTicketDecision)
+    assert follow_up.related_ticket == "2026112710000007"
+
+
+def test_rejections() -> None:
+    no_subject = decide(mail(subject="  "))
+    assert isinstance(no_subject, RejectDecision) and no_subject.rule == "no-subject"
+    assert no_subject.answer
+    stranger = decide(mail(sender="who@nowhere.example"), recipients=("vip@support.example.com",))
+    assert isinstance(stranger, RejectDecision) and stranger.rule == "unknown-sender"
+    not_for_acme = decide(mail(), recipients=("sap@support.example.com",))
+    assert isinstance(not_for_acme, RejectDecision)
+    assert not_for_acme.rule == "template-not-available"
+    nowhere = decide(mail(), recipients=("x@elsewhere.example",))
+    assert isinstance(nowhere, RejectDecision) and nowhere.rule == "no-route"
+    automatic = decide(mail(subject=""), automatic=True)
+    assert isinstance(automatic, RejectDecision) and not automatic.answer
+
+
+def test_unknown_senders_follow_the_route_policy() -> None:
+    accepted = decide(mail(sender="new@customer.example"))
+    assert isinstance(accepted, NewTicketDecision) and accepted.customer is None
+    assert accepted.contact == "new@customer.example"
+    assert "is not a registered customer" in accepted.reason
+
+
+def test_routes_plus_tags_and_patterns() -> None:
+    tagged = decide(mail(), recipients=("incident+change@support.example.com",))
+    assert isinstance(tagged, NewTicketDecision) and tagged.template == "change"
+    assert tagged.rule == "plus-tag"
+    pattern = decide(mail(), recipients=("anything@support.example.com",))
+    assert isinstance(pattern, NewTicketDecision) and pattern.rule == "route-pattern"
+    assert pattern.template is None and pattern.queue == "servicedesk"
+    two = decide(mail(), recipients=("change@support.example.com", "incident@support.example.com"))
+    assert isinstance(two, NewTicketDecision) and two.template == "change"   # the first
+
+
+def test_priority_from_headers_and_body() -> None:
+    assert decide(mail(headers={"x-priority": "1 (Highest)"})).priority == 5  # type: ignore[union-attr]
+    assert decide(mail(headers={"importance": "low"})).priority == 2  # type: ignore[union-attr]
+    assert decide(mail(body="Priorität: 4\nbitte schnell")).priority == 4  # type: ignore[union-attr]
+    assert decide(mail(), recipients=("sap@support.example.com",),
+                  directory=MemoryDirectory(customers={"max@acme.example": replace(
+                      MAX, organisation="globex")})).priority == 4  # type: ignore[union-attr]
+
+
+def test_loops_duplicates_bounces_and_out_of_office() -> None:
+    own = decide(mail(sender="incident@support.example.com"))
+    assert isinstance(own, IgnoreDecision) and own.rule == "own-address"
+    directory = MemoryDirectory(seen={("<new-1@acme.example>", "Der Drucker druckt nicht.")})
+    duplicate = decide(mail(), directory=directory)
+    assert isinstance(duplicate, IgnoreDecision) and duplicate.rule == "duplicate"
+    bounce = decide(mail(sender="MAILER-DAEMON@mx.example"), automatic_kind="bounce",
+                    automatic_reason="dsn", original_message_ids=("<ack-1@gw>",))
+    assert isinstance(bounce, IgnoreDecision) and bounce.ticket == OPEN_TICKET
+    ooo = decide(mail(subject="Abwesenheitsnotiz", in_reply_to=("<ack-1@gw>",)),
+                 automatic_kind="auto_reply", automatic_reason="Auto-Submitted: auto-replied")
+    assert isinstance(ooo, AppendDecision) and ooo.internal and not ooo.reopen
+
+
+def test_titles_and_addresses() -> None:
+    assert clean_title("AW: Re: WG: Drucker [Ticket#2026112710000007]") == "Drucker"
+    assert clean_title("RE[2]: Fwd: Test") == "Test"
+    assert split_plus("support+incident@x.de") == ("support@x.de", "incident")
+    assert reply_token_of(f"s+r-{'b' * 24}@x.de") == "b" * 24
+    assert reply_token_of("s+incident@x.de") is None
+
+
+@pytest.mark.parametrize("address, verdict", [
+    ("incident@support.example.com", Verdict.OK),
+    ("Incident@SUPPORT.example.com", Verdict.OK),
+    ("incident+whatever@support.example.com", Verdict.OK),
+    ("random@support.example.com", Verdict.OK),            # the catch-all route
+    ("someone@gmail.example", Verdict.RELAY),
+])
+def test_recipient_checks(address: str, verdict: Verdict) -> None:
+    assert AddressBook(settings()).check_recipient(address) is verdict
+
+
+def test_unknown_address_in_our_domain() -> None:
+    config = settings(route=[])
+    assert AddressBook(config).check_recipient("random@support.example.com") is Verdict.UNKNOWN
