@@ -244,7 +244,7 @@ def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
     queue = template.queue if template else destination.target
     answers, missing = guide_answers(parsed, template)
     priority = mail_priority(parsed) or (template.priority if template else 3)
-    reason = f"{prefix}{destination.rule} {template.id if template else queue}"
+    reason = prefix + (f"opens template {template.id}" if template else f"goes to queue {queue}")
     if customer is None:
         reason += f"; {sender or 'unknown sender'} is not a registered customer"
     return NewTicketDecision(

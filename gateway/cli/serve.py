@@ -49,6 +49,7 @@ def serve(context: CliContext, demo: bool) -> None:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)   # one line per job run
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd: per connection
     app = _prepare(context, with_demo=demo)
     settings = app.settings
     click.echo(f"ticketgw: config {settings.source}; database {display_url(app.db.url)}",

@@ -108,3 +108,46 @@ def test_serve_reports_a_taken_port(database_url: str, tmp_path: Path) -> None:
     assert process.returncode == 1
     assert f"error: web server could not listen on 127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr
+
+
+def test_serve_takes_mail_over_smtp_and_the_worker_makes_the_ticket(
+        database_url: str, tmp_path: Path) -> None:
+    """The whole service as deployed: listener, group commit, worker process, database."""
+    import smtplib
+    from email.message import EmailMessage
+
+    smtp_port, web_port = free_port(), free_port()
+    config = write_config(tmp_path / "ticketgw.toml", database_url)
+    text = config.read_text()
+    text = text.replace('[inbound]\nsmtp = ""',
+                        f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\n'
+                        'domains = ["support.example.com"]')
+    config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
+    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+        message = EmailMessage()
+        message["From"] = "Max Mustermann <max.mustermann@acme.example>"
+        message["To"] = "stoerung@support.example.com"
+        message["Subject"] = "Monitor flackert"
+        message["Message-ID"] = "<e2e@acme.example>"
+        message.set_content("Betroffenes System: Monitor\nAuswirkung: nur ich\n")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.send_message(message)
+        deadline = time.monotonic() + 30
+        created = []
+        while time.monotonic() < deadline and not created:
+            listed = subprocess.run([*TICKETGW, "--config", str(config), "ticket", "list",
+                                     "--json"], capture_output=True, text=True, check=True)
+            created = [t for t in json.loads(listed.stdout) if t["title"] == "Monitor flackert"]
+            time.sleep(0.2)
+        assert created, "the worker did not make the ticket within 30 s"
+        assert (created[0]["customer"], created[0]["template"]) == ("mmuster", "incident")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=40)
+        assert process.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
