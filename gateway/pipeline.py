@@ -150,7 +150,7 @@ def _create(session: Session, app: App, decision: NewTicketDecision, parsed: Par
         template_id=template_id,
         customer_user_id=decision.customer.id if decision.customer else None,
         contact_email=decision.contact, reply_token=secrets.token_urlsafe(18),
-        guide_answers=decision.guide_answers,
+        guide_answers=decision.guide_answers, follows=decision.related_ticket,
         first_article=_article(app, parsed, mail_id, sender="customer", internal=False)),
         numbering=app.numbering, actor=f"mail:{decision.contact}")
 

@@ -132,6 +132,7 @@ class NewTicket:
     contact_email: str = ""
     reply_token: str | None = None
     guide_answers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    follows: str | None = None          # the number of a closed ticket this one continues
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, act
             for key, value in new.guide_answers
         ])
     _record(session, ticket_id, actor, "created", None, State.NEW.value, now)
+    if new.follows:
+        _record(session, ticket_id, actor, "follows", None, new.follows, now)
     _insert_article(session, ticket_id, new.first_article, now)
     return TicketRef(ticket_id, number)
 

@@ -219,3 +219,45 @@ def test_a_bug_in_the_handler_is_451_not_500(app: App, monkeypatch: pytest.Monke
         send(port, customer_mail())
     assert refused.value.smtp_code == 451
     assert b"internal detail" not in refused.value.smtp_error
+
+
+def test_a_reply_to_a_closed_ticket_reopens_it(app: App, customer: None) -> None:
+    from gateway.tickets import State, find_ticket, set_state
+
+    with running_listener(app) as port:
+        send(port, customer_mail(message_id="<closed-1@acme>"))
+        [first] = process_due(app)
+        with app.db.write() as session:
+            ticket = find_ticket(session, str(first.ticket_number))
+            assert ticket.id is not None
+            set_state(session, ticket.id, State.CLOSED, actor="cli")
+        send(port, customer_mail(subject="Re: Drucker defekt", message_id="<closed-2@acme>",
+                                 In_Reply_To="<closed-1@acme>", body="Wieder kaputt.\n"))
+        [reply] = process_due(app)
+    assert (reply.outcome, reply.ticket_number) == ("appended", first.ticket_number)
+    with app.db.read() as session:
+        detail = ticket_detail(session, str(first.ticket_number))
+    assert detail["state"] == "open"
+    assert detail["history"][-1]["actor"] == "mail:max@acme.example"
+
+
+def test_with_reopen_off_a_reply_to_a_closed_ticket_opens_a_follow_up(
+        app: App, customer: None) -> None:
+    from gateway.tickets import State, find_ticket, set_state
+
+    app.settings = app.settings.model_copy(update={"tickets": app.settings.tickets.model_copy(
+        update={"reopen_on_reply": False})})
+    with running_listener(app) as port:
+        send(port, customer_mail(message_id="<f-1@acme>"))
+        [first] = process_due(app)
+        with app.db.write() as session:
+            ticket = find_ticket(session, str(first.ticket_number))
+            assert ticket.id is not None
+            set_state(session, ticket.id, State.CLOSED, actor="cli")
+        send(port, customer_mail(subject="Re: Drucker defekt", message_id="<f-2@acme>",
+                                 In_Reply_To="<f-1@acme>", body="Wieder kaputt.\n"))
+        [follow_up] = process_due(app)
+    assert follow_up.outcome == "created" and follow_up.ticket_number != first.ticket_number
+    with app.db.read() as session:
+        detail = ticket_detail(session, str(follow_up.ticket_number))
+    assert {"field": "follows", "new": first.ticket_number}.items() <= detail["history"][1].items()
