@@ -1,0 +1,2 @@
+"""Sending mail: rendering (`render`), the outbox in the database (`outbox`) and the
+transports that deliver it (`transport`: Maildir, SMTP)."""
