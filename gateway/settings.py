@@ -81,6 +81,21 @@ class InboundSettings(_Section):
     max_message_size: Size = 50 * 1024**2
     max_recipients: int = Field(default=50, gt=0)
     timeout: int = Field(default=300, gt=0)   # seconds a client may idle (RFC 5321 §4.5.3.2.7)
+    # the border MTA's authserv-id (RFC 8601): if set, staff commands need its DMARC/DKIM pass
+    authserv_id: str = ""
+
+
+StateName = Literal["new", "open", "pending", "closed"]
+
+
+def _default_status_states() -> list[StateName]:
+    return ["open", "pending", "closed"]
+
+
+class DkimSettings(_Section):
+    domain: str
+    selector: str
+    key_path: str               # PEM private key; relative to the config file
 
 
 class OutboundSettings(_Section):
@@ -90,6 +105,11 @@ class OutboundSettings(_Section):
     smtp_password_env: EnvName = ""
     starttls: bool = True
     templates_dir: str = ""     # admins' overrides of mail_templates/, same file names
+    reply_addresses: bool = True  # Reply-To local+r-TOKEN@domain: threads even without headers
+    max_auto_replies_per_hour: int = Field(default=5, ge=0)   # per sender (RFC 3834 §2)
+    status_mail_states: list[StateName] = Field(default_factory=_default_status_states)
+    delivery_deadline_hours: int = Field(default=120, gt=0)   # then a 4xx becomes failed
+    dkim: list[DkimSettings] = Field(default_factory=list)
 
 
 class WebSettings(_Section):
@@ -104,6 +124,7 @@ class QueueSettings(_Section):
     from_: Mailbox = Field(alias="from")
     staff: list[Address] = Field(default_factory=list)
     language: Language = "de"
+    acknowledge_follow_ups: bool = False   # confirm each customer follow-up by mail
 
 
 class StaffSettings(_Section):

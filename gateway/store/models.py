@@ -235,6 +235,19 @@ class BouncingAddress(SQLModel, table=True):
     last_ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
 
 
+class AutoAnswer(SQLModel, table=True):
+    """One automatic answer (acknowledgment, rejection) sent to an address: what the
+    per-sender rate limit counts (RFC 3834 §2: never flood a sender with auto-replies)."""
+
+    __tablename__ = "auto_answer"
+    id: int | None = Field(default=None, primary_key=True)
+    address_key: str = Field(max_length=320)
+    event: str = Field(max_length=32)
+    sent: datetime = _time(default_factory=utcnow)
+
+    __table_args__ = (Index("ix_auto_answer_address_sent", "address_key", "sent"),)
+
+
 # -- mail queues -------------------------------------------------------------------------------
 
 class ReceivedMail(SQLModel, table=True):
