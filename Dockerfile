@@ -24,6 +24,7 @@ RUN groupadd --system --gid 10001 ticketgw \
 WORKDIR /usr/src/ticket-gateway
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+COPY mail_templates ./mail_templates
 RUN pip install . tzdata \
     && cd / && rm -rf /usr/src/ticket-gateway
 

@@ -1,0 +1,350 @@
+"""Rendering outbound mail: an event, a language and its context in, an `OutgoingMail` out.
+
+Templates are Jinja2 files in `mail_templates/` (beside the `gateway` package: the repo root
+in a checkout, site-packages in an installed wheel), three per event and language:
+`<event>.<lang>.subject.j2` (one line), `<event>.<lang>.txt.j2`, `<event>.<lang>.html.j2`;
+partials start with `_`. An admin's `[outbound] templates_dir` is searched first, so a file
+of the same name there overrides ours (partials included).
+
+Guarantees:
+- Every context key an event needs (`REQUIRED_CONTEXT`) is checked before rendering; a
+  missing one raises `RenderError` naming the event and the key. Templates render with
+  `StrictUndefined`: a variable the context lacks is an error, never an empty string.
+- HTML parts are autoescaped; text parts and subjects are not (they are not HTML).
+- The language asked for is used when all three of its files exist, else English, else
+  `RenderError`; one mail never mixes languages.
+- Headers: see `headers.py` (no CR/LF can reach a header, CRLF output, RFC 3834
+  Auto-Submitted, our Message-ID, References). Links are built from `base_url` only.
+- Nothing here does I/O but reading template files. `RenderError` is a bug or a
+  configuration problem (unknown event, missing key, broken template); `HeaderError` is an
+  address we cannot write (say a non-ASCII local part). Either way nothing is produced and
+  the caller decides; the mail that caused it is never dropped for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import jinja2
+from markupsafe import Markup, escape
+
+import gateway
+from gateway.outbound.headers import (
+    AutoSubmitted,
+    MailIdentity,
+    MessageHeaders,
+    bare_address,
+    build_message,
+    new_message_id,
+    split_address,
+    tagged_subject,
+    thread_references,
+)
+from gateway.outbound.mail import EVENTS, OutgoingMail
+from gateway.outbound.signing import DkimSigner
+from gateway.tickets import PRIORITY_NAMES
+
+__all__ = ["OPTIONAL_CONTEXT", "REQUIRED_CONTEXT", "FaqArticle", "GuideAnswer", "MailIdentity",
+           "MailRenderer", "RenderError", "RenderedParts", "default_templates_dir"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+FALLBACK_LANGUAGE = "en"
+PARTS = ("subject", "txt", "html")
+
+# What the caller must put in `context`, per event (the one place that defines it).
+REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
+    "ack": ("customer_name", "title", "template_name", "priority", "answers", "missing"),
+    "follow-up": ("customer_name", "title"),
+    "status": ("customer_name", "title", "old_state", "new_state"),
+    "staff-answer": ("customer_name", "title", "agent_name", "body"),
+    "reject": ("customer_name", "reason", "original_subject"),
+    "staff-notify": ("kind", "customer_name", "customer_address", "title", "body", "priority"),
+    "delivery-failed": ("recipient", "original_subject", "diagnostic"),
+    "password-token": ("customer_name", "username", "token", "expires"),
+    "new-password": ("customer_name", "username", "password"),
+    "file-link": ("customer_name", "token", "expires"),
+    "faq-answer": ("customer_name", "question", "articles"),
+}
+# Keys an event may have; absent ones are set to these defaults.
+OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
+    "reject": {"max_size": None, "template_name": None},
+    "staff-notify": {"template_name": None},
+}
+# Events about one ticket: `ticket_number` is required for them.
+TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify"})
+# Answers to a customer's mail (RFC 3834 "auto-replied" when they answer one).
+REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer"})
+# Set by the renderer; a caller's context may not contain them.
+COMMON_CONTEXT = ("event", "language", "base_url", "ticket_number", "ticket_url",
+                  "login_url", "sender_name", "confirm_url", "file_url")
+
+REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available", "too-large")
+NOTIFY_KINDS = ("new", "reply")
+STATE_NAMES = {
+    "de": {"new": "neu", "open": "offen", "pending": "wartend", "closed": "geschlossen"},
+    "en": {"new": "new", "open": "open", "pending": "pending", "closed": "closed"},
+}
+_REPLY_PREFIX = re.compile(r"^(\s*(re|aw|antw|wg|fw|fwd)\s*(\[\d+\])?\s*:)+\s*", re.IGNORECASE)
+PRIORITY_NAMES_DE = {1: "sehr niedrig", 2: "niedrig", 3: "normal", 4: "hoch", 5: "sehr hoch"}
+
+
+class RenderError(Exception):
+    """A mail cannot be rendered: unknown event, missing context, missing or broken template.
+    A bug or a configuration problem; the message says which event, key or file."""
+
+
+@dataclass(frozen=True)
+class GuideAnswer:
+    """One answered question of a conversation guide, as shown in the acknowledgment."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class FaqArticle:
+    """One FAQ hit for `faq-answer`: its title, a short extract and the absolute URL."""
+
+    title: str
+    extract: str
+    url: str
+
+
+@dataclass(frozen=True)
+class RenderedParts:
+    """The rendered subject (tagged, one line), text and HTML of one mail."""
+
+    language: str
+    subject: str
+    text: str
+    html: str
+
+
+def default_templates_dir() -> Path:
+    """`mail_templates/` beside the `gateway` package: in a source checkout (or an editable
+    install) the repo root; in a wheel install site-packages, where pyproject ships it."""
+    return Path(gateway.__file__).resolve().parent.parent / "mail_templates"
+
+
+class MailRenderer:
+    """Renders the mails of `EVENTS`. Build one at start (`app.py`) and share it; it holds
+    the Jinja environment (templates are compiled once and reloaded when changed)."""
+
+    def __init__(self, *, base_url: str, override_dir: Path | None = None,
+                 templates_dir: Path | None = None, dkim: DkimSigner | None = None,
+                 timezone: tzinfo = UTC) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.dkim = dkim
+        shipped = templates_dir or default_templates_dir()
+        if not shipped.is_dir():
+            raise RenderError(f"mail templates not found at {shipped}")
+        searched = [str(override_dir)] if override_dir else []
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([*searched, str(shipped)]),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                                default_for_string=False, default=False),
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        )
+
+        @jinja2.pass_context
+        def datetime_filter(context: jinja2.runtime.Context, value: datetime) -> str:
+            return _format_datetime(value, timezone, str(context.get("language")))
+
+        self.env.filters.update(state_name=_state_name, priority_label=_priority_label,
+                                size=_size, nl2br=_nl2br, datetime=datetime_filter,
+                                without_reply_prefix=_without_reply_prefix)
+
+    # -- the whole mail -------------------------------------------------------------------
+
+    def render(self, event: str, language: str, context: Mapping[str, Any], *,
+               sender: MailIdentity, to: Sequence[MailIdentity | tuple[str, str]],
+               reply_to: MailIdentity | str | None = None, ticket_number: str | None = None,
+               in_reply_to: str | None = None, references: Sequence[str] = (),
+               auto_submitted: AutoSubmitted | None = None, ticket_id: int | None = None,
+               now: datetime | None = None) -> OutgoingMail:
+        """One finished mail for the outbox.
+
+        `language`: the one already decided (the customer's, else the queue's).
+        `sender`: the queue's identity; for `staff-answer` the From name becomes
+        "AGENT via QUEUE NAME" with the queue's address. `to`: (name, address) pairs.
+        `in_reply_to`/`references`: the mail answered and the ticket's thread.
+        `auto_submitted`: None = the event's default: "auto-replied" for the answers in
+        `REPLY_EVENTS` when `in_reply_to` is given, nothing for `staff-answer` (a person
+        wrote it), else "auto-generated"; "no" leaves the header out.
+        """
+        if not to:
+            raise RenderError(f"{event}: a mail needs at least one recipient")
+        parts = self.render_parts(event, language, context, ticket_number=ticket_number,
+                                  sender=sender)
+        recipients = [r if isinstance(r, MailIdentity) else MailIdentity(*r) for r in to]
+        from_ = sender
+        if event == "staff-answer":
+            agent = str(context["agent_name"]).strip()
+            name = f"{agent} via {sender.name}" if agent and sender.name else agent or sender.name
+            from_ = MailIdentity(name, sender.address)
+        _, domain = split_address(sender.address)
+        message_id = new_message_id(domain)
+        headers = MessageHeaders(
+            sender=from_, to=recipients, subject=parts.subject, message_id=message_id,
+            date=(now or datetime.now(UTC)),
+            reply_to=MailIdentity("", reply_to) if isinstance(reply_to, str) else reply_to,
+            in_reply_to=in_reply_to, references=thread_references(references, in_reply_to),
+            auto_submitted=auto_submitted or _default_auto_submitted(event, in_reply_to))
+        raw = build_message(headers, parts.text, parts.html)
+        if self.dkim is not None:
+            raw = self.dkim.sign(raw, domain)
+        return OutgoingMail(event=event, envelope_from=bare_address(sender.address),
+                            recipients=tuple(bare_address(r.address) for r in recipients),
+                            message_id=message_id, raw=raw, ticket_id=ticket_id)
+
+    # -- the texts ------------------------------------------------------------------------
+
+    def render_parts(self, event: str, language: str, context: Mapping[str, Any], *,
+                     ticket_number: str | None = None,
+                     sender: MailIdentity | None = None) -> RenderedParts:
+        """Subject, text and HTML without headers (also for previews and `explain`)."""
+        values = self._context(event, language, context, ticket_number, sender)
+        used, templates = self._templates(event, language)
+        values["language"] = used
+        rendered = []
+        for template in templates:
+            try:
+                rendered.append(template.render(values))
+            except jinja2.TemplateError as exc:
+                raise RenderError(f"{event}: template {template.name}: {exc}") from exc
+        subject, text, html = rendered
+        return RenderedParts(used, tagged_subject(subject, ticket_number), text, html)
+
+    def _templates(self, event: str, language: str) -> tuple[str, list[jinja2.Template]]:
+        tried = []
+        for lang in dict.fromkeys((language, FALLBACK_LANGUAGE)):
+            names = [f"{event}.{lang}.{part}.j2" for part in PARTS]
+            try:
+                templates = [self.env.get_template(name) for name in names]
+            except jinja2.TemplateNotFound as exc:
+                tried.append(str(exc.name))
+                continue
+            except jinja2.TemplateSyntaxError as exc:
+                raise RenderError(f"{event}: template {exc.name} line {exc.lineno}: "
+                                  f"{exc.message}") from exc
+            if lang != language:
+                log.warning("mail template %s.%s missing (%s); using %s", event, language,
+                            ", ".join(tried), lang)
+            return lang, templates
+        raise RenderError(f"{event}: no templates for language {language!r} "
+                          f"or {FALLBACK_LANGUAGE!r} (missing: {', '.join(tried)})")
+
+    def _context(self, event: str, language: str, context: Mapping[str, Any],
+                 ticket_number: str | None, sender: MailIdentity | None) -> dict[str, Any]:
+        if event not in EVENTS:
+            raise RenderError(f"unknown mail event {event!r}; known: {', '.join(EVENTS)}")
+        missing = [key for key in REQUIRED_CONTEXT[event] if key not in context]
+        if missing:
+            raise RenderError(f"{event}: context is missing {', '.join(map(repr, missing))} "
+                              f"(needs {', '.join(REQUIRED_CONTEXT[event])})")
+        reserved = [key for key in COMMON_CONTEXT if key in context]
+        if reserved:
+            raise RenderError(f"{event}: context may not set {', '.join(reserved)} "
+                              "(the renderer sets them)")
+        if event in TICKET_EVENTS and not ticket_number:
+            raise RenderError(f"{event}: ticket_number is required")
+        if ticket_number is not None and not (ticket_number.isascii()
+                                              and ticket_number.isdigit()):
+            raise RenderError(f"{event}: ticket number {ticket_number!r} is not a number")
+        values = {**OPTIONAL_CONTEXT.get(event, {}), **context}
+        _check_values(event, values)
+        if "answers" in values:
+            values["answers"] = [_as(GuideAnswer, a) for a in values["answers"]]
+        if "articles" in values:
+            values["articles"] = [_as(FaqArticle, a) for a in values["articles"]]
+        values.update(
+            event=event, language=language, base_url=self.base_url,
+            ticket_number=ticket_number,
+            ticket_url=f"{self.base_url}/tickets/{ticket_number}" if ticket_number else None,
+            login_url=f"{self.base_url}/login",
+            sender_name=sender.name if sender else "",
+            confirm_url=None, file_url=None)
+        if event == "password-token":
+            values["confirm_url"] = (f"{self.base_url}/password/confirm?token="
+                                     f"{quote(str(values['token']), safe='')}")
+        elif event == "file-link":
+            values["file_url"] = f"{self.base_url}/files/{quote(str(values['token']), safe='')}"
+        return values
+
+
+def _default_auto_submitted(event: str, in_reply_to: str | None) -> AutoSubmitted:
+    if event == "staff-answer":
+        return "no"
+    if event in REPLY_EVENTS and in_reply_to:
+        return "auto-replied"
+    return "auto-generated"
+
+
+def _check_values(event: str, values: Mapping[str, Any]) -> None:
+    """The few values with a closed set of choices, checked so a typo fails loudly."""
+    choices = {"reason": REJECT_REASONS, "kind": NOTIFY_KINDS,
+               "old_state": tuple(STATE_NAMES["en"]), "new_state": tuple(STATE_NAMES["en"])}
+    for key, allowed in choices.items():
+        if key in REQUIRED_CONTEXT[event] and str(values[key]) not in allowed:
+            raise RenderError(f"{event}: {key} {values[key]!r} is not one of "
+                              f"{', '.join(allowed)}")
+    if "priority" in REQUIRED_CONTEXT[event] and values["priority"] not in PRIORITY_NAMES:
+        raise RenderError(f"{event}: priority {values['priority']!r} is not 1 to 5")
+
+
+def _as(kind: type[_T], value: Any) -> _T:
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        return kind(**value)
+    return kind(*value)
+
+
+# -- filters (localised by the template's `language`) -----------------------------------
+
+def _format_datetime(value: datetime, zone: tzinfo, language: str) -> str:
+    """`28.11.2026, 15:30 Uhr (CET)` / `2026-11-28 15:30 (CET)`; naive values are UTC."""
+    moment = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
+    name = moment.tzname() or "UTC"
+    if language == "de":
+        return f"{moment:%d.%m.%Y, %H:%M} Uhr ({name})"
+    return f"{moment:%Y-%m-%d %H:%M} ({name})"
+
+
+@jinja2.pass_context
+def _state_name(context: jinja2.runtime.Context, state: str) -> str:
+    names = STATE_NAMES.get(context.get("language", "en"), STATE_NAMES["en"])
+    return names.get(str(state), str(state))
+
+
+@jinja2.pass_context
+def _priority_label(context: jinja2.runtime.Context, priority: int) -> str:
+    if context.get("language") == "de":
+        return f"{priority} {PRIORITY_NAMES_DE.get(priority, '?')}"
+    return f"{priority} {PRIORITY_NAMES.get(priority, '?')}"
+
+
+@jinja2.pass_context
+def _size(context: jinja2.runtime.Context, size: int) -> str:
+    text = f"{size / 1_000_000:.1f}".removesuffix(".0") + " MB"
+    return text.replace(".", ",") if context.get("language") == "de" else text
+
+
+def _without_reply_prefix(subject: str) -> str:
+    """"Re: AW: Drucker" -> "Drucker", so an answer's "Re: " is not doubled."""
+    return _REPLY_PREFIX.sub("", str(subject))
+
+
+def _nl2br(text: str) -> Markup:
+    """Plain text for HTML: escaped, line breaks kept."""
+    return Markup("<br>\n").join(escape(line) for line in str(text).splitlines())
