@@ -57,6 +57,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ENV_DROPPED = ("TICKETGW_DATABASE_URL", "TICKETGW_CONFIG")  # would send the bench elsewhere
 DOMAIN = "support.example.com"
 RCPT = f"incident@{DOMAIN}"
-SENDER = "anna.kunde@customer.example"
+CUSTOMER_DOMAIN = "customer.example"
 MAX_SIZE_MB = 60
 POLL = 0.02                  # seconds between "all processed?" queries
 WARMUP = {"text": 20, "attachment": 4}   # per backend, before round 1, not measured
@@ -90,9 +91,15 @@ TEXT_BODY = ("\r\n".join(textwrap.wrap(_BODY_TEXT, 76))
 ATTACHMENT_SIZE = 200 * 1024
 
 
-def _headers(tag: str, number: int, content_type: str) -> bytes:
+def sender_of(customer: int) -> str:
+    """Every mail comes from its own registered customer: acknowledgements are limited per
+    sender and hour (RFC 3834), and real mail comes from many people."""
+    return f"customer{customer}@{CUSTOMER_DOMAIN}"
+
+
+def _headers(tag: str, number: int, customer: int, content_type: str) -> bytes:
     return (
-        f"From: Anna Kunde <{SENDER}>\r\n"
+        f"From: Customer {customer} <{sender_of(customer)}>\r\n"
         f"To: Service Desk <{RCPT}>\r\n"
         f"Subject: Printer on floor 3: error 50.4 ({tag} #{number})\r\n"
         f"Message-ID: <{tag}.{number}@customer.example>\r\n"
@@ -102,19 +109,19 @@ def _headers(tag: str, number: int, content_type: str) -> bytes:
     ).encode()
 
 
-def text_mail(tag: str, number: int) -> bytes:
-    return (_headers(tag, number, "Content-Type: text/plain; charset=utf-8\r\n"
+def text_mail(tag: str, number: int, customer: int) -> bytes:
+    return (_headers(tag, number, customer, "Content-Type: text/plain; charset=utf-8\r\n"
                                   "Content-Transfer-Encoding: 8bit")
             + b"\r\n" + TEXT_BODY)
 
 
-def attachment_mail(tag: str, number: int, size: int = ATTACHMENT_SIZE) -> bytes:
+def attachment_mail(tag: str, number: int, customer: int, size: int = ATTACHMENT_SIZE) -> bytes:
     """multipart/mixed: a short note and a random (so never deduplicated) PDF, base64."""
     boundary = f"==bench-{secrets.token_hex(8)}=="
     pdf = b"%PDF-1.4\n" + os.urandom(max(0, size - 15)) + b"\n%%EOF\n"
     encoded = base64.encodebytes(pdf).replace(b"\n", b"\r\n")
     return b"".join((
-        _headers(tag, number, f'Content-Type: multipart/mixed; boundary="{boundary}"'),
+        _headers(tag, number, customer, f'Content-Type: multipart/mixed; boundary="{boundary}"'),
         b"\r\nThis is a multi-part message in MIME format.\r\n",
         f"--{boundary}\r\n".encode(),
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
@@ -128,15 +135,22 @@ def attachment_mail(tag: str, number: int, size: int = ATTACHMENT_SIZE) -> bytes
     ))
 
 
-def build_mails(kind: str, count: int, tag: str) -> list[bytes]:
+Mail = tuple[str, bytes]    # envelope sender, raw bytes
+
+
+def build_mails(kind: str, count: int, tag: str, customers: Iterator[int]) -> list[Mail]:
     make = text_mail if kind == "text" else attachment_mail
-    return [make(tag, i) for i in range(count)]
+    mails = []
+    for i in range(count):
+        customer = next(customers)
+        mails.append((sender_of(customer), make(tag, i, customer)))
+    return mails
 
 
 # -------------------------------------------------------------------------------- client
 
 
-def send_all(port: int, mails: list[bytes], connections: int) -> tuple[float, float]:
+def send_all(port: int, mails: list[Mail], connections: int) -> tuple[float, float]:
     """Send the mails over `connections` parallel SMTP sessions (opened before the clock
     starts); (start, time the last 250 came back), both `time.monotonic()`."""
     shares = [mails[i::connections] for i in range(connections)]
@@ -152,8 +166,8 @@ def send_all(port: int, mails: list[bytes], connections: int) -> tuple[float, fl
     def run(k: int) -> None:
         barrier.wait()
         try:
-            for raw in shares[k]:
-                refused = clients[k].sendmail(SENDER, [RCPT], raw)
+            for sender, raw in shares[k]:
+                refused = clients[k].sendmail(sender, [RCPT], raw)
                 if refused:
                     raise RuntimeError(f"recipients refused: {refused}")
         except BaseException as exc:
@@ -303,13 +317,9 @@ listen = ""
 id = "servicedesk"
 name = "Service Desk"
 from = "Service Desk <support@{domain}>"
-staff = ["anna.agent@example.com"]
+staff = [{staff_list}]
 language = "en"
-
-[[staff]]
-email = "anna.agent@example.com"
-name = "Anna Agent"
-
+{staff_blocks}
 [[template]]
 id = "incident"
 group = "incident"
@@ -320,20 +330,31 @@ priority = 3
 """
 
 
+def write_config(path: Path, url: str, tmp: Path, port: int, staff: int) -> None:
+    addresses = [f"agent{i}@example.com" for i in range(staff)]
+    path.write_text(CONFIG.format(
+        url=url, tmp=tmp, port=port, domain=DOMAIN, max_mb=MAX_SIZE_MB, rcpt=RCPT,
+        staff_list=", ".join(f'"{a}"' for a in addresses),
+        staff_blocks="".join(f'\n[[staff]]\nemail = "{a}"\nname = "Agent {i}"\nlanguage = "en"\n'
+                             for i, a in enumerate(addresses))))
+
+
 class Gateway:
     """`ticketgw serve` on its own config and database, started as a subprocess."""
 
-    def __init__(self, url: str, tmp: Path) -> None:
+    def __init__(self, url: str, tmp: Path, *, customers: int, staff: int) -> None:
         self.url, self.tmp = url, tmp
         self.port = free_port()
         self.config = tmp / "ticketgw.toml"
-        self.config.write_text(CONFIG.format(url=url, tmp=tmp, port=self.port, domain=DOMAIN,
-                                             max_mb=MAX_SIZE_MB, rcpt=RCPT))
+        write_config(self.config, url, tmp, self.port, staff)
         self.log = tmp / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker_pid = 0
         self.cli("db", "upgrade")
-        self.cli("customer", "add", "anna", SENDER, "--name", "Anna Kunde", "--lang", "en")
+        csv = tmp / "customers.csv"
+        csv.write_text("username,email,name,organisation,language\n" + "".join(
+            f"customer{i},{sender_of(i)},Customer {i},,en\n" for i in range(customers)))
+        self.cli("customer", "import", str(csv))
         self.engine: Engine = create_engine(url)
 
     def cli(self, *args: str) -> None:
@@ -461,22 +482,26 @@ def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
         series.cpu_worker.append(cpu_w * 1000 / len(mails))
 
 
-def memory_test(gateway: Gateway, size_mb: int) -> dict[str, Any]:
+def memory_test(gateway: Gateway, baseline: Baseline, size_mb: int, customer: int
+                ) -> dict[str, Any]:
+    """Peak RSS growth of each process while one mail with a `size_mb` MiB attachment is
+    received (baseline, listener) and processed (worker)."""
     size = size_mb * 1024 * 1024
-    mail = attachment_mail(f"mem-{secrets.token_hex(4)}", 0, size)
-    pids = {"listener": gateway.pid, "worker": gateway.worker_pid}
-    reset = all(reset_peak(pid) for pid in pids.values())
+    mail = (sender_of(customer),
+            attachment_mail(f"mem-{secrets.token_hex(4)}", 0, customer, size))
+    result: dict[str, Any] = {"size": size, "mail": len(mail[1])}
+    pids = {"baseline": baseline.proc.pid, "listener": gateway.pid,
+            "worker": gateway.worker_pid}
+    result["reset"] = all(reset_peak(pid) for pid in pids.values())
     before = {name: memory_kib(pid) for name, pid in pids.items()}
+    send_all(baseline.port, [mail], 1)
     first = gateway.max_id()
     start, answered = send_all(gateway.port, [mail], 1)
     done = gateway.wait_processed(first, 1)
     gateway.check(first, 1)
-    after = {name: memory_kib(pid) for name, pid in pids.items()}
-    result: dict[str, Any] = {"size": size, "mail": len(mail), "reset": reset,
-                              "intake_s": answered - start, "total_s": done - start}
-    for name in pids:
-        rss = before[name]["VmRSS"] * 1024
-        peak = after[name]["VmHWM"] * 1024
+    result.update(intake_s=answered - start, total_s=done - start)
+    for name, pid in pids.items():
+        rss, peak = before[name]["VmRSS"] * 1024, memory_kib(pid)["VmHWM"] * 1024
         result[name] = {"rss_before": rss, "peak": peak, "growth": peak - rss,
                         "ratio": (peak - rss) / size}
     return result
@@ -485,26 +510,31 @@ def memory_test(gateway: Gateway, size_mb: int) -> dict[str, Any]:
 def bench_backend(backend: str, args: argparse.Namespace, baseline: Baseline
                   ) -> tuple[dict[tuple[str, int], Series], dict[str, Any] | None]:
     configs = [(k, c) for k in args.kinds for c in args.connections]
+    per_round = sum(args.text_count if k == "text" else args.attachment_count
+                    for k, _ in configs)
+    expected = (sum(WARMUP[k] for k in args.kinds) + (1 if args.memory_mb else 0)
+                + args.rounds * per_round)
+    customers = count()          # one customer per mail, never reused
     results = {config: Series() for config in configs}
     memory = None
     with tempfile.TemporaryDirectory(prefix="tgw-bench-") as tmp_name:
         tmp = Path(tmp_name)
         with database(backend, tmp, args.pg_admin_url) as url:
-            gateway = Gateway(url, tmp)
+            gateway = Gateway(url, tmp, customers=expected, staff=args.staff)
             try:
                 gateway.start()
                 for kind in args.kinds:   # connections, imports, statement caches
-                    warm = build_mails(kind, WARMUP[kind], f"warmup-{kind}")
+                    warm = build_mails(kind, WARMUP[kind], f"warmup-{kind}", customers)
                     send_all(baseline.port, warm, 2)
                     run_gateway(gateway, warm, 2, None)
                 if args.memory_mb:
-                    memory = memory_test(gateway, args.memory_mb)
+                    memory = memory_test(gateway, baseline, args.memory_mb, next(customers))
                     print(f"  {backend} memory: {describe_memory(memory)}", file=sys.stderr)
                 for round_no in range(1, args.rounds + 1):
                     for kind, conns in configs:
-                        count = args.text_count if kind == "text" else args.attachment_count
+                        n = args.text_count if kind == "text" else args.attachment_count
                         tag = f"r{round_no}-{kind}-{conns}-{secrets.token_hex(3)}"
-                        mails = build_mails(kind, count, tag)
+                        mails = build_mails(kind, n, tag, customers)
                         series = results[(kind, conns)]
                         run_baseline(baseline, mails, conns, series)
                         run_gateway(gateway, mails, conns, series)
@@ -517,11 +547,11 @@ def bench_backend(backend: str, args: argparse.Namespace, baseline: Baseline
                               f"listener {series.cpu_listener[-1]:.2f}, "
                               f"worker {series.cpu_worker[-1]:.2f}", file=sys.stderr)
                 tickets = gateway.scalar("SELECT count(*) FROM ticket")
-                expected = (sum(WARMUP[k] for k in args.kinds) + (1 if args.memory_mb else 0)
-                            + args.rounds * sum(args.text_count if k == "text"
-                                                else args.attachment_count for k, _ in configs))
                 if tickets != expected:
                     raise RuntimeError(f"{backend}: {tickets} tickets, expected {expected}")
+                queued = gateway.scalar("SELECT count(*) FROM outbound_mail")
+                print(f"  {backend}: {tickets} tickets, {queued} outbound mails queued "
+                      f"({queued / tickets:.2f} per ticket)", file=sys.stderr)
             finally:
                 gateway.stop()
     return results, memory
@@ -531,7 +561,7 @@ def describe_memory(m: dict[str, Any]) -> str:
     mib = 1024 * 1024
     parts = [f"{m['size'] / mib:.0f} MiB attachment ({m['mail'] / mib:.1f} MiB mail), "
              f"250 after {m['intake_s']:.2f} s, processed after {m['total_s']:.2f} s"]
-    for name in ("listener", "worker"):
+    for name in ("baseline", "listener", "worker"):
         p = m[name]
         parts.append(f"{name} RSS {p['rss_before'] / mib:.0f} MiB -> peak {p['peak'] / mib:.0f} "
                      f"MiB (+{p['growth'] / mib:.0f} MiB = {p['ratio']:.1f}x)")
@@ -557,6 +587,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--memory-mb", type=int, default=25,
                         help="attachment size (MiB) of the memory test; 0 skips it")
+    parser.add_argument("--staff", type=int, default=1,
+                        help="staff members on the queue, each notified of every new ticket "
+                             "(default 1, as in the sample config)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL,
                         help="a database to run CREATE/DROP DATABASE from")
     args = parser.parse_args()
@@ -569,7 +602,7 @@ def main() -> None:
     if (set(args.backends) - {"sqlite", "postgresql"} or set(args.kinds) - set(KINDS)
             or not args.backends or not args.kinds or min(args.connections, default=0) < 1
             or args.rounds < 1 or args.text_count < 1 or args.attachment_count < 1
-            or args.memory_mb < 0):
+            or args.memory_mb < 0 or args.staff < 0):
         parser.error("check the arguments")
     for name in ENV_DROPPED:
         os.environ.pop(name, None)

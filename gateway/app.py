@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from gateway.addressbook import AddressBook
 from gateway.config_sync import sync_configuration
+from gateway.outbound.render import MailRenderer
+from gateway.outbound.signing import DkimKey, DkimSigner
 from gateway.settings import Settings
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database, display_url
@@ -26,6 +29,7 @@ class App:
     blobs: BlobStore
     numbering: Numbering
     addressbook: AddressBook
+    renderer: MailRenderer
 
     def close(self) -> None:
         self.db.dispose()
@@ -39,7 +43,21 @@ def build_app(settings: Settings) -> App:
         blobs=BlobStore(settings.attachments_dir),
         numbering=Numbering(settings.tickets.system_id, settings.tickets.timezone),
         addressbook=AddressBook(settings),
+        renderer=build_renderer(settings),
     )
+
+
+def build_renderer(settings: Settings) -> MailRenderer:
+    """The mail renderer with the admin's template overrides and DKIM keys, if any."""
+    outbound = settings.outbound
+    signer = None
+    if outbound.dkim:
+        signer = DkimSigner(DkimKey.from_file(k.domain, k.selector, settings.path(k.key_path))
+                            for k in outbound.dkim)
+    return MailRenderer(
+        base_url=settings.web.base_url,
+        override_dir=settings.path(outbound.templates_dir) if outbound.templates_dir else None,
+        dkim=signer, timezone=ZoneInfo(settings.tickets.timezone))
 
 
 def prepare_database(app: App, *, migrate: bool) -> None:

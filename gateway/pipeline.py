@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session
 
+from gateway import answers
 from gateway.addressbook import AddressBook
 from gateway.addresses import address_key
 from gateway.app import App
+from gateway.errors import InvalidInput
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.loops import classify_parsed
 from gateway.message import ParsedMessage, ParseLimitExceeded
@@ -36,8 +38,10 @@ from gateway.routing import (
     RejectDecision,
     route_message,
 )
+from gateway.staff_commands import Command, authenticated, parse_commands
 from gateway.store.models import BouncingAddress, Queue, Template, table_of, utcnow
 from gateway.store.upsert import upsert_for
+from gateway.ticket_actions import assign, change_priority, change_state
 from gateway.tickets import (
     NewArticle,
     NewAttachment,
@@ -46,7 +50,7 @@ from gateway.tickets import (
     TicketRef,
     add_article,
     create_ticket,
-    set_state,
+    remember_message_id,
 )
 
 
@@ -112,16 +116,26 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
         return Outcome(kind, decision.reason, decision.rule, ticket_id, ticket_number,
                        parsed.message_id, sender, parsed.subject)
 
+    automatic = understood.context.automatic
     if isinstance(decision, NewTicketDecision):
         ref = _create(session, app, decision, parsed, mail_id)
+        answers.ticket_created(session, app, ref.id, parsed, automatic=automatic,
+                               answers=decision.guide_answers,
+                               missing=decision.missing_required)
         return outcome("created", ref.id, ref.number)
+    if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
+            and not decision.internal:
+        note = staff_mail(session, app, decision, parsed, mail_id)
+        return replace(outcome("appended", decision.ticket.id, decision.ticket.number),
+                       reason=f"{decision.reason}; {note}")
     if isinstance(decision, AppendDecision):
-        article = _article(app, parsed, mail_id,
-                           sender="staff" if decision.sender_role == "staff" else "customer",
-                           internal=decision.internal)
+        article = _article(app, parsed, mail_id, sender="customer", internal=decision.internal)
         add_article(session, decision.ticket.id, article)
         if decision.reopen:
-            set_state(session, decision.ticket.id, State.OPEN, actor=f"mail:{sender}")
+            change_state(session, app, decision.ticket.id, State.OPEN, actor=f"mail:{sender}")
+        if not decision.internal:
+            answers.customer_replied(session, app, decision.ticket.id, parsed,
+                                     automatic=automatic)
         return outcome("appended", decision.ticket.id, decision.ticket.number)
     if isinstance(decision, IgnoreDecision):
         ticket = decision.ticket
@@ -133,7 +147,77 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
         return outcome("ignored", ticket.id if ticket else None,
                        ticket.number if ticket else None)
     assert isinstance(decision, RejectDecision)
+    if decision.answer and decision.rule in REJECT_REASONS:
+        template = next((t for t in app.settings.template if t.id == decision.template), None)
+        answers.rejected(session, app, parsed, reason=decision.rule, template=template,
+                         language=decision.language)
     return outcome("rejected")
+
+
+REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available")
+
+
+def staff_mail(session: Session, app: App, decision: AppendDecision, parsed: ParsedMessage,
+               mail_id: int | None) -> str:
+    """A staff member's mail to a ticket: commands run, then the answer goes to the customer
+    from the queue's address (the agent's own address never reaches them), or stays an
+    internal note. The quoted notification is cut off. Returns what was done, for the log."""
+    sender = parsed.from_.address if parsed.from_ else ""
+    ticket_id = decision.ticket.id
+    remember_message_id(session, ticket_id, parsed.message_id)
+    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
+    authserv_id = app.settings.inbound.authserv_id
+    results = parsed.mime.get_all("Authentication-Results", []) if parsed.mime else []
+    if authserv_id and not authenticated([str(r) for r in results], sender, authserv_id):
+        add_article(session, ticket_id, _article(app, parsed, mail_id, sender="staff",
+                                                 internal=True))
+        return (f"not authenticated by {authserv_id} (no DMARC/DKIM pass for {sender}): kept "
+                "as an internal note, no commands run, nothing sent")
+    command_mail = parse_commands(text)
+    done = [_run_command(session, app, ticket_id, command, sender)
+            for command in command_mail.commands]
+    done += [f"{e.line}: {e.reason}" for e in command_mail.errors]
+    if command_mail.internal or not command_mail.text.strip():
+        add_article(session, ticket_id, replace(
+            _article(app, parsed, mail_id, sender="staff", internal=True),
+            channel="note", body=command_mail.text))
+        done.append("internal note, nothing sent to the customer")
+    else:
+        agent = _agent_name(app, parsed)
+        message_id = answers.staff_answered(session, app, ticket_id, agent_name=agent,
+                                            text=command_mail.text,
+                                            in_reply_to=parsed.message_id)
+        add_article(session, ticket_id, replace(
+            _article(app, parsed, mail_id, sender="staff", internal=False),
+            direction="out", body=command_mail.text, quote_start=None, body_html=None,
+            message_id=message_id, from_address=agent))   # never the agent's own address
+        done.append("answer sent to the customer" if message_id else
+                    "answer kept: the ticket has no customer address to send it to")
+    return "; ".join(done)
+
+
+def _run_command(session: Session, app: App, ticket_id: int, command: Command,
+                 sender: str) -> str:
+    actor = f"staff:{sender}"
+    if command.name == "state":
+        changed = change_state(session, app, ticket_id, State(command.value), actor=actor)
+        return f"#state {command.value}" + ("" if changed else " (unchanged)")
+    if command.name == "priority":
+        change_priority(session, ticket_id, int(command.value), actor=actor)
+        return f"#priority {command.value}"
+    if command.name == "assign":
+        try:
+            return f"#assign {assign(session, ticket_id, command.value, actor=actor)}"
+        except InvalidInput as exc:
+            return f"#assign {command.value}: {exc}"
+    return f"#{command.name}"
+
+
+def _agent_name(app: App, parsed: ParsedMessage) -> str:
+    sender = parsed.from_.address if parsed.from_ else ""
+    configured = next((s.name for s in app.settings.staff
+                       if address_key(s.email).lower() == address_key(sender).lower()), "")
+    return configured or (parsed.from_.name if parsed.from_ else "") or sender
 
 
 def _create(session: Session, app: App, decision: NewTicketDecision, parsed: ParsedMessage,

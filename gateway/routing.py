@@ -98,6 +98,8 @@ class RejectDecision:
     rule: str            # no-subject | unknown-sender | template-not-available | no-route
     reason: str
     answer: bool                           # may we explain it to the sender?
+    template: str | None = None            # the template asked for, if any
+    language: str = "de"                   # the sender's (a customer's) or the queue's
 
 
 Decision = NewTicketDecision | AppendDecision | IgnoreDecision | RejectDecision
@@ -228,20 +230,25 @@ def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
                                              "available yet")
     sender = parsed.from_.address if parsed.from_ else ""
     title = clean_title(parsed.subject)
+    customer = directory.customer_by_address(sender) if sender else None
+    template = _template(settings, destination)
+    queue = template.queue if template else destination.target
+    language = customer.language if customer else _queue_language(settings, queue)
+    template_id = template.id if template else None
     if not title:
         return RejectDecision("no-subject", f"{prefix}a ticket needs a subject",
-                              answer=not context.automatic)
-    customer = directory.customer_by_address(sender) if sender else None
+                              answer=not context.automatic, template=template_id,
+                              language=language)
     if customer is None and destination.unknown_sender == "reject":
         return RejectDecision("unknown-sender", f"{prefix}{sender or 'the sender'} is not a "
-                                                "registered customer", answer=not context.automatic)
-    template = _template(settings, destination)
+                              "registered customer", answer=not context.automatic,
+                              template=template_id, language=language)
     if template is not None and template.organisations and (
             customer is None or customer.organisation not in template.organisations):
         return RejectDecision("template-not-available", f"{prefix}template {template.id} is "
                               "only for organisations " + ", ".join(template.organisations),
-                              answer=not context.automatic)
-    queue = template.queue if template else destination.target
+                              answer=not context.automatic, template=template_id,
+                              language=language)
     answers, missing = guide_answers(parsed, template)
     priority = mail_priority(parsed) or (template.priority if template else 3)
     reason = prefix + (f"opens template {template.id}" if template else f"goes to queue {queue}")
@@ -252,6 +259,10 @@ def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
         template=template.id if template else None, priority=priority, customer=customer,
         contact=sender, guide_answers=answers, missing_required=missing,
         related_ticket=related)
+
+
+def _queue_language(settings: Settings, queue: str) -> str:
+    return next((q.language for q in settings.queue if q.id == queue), "de")
 
 
 def _template(settings: Settings, destination: Destination) -> TemplateSettings | None:

@@ -1,7 +1,8 @@
 """`ticketgw serve`: runs every component in one asyncio loop until SIGINT or SIGTERM.
 
 Components: the inbound worker (its own process), the SMTP and LMTP listeners with their
-group committer, the web view (uvicorn) and the scheduler; the IMAP pollers join the list.
+group committer, the web view (uvicorn), the outbox sender (a thread) and the scheduler; the
+IMAP pollers join the list.
 
 Guarantees: a component that fails to start (port in use) stops the others and the error is
 reported; on SIGINT/SIGTERM every component is stopped in reverse order and the process
@@ -16,6 +17,7 @@ import logging
 import multiprocessing
 import signal
 import socket
+import threading
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
@@ -176,6 +178,31 @@ def worker_process_main(settings: Settings, stop: Any, wake: Any) -> None:
         app.close()
 
 
+class OutboxComponent:
+    """Drains the outbox in a thread: sending is network-bound, so it shares this process."""
+
+    name = "outbox"
+
+    def __init__(self, app: App) -> None:
+        from gateway.answers import tell_staff_on_failure
+        from gateway.outbound.outbox import run_outbox
+        from gateway.outbound.transport import transport_from_settings
+
+        self.stop_event, self.wake_event = threading.Event(), threading.Event()
+        self.thread = threading.Thread(
+            target=run_outbox, name="ticketgw-outbox",
+            args=(app, self.stop_event, transport_from_settings(app.settings), self.wake_event),
+            kwargs={"on_failed": tell_staff_on_failure(app)}, daemon=True)
+
+    async def start(self) -> None:
+        self.thread.start()
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+        await asyncio.to_thread(self.thread.join, 30)
+
+
 class SchedulerComponent:
     name = "scheduler"
 
@@ -209,6 +236,7 @@ def build_components(app: App, *, worker: bool = True) -> list[Component]:
                                                 on_stored=wake))
     if app.settings.web.listen:
         components.append(WebComponent(app))
+    components.append(OutboxComponent(app))
     components.append(SchedulerComponent(app))
     return components
 

@@ -289,6 +289,12 @@ def remember_message_id(session: Session, ticket_id: int, message_id: str) -> No
     session.execute(statement, {"message_id": message_id, "ticket_id": ticket_id})
 
 
+def record_change(session: Session, ticket_id: int, actor: str, field_name: str,
+                  old: str | None, new: str | None, now: datetime | None = None) -> None:
+    """A history entry for a change made outside this module (e.g. the owner)."""
+    _record(session, ticket_id, actor, field_name, old, new, now or utcnow())
+
+
 def _record(session: Session, ticket_id: int, actor: str, field_name: str,
             old: str | None, new: str | None, now: datetime) -> None:
     session.execute(_INSERT_HISTORY, {

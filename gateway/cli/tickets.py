@@ -18,7 +18,6 @@ from gateway.tickets import (
     parse_state,
     priority_label,
     set_priority,
-    set_state,
 )
 
 
@@ -100,7 +99,9 @@ def _print_ticket(t: dict[str, Any]) -> None:
               help="1-5 or a name: " + ", ".join(PRIORITY_NAMES.values()) + ".")
 @pass_context
 def ticket_set(context: CliContext, number: str, state: str | None, priority: str | None) -> None:
-    """Change a ticket's state and/or priority (recorded in its history)."""
+    """Change a ticket's state and/or priority (recorded in its history). The customer gets
+    a status mail for the states the config announces (`[outbound] status_mail_states`)."""
+    from gateway.ticket_actions import change_state  # loads the mail renderer
     if state is None and priority is None:
         raise InvalidInput("nothing to change: give --state and/or --priority")
     new_state = parse_state(state) if state is not None else None      # validate both first
@@ -110,7 +111,7 @@ def ticket_set(context: CliContext, number: str, state: str | None, priority: st
         found = find_ticket(session, number, for_update=True)
         assert found.id is not None
         if new_state is not None:
-            changed = set_state(session, found.id, new_state, actor="cli")
+            changed = change_state(session, app, found.id, new_state, actor="cli")
             click.echo(f"Ticket#{found.number}: state {found.state} -> {new_state.value}"
                        if changed else f"Ticket#{found.number}: state is {found.state} already")
         if new_priority is not None:

@@ -151,3 +151,55 @@ def test_serve_takes_mail_over_smtp_and_the_worker_makes_the_ticket(
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
+                                                       tmp_path: Path) -> None:
+    """Deployed shape: SMTP in, the worker process makes the ticket and queues the
+    acknowledgment, the outbox thread delivers it to a real SMTP relay."""
+    import email
+    import email.policy
+    import smtplib
+    from email.message import EmailMessage
+
+    from tests.integration.test_outbox import ScriptedRelay, running_relay
+
+    smtp_port, web_port = free_port(), free_port()
+    with running_relay(ScriptedRelay()) as relay:
+        config = write_config(tmp_path / "ticketgw.toml", database_url)
+        text = config.read_text().replace(
+            '[inbound]\nsmtp = ""',
+            f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\ndomains = ["support.example.com"]'
+            f'\n\n[outbound]\ntransport = "smtp://127.0.0.1:{relay.port}"\nstarttls = false')
+        config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
+        process = start(["--config", str(config), "serve", "--demo"], tmp_path)
+        try:
+            wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+            message = EmailMessage()
+            message["From"] = "Max Mustermann <max.mustermann@acme.example>"
+            message["To"] = "stoerung@support.example.com"
+            message["Subject"] = "Beamer im Raum 3"
+            message["Message-ID"] = "<beamer@acme.example>"
+            message.set_content("Betroffenes System: Beamer\nAuswirkung: Meeting\n")
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+                client.send_message(message)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(relay.received) < 3:
+                time.sleep(0.2)
+            by_recipient = {tuple(r.rcpt_tos): r for r in relay.received}
+            assert set(by_recipient) == {("max.mustermann@acme.example",),
+                                         ("anna.agent@example.com",),
+                                         ("ben.agent@example.com",)}, relay.received
+            ack = email.message_from_bytes(by_recipient[("max.mustermann@acme.example",)].data,
+                                           policy=email.policy.default)
+            assert ack["In-Reply-To"] == "<beamer@acme.example>"
+            assert "[Ticket#" in ack["Subject"] and ack["Auto-Submitted"] == "auto-replied"
+            assert by_recipient[("max.mustermann@acme.example",)].mail_from == \
+                "support@support.example.com"
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=40)
+            assert process.returncode == 0, stderr
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()

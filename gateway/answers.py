@@ -1,0 +1,285 @@
+"""Which mails a ticket event causes, rendered and queued in the caller's transaction.
+
+In: the session of the transaction that made the change, the app, and what happened (a
+ticket created from a mail, a customer reply, a rejection, a state change, a staff answer).
+Out: rows in the outbox (`outbound.outbox.enqueue`), nothing sent yet: the change and its
+mails commit together or not at all.
+
+Rules every answer follows:
+- the customer's language decides, else the queue's;
+- from the queue's identity; Reply-To is the ticket's own reply address when configured, so a
+  reply threads even when a mail client drops In-Reply-To;
+- nothing automatic (acknowledgment, follow-up receipt, rejection) goes to a sender that is
+  itself automatic, and at most `max_auto_replies_per_hour` per address (RFC 3834 §2);
+- an address we cannot write (e.g. a non-ASCII local part) is logged and skipped: a mail we
+  cannot send must not undo the ticket change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlmodel import Session
+
+from gateway.addressbook import split_plus
+from gateway.addresses import address_key
+from gateway.app import App
+from gateway.message import ParsedMessage
+from gateway.outbound.headers import HeaderError, MailIdentity
+from gateway.outbound.outbox import QueuedMail, enqueue
+from gateway.outbound.render import GuideAnswer
+from gateway.settings import QueueSettings, TemplateSettings
+from gateway.store.models import (
+    Article,
+    AutoAnswer,
+    CustomerUser,
+    Queue,
+    Template,
+    Ticket,
+    TicketMessageId,
+    table_of,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+_ticket = table_of(Ticket)
+_queue = table_of(Queue)
+_template = table_of(Template)
+_customer = table_of(CustomerUser)
+_article = table_of(Article)
+_message_id = table_of(TicketMessageId)
+_auto = table_of(AutoAnswer)
+AUTOMATIC_EVENTS = ("ack", "follow-up", "reject")
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    id: int
+    number: str
+    title: str
+    priority: int
+    queue: QueueSettings
+    template: TemplateSettings | None
+    customer_name: str
+    address: str                      # where the customer's mail goes ("" if none)
+    language: str
+    reply_token: str | None
+    thread: tuple[str, ...]           # the ticket's Message-IDs, oldest first
+
+
+def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
+    row = session.execute(
+        select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
+               _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
+               _customer.c.language.label("customer_language"))
+        .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
+                     .outerjoin(_template, _template.c.id == _ticket.c.template_id)
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+        .where(_ticket.c.id == ticket_id)).one()
+    queue = next((q for q in app.settings.queue if q.id == row.queue_key), None)
+    if queue is None:                 # a queue removed from the config: answer as the default
+        queue = QueueSettings.model_validate({"id": row.queue_key,
+                                              "from": app.settings.outbound.from_})
+    template = next((t for t in app.settings.template if t.id == row.template_key), None)
+    thread = tuple(session.execute(
+        select(_article.c.message_id).where(_article.c.ticket_id == ticket_id,
+                                            _article.c.message_id.is_not(None))
+        .order_by(_article.c.created, _article.c.id)).scalars())
+    address = row.email or row.contact_email or ""
+    return TicketFacts(
+        id=ticket_id, number=row.number, title=row.title, priority=row.priority, queue=queue,
+        template=template, customer_name=row.customer_name or "", address=address,
+        language=row.customer_language or queue.language, reply_token=row.reply_token,
+        thread=thread)
+
+
+def _queue_identity(queue: QueueSettings) -> MailIdentity:
+    identity = MailIdentity.parse(queue.from_)
+    return MailIdentity(identity.name or queue.name or queue.id, identity.address)
+
+
+def reply_address(app: App, facts: TicketFacts) -> str | None:
+    """`support+r-TOKEN@domain`: the ticket's own address (routing's `reply-token` rule)."""
+    if not app.settings.outbound.reply_addresses or not facts.reply_token:
+        return None
+    base = _queue_identity(facts.queue).address
+    local, _, domain = split_plus(base)[0].rpartition("@")
+    return f"{local}+r-{facts.reply_token}@{domain}"
+
+
+def may_auto_answer(session: Session, app: App, address: str) -> bool:
+    """Below the per-sender limit of automatic answers in the last hour?"""
+    limit = app.settings.outbound.max_auto_replies_per_hour
+    since = utcnow() - timedelta(hours=1)
+    count = session.execute(select(func.count()).select_from(_auto).where(
+        _auto.c.address_key == address_key(address), _auto.c.sent > since)).scalar_one()
+    return int(count) < limit
+
+
+def _queue_mail(session: Session, app: App, event: str, language: str, context: dict[str, object],
+                *, sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
+                in_reply_to: str | None = None, reply_to: str | None = None) -> str | None:
+    """Render and enqueue; the Message-ID, or None when the mail cannot be written."""
+    references = (*facts.thread, *( [in_reply_to] if in_reply_to else [])) if facts else ()
+    try:
+        mail = app.renderer.render(
+            event, language, context, sender=sender, to=to, reply_to=reply_to,
+            ticket_number=facts.number if facts else None, in_reply_to=in_reply_to,
+            references=references, ticket_id=facts.id if facts else None)
+    except HeaderError as exc:
+        log.warning("%s mail to %s not written: %s", event, [a for _, a in to], exc)
+        return None
+    enqueue(session, mail, deadline=timedelta(hours=app.settings.outbound.delivery_deadline_hours))
+    if event in AUTOMATIC_EVENTS:
+        for _, address in to:
+            session.execute(insert(_auto).values(address_key=address_key(address), event=event,
+                                                 sent=utcnow()))
+    return mail.message_id
+
+
+def _localised(labels: Mapping[Any, str], language: str) -> str:
+    """The label in `language`, else any (a template may name itself in one language)."""
+    return labels.get(language) or next(iter(labels.values()), "")
+
+
+def _labels(template: TemplateSettings | None, language: str) -> dict[str, str]:
+    if template is None:
+        return {}
+    return {q.key: _localised(q.label, language) for q in template.guide}
+
+
+def _template_name(template: TemplateSettings | None, language: str) -> str:
+    return _localised(template.name, language) if template else ""
+
+
+# -- the events -------------------------------------------------------------------------------
+
+def ticket_created(session: Session, app: App, ticket_id: int, parsed: ParsedMessage | None,
+                   *, automatic: bool, answers: Sequence[tuple[str, str]],
+                   missing: Sequence[str]) -> None:
+    """Acknowledge to the customer (unless automatic or rate-limited); notify the staff."""
+    facts = ticket_facts(session, app, ticket_id)
+    in_reply_to = parsed.message_id if parsed else None
+    body = parsed.body_text if parsed else ""
+    if facts.address and not automatic and may_auto_answer(session, app, facts.address):
+        labels = _labels(facts.template, facts.language)
+        _queue_mail(session, app, "ack", facts.language, {
+            "customer_name": facts.customer_name, "title": facts.title,
+            "template_name": _template_name(facts.template, facts.language),
+            "priority": facts.priority,
+            "answers": [GuideAnswer(labels.get(k, k), v) for k, v in answers],
+            "missing": [labels.get(k, k) for k in missing]},
+            sender=_queue_identity(facts.queue), to=[(facts.customer_name, facts.address)],
+            facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts))
+    notify_staff(session, app, facts, kind="new", body=body, in_reply_to=in_reply_to)
+
+
+def customer_replied(session: Session, app: App, ticket_id: int, parsed: ParsedMessage,
+                     *, automatic: bool) -> None:
+    facts = ticket_facts(session, app, ticket_id)
+    if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
+            and may_auto_answer(session, app, facts.address)):
+        _queue_mail(session, app, "follow-up", facts.language,
+                    {"customer_name": facts.customer_name, "title": facts.title},
+                    sender=_queue_identity(facts.queue),
+                    to=[(facts.customer_name, facts.address)], facts=facts,
+                    in_reply_to=parsed.message_id, reply_to=reply_address(app, facts))
+    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
+    notify_staff(session, app, facts, kind="reply", body=text, in_reply_to=parsed.message_id)
+
+
+def notify_staff(session: Session, app: App, facts: TicketFacts, *, kind: str, body: str,
+                 in_reply_to: str | None) -> None:
+    """To each of the queue's staff; their reply goes to the ticket's reply address (or the
+    queue address) and threads by the References this mail carries."""
+    staff = {s.email: s for s in app.settings.staff}
+    reply_to = reply_address(app, facts) or _queue_identity(facts.queue).address
+    for email in facts.queue.staff:
+        person = staff.get(email)
+        language = person.language if person else facts.queue.language
+        _queue_mail(session, app, "staff-notify", language, {
+            "kind": kind, "customer_name": facts.customer_name,
+            "customer_address": facts.address, "title": facts.title, "body": body,
+            "priority": facts.priority,
+            "template_name": _template_name(facts.template, language)},
+            sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
+            facts=facts, in_reply_to=in_reply_to, reply_to=reply_to)
+
+
+def rejected(session: Session, app: App, parsed: ParsedMessage, *, reason: str,
+             template: TemplateSettings | None, language: str) -> None:
+    """Explain a refusal to the sender, from the gateway's default identity."""
+    sender = parsed.from_.address if parsed.from_ else ""
+    if not sender or not may_auto_answer(session, app, sender):
+        return
+    _queue_mail(session, app, "reject", language, {
+        "customer_name": parsed.from_.name if parsed.from_ else "", "reason": reason,
+        "original_subject": parsed.subject,
+        "template_name": _template_name(template, language)},
+        sender=MailIdentity.parse(app.settings.outbound.from_),
+        to=[(parsed.from_.name if parsed.from_ else "", sender)], facts=None,
+        in_reply_to=parsed.message_id)
+
+
+def state_changed(session: Session, app: App, ticket_id: int, old: str, new: str) -> None:
+    if new not in app.settings.outbound.status_mail_states:
+        return
+    facts = ticket_facts(session, app, ticket_id)
+    if not facts.address:
+        return
+    _queue_mail(session, app, "status", facts.language, {
+        "customer_name": facts.customer_name, "title": facts.title, "old_state": old,
+        "new_state": new}, sender=_queue_identity(facts.queue),
+        to=[(facts.customer_name, facts.address)], facts=facts,
+        in_reply_to=facts.thread[-1] if facts.thread else None,
+        reply_to=reply_address(app, facts))
+
+
+def staff_answered(session: Session, app: App, ticket_id: int, *, agent_name: str,
+                   text: str, in_reply_to: str | None) -> str | None:
+    """The staff member's answer to the customer, from the queue's address; its Message-ID."""
+    facts = ticket_facts(session, app, ticket_id)
+    if not facts.address:
+        return None
+    return _queue_mail(session, app, "staff-answer", facts.language, {
+        "customer_name": facts.customer_name, "title": facts.title,
+        "agent_name": agent_name, "body": text}, sender=_queue_identity(facts.queue),
+        to=[(facts.customer_name, facts.address)], facts=facts,
+        in_reply_to=facts.thread[-1] if facts.thread else in_reply_to,
+        reply_to=reply_address(app, facts))
+
+
+def delivery_failed(session: Session, app: App, *, ticket_id: int | None, recipient: str,
+                    original_subject: str, diagnostic: str) -> None:
+    """Tell the queue's staff that a mail of ours was refused."""
+    facts = ticket_facts(session, app, ticket_id) if ticket_id else None
+    queue = facts.queue if facts else (app.settings.queue[0] if app.settings.queue else None)
+    if queue is None:
+        return
+    staff = {s.email: s for s in app.settings.staff}
+    for email in queue.staff:
+        person = staff.get(email)
+        _queue_mail(session, app, "delivery-failed",
+                    person.language if person else queue.language, {
+                        "recipient": recipient, "original_subject": original_subject,
+                        "diagnostic": diagnostic},
+                    sender=_queue_identity(queue), to=[(person.name if person else "", email)],
+                    facts=facts)
+
+
+def tell_staff_on_failure(app: App) -> Callable[[Session, QueuedMail, str], None]:
+    """The outbox's `on_failed` hook: a mail of ours was refused (5xx) or its deadline
+    passed; the queue's staff get a `delivery-failed` mail in the recording transaction."""
+
+    def hook(session: Session, mail: QueuedMail, error: str) -> None:
+        delivery_failed(session, app, ticket_id=mail.ticket_id,
+                        recipient=", ".join(mail.recipients), original_subject=mail.subject,
+                        diagnostic=error)
+
+    return hook
