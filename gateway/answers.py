@@ -283,3 +283,17 @@ def tell_staff_on_failure(app: App) -> Callable[[Session, QueuedMail, str], None
                         diagnostic=error)
 
     return hook
+
+
+def command_failed(session: Session, app: App, ticket_id: int, *, staff_address: str,
+                   agent_name: str, errors: Sequence[tuple[str, str]],
+                   done: Sequence[str], in_reply_to: str | None) -> None:
+    """Tell a staff member which of their #commands could not be carried out, and why."""
+    facts = ticket_facts(session, app, ticket_id)
+    person = next((s for s in app.settings.staff if s.email == staff_address), None)
+    _queue_mail(session, app, "command-failed",
+                person.language if person else facts.queue.language,
+                {"agent_name": agent_name, "title": facts.title, "errors": list(errors),
+                 "done": list(done)},
+                sender=_queue_identity(facts.queue), to=[(agent_name, staff_address)],
+                facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts))

@@ -176,7 +176,14 @@ def staff_mail(session: Session, app: App, decision: AppendDecision, parsed: Par
     command_mail = parse_commands(text)
     done = [_run_command(session, app, ticket_id, command, sender)
             for command in command_mail.commands]
-    done += [f"{e.line}: {e.reason}" for e in command_mail.errors]
+    failed = [(e.line, e.reason) for e in command_mail.errors]
+    failed += [(line, reason) for line, _, reason in (d.partition(": ") for d in done) if reason]
+    done = [d for d in done if ": " not in d]
+    if failed:
+        answers.command_failed(session, app, ticket_id, staff_address=sender,
+                               agent_name=_agent_name(app, parsed), errors=failed, done=done,
+                               in_reply_to=parsed.message_id)
+        done += [f"{line}: {reason}" for line, reason in failed]
     if command_mail.internal or not command_mail.text.strip():
         add_article(session, ticket_id, replace(
             _article(app, parsed, mail_id, sender="staff", internal=True),

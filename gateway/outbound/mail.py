@@ -16,6 +16,7 @@ EVENTS = (
     "reject",           # no subject / unknown sender / template not available / too large
     "staff-notify",     # to the queue's staff: new ticket or customer reply
     "delivery-failed",  # to the queue's staff: a mail of ours bounced or was refused (5xx)
+    "command-failed",   # to a staff member: a #command in their mail could not be done
     "password-token",   # the "password lost" link
     "new-password",     # the generated password
     "file-link",        # a file-exchange link

@@ -69,6 +69,7 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     "reject": ("customer_name", "reason", "original_subject"),
     "staff-notify": ("kind", "customer_name", "customer_address", "title", "body", "priority"),
     "delivery-failed": ("recipient", "original_subject", "diagnostic"),
+    "command-failed": ("agent_name", "title", "errors", "done"),
     "password-token": ("customer_name", "username", "token", "expires"),
     "new-password": ("customer_name", "username", "password"),
     "file-link": ("customer_name", "token", "expires"),
@@ -80,7 +81,8 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "staff-notify": {"template_name": None},
 }
 # Events about one ticket: `ticket_number` is required for them.
-TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify"})
+TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify",
+                           "command-failed"})
 # Answers to a customer's mail (RFC 3834 "auto-replied" when they answer one).
 REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer"})
 # Set by the renderer; a caller's context may not contain them.

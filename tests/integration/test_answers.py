@@ -223,3 +223,21 @@ def test_cli_state_change_sends_the_status_mail(app: App, customer: None, run_cl
     event, recipients, status = outbox(app)[-1]
     assert (event, recipients) == ("status", ("max@acme.example",))
     assert "wartend" in status.get_body(("plain",)).get_content()
+
+
+def test_a_command_that_cannot_be_done_is_answered_to_the_staff_member(
+        app: App, customer: None) -> None:
+    [first] = deliver(app, mail(message_id="<e1@acme>"))
+    [done] = deliver(app, mail(subject=f"[Ticket#{first.ticket_number}]",
+                               sender="anna.agent@example.com", message_id="<e2@example.com>",
+                               body="#state erledigt\n#assign nobody\n#priority 2\n\nOk.\n"),
+                     sender="anna.agent@example.com")
+    assert "#state erledigt" in done.reason
+    failed = [(e, r, m) for e, r, m in outbox(app) if e == "command-failed"]
+    assert [r for _, r, _ in failed] == [("anna.agent@example.com",)]
+    text = failed[0][2].get_body(("plain",)).get_content()
+    assert "#state erledigt" in text and "#assign nobody" in text and "#priority 2" in text
+    with app.db.read() as session:
+        detail = ticket_detail(session, str(first.ticket_number))
+    assert detail["priority"] == 2 and detail["state"] == "new"   # the rest still counts
+    assert [e for e, _, _ in outbox(app)][-1] == "staff-answer"

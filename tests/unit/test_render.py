@@ -94,6 +94,13 @@ CASES: dict[str, dict[str, Any]] = {
         "ticket": True, "to": STAFF,
         "expect": ["alt@kunde.example.org", "550 5.1.1", NUMBER],
     },
+    "command-failed": {
+        "context": {"agent_name": "Anna Agent", "title": "Störung: Drucker im 2. OG",
+                    "errors": [("#state erledigt", "'erledigt' is not a state")],
+                    "done": ["#priority 4"]},
+        "ticket": True, "to": STAFF,
+        "expect": [NUMBER, "#state erledigt", "is not a state", "#priority 4"],
+    },
     "password-token": {
         "context": {"customer_name": "Jürgen Müller", "username": "jmueller",
                     "token": "Zq3-x_9/abc+", "expires": EXPIRES},
