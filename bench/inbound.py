@@ -3,36 +3,39 @@
 What is measured, per backend (SQLite in a temp dir, PostgreSQL in a fresh database), mail kind
 and number of client connections:
 - gateway:  `python -m gateway --config CFG serve` in a subprocess: the SMTP listener commits
-            each raw mail (group commit) before answering 250, its worker process parses,
-            routes and creates one ticket per mail. Clock: from the first MAIL/DATA until
-            every mail sent is no longer `pending` in `received_mail` (polled every 20 ms):
-            the end-to-end rate. The time until the last `250` came back gives the intake
-            rate (the listener alone).
-- baseline: an aiosmtpd server in its own subprocess whose handler only answers `250 OK`,
-            receiving the same mails over the same number of connections, in the same round.
+            each raw mail (group commit) before answering 250; its worker process parses,
+            routes, creates one ticket per mail and queues the answers (the acknowledgement
+            to the customer, a notification to each of the queue's staff) in the same
+            transaction. Clock: from the first MAIL FROM until every mail sent is no longer
+            `pending` in `received_mail` (polled every 20 ms): the end-to-end rate. The time
+            until the last `250` came back gives the intake rate (the listener's share).
+- baseline: an aiosmtpd server in its own subprocess (`--serve-baseline PORT`) whose handler
+            only answers `250 OK`, receiving the same mails over the same number of
+            connections, in the same round.
 
 Mails (built before the clock starts, CRLF line endings, a distinct Message-ID and subject
-each, so each becomes its own ticket; from a registered customer to a template address):
+each, so each becomes its own ticket; each from its own registered customer, because
+acknowledgements are limited per sender and hour; to a template address):
 - text:       ~3.9 KiB of plain text, 8bit UTF-8.
-- attachment: a short text part and a 200 KiB random "PDF", base64 (~273 KiB in all); the
+- attachment: a short text part and a 200 KiB random "PDF", base64 (~275 KiB in all); the
               PDF is different in every mail, so every attachment is a new blob.
 
 Clients: N threads, each with one smtplib connection (opened, EHLO done, before the clock
-starts) sending every N-th mail. Rounds alternate baseline, gateway for every configuration,
+starts) sending every N-th mail. Rounds alternate baseline, gateway for every configuration;
 the table gives medians and `ratio = median gateway mails/s / median baseline mails/s`.
 One gateway (one database) per backend serves all rounds; each run counts only its own new
 mails (ids above the highest id before the run) and checks that every one became a ticket.
 CPU ms/mail come from /proc/PID/stat (utime + stime) of the baseline server, the gateway's
-listener process and its worker process, over each run.
+listener process (serve) and its worker process, over each run.
 
 Memory (`--memory-mb`, 0 skips it): on the freshly started gateway, after the warm-up, the
-peak RSS (VmHWM, reset through /proc/PID/clear_refs) of the listener and of the worker
-while one mail with a 25 MiB attachment is received and processed; reported as the growth
-over the RSS before, and its ratio to the attachment's (decoded) size.
+peak RSS (VmHWM, reset through /proc/PID/clear_refs) of the baseline server, the listener and
+the worker while one mail with a 25 MiB attachment is received and processed; reported as the
+growth over the RSS before, and as a multiple of the attachment's (decoded) size.
 
 Run:  .venv/bin/python bench/inbound.py [--backends sqlite,postgresql] [--connections 1,8]
       [--kinds text,attachment] [--text-count 400] [--attachment-count 60] [--rounds 5]
-      [--memory-mb 25] [--pg-admin-url URL]
+      [--memory-mb 25] [--staff 1] [--pg-admin-url URL]
 """
 
 from __future__ import annotations

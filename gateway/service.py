@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import uvicorn
 
 from gateway.app import App
+from gateway.doorbell import Bell, doorbell
 from gateway.inbound.intake import GroupCommitter
 from gateway.inbound.smtp import GatewayHandler, server_factory
 from gateway.jobs import build_scheduler
@@ -132,48 +133,77 @@ class CommitterComponent:
 
 class WorkerComponent:
     """The inbound worker in its own process: parsing and ticket work use the second core
-    and never stall the listener's event loop."""
+    and never stall the listener's event loop. Supervised: a worker that dies is started
+    again (with a growing pause if it keeps dying); its leased mail becomes due again when
+    the lease ends. Waking it (`wake`) never blocks, even when it is dead."""
 
     name = "worker"
+    CHECK_EVERY = 1.0
 
     def __init__(self, app: App) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.stop_event = context.Event()
-        self.wake_event = context.Event()
-        self.process = context.Process(target=worker_process_main, name="ticketgw-worker",
-                                       args=(app.settings, self.stop_event, self.wake_event),
-                                       daemon=True)
+        self.settings = app.settings
+        self.context = multiprocessing.get_context("spawn")
+        self.ringer, self.bell = doorbell(self.context)
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.supervisor: asyncio.Task[None] | None = None
+        self.stopping = False
+        self.restarts = 0
 
     def wake(self) -> None:
-        self.wake_event.set()
+        self.ringer.ring()
 
-    async def start(self) -> None:
+    def _spawn(self) -> None:
+        self.process = self.context.Process(target=worker_process_main, name="ticketgw-worker",
+                                            args=(self.settings, self.bell), daemon=True)
         self.process.start()
 
+    async def start(self) -> None:
+        self._spawn()
+        self.supervisor = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.CHECK_EVERY)
+            if self.stopping or self.process is None or self.process.is_alive():
+                continue
+            self.restarts += 1
+            pause = min(60.0, 2.0 ** min(self.restarts, 6))
+            log.error("worker process died (exit code %s); starting it again in %.0f s",
+                      self.process.exitcode, pause)
+            await asyncio.sleep(pause)
+            if not self.stopping:
+                self._spawn()
+
     async def stop(self) -> None:
-        self.stop_event.set()
-        self.wake_event.set()
+        self.stopping = True
+        if self.supervisor is not None:
+            self.supervisor.cancel()
+        if self.process is None or not self.process.is_alive():
+            return
+        self.process.terminate()          # SIGTERM: it finishes the mail in hand, then exits
         await asyncio.to_thread(self.process.join, 30)
         if self.process.is_alive():
-            log.warning("worker did not stop in 30 s; terminating it (its lease expires)")
-            self.process.terminate()
+            log.warning("worker did not stop in 30 s; killing it (its lease expires)")
+            self.process.kill()
             await asyncio.to_thread(self.process.join, 5)
 
 
-def worker_process_main(settings: Settings, stop: Any, wake: Any) -> None:
-    """Entry point of the worker process (spawned: it builds its own app and connections)."""
+def worker_process_main(settings: Settings, bell: Bell) -> None:
+    """Entry point of the worker process (spawned: it builds its own app and connections).
+    SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle."""
     import signal as signals
 
     from gateway.app import build_app
     from gateway.inbound.worker import run_worker
 
-    signals.signal(signals.SIGINT, signals.SIG_IGN)   # the parent decides when to stop
+    stop = threading.Event()
+    signals.signal(signals.SIGINT, signals.SIG_IGN)
     signals.signal(signals.SIGTERM, lambda *_: stop.set())
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_app(settings)
     try:
-        run_worker(app, stop, wake)
+        run_worker(app, stop, bell)
     finally:
         app.close()
 

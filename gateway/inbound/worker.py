@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from gateway.app import App
+from gateway.doorbell import Bell
 from gateway.pipeline import Outcome, process_mail
 from gateway.store.claims import claim_due
 from gateway.store.models import ReceivedMail, table_of, utcnow
@@ -51,7 +52,8 @@ def lease_batch(app: App, limit: int = 20) -> list[int]:
     now = utcnow()
     leased: list[int] = []
     with app.db.write() as session:
-        for row in claim_due(session, _received, status="pending", now=now, limit=limit):
+        for row in claim_due(session, _received, status="pending", now=now, limit=limit,
+                             columns=("id", "attempts")):
             if row.attempts >= MAX_ATTEMPTS:
                 session.execute(update(_received).where(_received.c.id == row.id).values(
                     status="quarantined", outcome="quarantined", processed=now,
@@ -148,10 +150,10 @@ def process_due(app: App, limit: int = 20) -> list[Processed]:
     return [process_leased(app, mail_id) for mail_id in lease_batch(app, limit)]
 
 
-def run_worker(app: App, stop: threading.Event, wake: threading.Event | None = None,
+def run_worker(app: App, stop: threading.Event, wake: Bell | None = None,
                idle_poll: float = 0.5) -> None:
-    """Process mail until `stop` is set; sleeps `idle_poll` seconds (or until `wake`)
-    when nothing is due. A database outage is waited out, not fatal."""
+    """Process mail until `stop` is set; sleeps `idle_poll` seconds (or until the bell
+    rings) when nothing is due. A database outage is waited out, not fatal."""
     log.info("inbound worker started")
     while not stop.is_set():
         try:
@@ -162,7 +164,6 @@ def run_worker(app: App, stop: threading.Event, wake: threading.Event | None = N
         if not done:
             if wake is not None:
                 wake.wait(idle_poll)
-                wake.clear()
             else:
                 stop.wait(idle_poll)
     log.info("inbound worker stopped")

@@ -203,3 +203,57 @@ def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
             if process.poll() is None:
                 process.kill()
                 process.communicate()
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children += [int(c) for c in text]
+    return children
+
+
+@pytest.mark.backends("sqlite")
+def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
+        database_url: str, tmp_path: Path) -> None:
+    """kill -9 of the worker process: SMTP keeps answering, the worker is started again
+    and processes what arrived meanwhile, and serve still stops cleanly."""
+    import smtplib
+
+    smtp_port, web_port = free_port(), free_port()
+    config = write_config(tmp_path / "ticketgw.toml", database_url)
+    text = config.read_text().replace(
+        '[inbound]\nsmtp = ""',
+        f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\ndomains = ["support.example.com"]')
+    config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
+    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+        deadline = time.monotonic() + 20
+        while not _children(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in _children(process.pid):
+            os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        raw = (b"From: max.mustermann@acme.example\r\nTo: stoerung@support.example.com\r\n"
+               b"Subject: Nach dem Absturz\r\nMessage-ID: <after-crash@acme>\r\n\r\nHallo\r\n")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.sendmail("max.mustermann@acme.example", ["stoerung@support.example.com"],
+                            raw)
+        assert time.monotonic() - started < 5            # answered at once, not frozen
+        deadline = time.monotonic() + 30
+        titles: list[str] = []
+        while time.monotonic() < deadline and "Nach dem Absturz" not in titles:
+            listed = subprocess.run([*TICKETGW, "--config", str(config), "ticket", "list",
+                                     "--json"], capture_output=True, text=True, check=True)
+            titles = [t["title"] for t in json.loads(listed.stdout)]
+            time.sleep(0.3)
+        assert "Nach dem Absturz" in titles, "the restarted worker did not process the mail"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=40)
+        assert process.returncode == 0, stderr
+        assert "worker process died" in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
