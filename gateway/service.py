@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from typing import Protocol
 
 import uvicorn
 
