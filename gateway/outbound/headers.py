@@ -23,10 +23,13 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Literal
 
 AutoSubmitted = Literal["auto-replied", "auto-generated", "no"]
@@ -169,15 +172,39 @@ class MessageHeaders:
     auto_submitted: AutoSubmitted = "no"
 
 
+def _mailbox_header(identity: MailIdentity) -> str:
+    """`Name <local@domain>` with the name RFC 2047-encoded when it is not ASCII."""
+    address = header_address(identity)
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+
+
+def _text_header(value: str, name: str) -> Header:
+    """Unstructured text (the subject): RFC 2047 encoded words when it is not ASCII, folded
+    by the generator (with CRLF, the header name counted on the first line)."""
+    return Header(value, "us-ascii" if value.isascii() else "utf-8", header_name=name)
+
+
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+_CRLF_COMPAT32 = compat32.clone(linesep="\r\n")
+
+
 def build_message(headers: MessageHeaders, text: str, html: str) -> bytes:
     """multipart/alternative (text/plain, text/html; UTF-8, quoted-printable) with our
-    headers, serialised with the SMTP policy: CRLF everywhere, folded headers."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = header_address(headers.sender)
-    msg["To"] = [header_address(recipient) for recipient in headers.to]
+    headers, CRLF everywhere, folded headers.
+
+    Built with the compat32 MIME classes rather than `EmailMessage(policy=SMTP)`: the
+    header registry of the newer policy cost 58% of the inbound worker's time (bench/inbound,
+    py-spy). Every value reaching a header is already one clean line (`clean_header_text`,
+    `split_address`, `normalize_message_id`); compat32 also refuses CR/LF in a value."""
+    msg = MIMEMultipart("alternative")
+    msg["From"] = _mailbox_header(headers.sender)
+    msg["To"] = ", ".join(_mailbox_header(recipient) for recipient in headers.to)
     if headers.reply_to is not None:
-        msg["Reply-To"] = header_address(headers.reply_to)
-    msg["Subject"] = clean_header_text(headers.subject, SUBJECT_LIMIT + 40)
+        msg["Reply-To"] = _mailbox_header(headers.reply_to)
+    # compat32 accepts a Header (typeshed only declares str)
+    msg["Subject"] = _text_header(  # type: ignore[assignment]
+        clean_header_text(headers.subject, SUBJECT_LIMIT + 40), "Subject")
     date = headers.date if headers.date.tzinfo else headers.date.replace(tzinfo=UTC)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = headers.message_id
@@ -189,6 +216,11 @@ def build_message(headers: MessageHeaders, text: str, html: str) -> bytes:
     if headers.auto_submitted != "no":
         msg["Auto-Submitted"] = headers.auto_submitted     # RFC 3834 §5
     msg["X-Auto-Response-Suppress"] = AUTO_RESPONSE_SUPPRESS
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg.as_bytes(policy=SMTP)
+    msg.attach(MIMEText(_crlf_safe(text), "plain", _UTF8_QP))  # type: ignore[arg-type]
+    msg.attach(MIMEText(_crlf_safe(html), "html", _UTF8_QP))   # type: ignore[arg-type]
+    return msg.as_bytes(policy=_CRLF_COMPAT32)
+
+
+def _crlf_safe(body: str) -> str:
+    """Line ends as LF (the generator writes CRLF); a lone CR never reaches the wire."""
+    return body.replace("\r\n", "\n").replace("\r", "\n")
