@@ -56,7 +56,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -64,6 +64,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from scratch import scratch_database  # bench/scratch.py: the run's own database
 from sqlalchemy import Engine, create_engine, text
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -431,22 +432,9 @@ class Gateway:
             raise RuntimeError(f"{created} of {count} mails became tickets; e.g. {rows}")
 
 
-@contextmanager
-def database(backend: str, tmp: Path, admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one run, removed afterwards; yields its URL."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'gateway.db'}"
-        return
-    name = f"tgw_bench_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+def database(backend: str, tmp: Path, admin_url: str) -> AbstractContextManager[str]:
+    return scratch_database(backend, tmp, admin_url, sqlite_name="gateway.db")
 
 
 # -------------------------------------------------------------------------------- the runs

@@ -43,12 +43,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
+from scratch import scratch_database  # bench/scratch.py: the run's own database
+from sqlalchemy import func, select
 
 from gateway.app import App, build_app, prepare_database
 from gateway.outbound.mail import OutgoingMail
@@ -71,7 +72,6 @@ ACK_CONTEXT: dict[str, Any] = {
                 ("Since when", "this morning")],
     "missing": [],
 }
-
 
 # -- the relay ---------------------------------------------------------------------------------
 
@@ -216,22 +216,9 @@ def _max_id(app: App) -> int:
                    .scalar_one())
 
 
-@contextmanager
-def database(backend: str, tmp: Path, admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one run, removed afterwards; yields its URL."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'bench.db'}"
-        return
-    name = f"tgw_bench_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+def database(backend: str, tmp: Path, admin_url: str) -> AbstractContextManager[str]:
+    return scratch_database(backend, tmp, admin_url, sqlite_name="bench.db")
 
 
 def bench_backend(backend: str, port: int, args: argparse.Namespace,

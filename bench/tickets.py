@@ -30,20 +30,20 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from itertools import count as counter
 from multiprocessing.queues import Queue as MpQueue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine, func, select, text
+from scratch import scratch_database  # bench/scratch.py: the run's own database
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
 
 from gateway.app import App, build_app, prepare_database
 from gateway.settings import DATABASE_URL_ENV, settings_from_mapping
@@ -118,22 +118,9 @@ def worker(number: int, url: str, data_dir: Path, commands: MpQueue[tuple[str, i
     app.close()
 
 
-@contextmanager
-def database(backend: str, tmp: Path, admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one run, removed afterwards; yields its URL."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'bench.db'}"
-        return
-    name = f"tgw_bench_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+def database(backend: str, tmp: Path, admin_url: str) -> AbstractContextManager[str]:
+    return scratch_database(backend, tmp, admin_url, sqlite_name="bench.db")
 
 
 def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
