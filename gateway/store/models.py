@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, LargeBinary, Table, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Index, LargeBinary, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gateway.store.types import UtcDateTime
@@ -312,6 +312,79 @@ class Token(SQLModel, table=True):
     created: datetime = _time(default_factory=utcnow)
     expires: datetime = _time()
     used: datetime | None = _time(default=None)
+
+
+class MailboxState(SQLModel, table=True):
+    """Where the import from one configured IMAP mailbox (`[[mailbox]]`) stands, and how its
+    last check went: what `ticketgw mailbox status`, /healthz and /metrics show. The
+    cursor (`folder`, `uidvalidity`, `last_uid`) only saves work; `imap_import` is what
+    makes the import exactly-once."""
+
+    __tablename__ = "mailbox_state"
+    name: str = Field(primary_key=True, max_length=100)     # the config name
+    folder: str = Field(default="", max_length=300)
+    uidvalidity: int | None = Field(default=None, sa_type=BigInteger)   # RFC 3501: 32 bits
+    last_uid: int = Field(default=0, sa_type=BigInteger)    # every UID up to here is stored
+    messages: int | None = Field(default=None)              # in the folder at the last check
+    backlog: int = Field(default=0)                         # not yet stored or not yet marked
+    imported: int = Field(default=0)                        # mails stored from this mailbox
+    last_check: datetime | None = _time(default=None)       # last complete, successful check
+    last_attempt: datetime | None = _time(default=None)
+    last_error: str | None = Field(default=None)
+    error_kind: str | None = Field(default=None, max_length=16)   # auth | connection | ...
+    error_since: datetime | None = _time(default=None)
+    failures: int = Field(default=0)                        # failed attempts in a row
+    owner: str | None = Field(default=None, max_length=200)  # host:pid polling it
+
+
+class ImapImport(SQLModel, table=True):
+    """One message of an IMAP folder, stored (or recognised as stored) in the same
+    transaction as its `received_mail` row. UIDs count only within one folder and one
+    UIDVALIDITY (RFC 3501 §2.3.1.1), hence the key; `sha256` of the raw bytes recognises a
+    mail again after a UIDVALIDITY change. `done`: the `after` action was carried out."""
+
+    __tablename__ = "imap_import"
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=100)
+    folder: str = Field(max_length=300)
+    uidvalidity: int = Field(sa_type=BigInteger)
+    uid: int = Field(sa_type=BigInteger)
+    sha256: str = Field(max_length=64)
+    received_mail_id: int = Field(foreign_key="received_mail.id")
+    duplicate: bool = Field(default=False)                  # bytes already stored before
+    imported: datetime = _time(default_factory=utcnow)
+    done: datetime | None = _time(default=None)
+
+    __table_args__ = (UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+                      Index("ix_imap_import_mailbox_sha256", "mailbox", "sha256"),
+                      Index("ix_imap_import_mailbox_done", "mailbox", "done"))
+
+
+
+# -- customer portal ---------------------------------------------------------------------------
+
+class WebSession(SQLModel, table=True):
+    """A logged-in portal session. Only the SHA-256 of the cookie value is stored, so a leaked
+    database does not hand out sessions; idle and absolute timeouts are checked on use."""
+
+    __tablename__ = "web_session"
+    id_hash: str = Field(primary_key=True, max_length=64)
+    customer_user_id: int = Field(foreign_key="customer_user.id", index=True)
+    created: datetime = _time(default_factory=utcnow)
+    last_seen: datetime = _time(default_factory=utcnow)
+
+
+class WebAttempt(SQLModel, table=True):
+    """One login or password-lost attempt, per `key` ("user:NAME" or "addr:IP"): what the
+    portal's rate limits count. Old rows are removed as new ones are written."""
+
+    __tablename__ = "web_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)                        # login | password-lost
+    key: str = Field(max_length=300)
+    at: datetime = _time(default_factory=utcnow)
+
+    __table_args__ = (Index("ix_web_attempt_kind_key_at", "kind", "key", "at"),)
 
 
 def table_of(model: type[SQLModel]) -> Table:
