@@ -23,6 +23,7 @@ from datetime import datetime
 
 from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from gateway.errors import TemporaryFailure
 from gateway.store.db import Database
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _received = table_of(ReceivedMail)
 _INSERT = insert(_received).returning(_received.c.id)
+_INSERT_MANY = insert(_received).returning(_received.c.id, sort_by_parameter_order=True)
 SOURCES = ("smtp", "lmtp", "imap", "ingest")
 
 
@@ -62,6 +64,16 @@ def _row(item: Incoming, now: datetime) -> dict[str, object]:
         "raw_sha256": hashlib.sha256(item.raw).hexdigest(), "size": len(item.raw),
         "status": "pending", "outcome": "pending", "attempts": 0, "next_attempt": now,
     }
+
+
+def insert_received(session: Session, items: Sequence[Incoming], now: datetime) -> list[int]:
+    """Insert the rows in the caller's transaction, as one multi-row INSERT; their ids, in
+    order. For importers that record more in the same transaction (the IMAP import
+    record); the caller commits."""
+    if not items:
+        return []
+    rows = session.execute(_INSERT_MANY, [_row(item, now) for item in items])
+    return [int(mail_id) for mail_id in rows.scalars()]
 
 
 def accept_many(db: Database, items: Sequence[Incoming]) -> list[int]:
