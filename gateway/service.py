@@ -1,8 +1,8 @@
 """`ticketgw serve`: runs every component in one asyncio loop until SIGINT or SIGTERM.
 
 Components: the inbound worker (its own process), the SMTP and LMTP listeners with their
-group committer, the web view (uvicorn), the outbox sender (a thread) and the scheduler; the
-IMAP pollers join the list.
+group committer, the IMAP pollers (a thread per mailbox), the web view (uvicorn), the outbox
+sender (a thread) and the scheduler.
 
 Guarantees: a component that fails to start (port in use) stops the others and the error is
 reported; on SIGINT/SIGTERM every component is stopped in reverse order and the process
@@ -233,6 +233,29 @@ class OutboxComponent:
         await asyncio.to_thread(self.thread.join, 30)
 
 
+class ImapComponent:
+    """One poller thread per `[[mailbox]]` (imapclient blocks); see gateway/inbound/imap.py.
+    A mailbox's URL that cannot be used is a `ConfigError` here, before anything starts."""
+
+    name = "imap"
+
+    def __init__(self, app: App, wake: Callable[[], None] | None = None) -> None:
+        from gateway.inbound.imap import MailboxPoller
+
+        self.pollers = [MailboxPoller(app, mailbox, wake=wake)
+                        for mailbox in app.settings.mailbox]
+
+    async def start(self) -> None:
+        for poller in self.pollers:
+            poller.start()
+
+    async def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        for poller in self.pollers:   # each ends within about a second (a batch is finished)
+            await asyncio.to_thread(poller.join, 30)
+
+
 class SchedulerComponent:
     name = "scheduler"
 
@@ -264,6 +287,8 @@ def build_components(app: App, *, worker: bool = True) -> list[Component]:
         if inbound.lmtp:
             components.append(ListenerComponent(app, inbound.lmtp, committer, lmtp=True,
                                                 on_stored=wake))
+    if app.settings.mailbox:
+        components.append(ImapComponent(app, wake))
     if app.settings.web.listen:
         components.append(WebComponent(app))
     components.append(OutboxComponent(app))

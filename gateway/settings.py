@@ -116,6 +116,18 @@ class WebSettings(_Section):
     listen: Listen = "127.0.0.1:8080"
     base_url: BaseUrl = "http://127.0.0.1:8080"
     secret_key_env: EnvName = ""   # empty: a random key per start (sessions end on restart)
+    # the customer portal (see docs/admin.md 1.8)
+    password_mode: Literal["mail", "set-on-confirm"] = "mail"  # noqa: S105 (a mode)
+    token_minutes: int = Field(default=30, gt=0, le=24 * 60)
+    session_idle_minutes: int = Field(default=60, gt=0)
+    session_max_hours: int = Field(default=12, gt=0)
+    min_password_length: int = Field(default=10, ge=8, le=200)
+    organisation_tickets: bool = False        # also show the tickets of the user's organisation
+    rate_limit_minutes: int = Field(default=15, gt=0)
+    rate_limit_per_user: int = Field(default=5, gt=0)      # login / password-lost per username
+    rate_limit_per_address: int = Field(default=30, gt=0)  # ... per client IP address
+    page_size: int = Field(default=25, gt=0, le=500)
+    max_upload_size: Size = 20 * 1024**2      # all attachments of one web form together
 
 
 class QueueSettings(_Section):

@@ -1,28 +1,54 @@
-"""The web application: health and metrics now; the portal pages join it per area.
+"""The web application: the customer portal (server-rendered, no JavaScript needed),
+health and metrics.
 
 `/healthz` answers 200 with {"status": "ok"} when the database answers, 503 otherwise (so a
-load balancer takes the instance out). `/metrics` is the Prometheus text format, computed
-from the database at scrape time, so every instance reports the same shared queues.
+load balancer takes the instance out); it also reports each `[[mailbox]]`: last successful
+check, backlog, last error. `/metrics` is the Prometheus text format, computed from the
+database at scrape time, so every instance reports the same shared queues.
+
+The portal's pages live per area: `auth` (login, password lost, password change), `tickets`
+(My tickets, ticket view, reply, attachments), `forms` (ticket templates). Every response
+carries security headers (a CSP without any script source, `nosniff`, no framing, no
+referrer); every page that shows customer data is `no-store`. Authentication, CSRF and
+unknown pages are answered as HTML pages in the visitor's language.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.app import App
 from gateway.errors import DatabaseNotReady, TemporaryFailure
+from gateway.inbound.imap_report import mailbox_health, mailbox_metrics, mailbox_statuses
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.ticket_queries import count_tickets_by_state
+from gateway.web import auth, forms, tickets
+from gateway.web.i18n import text
+from gateway.web.pages import (
+    CsrfRefused,
+    LoginRequired,
+    PasswordChangeRequired,
+    Portal,
+    new_browser_id,
+)
+from gateway.web.sessions import BROWSER_COOKIE
+
+STATIC_DIR = Path(__file__).parent / "static"
+PAGE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'")
 
 
 def create_web_app(app: App) -> FastAPI:
@@ -30,6 +56,63 @@ def create_web_app(app: App) -> FastAPI:
                   openapi_url=None)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_DatabaseCollector(app))
+    portal = Portal(app)
+    stylesheet = (STATIC_DIR / "portal.css").read_bytes()
+
+    @web.middleware("http")
+    async def security_headers(request: Request,
+                               call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        browser = request.cookies.get(BROWSER_COOKIE)
+        if not browser:
+            request.state.browser_id = new_browser_id()
+        response = await call_next(request)
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        if response.media_type == "text/html" or headers.get("content-type", "").startswith(
+                "text/html"):
+            headers.setdefault("Cache-Control", "no-store")
+        if not browser:
+            portal.set_browser_cookie(response, request.state.browser_id)
+        return response
+
+    @web.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> Response:
+        return portal.redirect("/login")
+
+    @web.exception_handler(PasswordChangeRequired)
+    async def to_change(request: Request, exc: PasswordChangeRequired) -> Response:
+        return portal.redirect("/password/change")
+
+    @web.exception_handler(CsrfRefused)
+    async def refused(request: Request, exc: CsrfRefused) -> Response:
+        visitor = await run_in_threadpool(portal.visitor, request)
+        return portal.render(visitor, "error.html", 403,
+                             message=text(visitor.language, "forbidden"))
+
+    @web.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            visitor = await run_in_threadpool(portal.visitor, request)
+            return portal.render(visitor, "error.html", 404,
+                                 message=text(visitor.language, "not_found"))
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code,
+                                 headers=getattr(exc, "headers", None))
+
+    @web.get("/")
+    def root(request: Request) -> Response:
+        return portal.redirect("/tickets")
+
+    @web.get("/static/portal.css")
+    def css() -> Response:
+        return Response(stylesheet, media_type="text/css",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+    web.include_router(auth.build_router(portal))
+    web.include_router(tickets.build_router(portal))
+    web.include_router(forms.build_router(portal))
 
     @web.get("/healthz")
     def healthz() -> Response:
@@ -37,7 +120,10 @@ def create_web_app(app: App) -> FastAPI:
             app.db.ping()
         except (DatabaseNotReady, TemporaryFailure):
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+        report: dict[str, object] = {"status": "ok", "database": "ok", "version": __version__}
+        if app.settings.mailbox:   # reported, not judged: a mailbox's trouble is not ours
+            report["mailboxes"] = mailbox_health(app.db, app.settings)
+        return JSONResponse(report)
 
     @web.get("/metrics")
     def metrics() -> Response:
@@ -61,21 +147,24 @@ class _DatabaseCollector(Collector):
                 tickets = count_tickets_by_state(session)
                 received = _count_by_status(session, table_of(ReceivedMail))
                 outbound = _count_by_status(session, table_of(OutboundMail))
+                mailboxes = mailbox_statuses(session, [m.name for m in
+                                                       self.app.settings.mailbox])
         except (TemporaryFailure, SQLAlchemyError):   # down, or not migrated
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
-        for name, text, counts, label in (
+        for name, help_text, counts, label in (
             ("ticketgw_tickets", "Tickets by state", tickets, "state"),
             ("ticketgw_received_mail", "Received mail by processing status", received, "status"),
             ("ticketgw_outbound_mail", "Outbound mail by delivery status", outbound, "status"),
         ):
-            family = GaugeMetricFamily(name, text, labels=[label])
+            family = GaugeMetricFamily(name, help_text, labels=[label])
             for key, value in sorted(counts.items()):
                 family.add_metric([key], value)
             yield family
+        yield from mailbox_metrics(mailboxes)
 
 
 def _count_by_status(session: Session, table: Table) -> dict[str, int]:

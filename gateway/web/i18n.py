@@ -1,0 +1,176 @@
+"""The portal's words in German and English, and which language a request gets.
+
+Language order (issue #5): the logged-in user's setting, else the browser's Accept-Language
+(the first of de/en it prefers), else German. Every key is a (German, English) pair; an
+unknown key shows itself, so a missing text is visible, never an error.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("de", "en")
+DEFAULT_LANGUAGE = "de"
+
+# key: (German, English)
+_TEXTS: dict[str, tuple[str, str]] = {
+    "portal": ("Kundenportal", "Customer portal"),
+    "login": ("Anmelden", "Log in"),
+    "logout": ("Abmelden", "Log out"),
+    "logout_question": ("Möchten Sie sich abmelden?", "Do you want to log out?"),
+    "username": ("Benutzername", "Username"),
+    "password": ("Passwort", "Password"),
+    "password_lost": ("Passwort verloren?", "Password lost?"),
+    "login_failed": ("Benutzername oder Passwort ist falsch. Bitte Groß- und Kleinschreibung "
+                     "beachten.", "Wrong username or password. Mind upper and lower case."),
+    "rate_limited": ("Zu viele Versuche. Bitte warten Sie einige Minuten.",
+                     "Too many attempts. Please wait a few minutes."),
+    "lost_intro": ("Geben Sie Ihren Benutzernamen ein (Groß- und Kleinschreibung beachten). "
+                   "Sie erhalten eine E-Mail mit einem Bestätigungslink an die für Sie "
+                   "hinterlegte Adresse. So melden Sie sich auch zum ersten Mal an.",
+                   "Enter your username (mind upper and lower case). You will get an email "
+                   "with a confirmation link at the address stored for you. This is also how "
+                   "you log in for the first time."),
+    "request_password": ("Neues Passwort anfordern", "Request a new password"),
+    "lost_sent": ("Wenn es diesen Benutzernamen gibt, ist eine E-Mail mit einem "
+                  "Bestätigungslink unterwegs. Der Link ist {minutes} Minuten gültig.",
+                  "If this username exists, an email with a confirmation link is on its "
+                  "way. The link is valid for {minutes} minutes."),
+    "confirm_title": ("Neues Passwort bestätigen", "Confirm the new password"),
+    "confirm_intro": ("Bestätigen Sie, dass Sie ein neues Passwort für „{username}“ möchten. "
+                      "Es wird an Ihre hinterlegte E-Mail-Adresse gesendet.",
+                      "Confirm that you want a new password for \"{username}\". It will be "
+                      "sent to the email address stored for you."),
+    "confirm_set_intro": ("Wählen Sie ein neues Passwort für „{username}“.",
+                          "Choose a new password for \"{username}\"."),
+    "confirm": ("Bestätigen", "Confirm"),
+    "token_invalid": ("Dieser Link ist ungültig, abgelaufen oder wurde schon benutzt. Fordern "
+                      "Sie bitte einen neuen an.", "This link is invalid, has expired or was "
+                      "used already. Please request a new one."),
+    "password_mailed": ("Ein neues Passwort wurde an Ihre E-Mail-Adresse gesendet. Melden Sie "
+                        "sich damit an; danach wählen Sie Ihr eigenes Passwort.",
+                        "A new password has been sent to your email address. Log in with it; "
+                        "then you choose your own password."),
+    "password_set": ("Ihr Passwort ist gesetzt. Sie können sich jetzt anmelden.",
+                     "Your password is set. You can log in now."),
+    "change_password": ("Passwort ändern", "Change password"),
+    "must_change": ("Bitte wählen Sie jetzt Ihr eigenes Passwort.",
+                    "Please choose your own password now."),
+    "current_password": ("Aktuelles Passwort", "Current password"),
+    "new_password": ("Neues Passwort", "New password"),
+    "repeat_password": ("Neues Passwort wiederholen", "Repeat the new password"),
+    "password_too_short": ("Das Passwort muss mindestens {n} Zeichen lang sein.",
+                           "The password must have at least {n} characters."),
+    "password_mismatch": ("Die beiden Passwörter stimmen nicht überein.",
+                          "The two passwords differ."),
+    "password_same": ("Das neue Passwort muss sich vom bisherigen unterscheiden.",
+                      "The new password must differ from the current one."),
+    "current_wrong": ("Das aktuelle Passwort ist falsch.", "The current password is wrong."),
+    "password_changed": ("Ihr Passwort wurde geändert. Alle anderen Sitzungen wurden beendet.",
+                         "Your password has been changed. All other sessions have ended."),
+    "save": ("Speichern", "Save"),
+    "my_tickets": ("Meine Tickets", "My tickets"),
+    "templates": ("Ticketvorlagen", "Ticket templates"),
+    "filter_all": ("Alle", "All"),
+    "filter_open": ("Offen", "Open"),
+    "filter_closed": ("Geschlossen", "Closed"),
+    "search": ("Suche", "Search"),
+    "search_label": ("Suchen in Nummer, Betreff und Text", "Search number, subject and text"),
+    "sort": ("Sortierung", "Sort by"),
+    "sort_number": ("Ticketnummer (neueste zuerst)", "Ticket number (newest first)"),
+    "sort_number-asc": ("Ticketnummer (älteste zuerst)", "Ticket number (oldest first)"),
+    "sort_updated": ("Letzte Änderung", "Last change"),
+    "sort_title": ("Betreff", "Subject"),
+    "sort_state": ("Status", "State"),
+    "apply": ("Anwenden", "Apply"),
+    "number": ("Ticketnummer", "Ticket number"),
+    "ticket": ("Ticket", "Ticket"),
+    "subject": ("Betreff", "Subject"),
+    "state": ("Status", "State"),
+    "age": ("Alter", "Age"),
+    "created": ("Erstellt", "Created"),
+    "priority": ("Priorität", "Priority"),
+    "no_tickets": ("Keine Tickets gefunden.", "No tickets found."),
+    "page_of": ("Seite {page} von {pages} ({total} Tickets)",
+                "Page {page} of {pages} ({total} tickets)"),
+    "previous": ("Zurück", "Previous"),
+    "next": ("Weiter", "Next"),
+    "state_new": ("neu", "new"), "state_open": ("offen", "open"),
+    "state_pending": ("wartend", "pending"), "state_closed": ("geschlossen", "closed"),
+    "prio_1": ("1 sehr niedrig", "1 very low"), "prio_2": ("2 niedrig", "2 low"),
+    "prio_3": ("3 normal", "3 normal"), "prio_4": ("4 hoch", "4 high"),
+    "prio_5": ("5 sehr hoch", "5 very high"),
+    "age_minutes": ("{n} Min.", "{n} min"), "age_hours": ("{n} Std.", "{n} h"),
+    "age_days": ("{n} Tage", "{n} days"),
+    "from": ("Von", "From"),
+    "attachments": ("Anlagen", "Attachments"),
+    "quoted": ("Zitierter Verlauf", "Quoted history"),
+    "reply": ("Antworten", "Reply"),
+    "text": ("Text", "Text"),
+    "send": ("Absenden", "Send"),
+    "reply_empty": ("Bitte geben Sie einen Text ein oder hängen Sie eine Datei an.",
+                    "Please enter a text or attach a file."),
+    "reply_closed": ("Dieses Ticket ist geschlossen; bitte eröffnen Sie ein neues.",
+                     "This ticket is closed; please open a new one."),
+    "too_large": ("Die Anlagen sind zu groß (höchstens {size} zusammen).",
+                  "The attachments are too large (at most {size} together)."),
+    "group_change": ("Änderungsanforderungen", "Change requests"),
+    "group_incident": ("Störungsmeldungen", "Incident reports"),
+    "group_service-request": ("Bedarfsanforderungen", "Service requests"),
+    "no_templates": ("Für Ihre Organisation sind keine Vorlagen verfügbar.",
+                     "No templates are available to your organisation."),
+    "guide": ("Gesprächsleitfaden", "Conversation guide"),
+    "required_hint": ("Felder mit * sind Pflichtfelder.", "Fields marked * are required."),
+    "required_missing": ("Bitte füllen Sie alle Pflichtfelder aus: {fields}.",
+                         "Please fill in every required field: {fields}."),
+    "create_ticket": ("Ticket erstellen", "Create ticket"),
+    "created_ticket": ("Ihr Ticket {number} wurde erstellt. Eine Bestätigung ist per E-Mail "
+                       "unterwegs.", "Your ticket {number} has been created. An "
+                       "acknowledgment is on its way by email."),
+    "replied": ("Ihre Antwort wurde hinzugefügt.", "Your reply has been added."),
+    "not_found": ("Nicht gefunden.", "Not found."),
+    "forbidden": ("Die Anfrage wurde abgelehnt (Formular abgelaufen?). Bitte laden Sie die "
+                  "Seite neu und versuchen Sie es noch einmal.",
+                  "The request was refused (form expired?). Please reload the page and try "
+                  "again."),
+    "error": ("Fehler", "Error"),
+    "language": ("Sprache", "Language"),
+    "skip": ("Zum Inhalt springen", "Skip to content"),
+}
+
+
+def text(language: str, key: str, **values: object) -> str:
+    pair = _TEXTS.get(key)
+    if pair is None:
+        return key
+    template = pair[0] if language == "de" else pair[1]
+    return template.format(**values) if values else template
+
+
+def all_keys() -> list[str]:
+    return list(_TEXTS)
+
+
+def from_accept_language(header: str | None) -> str | None:
+    """The first of our languages in an Accept-Language header (RFC 9110 §12.5.4), by q."""
+    if not header:
+        return None
+    choices: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and quality > 0:
+            choices.append((-quality, position, primary))
+    return min(choices)[2] if choices else None
+
+
+def choose_language(user_language: str | None, accept_language: str | None) -> str:
+    if user_language in LANGUAGES:
+        return user_language
+    return from_accept_language(accept_language) or DEFAULT_LANGUAGE

@@ -1,0 +1,48 @@
+"""The portal's own mails: the password-lost token link and the new password.
+
+In: the caller's session, the app, the customer user. Out: a queued mail (outbox row) in the
+caller's transaction, so the token or password change and its mail commit together.
+
+Both go to the address stored for the user, never to an address typed into a form, from the
+gateway's default identity, in the user's language; an address we cannot write is logged
+and skipped (as in `answers`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlmodel import Session
+
+from gateway.app import App
+from gateway.outbound.headers import HeaderError, MailIdentity
+from gateway.outbound.outbox import enqueue
+from gateway.web.sessions import PortalUser
+
+log = logging.getLogger(__name__)
+
+
+def _send(session: Session, app: App, event: str, user: PortalUser,
+          context: dict[str, object]) -> bool:
+    try:
+        mail = app.renderer.render(
+            event, user.language, {"customer_name": user.name, "username": user.username,
+                                   **context},
+            sender=MailIdentity.parse(app.settings.outbound.from_),
+            to=[(user.name, user.email)])
+    except HeaderError as exc:
+        log.warning("%s mail for %s not written: %s", event, user.username, exc)
+        return False
+    enqueue(session, mail,
+            deadline=timedelta(hours=app.settings.outbound.delivery_deadline_hours))
+    return True
+
+
+def send_password_token(session: Session, app: App, user: PortalUser, token: str,
+                        expires: datetime) -> bool:
+    return _send(session, app, "password-token", user, {"token": token, "expires": expires})
+
+
+def send_new_password(session: Session, app: App, user: PortalUser, password: str) -> bool:
+    return _send(session, app, "new-password", user, {"password": password})

@@ -1,0 +1,168 @@
+"""What every portal page shares: the `Portal` (app, secret key, policies, page templates),
+the `Visitor` of one request (user, language, CSRF token), rendering and redirects.
+
+Guarantees:
+- Page templates are Jinja2 with autoescaping on; `t(key)` gives the visitor's language.
+- `visitor()` reads the session cookie and the database once per request; `require_user()`
+  raises `LoginRequired` (-> 303 to /login) and, while a mailed password must be replaced,
+  `PasswordChangeRequired` (-> 303 to /password/change).
+- `check_csrf()` raises `CsrfRefused` (-> 403) for a missing or wrong token.
+- The secret key comes from the environment variable named by `[web] secret_key_env`; with
+  none a random key per start (sessions survive, CSRF tokens of open forms do not).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from gateway.app import App
+from gateway.errors import ConfigError
+from gateway.web import i18n
+from gateway.web.limits import Limit
+from gateway.web.sessions import (
+    BROWSER_COOKIE,
+    SESSION_COOKIE,
+    PortalUser,
+    SessionPolicy,
+    csrf_token,
+    csrf_valid,
+    resume_session,
+)
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class LoginRequired(Exception):
+    pass
+
+
+class PasswordChangeRequired(Exception):
+    pass
+
+
+class CsrfRefused(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Visitor:
+    user: PortalUser | None
+    session_value: str | None      # the session cookie, when it named a live session
+    browser_id: str                # the per-browser random cookie (anchors CSRF before login)
+    language: str
+    address: str                   # the client's IP address, for rate limits
+
+    @property
+    def csrf_anchor(self) -> str:
+        return f"s:{self.session_value}" if self.session_value else f"b:{self.browser_id}"
+
+
+class Portal:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        web = app.settings.web
+        self.secret = _secret_key(web.secret_key_env)
+        self.secure_cookies = web.base_url.lower().startswith("https://")
+        self.policy = SessionPolicy(idle=timedelta(minutes=web.session_idle_minutes),
+                                    maximum=timedelta(hours=web.session_max_hours))
+        self.limit = Limit(window=timedelta(minutes=web.rate_limit_minutes),
+                           per_user=web.rate_limit_per_user,
+                           per_address=web.rate_limit_per_address)
+        self.timezone = ZoneInfo(app.settings.tickets.timezone)
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+                                      autoescape=True, undefined=jinja2.StrictUndefined,
+                                      trim_blocks=True, lstrip_blocks=True)
+        self.env.filters["localtime"] = self.localtime
+
+    def localtime(self, value: datetime | None) -> str:
+        if value is None:
+            return ""
+        return value.astimezone(self.timezone).strftime("%Y-%m-%d %H:%M")
+
+    # -- the visitor -------------------------------------------------------------------------
+
+    def visitor(self, request: Request) -> Visitor:
+        cached = getattr(request.state, "visitor", None)
+        if isinstance(cached, Visitor):
+            return cached
+        value = request.cookies.get(SESSION_COOKIE)
+        user = None
+        if value:
+            with self.app.db.write() as session:
+                user = resume_session(session, value, self.policy)
+        browser = str(request.cookies.get(BROWSER_COOKIE)
+                      or getattr(request.state, "browser_id", ""))
+        language = i18n.choose_language(user.language if user else None,
+                                        request.headers.get("accept-language"))
+        visitor = Visitor(user, value if user else None, browser, language,
+                          request.client.host if request.client else "")
+        request.state.visitor = visitor
+        return visitor
+
+    def require_user(self, request: Request, *, allow_must_change: bool = False) -> Visitor:
+        visitor = self.visitor(request)
+        if visitor.user is None:
+            raise LoginRequired
+        if visitor.user.must_change_password and not allow_must_change:
+            raise PasswordChangeRequired
+        return visitor
+
+    def check_csrf(self, visitor: Visitor, sent: object) -> None:
+        if not csrf_valid(self.secret, visitor.csrf_anchor, sent if isinstance(sent, str)
+                          else None):
+            raise CsrfRefused
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def render(self, visitor: Visitor, page: str, status: int = 200,
+               **context: Any) -> HTMLResponse:
+        language = visitor.language
+
+        def t(key: str, **values: object) -> str:
+            return i18n.text(language, key, **values)
+
+        html = self.env.get_template(page).render(
+            t=t, lang=language, user=visitor.user,
+            csrf=csrf_token(self.secret, visitor.csrf_anchor), now=datetime.now(UTC),
+            **context)
+        return HTMLResponse(html, status_code=status)
+
+    def redirect(self, url: str) -> RedirectResponse:
+        return RedirectResponse(url, status_code=303)
+
+    def set_session_cookie(self, response: Response, value: str) -> None:
+        response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="lax",
+                            secure=self.secure_cookies, path="/",
+                            max_age=int(self.policy.maximum.total_seconds()))
+
+    def clear_session_cookie(self, response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                               secure=self.secure_cookies)
+
+    def set_browser_cookie(self, response: Response, value: str) -> None:
+        response.set_cookie(BROWSER_COOKIE, value, httponly=True, samesite="lax",
+                            secure=self.secure_cookies, path="/")
+
+
+def _secret_key(env_name: str) -> bytes:
+    if not env_name:
+        return secrets.token_bytes(32)
+    value = os.environ.get(env_name, "")
+    if len(value) < 16:
+        raise ConfigError([f"web.secret_key_env: the environment variable {env_name} must "
+                           "hold a secret key of at least 16 characters"])
+    return value.encode("utf-8")
+
+
+def new_browser_id() -> str:
+    return secrets.token_urlsafe(24)

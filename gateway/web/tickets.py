@@ -1,0 +1,183 @@
+"""Portal pages of tickets: /tickets (My tickets), /tickets/{number} (history and reply
+form), POST /tickets/{number}/reply, /tickets/{number}/attachments/{id}.
+
+Guarantees: a ticket, article or attachment the user may not see answers 404, exactly like
+one that does not exist (see `queries`). Downloads are always `Content-Disposition:
+attachment` with an ASCII fallback name and the RFC 8187 `filename*`, `nosniff`, and a CSP
+`sandbox` — a stored HTML file can never run in the portal's origin. HTML bodies are shown
+only after `nh3` sanitizing (again: they were sanitized at parse time), under the portal's
+CSP that allows no script at all.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
+
+import nh3
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+
+from gateway.web import queries
+from gateway.web.actions import ReplyRefused, reply
+from gateway.web.i18n import text
+from gateway.web.pages import Portal, Visitor
+from gateway.web.uploads import TooLarge, chosen, store_uploads
+
+ATTACHMENT_CSP = "sandbox; default-src 'none'"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def ascii_filename(name: str) -> str:
+    """A name any client accepts in the quoted `filename=` parameter."""
+    cleaned = _UNSAFE_NAME.sub("_", name).strip(" .") or "attachment"
+    return cleaned[:150]
+
+
+def content_disposition(name: str) -> str:
+    return (f'attachment; filename="{ascii_filename(name)}"; '
+            f"filename*=UTF-8''{quote(name, safe='')}")
+
+
+def safe_html(html: str | None) -> Markup | None:
+    if not html:
+        return None
+    return Markup(nh3.clean(html, url_schemes={"http", "https", "mailto"},   # noqa: S704
+                            link_rel="noopener noreferrer nofollow"))
+
+
+def age(language: str, created: datetime, now: datetime | None = None) -> str:
+    seconds = max(0, int(((now or datetime.now(UTC)) - created).total_seconds()))
+    if seconds < 3600:
+        return text(language, "age_minutes", n=seconds // 60)
+    if seconds < 86400 * 2:
+        return text(language, "age_hours", n=seconds // 3600)
+    return text(language, "age_days", n=seconds // 86400)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def build_router(portal: Portal) -> APIRouter:
+    router = APIRouter()
+    app = portal.app
+    web = app.settings.web
+    org = web.organisation_tickets
+
+    @router.get("/tickets")
+    def my_tickets(request: Request, filter: str = "all", q: str = "",
+                   sort: str = queries.DEFAULT_SORT, page: int = 1) -> Response:
+        visitor = portal.require_user(request)
+        assert visitor.user is not None
+        state = filter if filter in queries.FILTERS else "all"
+        sort = sort if sort in queries.SORTS else queries.DEFAULT_SORT
+        with app.db.read() as session:
+            result = queries.list_tickets(session, visitor.user, organisation=org,
+                                          state=state, q=q[:200], sort=sort, page=page,
+                                          page_size=web.page_size)
+
+        def link(**changes: object) -> str:
+            params = {"filter": state, "q": q, "sort": sort, "page": result.page, **changes}
+            return "/tickets?" + urlencode({k: v for k, v in params.items() if v not in ("",)})
+
+        return portal.render(visitor, "tickets.html", result=result, filter=state, q=q,
+                             sort=sort, sorts=list(queries.SORTS), filters=queries.FILTERS,
+                             link=link, age=lambda c: age(visitor.language, c),
+                             changed=request.query_params.get("changed") == "1")
+
+    def show(visitor: Visitor, number: str, status: int = 200, error: str | None = None,
+             notice: str | None = None) -> Response:
+        assert visitor.user is not None
+        with app.db.read() as session:
+            view = queries.ticket_view(session, visitor.user, number, organisation=org)
+        if view is None:
+            return not_found(visitor)
+        return portal.render(visitor, "ticket.html", status, ticket=view, error=error,
+                             notice=notice, safe_html=safe_html, human_size=human_size,
+                             reopen=app.settings.tickets.reopen_on_reply)
+
+    def not_found(visitor: Visitor) -> Response:
+        return portal.render(visitor, "error.html", 404, message=text(visitor.language,
+                                                                      "not_found"))
+
+    @router.get("/tickets/{number}")
+    def ticket_page(request: Request, number: str) -> Response:
+        visitor = portal.require_user(request)
+        notice = "replied" if request.query_params.get("replied") == "1" else None
+        if request.query_params.get("created") == "1":
+            notice = "created"
+        return show(visitor, number, notice=notice)
+
+    @router.post("/tickets/{number}/reply")
+    async def reply_to_ticket(request: Request, number: str) -> Response:
+        visitor = await run_in_threadpool(portal.require_user, request)
+        assert visitor.user is not None
+        user = visitor.user
+        if int(request.headers.get("content-length") or 0) > web.max_upload_size + 2**20:
+            return await run_in_threadpool(
+                show, visitor, number, 413, text(visitor.language, "too_large",
+                                                 size=human_size(web.max_upload_size)))
+        form = await request.form(max_files=50, max_fields=50)
+        portal.check_csrf(visitor, form.get("csrf"))
+        body = str(form.get("text") or "").strip()
+        files = chosen(form.getlist("attachments"))
+
+        def work() -> Response:
+            with app.db.read() as session:
+                found = queries.find_visible_ticket(session, user, number, organisation=org)
+            if found is None:
+                return not_found(visitor)
+            if not body and not files:
+                return show(visitor, number, 400, text(visitor.language, "reply_empty"))
+            try:
+                stored = store_uploads(app.blobs, files, web.max_upload_size)
+            except TooLarge:
+                return show(visitor, number, 413, text(visitor.language, "too_large",
+                                                       size=human_size(web.max_upload_size)))
+            try:
+                with app.db.write() as session:
+                    reply(session, app, user, found.id, number, found.title, found.state, body,
+                          stored)
+            except ReplyRefused:
+                return show(visitor, number, 409, text(visitor.language, "reply_closed"))
+            return portal.redirect(f"/tickets/{quote(number)}?replied=1")
+
+        try:
+            return await run_in_threadpool(work)
+        finally:
+            await form.close()
+
+    @router.get("/tickets/{number}/attachments/{attachment_id}")
+    def download(request: Request, number: str, attachment_id: str) -> Response:
+        visitor = portal.require_user(request)
+        assert visitor.user is not None
+        if not attachment_id.isdigit() or len(attachment_id) > 18:
+            return not_found(visitor)
+        with app.db.read() as session:
+            found = queries.find_attachment(session, visitor.user, number, int(attachment_id),
+                                            organisation=org)
+        if found is None:
+            return not_found(visitor)
+        handle = app.blobs.open(found.sha256)
+
+        def chunks() -> object:
+            with handle:
+                while chunk := handle.read(256 * 1024):
+                    yield chunk
+
+        return StreamingResponse(chunks(), media_type=found.content_type, headers={  # type: ignore[arg-type]
+            "Content-Disposition": content_disposition(found.filename),
+            "Content-Length": str(found.size),
+            "Content-Security-Policy": ATTACHMENT_CSP,
+            "Cache-Control": "private, no-store"})
+
+    return router

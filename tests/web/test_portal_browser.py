@@ -1,0 +1,278 @@
+"""The customer portal in a real browser: Debian's Chromium driven by Playwright for Python,
+against a real `ticketgw serve` process whose outbound mail goes to a Maildir.
+
+The whole journey of issue #5: password lost -> token mail read from the Maildir -> confirm
+-> password mail -> login -> choose a new password -> a ticket from the incident template
+with an attachment -> it shows under Open -> search finds it -> reply -> staff closes it
+(CLI) -> it shows under Closed, and its status mail was sent.
+
+Chromium must be at /usr/bin/chromium (`apt-get install chromium`); when it is not, this
+test FAILS, it never skips. Screenshots of every page go to the test's directory, and to
+$TGW_SCREENSHOTS_DIR when set (that is how docs/screenshots/ is made).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_serve import free_port, start, wait_healthy
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+PASSWORD = "Mein neues Passwort 42"
+
+CONFIG = """\
+[database]
+url = "{database_url}"
+
+[storage]
+data_dir = "data"
+
+[inbound]
+smtp = ""
+domains = ["support.example.com"]
+
+[outbound]
+transport = "maildir:outbox"
+from = "Service Desk <support@support.example.com>"
+
+[web]
+listen = "127.0.0.1:{port}"
+base_url = "http://127.0.0.1:{port}"
+
+[[queue]]
+id = "servicedesk"
+from = "Service Desk <support@support.example.com>"
+staff = ["anna.agent@example.com"]
+
+[[staff]]
+email = "anna.agent@example.com"
+name = "Anna Agent"
+
+[[template]]
+id = "incident"
+group = "incident"
+name = {{ de = "Allgemeine Störungsmeldung", en = "General incident report" }}
+addresses = ["incident@support.example.com"]
+queue = "servicedesk"
+priority = 3
+
+[[template.guide]]
+key = "system"
+label = {{ de = "Betroffenes System", en = "Affected system" }}
+required = true
+
+[[template.guide]]
+key = "since"
+label = {{ de = "Seit wann", en = "Since when" }}
+
+[[template]]
+id = "change"
+group = "change"
+name = {{ de = "Änderungsanforderung", en = "Change request" }}
+addresses = ["change@support.example.com"]
+queue = "servicedesk"
+
+[[template]]
+id = "order"
+group = "service-request"
+name = {{ de = "Bestellung", en = "Order" }}
+addresses = ["order@support.example.com"]
+queue = "servicedesk"
+"""
+
+
+class Maildir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def messages(self) -> list[EmailMessage]:
+        found = []
+        for folder in ("new", "cur"):
+            directory = self.root / folder
+            if directory.is_dir():
+                for path in sorted(directory.iterdir(), key=lambda p: p.stat().st_mtime):
+                    found.append(email.message_from_bytes(path.read_bytes(),
+                                                          policy=email.policy.default))
+        return found  # type: ignore[return-value]
+
+    def wait_for(self, predicate: object, timeout: float = 20) -> EmailMessage:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages():
+                if predicate(message):  # type: ignore[operator]
+                    return message
+            time.sleep(0.2)
+        raise AssertionError(f"no such mail in {self.root}: "
+                             f"{[str(m['Subject']) for m in self.messages()]}")
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    config = tmp_path / "ticketgw.toml"
+    config.write_text(CONFIG.format(database_url=database_url, port=port), encoding="utf-8")
+    added = subprocess.run(
+        [*_ticketgw(), "--config", str(config), "customer", "add", "mmuster",
+         "max.mustermann@acme.example", "--name", "Max Mustermann", "--org", "acme"],
+        cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert added.returncode == 0, added.stderr
+    process = start(["--config", str(config), "serve"], tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(process, f"{base}/healthz")
+        yield base, config
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def _ticketgw() -> list[str]:
+    import sys
+    return [sys.executable, "-m", "gateway"]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
+
+
+def test_the_customer_journey_in_chromium(server: tuple[str, Path], tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never "
+                    "skip)", pytrace=False)
+    from playwright.sync_api import expect, sync_playwright
+
+    base, config = server
+    outbox = Maildir(tmp_path / "outbox")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    publish = os.environ.get("TGW_SCREENSHOTS_DIR")
+    counter = iter(range(1, 100))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760},
+                                      extra_http_headers={"Accept-Language": "de-DE,de"})
+        page = context.new_page()
+
+        def shot(name: str) -> None:
+            path = shots / f"portal-{next(counter):02d}-{name}.png"
+            page.screenshot(path=str(path), full_page=True)
+            if publish:
+                Path(publish).mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, Path(publish) / path.name)
+
+        # password lost (also the first login)
+        page.goto(f"{base}/login")
+        shot("login")
+        page.get_by_role("link", name="Passwort verloren?").click()
+        page.get_by_label("Benutzername").fill("mmuster")
+        shot("password-lost")
+        page.get_by_role("button", name="Neues Passwort anfordern").click()
+        expect(page.get_by_role("status")).to_contain_text("Bestätigungslink")
+        token_mail = outbox.wait_for(lambda m: "/password/confirm?token=" in text_of(m))
+        assert token_mail["To"] == "Max Mustermann <max.mustermann@acme.example>"
+        link = re.search(r"http://\S+/password/confirm\?token=\S+", text_of(token_mail))
+        assert link
+        page.goto(link.group(0))
+        shot("confirm")
+        page.get_by_role("button", name="Bestätigen").click()
+        expect(page.get_by_role("status")).to_contain_text("neues Passwort wurde")
+        password_mail = outbox.wait_for(lambda m: "    " in text_of(m)
+                                        and "/login" in text_of(m)
+                                        and "/password/confirm" not in text_of(m))
+        mailed = re.search(r"^\s{4}(\S+)\s*$", text_of(password_mail), re.M)
+        assert mailed
+
+        # log in, then choose an own password
+        page.goto(f"{base}/login")
+        page.get_by_label("Benutzername").fill("mmuster")
+        page.get_by_label("Passwort", exact=True).fill(mailed.group(1))
+        page.get_by_role("button", name="Anmelden").click()
+        expect(page).to_have_url(f"{base}/password/change")
+        shot("change-password")
+        page.get_by_label("Aktuelles Passwort").fill(mailed.group(1))
+        page.get_by_label("Neues Passwort", exact=True).fill(PASSWORD)
+        page.get_by_label("Neues Passwort wiederholen").fill(PASSWORD)
+        page.get_by_role("button", name="Speichern").click()
+        expect(page).to_have_url(re.compile(r"/tickets"))
+
+        # a ticket from the incident template, with an attachment
+        page.get_by_role("link", name="Ticketvorlagen").click()
+        expect(page.get_by_role("heading", name="Störungsmeldungen")).to_be_visible()
+        shot("templates")
+        page.get_by_role("link", name="Allgemeine Störungsmeldung").click()
+        page.get_by_label("Betreff").fill("Drucker im 2. OG druckt nicht")
+        page.get_by_label("Betroffenes System").fill("HP LaserJet 4000")
+        page.get_by_label("Seit wann").fill("heute früh")
+        page.get_by_label("Text").fill("Papierstau-Meldung, obwohl kein Papier klemmt.")
+        attachment = tmp_path / "fehlerprotokoll.txt"
+        attachment.write_text("E42 paper jam\n", encoding="utf-8")
+        page.get_by_label("Anlagen").set_input_files(str(attachment))
+        page.get_by_label("Priorität").select_option("4")
+        shot("template-form")
+        page.get_by_role("button", name="Ticket erstellen").click()
+        expect(page.get_by_role("status")).to_contain_text("wurde erstellt")
+        number = re.search(r"/tickets/(\d+)", page.url)
+        assert number
+        number_text = number.group(1)
+        expect(page.get_by_role("link", name="fehlerprotokoll.txt")).to_be_visible()
+        shot("ticket")
+        ack = outbox.wait_for(lambda m: f"Ticket#{number_text}" in str(m["Subject"])
+                              and "max.mustermann" in str(m["To"]))
+        assert ack["Auto-Submitted"]
+
+        # it shows under Open, and the search finds it
+        page.get_by_role("link", name="Meine Tickets").click()
+        page.get_by_role("link", name="Offen").click()
+        expect(page.get_by_role("row").filter(has_text=number_text)).to_contain_text(
+            "Drucker im 2. OG druckt nicht")
+        shot("my-tickets-open")
+        page.get_by_label("Suchen in Nummer, Betreff und Text").fill("Papierstau")
+        page.get_by_role("button", name="Suche").click()
+        expect(page.get_by_role("row").filter(has_text=number_text)).to_be_visible()
+        shot("search")
+
+        # reply
+        page.get_by_role("link", name=number_text).first.click()
+        page.get_by_label("Text").fill("Nach dem Neustart geht es wieder nicht.")
+        page.get_by_role("button", name="Absenden").click()
+        expect(page.get_by_role("status")).to_contain_text("Antwort wurde hinzugefügt")
+        expect(page.get_by_text("Nach dem Neustart geht es wieder nicht.")).to_be_visible()
+        shot("reply")
+
+        # staff closes it with the CLI; it shows under Closed and its status mail is sent
+        closed = subprocess.run([*_ticketgw(), "--config", str(config), "ticket", "set",
+                                 number_text, "--state", "closed"], cwd=tmp_path,
+                                capture_output=True, text=True, env=_env())
+        assert closed.returncode == 0, closed.stderr
+        page.goto(f"{base}/tickets?filter=closed")
+        expect(page.get_by_role("row").filter(has_text=number_text)).to_contain_text(
+            "geschlossen")
+        shot("my-tickets-closed")
+        outbox.wait_for(lambda m: f"Ticket#{number_text}" in str(m["Subject"])
+                        and "geschlossen" in text_of(m) and "max.mustermann" in str(m["To"]))
+        browser.close()
