@@ -24,7 +24,24 @@ def build_scheduler(app: App) -> AsyncIOScheduler:
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
     scheduler.add_job(_purge_tokens, "interval", args=[app], minutes=30,
                       id="purge-expired-tokens", next_run_time=utcnow())
+    scheduler.add_job(_sweep_sessions, "interval", args=[app], minutes=30,
+                      id="sweep-web-sessions", next_run_time=utcnow())
     return scheduler
+
+
+def _sweep_sessions(app: App) -> None:
+    """Expired portal sessions are refused when used; this removes the ones never used again."""
+    from datetime import timedelta
+
+    from gateway.web.sessions import SessionPolicy, sweep_sessions
+
+    web = app.settings.web
+    policy = SessionPolicy(idle=timedelta(minutes=web.session_idle_minutes),
+                           maximum=timedelta(hours=web.session_max_hours))
+    with app.db.write() as session:
+        removed = sweep_sessions(session, policy)
+    if removed:
+        log.info("removed %d expired web sessions", removed)
 
 
 def _purge_tokens(app: App) -> None:
