@@ -40,17 +40,18 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
 from imapclient import IMAPClient
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))   # tests/integration/dovecot.py: the same Dovecot as the tests
+
+from scratch import scratch_database  # noqa: E402 - bench/scratch.py, the run's own database
 
 from gateway.app import App, build_app, prepare_database  # noqa: E402
 from gateway.inbound.imap import BATCH_MESSAGES, MailboxPoller  # noqa: E402
@@ -137,22 +138,9 @@ def _count(app: App) -> int:
         return int(session.execute(select(func.count()).select_from(_received)).scalar_one())
 
 
-@contextmanager
-def database(backend: str, tmp: Path, admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one backend, removed afterwards; yields its URL."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp / 'bench.db'}"
-        return
-    name = f"tgw_bench_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+def database(backend: str, tmp: Path, admin_url: str) -> AbstractContextManager[str]:
+    return scratch_database(backend, tmp, admin_url, sqlite_name="bench.db")
 
 
 def bench_backend(backend: str, folders: Folders, args: argparse.Namespace) -> dict[str, float]:

@@ -45,6 +45,17 @@ def wait_healthy(process: subprocess.Popen[str], url: str, timeout: float = 30) 
     raise AssertionError("serve did not answer in time")
 
 
+def serve_config(path: Path, database_url: str, *, smtp_port: int, web_port: int,
+                 extra: str = "") -> Path:
+    """A config with the SMTP listener and the web view on the given ports."""
+    config = write_config(path, database_url)
+    text = config.read_text().replace(
+        '[inbound]\nsmtp = ""',
+        f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\ndomains = ["support.example.com"]{extra}')
+    config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
+    return config
+
+
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     port = free_port()
@@ -117,12 +128,8 @@ def test_serve_takes_mail_over_smtp_and_the_worker_makes_the_ticket(
     from email.message import EmailMessage
 
     smtp_port, web_port = free_port(), free_port()
-    config = write_config(tmp_path / "ticketgw.toml", database_url)
-    text = config.read_text()
-    text = text.replace('[inbound]\nsmtp = ""',
-                        f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\n'
-                        'domains = ["support.example.com"]')
-    config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port,
+                          web_port=web_port)
     process = start(["--config", str(config), "serve", "--demo"], tmp_path)
     try:
         wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
@@ -166,12 +173,10 @@ def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
 
     smtp_port, web_port = free_port(), free_port()
     with running_relay(ScriptedRelay()) as relay:
-        config = write_config(tmp_path / "ticketgw.toml", database_url)
-        text = config.read_text().replace(
-            '[inbound]\nsmtp = ""',
-            f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\ndomains = ["support.example.com"]'
-            f'\n\n[outbound]\ntransport = "smtp://127.0.0.1:{relay.port}"\nstarttls = false')
-        config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
+        config = serve_config(
+            tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port, web_port=web_port,
+            extra=f'\n\n[outbound]\ntransport = "smtp://127.0.0.1:{relay.port}"'
+                  '\nstarttls = false')
         process = start(["--config", str(config), "serve", "--demo"], tmp_path)
         try:
             wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
@@ -221,11 +226,8 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
     import smtplib
 
     smtp_port, web_port = free_port(), free_port()
-    config = write_config(tmp_path / "ticketgw.toml", database_url)
-    text = config.read_text().replace(
-        '[inbound]\nsmtp = ""',
-        f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\ndomains = ["support.example.com"]')
-    config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port,
+                          web_port=web_port)
     process = start(["--config", str(config), "serve", "--demo"], tmp_path)
     try:
         wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
