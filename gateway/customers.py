@@ -13,7 +13,7 @@ import csv
 import io
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from gateway.addresses import address_key, validate_address
@@ -129,10 +129,6 @@ def list_customers(session: Session, organisation: str | None = None) -> list[di
     if organisation:
         statement = statement.where(_organisation.c.key == organisation)
     return [dict(row._mapping) for row in session.execute(statement)]
-
-
-def count_customers(session: Session) -> int:
-    return session.execute(select(func.count()).select_from(_customer)).scalar_one()
 
 
 def _username_taken(session: Session, username: str) -> bool:

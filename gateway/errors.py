@@ -1,13 +1,13 @@
 """The few error types the stages raise, and what each means to a caller.
 
 - `TemporaryFailure`: try again later. SMTP answers 4xx, `ticketgw ingest` exits 75.
-- `RejectMessage`: a content problem we tell the sender about (no subject, unknown sender).
-- `IgnoreMessage`: loops, bounces, auto-replies: stored, recorded, never answered.
 - `ConfigError`: the configuration is invalid; carries every problem found, not just the first.
 - `NotFound` / `InvalidInput`: a user asked for something that does not exist or is malformed.
 - `DatabaseNotReady`: the database is unreachable or not migrated; the message says what to do.
 
-Anything else raised inside processing is a bug: the message is kept and quarantined.
+Rejected and ignored mail are routing *decisions* (`routing.RejectDecision`,
+`IgnoreDecision`), not exceptions. Anything raised inside processing is a bug: the message
+is kept, retried and, after three attempts, quarantined.
 """
 
 from __future__ import annotations
@@ -19,14 +19,6 @@ class GatewayError(Exception):
 
 class TemporaryFailure(GatewayError):
     """Could not do it now (database down, disk full); the caller must retry later."""
-
-
-class RejectMessage(GatewayError):
-    """A mail we understood and refuse, with a reason the sender is told."""
-
-
-class IgnoreMessage(GatewayError):
-    """A mail we keep and record but never answer (loop, bounce, auto-reply)."""
 
 
 class NotFound(GatewayError):

@@ -41,7 +41,7 @@ from gateway.routing import (
 from gateway.staff_commands import Command, authenticated, parse_commands
 from gateway.store.models import BouncingAddress, Queue, Template, table_of, utcnow
 from gateway.store.upsert import upsert_for
-from gateway.ticket_actions import assign, change_priority, change_state
+from gateway.ticket_actions import assign, change_state
 from gateway.tickets import (
     NewArticle,
     NewAttachment,
@@ -51,6 +51,7 @@ from gateway.tickets import (
     add_article,
     create_ticket,
     remember_message_id,
+    set_priority,
 )
 
 
@@ -210,7 +211,7 @@ def _run_command(session: Session, app: App, ticket_id: int, command: Command,
         changed = change_state(session, app, ticket_id, State(command.value), actor=actor)
         return f"#state {command.value}" + ("" if changed else " (unchanged)")
     if command.name == "priority":
-        change_priority(session, ticket_id, int(command.value), actor=actor)
+        set_priority(session, ticket_id, int(command.value), actor=actor)
         return f"#priority {command.value}"
     if command.name == "assign":
         try:

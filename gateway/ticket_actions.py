@@ -12,7 +12,7 @@ from gateway.addresses import address_key
 from gateway.app import App
 from gateway.errors import InvalidInput
 from gateway.store.models import Staff, Ticket, table_of
-from gateway.tickets import State, record_change, set_priority, set_state
+from gateway.tickets import State, record_change, set_state
 
 _ticket = table_of(Ticket)
 _staff = table_of(Staff)
@@ -22,16 +22,11 @@ def change_state(session: Session, app: App, ticket_id: int, state: State, *,
                  actor: str) -> bool:
     """Set the state; the customer gets a status mail when the state is one the config
     announces. False when the ticket had that state already."""
-    old = session.execute(select(_ticket.c.state).where(_ticket.c.id == ticket_id)
-                          .with_for_update()).scalar_one()
-    if not set_state(session, ticket_id, state, actor=actor):
+    old = set_state(session, ticket_id, state, actor=actor)
+    if old is None:
         return False
     answers.state_changed(session, app, ticket_id, old, state.value)
     return True
-
-
-def change_priority(session: Session, ticket_id: int, priority: int, *, actor: str) -> bool:
-    return set_priority(session, ticket_id, priority, actor=actor)
 
 
 def assign(session: Session, ticket_id: int, who: str, *, actor: str) -> str:

@@ -180,17 +180,18 @@ def add_article(session: Session, ticket_id: int, article: NewArticle,
 
 
 def set_state(session: Session, ticket_id: int, state: State, *, actor: str,
-              now: datetime | None = None) -> bool:
-    """Change the state (with history); returns False when it already had that state."""
+              now: datetime | None = None) -> str | None:
+    """Change the state (with history); the previous state, or None when it already had
+    that state."""
     now = now or utcnow()
     current = _current(session, ticket_id)
     if current.state == state.value:
-        return False
+        return None
     closed = now if state is State.CLOSED else None
     session.execute(update(_ticket).where(_ticket.c.id == ticket_id)
                     .values(state=state.value, closed=closed, updated=now))
     _record(session, ticket_id, actor, "state", current.state, state.value, now)
-    return True
+    return current.state
 
 
 def set_priority(session: Session, ticket_id: int, priority: int, *, actor: str,
@@ -212,7 +213,7 @@ def reopen(session: Session, ticket_id: int, *, actor: str, now: datetime | None
     """A closed ticket becomes `open` again; any other state is left as it is."""
     if _current(session, ticket_id).state != State.CLOSED.value:
         return False
-    return set_state(session, ticket_id, State.OPEN, actor=actor, now=now)
+    return set_state(session, ticket_id, State.OPEN, actor=actor, now=now) is not None
 
 
 def find_ticket(session: Session, number: str, *, for_update: bool = False) -> Ticket:

@@ -1,10 +1,10 @@
 """Intake: the only writer of received mail. Raw bytes and envelope in, a committed row out.
 
 Guarantees:
-- `accept` / `accept_many` return only after the raw bytes and the envelope are committed
-  (SQLite synchronous=FULL, PostgreSQL synchronous_commit): only then may a caller answer
-  `250` or exit 0. Any failure raises `TemporaryFailure` (answer 4xx / exit 75) and nothing
-  is half-stored.
+- `accept_many` (and `GroupCommitter.submit`) return only after the raw bytes and the
+  envelope are committed (SQLite synchronous=FULL, PostgreSQL synchronous_commit): only
+  then may a caller answer `250` or exit 0. Any failure raises `TemporaryFailure` (answer
+  4xx / exit 75) and nothing is half-stored.
 - Nothing is parsed here: a mail we cannot understand is still stored, and every later stage
   can be re-run from these bytes.
 - `GroupCommitter` lets many SMTP sessions share one commit (and one fsync): each caller
@@ -91,11 +91,6 @@ def accept_many(db: Database, items: Sequence[Incoming]) -> list[int]:
         # disk full, constraint trouble, driver errors: never a 5xx, never a lost mail
         log.exception("intake could not store %d mail(s)", len(items))
         raise TemporaryFailure(f"could not store the mail: {type(exc).__name__}") from exc
-
-
-def accept(db: Database, raw: bytes, envelope: Envelope) -> int:
-    """Store one mail; its id once committed."""
-    return accept_many(db, [Incoming(raw, envelope)])[0]
 
 
 class GroupCommitter:
