@@ -56,6 +56,19 @@ def serve_config(path: Path, database_url: str, *, smtp_port: int, web_port: int
     return config
 
 
+def tickets_titled(config: Path, title: str, timeout: float = 30) -> list[dict[str, object]]:
+    """Poll `ticketgw ticket list --json` until a ticket with this title exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run([*TICKETGW, "--config", str(config), "ticket", "list",
+                                 "--json"], capture_output=True, text=True, check=True)
+        found = [t for t in json.loads(listed.stdout) if t["title"] == title]
+        if found:
+            return found
+        time.sleep(0.2)
+    return []
+
+
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     port = free_port()
@@ -141,13 +154,7 @@ def test_serve_takes_mail_over_smtp_and_the_worker_makes_the_ticket(
         message.set_content("Betroffenes System: Monitor\nAuswirkung: nur ich\n")
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
             client.send_message(message)
-        deadline = time.monotonic() + 30
-        created = []
-        while time.monotonic() < deadline and not created:
-            listed = subprocess.run([*TICKETGW, "--config", str(config), "ticket", "list",
-                                     "--json"], capture_output=True, text=True, check=True)
-            created = [t for t in json.loads(listed.stdout) if t["title"] == "Monitor flackert"]
-            time.sleep(0.2)
+        created = tickets_titled(config, "Monitor flackert")
         assert created, "the worker did not make the ticket within 30 s"
         assert (created[0]["customer"], created[0]["template"]) == ("mmuster", "incident")
         process.send_signal(signal.SIGTERM)
@@ -243,14 +250,8 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
             client.sendmail("max.mustermann@acme.example", ["stoerung@support.example.com"],
                             raw)
         assert time.monotonic() - started < 5            # answered at once, not frozen
-        deadline = time.monotonic() + 30
-        titles: list[str] = []
-        while time.monotonic() < deadline and "Nach dem Absturz" not in titles:
-            listed = subprocess.run([*TICKETGW, "--config", str(config), "ticket", "list",
-                                     "--json"], capture_output=True, text=True, check=True)
-            titles = [t["title"] for t in json.loads(listed.stdout)]
-            time.sleep(0.3)
-        assert "Nach dem Absturz" in titles, "the restarted worker did not process the mail"
+        assert tickets_titled(config, "Nach dem Absturz"), \
+            "the restarted worker did not process the mail"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=40)
         assert process.returncode == 0, stderr
