@@ -92,18 +92,24 @@ def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
     return Understood(parsed, context, bounced)
 
 
-def process_mail(session: Session, app: App, *, raw: bytes, received: datetime,
-                 envelope_from: str | None, envelope_to: Sequence[str],
-                 mail_id: int | None) -> Outcome:
-    """Run every stage for one mail and apply the decision."""
+def understand_stored(app: App, *, raw: bytes, received: datetime, envelope_from: str | None,
+                      envelope_to: Sequence[str]) -> Understood | Outcome:
+    """The pure half for one stored mail (no database): what it is, or the quarantine
+    outcome when it breaks a parser limit. Runs before the write transaction, so parsing
+    never holds a lock."""
     try:
-        understood = understand(raw, received=received, envelope_from=envelope_from,
-                                envelope_to=envelope_to, addressbook=app.addressbook)
+        return understand(raw, received=received, envelope_from=envelope_from,
+                          envelope_to=envelope_to, addressbook=app.addressbook)
     except ParseLimitExceeded as exc:
         return Outcome("quarantined", f"parser limit: {exc}", "parse-limit")
-    directory = DatabaseDirectory(session)
+
+
+def route_and_apply(session: Session, app: App, understood: Understood,
+                    mail_id: int | None) -> Outcome:
+    """The half that needs the database: route against it and apply the decision, in the
+    caller's transaction."""
     decision = route_message(understood.parsed, understood.context, settings=app.settings,
-                             addressbook=app.addressbook, directory=directory)
+                             addressbook=app.addressbook, directory=DatabaseDirectory(session))
     return apply_decision(session, app, decision, understood, mail_id)
 
 

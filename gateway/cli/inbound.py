@@ -20,6 +20,7 @@ from gateway.store.models import ReceivedMail, Ticket, table_of, utcnow
 
 EX_TEMPFAIL = 75
 BATCH = 100
+PROCESS_BATCH = 20     # mails processed per transaction (each in its own savepoint)
 _received = table_of(ReceivedMail)
 _ticket = table_of(Ticket)
 
@@ -112,14 +113,17 @@ def _store(context: CliContext, files: tuple[str, ...], recipients: tuple[str, .
 
 def _process(context: CliContext, mail_ids: list[int], *, label: str) -> None:
     """Process stored mails now, reporting each outcome; failures stay queued (exit 0)."""
-    from gateway.inbound.worker import lease_ids, process_leased  # the pipeline is heavy
+    from gateway.inbound.worker import lease_ids, process_batch  # the pipeline is heavy
 
     app = context.app()
     results = []
-    with click.progressbar(lease_ids(app, mail_ids), label=label, file=sys.stderr,
-                           hidden=len(mail_ids) < 2) as ids:
-        for mail_id in ids:
-            results.append(process_leased(app, mail_id))
+    leased = lease_ids(app, mail_ids)
+    with click.progressbar(length=len(leased), label=label, file=sys.stderr,
+                           hidden=len(mail_ids) < 2) as bar:
+        for start in range(0, len(leased), PROCESS_BATCH):
+            chunk = leased[start:start + PROCESS_BATCH]
+            results += process_batch(app, chunk)
+            bar.update(len(chunk))
     if len(results) == 1:
         r = results[0]
         click.echo(f"inbound {r.mail_id}: {r.outcome} {r.ticket_number or ''} ({r.reason})"

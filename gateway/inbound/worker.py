@@ -6,9 +6,14 @@ never blocks the queue:
    on PostgreSQL), counts the attempt and pushes `next_attempt` a lease into the future;
    other instances skip them until then. The attempt is counted *before* processing, so a
    mail that crashes the worker process is not retried for ever.
-2. `process_leased`: one transaction per mail: parse, route, apply, record the outcome.
-   On any exception the transaction rolls back, and a second one records the error; after
-   `MAX_ATTEMPTS` the mail is quarantined and the rest of the queue moves on.
+2. `process_batch`: the leased mails are read and parsed outside any write transaction
+   (parsing is pure CPU and must not hold SQLite's write lock); then one write transaction
+   routes, applies and records each mail inside a savepoint of its own. A mail that fails
+   rolls back alone, its error is recorded in the same transaction, and after
+   `MAX_ATTEMPTS` it is quarantined while the rest of the queue moves on. Each mail's
+   changes (ticket, article, answers, outcome) stay atomic; the batch shares one commit
+   (one fsync, one WAL flush), as the intake's group commit does. A batch that cannot
+   commit at all is tried again mail by mail.
 A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
 """
 
@@ -17,15 +22,17 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlmodel import Session
 
 from gateway.app import App
 from gateway.doorbell import Bell
-from gateway.pipeline import Outcome, process_mail
+from gateway.pipeline import Outcome, Understood, route_and_apply, understand_stored
 from gateway.store.claims import claim_due
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets import storable
@@ -87,23 +94,91 @@ def lease_ids(app: App, mail_ids: list[int]) -> list[int]:
     return sorted(leased)
 
 
+@dataclass(frozen=True)
+class _Leased:
+    """A leased mail, understood before the write transaction starts."""
+
+    id: int
+    attempts: int
+    understood: Understood | Outcome | None = None
+    error: Exception | None = None       # understanding it failed (a bug): kept and counted
+
+
 def process_leased(app: App, mail_id: int) -> Processed:
-    """Process one leased mail in its own transaction; failures are recorded, never raised."""
+    """Process one leased mail; failures are recorded, never raised."""
+    return process_batch(app, [mail_id])[0]
+
+
+def process_batch(app: App, mail_ids: Sequence[int]) -> list[Processed]:
+    """Process leased mails (see the module's docstring); failures are recorded, never
+    raised. One `Processed` per mail that still exists, in the order given."""
+    if not mail_ids:
+        return []
+    leased = [_understand(app, row) for row in _read_leased(app, mail_ids)]
     try:
         with app.db.write() as session:
-            row = session.execute(select(_received).where(_received.c.id == mail_id)
-                                  .with_for_update()).one()
-            if row.status != "pending":
-                return Processed(mail_id, row.outcome or row.status, None, "already done")
-            outcome = process_mail(session, app, raw=row.raw, received=row.received,
-                                   envelope_from=_envelope_from(row.source, row.envelope_from),
-                                   envelope_to=row.envelope_to, mail_id=mail_id)
-            _record(session, mail_id, outcome)
+            pending = _still_pending(session, [mail.id for mail in leased])
+            results = [_apply_in_savepoint(session, app, mail) if mail.id in pending
+                       else Processed(mail.id, "done", None, "already done")
+                       for mail in leased]
     except Exception as exc:
-        return _record_failure(app, mail_id, exc)
-    log.info("inbound %d %s: %s %s (%s: %s)", mail_id, outcome.message_id, outcome.outcome,
-             outcome.ticket_number or "-", outcome.rule, outcome.reason)
-    return Processed(mail_id, outcome.outcome, outcome.ticket_number, outcome.reason)
+        if len(leased) == 1:
+            return [_record_failure(app, leased[0].id, exc)]
+        log.warning("inbound: a batch of %d could not commit (%s); trying them one by one",
+                    len(leased), exc)
+        return [result for mail in leased for result in process_batch(app, [mail.id])]
+    for result in results:
+        log.info("inbound %d: %s %s (%s)", result.mail_id, result.outcome,
+                 result.ticket_number or "-", result.reason)
+    return results
+
+
+def _read_leased(app: App, mail_ids: Sequence[int]) -> list[Any]:
+    with app.db.read() as session:
+        rows = session.execute(select(
+            _received.c.id, _received.c.attempts, _received.c.raw, _received.c.received,
+            _received.c.source, _received.c.envelope_from, _received.c.envelope_to)
+            .where(_received.c.id.in_(list(mail_ids)))).all()
+    by_id = {row.id: row for row in rows}
+    return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
+
+
+def _understand(app: App, row: Any) -> _Leased:
+    try:
+        understood = understand_stored(
+            app, raw=row.raw, received=row.received,
+            envelope_from=_envelope_from(row.source, row.envelope_from),
+            envelope_to=row.envelope_to)
+    except Exception as exc:
+        return _Leased(row.id, row.attempts, error=exc)
+    return _Leased(row.id, row.attempts, understood)
+
+
+def _still_pending(session: Session, mail_ids: list[int]) -> set[int]:
+    """Which of these are still pending, locked for this transaction (PostgreSQL)."""
+    return set(session.execute(
+        select(_received.c.id).where(_received.c.id.in_(mail_ids),
+                                     _received.c.status == "pending")
+        .with_for_update()).scalars())
+
+
+def _apply_in_savepoint(session: Session, app: App, mail: _Leased) -> Processed:
+    try:
+        with session.begin_nested():
+            if mail.error is not None:
+                raise mail.error
+            outcome = mail.understood
+            assert outcome is not None
+            if isinstance(outcome, Understood):
+                outcome = route_and_apply(session, app, outcome, mail.id)
+            _record(session, mail.id, outcome)
+    except Exception as exc:
+        log.exception("inbound %d: processing failed", mail.id)
+        values = _failure_values(mail.attempts, _error_text(exc))
+        session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
+        return Processed(mail.id, str(values.get("outcome", "pending")), None,
+                         str(values["last_error"]))
+    return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason)
 
 
 def _envelope_from(source: str, stored: str) -> str | None:
@@ -122,32 +197,38 @@ def _record(session: Session, mail_id: int, outcome: Outcome) -> None:
         last_error=None))
 
 
+def _error_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[:4000]
+
+
+def _failure_values(attempts: int, error: str) -> dict[str, object]:
+    """A failed attempt: retried after a pause, or quarantined after `MAX_ATTEMPTS`."""
+    if attempts >= MAX_ATTEMPTS:
+        return {"status": "quarantined", "outcome": "quarantined", "processed": utcnow(),
+                "reason": f"failed {attempts} times; last error: {error}", "last_error": error}
+    return {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1], "last_error": error}
+
+
 def _record_failure(app: App, mail_id: int, exc: Exception) -> Processed:
-    error = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:4000]
-    log.exception("inbound %d: processing failed", mail_id)
+    """Record a failure in a transaction of its own (the mail's own one could not commit)."""
+    error = _error_text(exc)
+    log.error("inbound %d: processing failed: %s", mail_id, error)
     try:
         with app.db.write() as session:
             attempts = session.execute(select(_received.c.attempts)
                                        .where(_received.c.id == mail_id)).scalar_one()
-            if attempts >= MAX_ATTEMPTS:
-                values: dict[str, object] = {
-                    "status": "quarantined", "outcome": "quarantined", "processed": utcnow(),
-                    "reason": f"failed {attempts} times; last error: {error}"}
-            else:
-                values = {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1]}
-            session.execute(update(_received).where(_received.c.id == mail_id)
-                            .values(last_error=error, **values))
+            values = _failure_values(attempts, error)
+            session.execute(update(_received).where(_received.c.id == mail_id).values(**values))
     except Exception:
         # the database itself is failing: the lease expires and the mail is retried then
         log.exception("inbound %d: could not record the failure", mail_id)
         return Processed(mail_id, "pending", None, error)
-    outcome = str(values.get("outcome", "pending"))
-    return Processed(mail_id, outcome, None, error)
+    return Processed(mail_id, str(values.get("outcome", "pending")), None, error)
 
 
 def process_due(app: App, limit: int = 20) -> list[Processed]:
     """Lease and process one batch; the processed mails (empty when nothing was due)."""
-    return [process_leased(app, mail_id) for mail_id in lease_batch(app, limit)]
+    return process_batch(app, lease_batch(app, limit))
 
 
 def run_worker(app: App, stop: threading.Event, wake: Bell | None = None,
