@@ -1,0 +1,102 @@
+"""Writing one outbound message as bytes: header lines, RFC 2047 words, quoted-printable.
+
+In: header values that are already one clean line each (`headers.py` checks and cleans
+them), and the text and HTML bodies. Out: the wire form of a multipart/alternative message.
+
+Why not the stdlib generator: every answer the gateway sends goes through here, and the
+`email` package's generator (policy objects, `Header` folding of every value, a boundary
+search by regular expression) cost about as much as the rest of a new ticket together
+(bench/README.md, inbound). What is written here is the small, fixed shape we send:
+
+Guarantees:
+- CRLF line ends only; every line at most 78 characters where the value has a place to
+  break (RFC 5322 §2.1.1, §2.2.3), never more than 998; all of it 7-bit ASCII.
+- Folding only inserts CRLF before an existing space, so unfolding (RFC 5322 §2.2.3)
+  gives back exactly the value written.
+- Text that is not ASCII is written as RFC 2047 encoded words of at most 75 characters
+  (via `email.header.Header`, only for such values); bodies as UTF-8 quoted-printable
+  (`binascii.b2a_qp`, RFC 2045 §6.7), whose lines are at most 76 characters.
+- The MIME boundary is random and checked not to occur in the encoded bodies.
+"""
+
+from __future__ import annotations
+
+import binascii
+import secrets
+from collections.abc import Sequence
+from email.header import Header
+from email.utils import formataddr
+
+LINE = 78             # RFC 5322 §2.1.1: SHOULD be no more than 78 characters
+CRLF = "\r\n"
+
+
+def fold(name: str, value: str) -> str:
+    """`Name: value` as one or more lines, broken before spaces so no line passes `LINE`
+    where that is possible; ends with CRLF."""
+    line = f"{name}: {value}"
+    if len(line) <= LINE:
+        return line + CRLF
+    words = [word for word in value.split(" ") if word]
+    lines: list[str] = []
+    current = f"{name}: {words[0]}" if words else f"{name}:"
+    for word in words[1:]:
+        if len(current) + 1 + len(word) > LINE:
+            lines.append(current)
+            current = " " + word
+        else:
+            current += " " + word
+    lines.append(current)
+    return CRLF.join(lines) + CRLF
+
+
+def encoded_text(name: str, value: str) -> str:
+    """An unstructured value (RFC 5322 §3.2.5: the subject): as it is when ASCII, else RFC
+    2047 encoded words, already folded; the header line ends with CRLF."""
+    if value.isascii():
+        return fold(name, value)
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+    return f"{name}: {encoded}{CRLF}"
+
+
+def mailbox(display_name: str, address: str) -> str:
+    """`name <addr>` for From/To/Reply-To: the name quoted when it needs to be (RFC 5322
+    §3.2.4), or one RFC 2047 encoded word when it is not ASCII. One word, even when long
+    (names are cut at 120 characters before): decoders join the split words of a phrase
+    inconsistently (CPython's own parser puts a space between them)."""
+    return formataddr((display_name, address), charset="utf-8")
+
+
+def quoted_printable(text: str) -> bytes:
+    """UTF-8 quoted-printable with CRLF line ends; a lone CR or LF becomes CRLF."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    return binascii.b2a_qp(normalised.encode("utf-8"), quotetabs=False, istext=True,
+                           header=False)
+
+
+def multipart_alternative(header_lines: Sequence[str], text: str, html: str) -> bytes:
+    """The whole message: our header lines (each ending in CRLF), then the MIME headers,
+    then the text/plain and text/html parts."""
+    bodies = [quoted_printable(text), quoted_printable(html)]
+    boundary = _boundary(bodies)
+    part_head = ("Content-Type: text/{kind}; charset=\"utf-8\"\r\n"
+                 "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+    head = "".join(header_lines) + (
+        "MIME-Version: 1.0\r\n"
+        f"Content-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n")
+    delimiter = f"--{boundary}\r\n".encode("ascii")
+    return b"".join((
+        head.encode("ascii"),
+        delimiter, part_head.format(kind="plain").encode("ascii"), bodies[0], b"\r\n",
+        delimiter, part_head.format(kind="html").encode("ascii"), bodies[1], b"\r\n",
+        f"--{boundary}--\r\n".encode("ascii"),
+    ))
+
+
+def _boundary(bodies: Sequence[bytes]) -> str:
+    """RFC 2046 §5.1.1: a boundary that occurs in no body. 128 random bits make a clash
+    practically impossible; it is checked anyway."""
+    while True:
+        boundary = f"=_tgw_{secrets.token_hex(16)}"
+        if not any(boundary.encode("ascii") in body for body in bodies):
+            return boundary
