@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlmodel import Session
 
 from gateway.addressbook import split_plus
@@ -45,6 +45,7 @@ from gateway.store.models import (
     table_of,
     utcnow,
 )
+from gateway.tickets import storable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ _article = table_of(Article)
 _message_id = table_of(TicketMessageId)
 _auto = table_of(AutoAnswer)
 AUTOMATIC_EVENTS = ("ack", "follow-up", "reject")
+_COUNT_AUTO_ANSWERS = select(func.count()).select_from(_auto).where(
+    _auto.c.address_key == bindparam("key"), _auto.c.sent > bindparam("since"))
+_INSERT_AUTO_ANSWER = insert(_auto)
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,8 @@ def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
                      .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
         .where(_ticket.c.id == ticket_id)).one()
-    queue = next((q for q in app.settings.queue if q.id == row.queue_key), None)
-    if queue is None:                 # a queue removed from the config: answer as the default
-        queue = QueueSettings.model_validate({"id": row.queue_key,
-                                              "from": app.settings.outbound.from_})
-    template = next((t for t in app.settings.template if t.id == row.template_key), None)
+    queue = _queue_settings(app, row.queue_key)
+    template = _template_settings(app, row.template_key)
     thread = tuple(session.execute(
         select(_article.c.message_id).where(_article.c.ticket_id == ticket_id,
                                             _article.c.message_id.is_not(None))
@@ -97,6 +98,32 @@ def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
         template=template, customer_name=row.customer_name or "", address=address,
         language=row.customer_language or queue.language, reply_token=row.reply_token,
         thread=thread)
+
+
+def new_ticket_facts(app: App, ticket_id: int, *, number: str, title: str, priority: int,
+                     queue: str, template: str | None, customer_name: str, address: str,
+                     customer_language: str | None, reply_token: str | None,
+                     thread: tuple[str, ...]) -> TicketFacts:
+    """The facts of a ticket its creator just wrote, as `ticket_facts` would read them back
+    (the mail path saves those two queries for every new ticket)."""
+    queue_settings = _queue_settings(app, queue)
+    return TicketFacts(
+        id=ticket_id, number=number, title=storable(title).strip(), priority=priority,
+        queue=queue_settings, template=_template_settings(app, template),
+        customer_name=customer_name, address=address,
+        language=customer_language or queue_settings.language, reply_token=reply_token,
+        thread=tuple(storable(m) for m in thread))
+
+
+def _queue_settings(app: App, key: str) -> QueueSettings:
+    queue = next((q for q in app.settings.queue if q.id == key), None)
+    if queue is None:                 # a queue removed from the config: answer as the default
+        queue = QueueSettings.model_validate({"id": key, "from": app.settings.outbound.from_})
+    return queue
+
+
+def _template_settings(app: App, key: str | None) -> TemplateSettings | None:
+    return next((t for t in app.settings.template if t.id == key), None) if key else None
 
 
 def _queue_identity(queue: QueueSettings) -> MailIdentity:
@@ -116,9 +143,8 @@ def reply_address(app: App, facts: TicketFacts) -> str | None:
 def may_auto_answer(session: Session, app: App, address: str) -> bool:
     """Below the per-sender limit of automatic answers in the last hour?"""
     limit = app.settings.outbound.max_auto_replies_per_hour
-    since = utcnow() - timedelta(hours=1)
-    count = session.execute(select(func.count()).select_from(_auto).where(
-        _auto.c.address_key == address_key(address), _auto.c.sent > since)).scalar_one()
+    count = session.execute(_COUNT_AUTO_ANSWERS, {
+        "key": address_key(address), "since": utcnow() - timedelta(hours=1)}).scalar_one()
     return int(count) < limit
 
 
@@ -138,8 +164,8 @@ def _queue_mail(session: Session, app: App, event: str, language: str, context: 
     enqueue(session, mail, deadline=timedelta(hours=app.settings.outbound.delivery_deadline_hours))
     if event in AUTOMATIC_EVENTS:
         for _, address in to:
-            session.execute(insert(_auto).values(address_key=address_key(address), event=event,
-                                                 sent=utcnow()))
+            session.execute(_INSERT_AUTO_ANSWER, {"address_key": address_key(address),
+                                                  "event": event, "sent": utcnow()})
     return mail.message_id
 
 
@@ -160,11 +186,12 @@ def _template_name(template: TemplateSettings | None, language: str) -> str:
 
 # -- the events -------------------------------------------------------------------------------
 
-def ticket_created(session: Session, app: App, ticket_id: int, parsed: ParsedMessage | None,
-                   *, automatic: bool, answers: Sequence[tuple[str, str]],
-                   missing: Sequence[str]) -> None:
-    """Acknowledge to the customer (unless automatic or rate-limited); notify the staff."""
-    facts = ticket_facts(session, app, ticket_id)
+def ticket_created(session: Session, app: App, ticket: int | TicketFacts,
+                   parsed: ParsedMessage | None, *, automatic: bool,
+                   answers: Sequence[tuple[str, str]], missing: Sequence[str]) -> None:
+    """Acknowledge to the customer (unless automatic or rate-limited); notify the staff.
+    `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`)."""
+    facts = ticket if isinstance(ticket, TicketFacts) else ticket_facts(session, app, ticket)
     in_reply_to = parsed.message_id if parsed else None
     body = parsed.body_text if parsed else ""
     if facts.address and not automatic and may_auto_answer(session, app, facts.address):

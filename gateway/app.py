@@ -7,11 +7,11 @@ Nothing else in the code base creates engines, stores or transports; tests build
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from gateway.addressbook import AddressBook
-from gateway.config_sync import sync_configuration
+from gateway.config_sync import ConfiguredIds, sync_configuration
 from gateway.outbound.render import MailRenderer
 from gateway.outbound.signing import DkimKey, DkimSigner
 from gateway.settings import Settings
@@ -30,6 +30,7 @@ class App:
     numbering: Numbering
     addressbook: AddressBook
     renderer: MailRenderer
+    configured_ids: ConfiguredIds = field(default_factory=ConfiguredIds)
 
     def close(self) -> None:
         self.db.dispose()

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway import answers
@@ -39,7 +38,7 @@ from gateway.routing import (
     route_message,
 )
 from gateway.staff_commands import Command, authenticated, parse_commands
-from gateway.store.models import BouncingAddress, Queue, Template, table_of, utcnow
+from gateway.store.models import BouncingAddress, table_of, utcnow
 from gateway.store.upsert import upsert_for
 from gateway.ticket_actions import assign, change_state
 from gateway.tickets import (
@@ -47,7 +46,6 @@ from gateway.tickets import (
     NewAttachment,
     NewTicket,
     State,
-    TicketRef,
     add_article,
     create_ticket,
     remember_message_id,
@@ -125,11 +123,11 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
 
     automatic = understood.context.automatic
     if isinstance(decision, NewTicketDecision):
-        ref = _create(session, app, decision, parsed, mail_id)
-        answers.ticket_created(session, app, ref.id, parsed, automatic=automatic,
+        facts = _create(session, app, decision, parsed, mail_id)
+        answers.ticket_created(session, app, facts, parsed, automatic=automatic,
                                answers=decision.guide_answers,
                                missing=decision.missing_required)
-        return outcome("created", ref.id, ref.number)
+        return outcome("created", facts.id, facts.number)
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
             and not decision.internal:
         note = staff_mail(session, app, decision, parsed, mail_id)
@@ -235,22 +233,28 @@ def _agent_name(app: App, parsed: ParsedMessage) -> str:
 
 
 def _create(session: Session, app: App, decision: NewTicketDecision, parsed: ParsedMessage,
-            mail_id: int | None) -> TicketRef:
-    queue_id = session.execute(select(table_of(Queue).c.id)
-                               .where(table_of(Queue).c.key == decision.queue)).scalar_one()
-    template_id = None
-    if decision.template:
-        template_id = session.execute(
-            select(table_of(Template).c.id)
-            .where(table_of(Template).c.key == decision.template)).scalar_one()
-    return create_ticket(session, NewTicket(
-        title=decision.title, queue_id=queue_id, priority=decision.priority,
-        template_id=template_id,
+            mail_id: int | None) -> answers.TicketFacts:
+    """The new ticket, and what its answers need to know about it (without reading back
+    what was just written)."""
+    ids = app.configured_ids
+    reply_token = secrets.token_urlsafe(18)
+    ref = create_ticket(session, NewTicket(
+        title=decision.title, queue_id=ids.queue(session, decision.queue),
+        priority=decision.priority,
+        template_id=ids.template(session, decision.template) if decision.template else None,
         customer_user_id=decision.customer.id if decision.customer else None,
-        contact_email=decision.contact, reply_token=secrets.token_urlsafe(18),
+        contact_email=decision.contact, reply_token=reply_token,
         guide_answers=decision.guide_answers, follows=decision.related_ticket,
         first_article=_article(app, parsed, mail_id, sender="customer", internal=False)),
         numbering=app.numbering, actor=f"mail:{decision.contact}")
+    customer = decision.customer
+    return answers.new_ticket_facts(
+        app, ref.id, number=ref.number, title=decision.title, priority=decision.priority,
+        queue=decision.queue, template=decision.template,
+        customer_name=customer.name if customer else "",
+        address=(customer.email if customer else "") or decision.contact,
+        customer_language=customer.language if customer else None, reply_token=reply_token,
+        thread=(parsed.message_id,) if parsed.message_id else ())
 
 
 def _article(app: App, parsed: ParsedMessage, mail_id: int | None, *, sender: str,

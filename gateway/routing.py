@@ -47,6 +47,8 @@ class CustomerInfo:
     username: str
     organisation: str                      # organisation key, "" if none
     language: str
+    name: str = ""
+    email: str = ""                        # as stored (where the customer's mail goes)
 
 
 class Directory(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from gateway.addresses import address_key
@@ -37,6 +37,19 @@ _article = table_of(Article)
 
 _TICKET_COLUMNS = (_ticket.c.id, _ticket.c.number, _ticket.c.state, _queue.c.key,
                    _ticket.c.customer_user_id, _ticket.c.contact_email)
+
+
+# Built once: these run for every mail, and building a statement per call cost more than
+# running it (bench/README.md, inbound).
+_CUSTOMER = (select(_customer.c.id, _customer.c.username, _organisation.c.key,
+                    _customer.c.language, _customer.c.name, _customer.c.email)
+             .select_from(_customer.outerjoin(_organisation))
+             .where(_customer.c.active.is_(True)).order_by(_customer.c.id))
+_CUSTOMER_BY_KEY = _CUSTOMER.where(_customer.c.email_key == bindparam("key"))
+_CUSTOMERS_BY_LOWER_KEY = _CUSTOMER.where(
+    func.lower(_customer.c.email_key) == bindparam("key")).limit(2)
+_DUPLICATE = select(_article.c.id).where(_article.c.message_id == bindparam("message_id"),
+                                         _article.c.body == bindparam("body")).limit(1)
 
 
 def _ticket_info(row: Sequence[Any]) -> TicketInfo:
@@ -84,19 +97,14 @@ class DatabaseDirectory:
         if not address:
             return None
         key = address_key(address)
-        columns = (_customer.c.id, _customer.c.username, _organisation.c.key,
-                   _customer.c.language)
-        base = (select(*columns).select_from(_customer.outerjoin(_organisation))
-                .where(_customer.c.active.is_(True)).order_by(_customer.c.id))
-        row = self.session.execute(base.where(_customer.c.email_key == key)).first()
+        row = self.session.execute(_CUSTOMER_BY_KEY, {"key": key}).first()
         if row is None:
-            rows = self.session.execute(
-                base.where(func.lower(_customer.c.email_key) == key.lower()).limit(2)).all()
+            rows = self.session.execute(_CUSTOMERS_BY_LOWER_KEY, {"key": key.lower()}).all()
             row = rows[0] if len(rows) == 1 else None
         if row is None:
             return None
         return CustomerInfo(id=row[0], username=row[1], organisation=row[2] or "",
-                            language=row[3])
+                            language=row[3], name=row[4] or "", email=row[5] or "")
 
     def is_staff(self, address: str) -> bool:
         key = address_key(address).lower()
@@ -118,10 +126,8 @@ class DatabaseDirectory:
 
     def is_duplicate(self, message_id: str, body: str) -> bool:
         """The same Message-ID with the same text is already an article."""
-        return self.session.execute(
-            select(_article.c.id).where(_article.c.message_id == storable(message_id),
-                                        _article.c.body == storable(body)).limit(1)
-        ).first() is not None
+        return self.session.execute(_DUPLICATE, {"message_id": storable(message_id),
+                                                 "body": storable(body)}).first() is not None
 
 
 def _addresses_in(text: str) -> list[str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from gateway.app import App
@@ -186,15 +186,22 @@ def _envelope_from(source: str, stored: str) -> str | None:
     return stored if source in ("smtp", "lmtp") else (stored or None)
 
 
+_RECORD = update(_received).where(_received.c.id == bindparam("mail_id")).values(
+    {name: bindparam(name) for name in ("status", "outcome", "reason", "rule", "ticket_id",
+                                        "message_id", "from_address", "subject", "processed",
+                                        "last_error")})
+
+
 def _record(session: Session, mail_id: int, outcome: Outcome) -> None:
-    status = "quarantined" if outcome.outcome == "quarantined" else "done"
-    session.execute(update(_received).where(_received.c.id == mail_id).values(
-        status=status, outcome=outcome.outcome, reason=storable(outcome.reason)[:4000],
-        rule=outcome.rule, ticket_id=outcome.ticket_id,
-        message_id=storable(outcome.message_id or "")[:1000] or None,
-        from_address=storable(outcome.from_address or "")[:1000] or None,
-        subject=storable(outcome.subject or "")[:1000] or None, processed=utcnow(),
-        last_error=None))
+    session.execute(_RECORD, {
+        "mail_id": mail_id,
+        "status": "quarantined" if outcome.outcome == "quarantined" else "done",
+        "outcome": outcome.outcome, "reason": storable(outcome.reason)[:4000],
+        "rule": outcome.rule, "ticket_id": outcome.ticket_id,
+        "message_id": storable(outcome.message_id or "")[:1000] or None,
+        "from_address": storable(outcome.from_address or "")[:1000] or None,
+        "subject": storable(outcome.subject or "")[:1000] or None, "processed": utcnow(),
+        "last_error": None})
 
 
 def _error_text(exc: BaseException) -> str:
