@@ -76,13 +76,14 @@ def insert_received(session: Session, items: Sequence[Incoming], now: datetime) 
     return [int(mail_id) for mail_id in rows.scalars()]
 
 
-def accept_many(db: Database, items: Sequence[Incoming]) -> list[int]:
-    """Store several mails in one transaction; their ids, in order. All or none."""
+def accept_many(db: Database, items: Sequence[Incoming], *, urgent: bool = False) -> list[int]:
+    """Store several mails in one transaction; their ids, in order. All or none. `urgent`:
+    a client waits for the answer (SMTP/LMTP), so this write goes before background ones."""
     if not items:
         return []
     now = utcnow()
     try:
-        with db.write() as session:
+        with db.write(urgent=urgent) as session:
             return [int(session.execute(_INSERT, _row(item, now)).scalar_one())
                     for item in items]
     except TemporaryFailure:
@@ -121,7 +122,8 @@ class GroupCommitter:
             while not self._queue.empty() and len(batch) < self.max_batch:
                 batch.append(self._queue.get_nowait())
             try:
-                ids = await asyncio.to_thread(accept_many, self.db, [i for i, _ in batch])
+                ids = await asyncio.to_thread(accept_many, self.db, [i for i, _ in batch],
+                                              urgent=True)
             except Exception as exc:   # every caller of this batch gets the failure
                 failure = exc if isinstance(exc, TemporaryFailure) else TemporaryFailure(str(exc))
                 for _, future in batch:

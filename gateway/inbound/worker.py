@@ -11,8 +11,10 @@ never blocks the queue:
    routes, applies and records each mail inside a savepoint of its own. A mail that fails
    rolls back alone, its error is recorded in the same transaction, and after
    `MAX_ATTEMPTS` it is quarantined while the rest of the queue moves on. Each mail's
-   changes (ticket, article, answers, outcome) stay atomic; the batch shares one commit
-   (one fsync, one WAL flush), as the intake's group commit does. A batch that cannot
+   changes (ticket, article, answers, outcome) stay atomic; the mails of a transaction
+   share one commit (one fsync, one WAL flush), as the intake's group commit does. A
+   transaction takes more mails only for `TRANSACTION_BUDGET` and ends early when received
+   mail waits for SQLite's write lock (`store/priority.py`). A transaction that cannot
    commit at all is tried again mail by mail.
 A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +46,9 @@ _received = table_of(ReceivedMail)
 MAX_ATTEMPTS = 3
 LEASE = timedelta(minutes=5)
 RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=5))   # after the 1st, 2nd failure
+# A write transaction takes more mails only until then: SQLite has one write lock, and
+# on PostgreSQL the day's ticket counter row is locked until the commit.
+TRANSACTION_BUDGET = 0.025
 
 
 @dataclass(frozen=True)
@@ -112,25 +118,42 @@ def process_leased(app: App, mail_id: int) -> Processed:
 def process_batch(app: App, mail_ids: Sequence[int]) -> list[Processed]:
     """Process leased mails (see the module's docstring); failures are recorded, never
     raised. One `Processed` per mail that still exists, in the order given."""
-    if not mail_ids:
-        return []
     leased = [_understand(app, row) for row in _read_leased(app, mail_ids)]
-    try:
-        with app.db.write() as session:
-            pending = _still_pending(session, [mail.id for mail in leased])
-            results = [_apply_in_savepoint(session, app, mail) if mail.id in pending
-                       else Processed(mail.id, "done", None, "already done")
-                       for mail in leased]
-    except Exception as exc:
-        if len(leased) == 1:
-            return [_record_failure(app, leased[0].id, exc)]
-        log.warning("inbound: a batch of %d could not commit (%s); trying them one by one",
-                    len(leased), exc)
-        return [result for mail in leased for result in process_batch(app, [mail.id])]
+    results: list[Processed] = []
+    while len(results) < len(leased):
+        results += _apply_some(app, leased[len(results):])
     for result in results:
         log.info("inbound %d: %s %s (%s)", result.mail_id, result.outcome,
                  result.ticket_number or "-", result.reason)
     return results
+
+
+def _apply_some(app: App, leased: list[_Leased]) -> list[Processed]:
+    """Apply mails in one write transaction until they are done, `TRANSACTION_BUDGET` is
+    spent or received mail waits for the write lock (SQLite has only one); the results of
+    the mails it took. A transaction that cannot commit is retried mail by mail."""
+    results: list[Processed] = []
+    try:
+        with app.db.write() as session:
+            pending = _still_pending(session, [mail.id for mail in leased])
+            deadline = time.monotonic() + TRANSACTION_BUDGET
+            for mail in leased:
+                results.append(_apply_in_savepoint(session, app, mail) if mail.id in pending
+                               else Processed(mail.id, "done", None, "already done"))
+                if time.monotonic() > deadline or _urgent_waiting(app):
+                    break
+    except Exception as exc:
+        taken = leased[:max(len(results), 1)]
+        if len(taken) == 1:
+            return [_record_failure(app, taken[0].id, exc)]
+        log.warning("inbound: %d mails could not commit together (%s); one by one",
+                    len(taken), exc)
+        return [result for mail in taken for result in _apply_some(app, [mail])]
+    return results
+
+
+def _urgent_waiting(app: App) -> bool:
+    return app.db.turns is not None and app.db.turns.urgent_waiting()
 
 
 def _read_leased(app: App, mail_ids: Sequence[int]) -> list[Any]:

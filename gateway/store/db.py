@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from gateway.errors import DatabaseNotReady, TemporaryFailure
+from gateway.store.priority import WriteTurns
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10      # an unreachable host fails in time for a 4xx, never hangs
@@ -54,6 +55,11 @@ class Database:
                                         connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
         # the same pool, but transactions that will write take the SQLite write lock at BEGIN
         self._write_engine = self.engine.execution_options(tgw_write=True)
+        # SQLite: every writer of the file takes turns, received mail first (priority.py)
+        self.turns: WriteTurns | None = None
+        database = parsed.database
+        if self.is_sqlite and database and database != ":memory:":
+            self.turns = WriteTurns(Path(database))
 
     @staticmethod
     def _sqlite_engine(url: str, echo: bool, busy_timeout_ms: int) -> Engine:
@@ -83,9 +89,15 @@ class Database:
         return engine
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One read-write transaction: committed at the end, rolled back on error."""
-        with self._session(self._write_engine) as session:
+    def write(self, *, urgent: bool = False) -> Iterator[Session]:
+        """One read-write transaction: committed at the end, rolled back on error. On SQLite
+        writers take turns, and `urgent` ones (received mail: a client waits for the
+        answer) go first (see `store/priority.py`)."""
+        if self.turns is None:
+            with self._session(self._write_engine) as session:
+                yield session
+            return
+        with self.turns.turn(urgent=urgent), self._session(self._write_engine) as session:
             yield session
 
     @contextmanager
