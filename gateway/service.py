@@ -279,7 +279,7 @@ def build_components(app: App, *, worker: bool = True) -> list[Component]:
         wake = worker_component.wake
     inbound = app.settings.inbound
     if inbound.smtp or inbound.lmtp:
-        committer = GroupCommitter(app.db)
+        committer = GroupCommitter(app.db, app.blobs)
         components.append(CommitterComponent(committer))
         if inbound.smtp:
             components.append(ListenerComponent(app, inbound.smtp, committer, lmtp=False,

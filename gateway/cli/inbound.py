@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
 from gateway.errors import GatewayError, InvalidInput, NotFound
-from gateway.inbound.intake import Envelope, Incoming, accept_many
+from gateway.inbound.intake import Envelope, Incoming, accept_many, stored_raw
 from gateway.store.models import ReceivedMail, Ticket, table_of, utcnow
 
 EX_TEMPFAIL = 75
@@ -101,10 +101,10 @@ def _store(context: CliContext, files: tuple[str, ...], recipients: tuple[str, .
         for raw in messages:
             batch.append(Incoming(raw, envelope))
             if len(batch) >= BATCH:
-                stored += accept_many(app.db, batch)
+                stored += accept_many(app.db, batch, blobs=app.blobs)
                 bar.update(len(batch))
                 batch = []
-        stored += accept_many(app.db, batch)
+        stored += accept_many(app.db, batch, blobs=app.blobs)
         bar.update(len(batch))
     if bulk:
         click.echo(f"stored {len(stored)} mails", err=True)
@@ -176,7 +176,7 @@ def _show(context: CliContext, mail_id: int, as_json: bool, raw: bool) -> None:
     if row is None:
         raise NotFound(f"no received mail with id {mail_id}")
     if raw:
-        sys.stdout.buffer.write(row.raw)
+        sys.stdout.buffer.write(stored_raw(app.blobs, row.raw, row.size, row.raw_sha256))
         return
     data = {"id": row.id, "received": row.received.isoformat(), "source": row.source,
             "envelope_from": row.envelope_from, "envelope_to": row.envelope_to,

@@ -270,7 +270,7 @@ class MailboxPoller:
             stuck += batch.unfetchable
             result = state.store_batch(self.app.db, space, batch.fetched,
                                        last_uid=mark.advance([*batch.stored_uids, *batch.gone]),
-                                       backlog=left + len(stuck))
+                                       backlog=left + len(stuck), blobs=self.app.blobs)
             if self.on_committed is not None:
                 self.on_committed(result)
             if self._change(client, result.uids):

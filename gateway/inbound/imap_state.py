@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from gateway.inbound.intake import Envelope, Incoming, insert_received
+from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.models import ImapImport, MailboxState, table_of, utcnow
 from gateway.store.upsert import upsert_for
@@ -126,13 +127,13 @@ def pending(db: Database, space: UidSpace) -> list[int]:
 
 
 def store_batch(db: Database, space: UidSpace, fetched: Sequence[Fetched], *,
-                last_uid: int, backlog: int) -> Stored:
+                last_uid: int, backlog: int, blobs: BlobStore) -> Stored:
     """Store and record the fetched messages in one transaction (see the module's
     guarantees); also moves the cursor to `last_uid` and records the backlog."""
     now = utcnow()
     try:
         with db.write() as session:
-            stored = _store(session, space, fetched, now)
+            stored = _store(session, space, fetched, now, blobs)
             session.execute(update(_state).where(_state.c.name == space.mailbox).values(
                 backlog=backlog, imported=_state.c.imported + len(stored.mail_ids)))
             session.execute(update(_state).where(_state.c.name == space.mailbox,
@@ -144,7 +145,7 @@ def store_batch(db: Database, space: UidSpace, fetched: Sequence[Fetched], *,
 
 
 def _store(session: Session, space: UidSpace, fetched: Sequence[Fetched],
-           now: datetime) -> Stored:
+           now: datetime, blobs: BlobStore) -> Stored:
     uids = [item.uid for item in fetched]
     taken: set[int] = set()
     for chunk in _chunks(uids):
@@ -165,7 +166,7 @@ def _store(session: Session, space: UidSpace, fetched: Sequence[Fetched],
         first_uid.setdefault(digest, item.uid)
         if digest not in known and digest not in fresh:
             fresh[digest] = Incoming(item.raw, IMAP_ENVELOPE)
-    ids = insert_received(session, list(fresh.values()), now)
+    ids = insert_received(session, list(fresh.values()), now, blobs)
     new_ids = dict(zip(fresh, ids, strict=True))
     records: list[dict[str, Any]] = [
         {"mailbox": space.mailbox, "folder": space.folder, "uidvalidity": space.uidvalidity,

@@ -6,7 +6,8 @@ Guarantees:
   then may a caller answer `250` or exit 0. Any failure raises `TemporaryFailure` (answer
   4xx / exit 75) and nothing is half-stored.
 - Nothing is parsed here: a mail we cannot understand is still stored, and every later stage
-  can be re-run from these bytes.
+  can be re-run from these bytes. A mail larger than `RAW_IN_ROW_LIMIT` is kept in the blob
+  store (written and fsynced before its row commits); `stored_raw` reads either kind.
 - `GroupCommitter` lets many SMTP sessions share one commit (and one fsync): each caller
   still gets its answer only after the commit that holds its own mail.
 """
@@ -26,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from gateway.errors import TemporaryFailure
+from gateway.store.blobs import BlobStore, StoredBlob, record_blob
 from gateway.store.db import Database
 from gateway.store.models import ReceivedMail, table_of, utcnow
 
@@ -35,6 +37,10 @@ _received = table_of(ReceivedMail)
 _INSERT = insert(_received).returning(_received.c.id)
 _INSERT_MANY = insert(_received).returning(_received.c.id, sort_by_parameter_order=True)
 SOURCES = ("smtp", "lmtp", "imap", "ingest")
+# Larger mails live in the blob store, the row names them (raw_sha256) and keeps raw empty:
+# a 25 MB mail must not pass through the database driver (which copies it, PostgreSQL's
+# text protocol even hex-encodes it) nor be read back whole into a transaction.
+RAW_IN_ROW_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,32 +57,78 @@ class Envelope:
 
 
 @dataclass(frozen=True)
+class SpooledRaw:
+    """A received mail already in the blob store: the listener writes a large mail to disk
+    as it arrives instead of holding it in memory."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Incoming:
-    raw: bytes
+    raw: bytes | SpooledRaw
     envelope: Envelope
 
 
-def _row(item: Incoming, now: datetime) -> dict[str, object]:
+def _external(item: Incoming, blobs: BlobStore) -> StoredBlob | None:
+    """Where a large mail's bytes live: written to the blob store now (before the row that
+    names them commits), or already there (spooled)."""
+    if isinstance(item.raw, SpooledRaw):
+        return StoredBlob(item.raw.sha256, item.raw.size)
+    if len(item.raw) > RAW_IN_ROW_LIMIT:
+        return blobs.put(item.raw)
+    return None
+
+
+def _row(item: Incoming, now: datetime, external: StoredBlob | None) -> dict[str, object]:
+    if external is not None:
+        raw, digest, size = b"", external.sha256, external.size
+    else:
+        assert isinstance(item.raw, bytes)
+        raw, digest, size = item.raw, hashlib.sha256(item.raw).hexdigest(), len(item.raw)
     return {
         "received": now, "source": item.envelope.source,
         "envelope_from": item.envelope.mail_from if item.envelope.mail_from is not None else "",
-        "envelope_to": list(item.envelope.rcpt_to), "raw": item.raw,
-        "raw_sha256": hashlib.sha256(item.raw).hexdigest(), "size": len(item.raw),
-        "status": "pending", "outcome": "pending", "attempts": 0, "next_attempt": now,
+        "envelope_to": list(item.envelope.rcpt_to), "raw": raw, "raw_sha256": digest,
+        "size": size, "status": "pending", "outcome": "pending", "attempts": 0,
+        "next_attempt": now,
     }
 
 
-def insert_received(session: Session, items: Sequence[Incoming], now: datetime) -> list[int]:
+def _rows(session: Session, items: Sequence[Incoming], now: datetime,
+          blobs: BlobStore) -> list[dict[str, object]]:
+    rows = []
+    for item in items:
+        external = _external(item, blobs)
+        if external is not None:
+            record_blob(session, external)
+        rows.append(_row(item, now, external))
+    return rows
+
+
+def stored_raw(blobs: BlobStore, raw: bytes, size: int, sha256: str) -> bytes:
+    """The bytes of a stored mail (a `received_mail` row's raw, size and raw_sha256): the
+    row's own, or the blob's for a mail larger than `RAW_IN_ROW_LIMIT`."""
+    if raw or not size:
+        return raw
+    with blobs.open(sha256) as handle:
+        return handle.read()
+
+
+def insert_received(session: Session, items: Sequence[Incoming], now: datetime,
+                    blobs: BlobStore) -> list[int]:
     """Insert the rows in the caller's transaction, as one multi-row INSERT; their ids, in
     order. For importers that record more in the same transaction (the IMAP import
     record); the caller commits."""
     if not items:
         return []
-    rows = session.execute(_INSERT_MANY, [_row(item, now) for item in items])
+    rows = session.execute(_INSERT_MANY, _rows(session, items, now, blobs))
     return [int(mail_id) for mail_id in rows.scalars()]
 
 
-def accept_many(db: Database, items: Sequence[Incoming], *, urgent: bool = False) -> list[int]:
+def accept_many(db: Database, items: Sequence[Incoming], *, blobs: BlobStore,
+                urgent: bool = False) -> list[int]:
     """Store several mails in one transaction; their ids, in order. All or none. `urgent`:
     a client waits for the answer (SMTP/LMTP), so this write goes before background ones."""
     if not items:
@@ -84,8 +136,8 @@ def accept_many(db: Database, items: Sequence[Incoming], *, urgent: bool = False
     now = utcnow()
     try:
         with db.write(urgent=urgent) as session:
-            return [int(session.execute(_INSERT, _row(item, now)).scalar_one())
-                    for item in items]
+            return [int(session.execute(_INSERT, row).scalar_one())
+                    for row in _rows(session, items, now, blobs)]
     except TemporaryFailure:
         raise
     except (SQLAlchemyError, OSError) as exc:
@@ -102,8 +154,9 @@ class GroupCommitter:
     at once: there is no waiting for company.
     """
 
-    def __init__(self, db: Database, max_batch: int = 64) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, max_batch: int = 64) -> None:
         self.db = db
+        self.blobs = blobs
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[int]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -123,7 +176,7 @@ class GroupCommitter:
                 batch.append(self._queue.get_nowait())
             try:
                 ids = await asyncio.to_thread(accept_many, self.db, [i for i, _ in batch],
-                                              urgent=True)
+                                              blobs=self.blobs, urgent=True)
             except Exception as exc:   # every caller of this batch gets the failure
                 failure = exc if isinstance(exc, TemporaryFailure) else TemporaryFailure(str(exc))
                 for _, future in batch:

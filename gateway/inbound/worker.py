@@ -35,6 +35,7 @@ from sqlmodel import Session
 
 from gateway.app import App
 from gateway.doorbell import Bell
+from gateway.inbound.intake import stored_raw
 from gateway.pipeline import Outcome, Understood, route_and_apply, understand_stored
 from gateway.store.claims import claim_due
 from gateway.store.models import ReceivedMail, table_of, utcnow
@@ -159,8 +160,9 @@ def _urgent_waiting(app: App) -> bool:
 def _read_leased(app: App, mail_ids: Sequence[int]) -> list[Any]:
     with app.db.read() as session:
         rows = session.execute(select(
-            _received.c.id, _received.c.attempts, _received.c.raw, _received.c.received,
-            _received.c.source, _received.c.envelope_from, _received.c.envelope_to)
+            _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
+            _received.c.raw_sha256, _received.c.received, _received.c.source,
+            _received.c.envelope_from, _received.c.envelope_to)
             .where(_received.c.id.in_(list(mail_ids)))).all()
     by_id = {row.id: row for row in rows}
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
@@ -169,7 +171,8 @@ def _read_leased(app: App, mail_ids: Sequence[int]) -> list[Any]:
 def _understand(app: App, row: Any) -> _Leased:
     try:
         understood = understand_stored(
-            app, raw=row.raw, received=row.received,
+            app, raw=stored_raw(app.blobs, row.raw, row.size, row.raw_sha256),
+            received=row.received,
             envelope_from=_envelope_from(row.source, row.envelope_from),
             envelope_to=row.envelope_to)
     except Exception as exc:

@@ -47,35 +47,63 @@ class BlobStore:
     def put(self, data: bytes | Iterable[bytes]) -> StoredBlob:
         """Store content (bytes or an iterable of chunks); returns its digest and size."""
         chunks: Iterable[bytes] = [data] if isinstance(data, bytes) else data
-        self.root.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
-        # not a context manager: the file must outlive the `with` to be renamed into place
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            dir=self.root, prefix=".incoming-", delete=False)
+        writer = self.writer()
         try:
-            with handle:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            target = self.path_for(digest.hexdigest())
-            if target.exists():
-                os.unlink(handle.name)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(handle.name, FILE_MODE)
-                os.replace(handle.name, target)
-                _fsync_directory(target.parent)   # the rename itself must survive a crash
+            for chunk in chunks:
+                writer.write(chunk)
         except BaseException:
-            if os.path.exists(handle.name):
-                os.unlink(handle.name)
+            writer.discard()
             raise
-        return StoredBlob(digest.hexdigest(), size)
+        return writer.finish()
+
+    def writer(self) -> BlobWriter:
+        """Content that arrives piece by piece (mail from the network): `write` the pieces,
+        then `finish` (stored as by `put`) or `discard`."""
+        return BlobWriter(self)
 
     def open(self, sha256: str) -> BinaryIO:
         return self.path_for(sha256).open("rb")
+
+
+class BlobWriter:
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        store.root.mkdir(parents=True, exist_ok=True)
+        # not a context manager: the file must outlive the `with` to be renamed into place
+        self._handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            dir=store.root, prefix=".incoming-", delete=False)
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        self._digest.update(chunk)
+        self.size += len(chunk)
+        self._handle.write(chunk)
+
+    def finish(self) -> StoredBlob:
+        """Fsync, rename into place (or drop when the content is there already), fsync the
+        directory; on any failure the temporary file is removed and the error raised."""
+        try:
+            with self._handle:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            target = self.store.path_for(self._digest.hexdigest())
+            if target.exists():
+                os.unlink(self._handle.name)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(self._handle.name, FILE_MODE)
+                os.replace(self._handle.name, target)
+                _fsync_directory(target.parent)   # the rename itself must survive a crash
+        except BaseException:
+            self.discard()
+            raise
+        return StoredBlob(self._digest.hexdigest(), self.size)
+
+    def discard(self) -> None:
+        self._handle.close()
+        if os.path.exists(self._handle.name):
+            os.unlink(self._handle.name)
 
 
 def _fsync_directory(path: Path) -> None:

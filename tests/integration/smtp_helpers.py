@@ -22,7 +22,7 @@ def running_listener(app: App, *, lmtp: bool = False,
     holder: dict[str, object] = {}
 
     async def start() -> None:
-        committer = GroupCommitter(committer_db or app.db)  # type: ignore[arg-type]
+        committer = GroupCommitter(committer_db or app.db, app.blobs)  # type: ignore[arg-type]
         listener = ListenerComponent(app, "127.0.0.1:0", committer, lmtp=lmtp)
         await listener.start()
         holder.update(listener=listener, committer=committer)

@@ -31,7 +31,7 @@ def customer(app: App) -> None:
 
 def deliver(app: App, *mails: EmailMessage, recipient: str = "incident@support.example.com",
             sender: str | None = None) -> list[Any]:
-    accept_many(app.db, [Incoming(m.as_bytes(), Envelope(
+    accept_many(app.db, blobs=app.blobs, items=[Incoming(m.as_bytes(), Envelope(
         source="smtp", mail_from=sender if sender is not None else str(m["From"]),
         rcpt_to=(recipient,))) for m in mails])
     return process_due(app)

@@ -214,7 +214,7 @@ def test_sisimai_bounces_open_no_ticket_and_get_no_answer(app: App) -> None:
                       Envelope(source="smtp", mail_from="",
                                rcpt_to=("incident@support.example.com",)))
              for name in names]
-    ids = accept_many(app.db, items)
+    ids = accept_many(app.db, items, blobs=app.blobs)
     done = []
     while batch := process_due(app, limit=50):
         done += batch

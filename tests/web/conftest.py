@@ -115,7 +115,7 @@ def log_in(client: TestClient, username: str, password: str = PASSWORD) -> Any:
 
 def deliver(app: App, message: EmailMessage,
             recipient: str = "incident@support.example.com") -> list[Any]:
-    accept_many(app.db, [Incoming(message.as_bytes(), Envelope(
+    accept_many(app.db, blobs=app.blobs, items=[Incoming(message.as_bytes(), Envelope(
         source="smtp", mail_from=str(message["From"]), rcpt_to=(recipient,)))])
     return process_due(app)
 
