@@ -24,7 +24,8 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from gateway.addressbook import AddressBook, Verdict
 from gateway.errors import TemporaryFailure
-from gateway.inbound.intake import Envelope, GroupCommitter, Incoming
+from gateway.inbound.data_reader import DataDecoder, RawSpool
+from gateway.inbound.intake import Envelope, GroupCommitter, Incoming, SpooledRaw
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ class GatewayHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
-        raw = envelope.original_content or b""
+        # the mail as `StreamingData.smtp_DATA` read it: bytes, or spooled to the blob store
+        raw: bytes | SpooledRaw = getattr(envelope, "raw_mail", None) or \
+            envelope.original_content or b""
         incoming = Incoming(raw, Envelope(
             source="lmtp" if self.lmtp else "smtp",
             mail_from=_reverse_path(envelope.mail_from),
@@ -74,7 +77,7 @@ class GatewayHandler:
             log.warning("smtp %s: mail not stored, answered 451: %s", session.peer, exc)
             return self._per_recipient(envelope, TEMPFAIL)
         log.info("smtp %s: stored mail %d (%d bytes, %d recipients)", session.peer, mail_id,
-                 len(raw), len(envelope.rcpt_tos))
+                 raw.size if isinstance(raw, SpooledRaw) else len(raw), len(envelope.rcpt_tos))
         if self.on_stored is not None:
             self.on_stored()
         return self._per_recipient(envelope, OK_QUEUED.format(id=mail_id))
@@ -112,18 +115,64 @@ def _with_enhanced_code(status: Any) -> Any:
 LONG_LINES = 1024 * 1024
 
 
-class GatewaySMTP(SMTP):
-    line_length_limit = LONG_LINES
+class StreamingData(SMTP):
+    """aiosmtpd's protocol with our DATA reader (`data_reader`): chunks instead of lines,
+    large mails spooled to the blob store as they arrive. Everything else is aiosmtpd's."""
+
+    line_length_limit = LONG_LINES     # also the StreamReader's buffer: the chunk size
 
     async def push(self, status: Any) -> None:
         await super().push(_with_enhanced_code(status))
 
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        spool = RawSpool(self.event_handler.committer.blobs, self.data_size_limit)
+        try:
+            raw = await self._read_data(spool)
+        except BaseException:
+            spool.discard()                # connection lost or cancelled mid-DATA
+            raise
+        if raw is None:
+            await self.push(TOO_BIG)
+            self._set_post_data_state()
+            return
+        self.envelope.raw_mail = raw                                   # type: ignore[attr-defined]
+        self.envelope.original_content = self.envelope.content = (
+            raw if isinstance(raw, bytes) else b"")
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
 
-class GatewayLMTP(LMTP):
-    line_length_limit = LONG_LINES
+    async def _read_data(self, spool: RawSpool) -> bytes | SpooledRaw | None:
+        """The message, or None when it is over the size limit (read to its end anyway)."""
+        decoder = DataDecoder()
+        while not decoder.finished:
+            try:
+                # never reads past the end marker: pipelined commands stay in the buffer
+                chunk = await self._reader.readuntil(b".\r\n")
+            except asyncio.LimitOverrunError as exc:
+                chunk = await self._reader.read(exc.consumed)
+            spool.write(decoder.feed(chunk))
+        if spool.too_big:
+            return None
+        return await asyncio.to_thread(spool.finish)    # fsync: off the event loop
 
-    async def push(self, status: Any) -> None:
-        await super().push(_with_enhanced_code(status))
+
+class GatewaySMTP(StreamingData):
+    pass
+
+
+class GatewayLMTP(StreamingData, LMTP):
+    pass
 
 
 def server_factory(handler: GatewayHandler, *, max_size: int, timeout: float,

@@ -3,8 +3,12 @@ real intake, worker and database: what a sending MTA sees, and what becomes of t
 
 from __future__ import annotations
 
+import hashlib
+import random
 import smtplib
+import socket
 import sqlite3
+import time
 from email.message import EmailMessage
 
 import pytest
@@ -12,6 +16,7 @@ from sqlalchemy import select
 
 from gateway.app import App
 from gateway.customers import NewCustomer, add_customer
+from gateway.inbound.intake import stored_raw
 from gateway.inbound.worker import process_due
 from gateway.store.db import Database
 from gateway.store.models import ReceivedMail, table_of
@@ -261,3 +266,86 @@ def test_with_reopen_off_a_reply_to_a_closed_ticket_opens_a_follow_up(
     with app.db.read() as session:
         detail = ticket_detail(session, str(follow_up.ticket_number))
     assert {"field": "follows", "new": first.ticket_number}.items() <= detail["history"][1].items()
+
+
+def _attachment_mail(size: int, message_id: str) -> bytes:
+    """A mail with a random binary attachment of `size` bytes and text lines starting with
+    dots (which the client stuffs), CRLF throughout."""
+    message = customer_mail(message_id=message_id,
+                            body=".hidden line\n..two dots\n.\nthe end\n")
+    message.add_attachment(random.Random(size).randbytes(size), maintype="application",
+                           subtype="octet-stream", filename="dump.bin")
+    return message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _incoming_files(app: App) -> list[str]:
+    root = app.blobs.root
+    return [p.name for p in root.iterdir() if p.name.startswith(".incoming-")] \
+        if root.exists() else []
+
+
+def test_a_large_mail_is_spooled_to_disk_and_kept_byte_for_byte(app: App,
+                                                                customer: None) -> None:
+    raw = _attachment_mail(3 * 1024 * 1024, "<large@acme>")
+    small = customer_mail(subject="Zweite Mail", message_id="<small@acme>").as_bytes() \
+        .replace(b"\n", b"\r\n")
+    with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("max@acme.example", ["incident@support.example.com"], raw)
+        client.sendmail("max@acme.example", ["incident@support.example.com"], small)
+    with app.db.read() as session:
+        rows = session.execute(select(_received).order_by(_received.c.id)).all()
+    large = rows[0]
+    assert (large.raw, large.size) == (b"", len(raw))        # in the blob store, not the row
+    assert stored_raw(app.blobs, large.raw, large.size, large.raw_sha256) == raw
+    assert rows[1].raw == small                               # small mails stay in the row
+    assert [r.outcome for r in process_due(app)] == ["created", "created"]
+    with app.db.read() as session:
+        number = next(t["number"] for t in tickets(app) if t["title"] == "Drucker defekt")
+        detail = ticket_detail(session, str(number))
+    article = detail["articles"][0]
+    assert article["body"].startswith(".hidden line\n..two dots\n.\nthe end")
+    [attachment] = article["attachments"]
+    assert (attachment["filename"], attachment["size"]) == ("dump.bin", 3 * 1024 * 1024)
+    assert attachment["sha256"] == hashlib.sha256(
+        random.Random(3 * 1024 * 1024).randbytes(3 * 1024 * 1024)).hexdigest()
+    assert _incoming_files(app) == []
+
+
+def test_a_mail_over_the_limit_keeps_nothing(app: App) -> None:
+    app.settings = app.settings.model_copy(update={"inbound": app.settings.inbound.model_copy(
+        update={"max_message_size": 2 * 1024 * 1024})})
+    with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo()
+        client.mail("max@acme.example")
+        client.rcpt("incident@support.example.com")
+        code, text = client.data(_attachment_mail(3 * 1024 * 1024, "<too-big@acme>"))
+        assert (code, text[:5]) == (552, b"5.3.4")
+        assert client.noop()[0] == 250                   # the session goes on
+    with app.db.read() as session:
+        assert session.execute(select(_received.c.id)).all() == []
+    assert _incoming_files(app) == []
+
+
+def test_a_connection_lost_during_data_keeps_nothing(app: App) -> None:
+    with running_listener(app) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            reader.readline()
+            for command in (b"EHLO test", b"MAIL FROM:<max@acme.example>",
+                            b"RCPT TO:<incident@support.example.com>", b"DATA"):
+                sock.sendall(command + b"\r\n")
+                while reader.readline()[3:4] == b"-":
+                    pass
+            raw = _attachment_mail(3 * 1024 * 1024, "<cut@acme>").replace(b"\r\n.", b"\r\n..")
+            sock.sendall(raw[:2_500_000])            # dot-stuffed, and cut off mid-way
+            reader.close()
+            sock.shutdown(socket.SHUT_RDWR)
+        # the listener may still be reading what was sent: wait until it has let go
+        deadline, quiet_since = time.monotonic() + 15, time.monotonic()
+        while time.monotonic() - quiet_since < 1 and time.monotonic() < deadline:
+            if _incoming_files(app):
+                quiet_since = time.monotonic()
+            time.sleep(0.05)
+    assert _incoming_files(app) == []
+    with app.db.read() as session:
+        assert session.execute(select(_received.c.id)).all() == []
