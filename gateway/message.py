@@ -6,10 +6,12 @@ Produced once per mail by `parsing.parse_message(raw, received=...)`; read by `l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
+
+from gateway.mime_stream import decoded_chunks
 
 
 @dataclass(frozen=True)
@@ -22,12 +24,35 @@ class MailAddress:
 
 
 @dataclass(frozen=True)
+class RawSpan:
+    """Content left in the raw mail: the body raw[start:end] in its transfer encoding. Large
+    parts stay there and are decoded piece by piece when stored (`chunks`), so a 25 MiB
+    attachment is never in memory twice."""
+
+    raw: bytes = field(repr=False)
+    start: int
+    end: int
+    encoding: str                  # base64 | quoted-printable | "" and 7bit/8bit/binary: as is
+
+    def chunks(self) -> Iterator[bytes]:
+        return decoded_chunks(self.raw, self.start, self.end, self.encoding)
+
+
+@dataclass(frozen=True)
 class ParsedAttachment:
     filename: str                  # decoded (RFC 2047 / RFC 2231), never empty (a name is made up)
     content_type: str              # lower-case "type/subtype"
-    data: bytes                    # decoded content
+    data: bytes | RawSpan          # decoded content, or where it is (a large part)
     content_id: str | None = None  # without angle brackets, for inline images (cid:)
     inline: bool = False
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decoded content, piece by piece (what storing it should use)."""
+        return iter((self.data,)) if isinstance(self.data, bytes) else self.data.chunks()
+
+    def content(self) -> bytes:
+        """The decoded content as one bytes object (costs its size in memory)."""
+        return self.data if isinstance(self.data, bytes) else b"".join(self.data.chunks())
 
 
 @dataclass(frozen=True)

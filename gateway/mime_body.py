@@ -40,7 +40,7 @@ from gateway.legacy_encodings import (
     strip_pgp_armor,
     unpack_tnef,
 )
-from gateway.message import ParsedAttachment
+from gateway.message import ParsedAttachment, RawSpan
 from gateway.mime_text import (
     decode_bytes,
     header_text,
@@ -79,8 +79,9 @@ class MailBody:
 
 @dataclass
 class _Walk:
-    raw_bodies: Mapping[int, bytes]          # id(message/* part) -> its exact raw body
+    raw_bodies: Mapping[int, bytes | RawSpan]   # id(message/* part) -> its exact raw body
     hint_charset: str | None
+    streamed: Mapping[int, RawSpan] = field(default_factory=dict)  # id(part) -> large body
     segments: list[_Segment] = field(default_factory=list)
     forwarded: list[str] = field(default_factory=list)
     attachments: list[ParsedAttachment] = field(default_factory=list)
@@ -89,12 +90,15 @@ class _Walk:
     defects: list[str] = field(default_factory=list)
 
     def child(self) -> _Walk:
-        return _Walk(self.raw_bodies, self.hint_charset, defects=self.defects)
+        return _Walk(self.raw_bodies, self.hint_charset, self.streamed, defects=self.defects)
 
 
-def extract_body(root: Message, raw_bodies: Mapping[int, bytes]) -> MailBody:
-    """Body text, HTML and attachments of the mail `root` (see the module docstring)."""
-    walk = _Walk(raw_bodies, root.get_content_charset())
+def extract_body(root: Message, raw_bodies: Mapping[int, bytes | RawSpan],
+                 streamed: Mapping[int, RawSpan] | None = None) -> MailBody:
+    """Body text, HTML and attachments of the mail `root` (see the module docstring).
+    `streamed`: parts whose (large) body the parser left in the raw mail; as attachments
+    they are decoded only when stored."""
+    walk = _Walk(raw_bodies, root.get_content_charset(), streamed or {})
     _visit(root, walk, in_report=False)
     return MailBody(
         text=_segments_text(walk.segments), html=_segments_html(walk.segments),
@@ -269,7 +273,7 @@ def _is_body_text(part: Message, ctype: str) -> bool:
 
 
 def _add_body_text(part: Message, ctype: str, walk: _Walk) -> None:
-    data = _payload_bytes(part)
+    data = _payload_bytes(part, walk)
     charset = part.get_content_charset()
     if ctype == "text/html" and charset is None:
         charset = html_meta_charset(data)
@@ -292,7 +296,10 @@ def _add_body_text(part: Message, ctype: str, walk: _Walk) -> None:
     walk.segments.append(_Segment(plain=armor.text))
 
 
-def _payload_bytes(part: Message) -> bytes:
+def _payload_bytes(part: Message, walk: _Walk) -> bytes:
+    streamed = walk.streamed.get(id(part))
+    if streamed is not None:                # a large text body: read as text, so whole
+        return b"".join(streamed.chunks())
     cte = str(part.get("content-transfer-encoding", "")).strip().lower()
     if is_uuencode_transfer_encoding(cte):
         try:
@@ -316,9 +323,11 @@ def _add_attachment(part: Message, walk: _Walk, *, inline: bool | None = None) -
             _add_attachment(child, walk, inline=inline)
         return
     ctype = part.get_content_type()
-    data = _payload_bytes(part)
+    data: bytes | RawSpan = walk.streamed.get(id(part)) or _payload_bytes(part, walk)
     name = attachment_filename(part, ctype, len(walk.attachments) + 1, walk.hint_charset)
     if is_tnef(ctype, name):
+        if isinstance(data, RawSpan):   # a large winmail.dat: it must be whole to unpack
+            data = b"".join(data.chunks())
         unpacked = unpack_tnef(data)
         if unpacked is not None:
             walk.attachments.extend(unpacked)

@@ -39,6 +39,9 @@ class ParseLimits:
     max_headers_per_part: int = 1000          # header fields in one header block
     max_header_block_bytes: int = 256 * 1024  # bytes of one header block
     max_addresses_per_header: int = 1000      # addresses in one To/Cc/... field
+    # not a limit against abuse: parts whose body is larger stay in the raw mail and are
+    # decoded piece by piece when stored (mime_stream), instead of by the stdlib in memory
+    streamed_body_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,23 @@ class MessageSpan:
     end: int
 
 
+@dataclass(frozen=True)
+class LeafSpan:
+    """The body of one entity that is neither multipart nor message/*: raw[start:end], in
+    document (pre-order) order, with its Content-Transfer-Encoding (lower case, "" if none)."""
+
+    content_type: str
+    encoding: str
+    start: int
+    end: int
+
+
 @dataclass
 class MimeOutline:
     parts: int = 0
     depth: int = 0
     message_spans: list[MessageSpan] = field(default_factory=list)
+    leaf_spans: list[LeafSpan] = field(default_factory=list)
 
 
 # The feedparser's header-line test (email/feedparser.py `headerRE`), on bytes.
@@ -171,6 +186,13 @@ class _Scan:
     outline: MimeOutline = field(default_factory=MimeOutline)
     stack: list[_Frame] = field(default_factory=list)
     open_messages: list[_OpenMessage] = field(default_factory=list)
+    open_leaf: tuple[str, str, int] | None = None   # content type, encoding, body start
+
+    def close_leaf(self, end: int) -> None:
+        if self.open_leaf is not None:
+            ctype, encoding, start = self.open_leaf
+            self.outline.leaf_spans.append(LeafSpan(ctype, encoding, start, max(start, end)))
+            self.open_leaf = None
 
     def count_entity(self, depth: int) -> None:
         self.outline.parts += 1
@@ -194,7 +216,7 @@ def outline_mime(raw: bytes, limits: ParseLimits) -> MimeOutline:
     scan = _Scan(raw, limits)
     pos, depth, default_type = 0, 1, "text/plain"
     while True:
-        ctype, boundary, pos = _scan_entity_header(scan, pos, default_type)
+        ctype, boundary, encoding, pos = _scan_entity_header(scan, pos, default_type)
         scan.count_entity(depth)
         if ctype.startswith("message/"):
             # RFC 2046 §5.2: the body of a message/* entity is itself a message; the
@@ -207,6 +229,8 @@ def outline_mime(raw: bytes, limits: ParseLimits) -> MimeOutline:
             continue
         if boundary is not None:
             scan.stack.append(_Frame(b"--" + boundary, depth + 1, ctype == "multipart/digest"))
+        else:
+            scan.open_leaf = (ctype, encoding, pos)
         found = _next_entity(scan, pos)
         if found is None:
             break
@@ -221,9 +245,11 @@ def _next_entity(scan: _Scan, pos: int) -> tuple[int, int, str] | None:
     while True:
         found = _next_delimiter(scan, pos)
         if found is None:
+            scan.close_leaf(len(scan.raw))
             scan.close_messages(0, len(scan.raw))
             return None
         level, kind, line_start, pos = found
+        scan.close_leaf(_strip_eol_before(scan.raw, line_start))
         scan.close_messages(level + 1, _strip_eol_before(scan.raw, line_start))
         del stack[level + 1:]
         frame = stack[level]
@@ -255,12 +281,14 @@ def _strip_eol_before(raw: bytes, line_start: int) -> int:
 
 
 def _scan_entity_header(scan: _Scan, pos: int, default_type: str
-                        ) -> tuple[str, bytes | None, int]:
-    """Read one header block like the feedparser: (content type, boundary, body start)."""
+                        ) -> tuple[str, bytes | None, str, int]:
+    """Read one header block like the feedparser: (content type, boundary, transfer
+    encoding, body start)."""
     raw, limits, stack = scan.raw, scan.limits, scan.stack
     count, start = 0, pos
     ctype_start = ctype_end = -1           # the first Content-Type value, folds included
     in_ctype = False
+    encoding: bytes | None = None          # the first Content-Transfer-Encoding (one line)
     while pos < len(raw):
         text, end, nxt = _line_at(raw, pos)
         if not text:
@@ -277,17 +305,20 @@ def _scan_entity_header(scan: _Scan, pos: int, default_type: str
             if count > limits.max_headers_per_part:
                 raise ParseLimitExceeded(
                     f"header fields {count} > {limits.max_headers_per_part} in one part")
-            name, _, _ = text.partition(b":")
-            in_ctype = ctype_start < 0 and name.lower() == b"content-type"
+            name, _, rest = text.partition(b":")
+            lower = name.lower()
+            in_ctype = ctype_start < 0 and lower == b"content-type"
             if in_ctype:
                 ctype_start, ctype_end = pos + len(name) + 1, end
+            elif encoding is None and lower == b"content-transfer-encoding":
+                encoding = rest.strip().lower()
         pos = nxt
         if pos - start > limits.max_header_block_bytes:
             raise ParseLimitExceeded(
                 f"header block {pos - start} bytes > {limits.max_header_block_bytes}")
     value = raw[ctype_start:ctype_end] if ctype_start >= 0 else None
     ctype, boundary = _content_type_of(value, default_type)
-    return ctype, boundary, pos
+    return ctype, boundary, (encoding or b"").decode("ascii", "replace"), pos
 
 
 def _content_type_of(value: bytes | None, default_type: str) -> tuple[str, bytes | None]:

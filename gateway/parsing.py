@@ -29,9 +29,10 @@ from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from types import MappingProxyType
 
-from gateway.message import MailAddress, ParsedMessage, ParseLimitExceeded
+from gateway.message import MailAddress, ParsedMessage, ParseLimitExceeded, RawSpan
 from gateway.mime_body import extract_body
 from gateway.mime_outline import MimeOutline, ParseLimits, outline_mime, repair_header_block
+from gateway.mime_stream import STREAMED_ENCODINGS
 from gateway.mime_text import collapse_whitespace, decode_surrogates, header_text, unfold
 from gateway.quotes import find_quote_start
 
@@ -39,6 +40,7 @@ __all__ = ["ParseLimitExceeded", "ParseLimits", "parse_message"]
 
 GENERATED_ID_DOMAIN = "generated.ticketgw.invalid"   # .invalid: RFC 2606 §2, never routable
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
+_NOT_BLANK = re.compile(rb"\S")
 _DEFAULT_LIMITS = ParseLimits()
 
 
@@ -49,13 +51,13 @@ def parse_message(raw: bytes, *, received: datetime,
     source, defects = repair_header_block(raw, limits)
     defects.extend(_format_defects(raw))
     outline = outline_mime(source, limits)
-    tree = _parse_tree(source)
+    tree, streamed = _parse_with_large_bodies_left_out(source, outline, limits, defects)
     message_parts, parser_defects = _check_tree(tree, limits)
     defects.extend(parser_defects)
-    raw_bodies = _raw_message_bodies(source, outline, message_parts, defects)
+    raw_bodies = _raw_message_bodies(source, outline, message_parts, defects, limits)
     hint = tree.get_content_charset()
     headers = _decoded_headers(tree, hint)
-    body = extract_body(tree, raw_bodies)
+    body = extract_body(tree, raw_bodies, streamed)
     defects.extend(body.defects)
     message_id, generated = _message_id(tree, raw)
     date, date_from_header = _date(tree, received)
@@ -96,9 +98,44 @@ def _format_defects(raw: bytes) -> list[str]:
     """Files that are not RFC 5322 mail at all, named so routing can reject them clearly."""
     if raw.startswith(_OLE2_MAGIC):
         return ["format: an Outlook .msg (OLE2) file, not an RFC 5322 message"]
-    if not raw.strip():
+    if _NOT_BLANK.search(raw) is None:        # (raw.strip() would copy a large mail)
         return ["format: empty message"]
     return []
+
+
+def _parse_with_large_bodies_left_out(source: bytes, outline: MimeOutline,
+                                      limits: ParseLimits, defects: list[str]
+                                      ) -> tuple[Message, Mapping[int, RawSpan]]:
+    """The stdlib tree, and the parts whose bodies stayed in `source` (by id of the part).
+
+    The stdlib holds a body several times while parsing and decoding it (a 25 MiB
+    attachment cost the worker 300 MiB), so bodies larger than `streamed_body_bytes` are
+    cut out of the copy it parses and decoded piece by piece when stored. Only when the
+    pre-scan saw exactly the stdlib's leaves (types and encodings, in order): otherwise the
+    whole mail is parsed as it is."""
+    large = [leaf for leaf in outline.leaf_spans
+             if leaf.end - leaf.start > limits.streamed_body_bytes
+             and leaf.encoding in STREAMED_ENCODINGS]
+    if not large:
+        return _parse_tree(source), {}
+    pieces, position = [], 0
+    for leaf in large:
+        pieces.append(source[position:leaf.start])
+        position = leaf.end
+    pieces.append(source[position:])
+    tree = _parse_tree(b"".join(pieces))
+    leaves = [part for part in tree.walk() if not part.is_multipart()]
+    if [(p.get_content_type(), _encoding(p)) for p in leaves] != [
+            (leaf.content_type, leaf.encoding) for leaf in outline.leaf_spans]:
+        defects.append("mime: structure differs from the pre-scan; large parts in memory")
+        return _parse_tree(source), {}
+    spans = dict(zip(map(id, outline.leaf_spans), leaves, strict=True))
+    return tree, {id(spans[id(leaf)]): RawSpan(source, leaf.start, leaf.end, leaf.encoding)
+                  for leaf in large}
+
+
+def _encoding(part: Message) -> str:
+    return str(part.get("content-transfer-encoding", "")).strip().lower()
 
 
 def _parse_tree(source: bytes) -> Message:
@@ -135,14 +172,18 @@ def _check_tree(tree: Message, limits: ParseLimits) -> tuple[list[Message], list
 
 
 def _raw_message_bodies(source: bytes, outline: MimeOutline, message_parts: list[Message],
-                        defects: list[str]) -> Mapping[int, bytes]:
-    """The exact bytes of each message/* body, when the pre-scan saw the same structure."""
+                        defects: list[str], limits: ParseLimits
+                        ) -> Mapping[int, bytes | RawSpan]:
+    """The exact bytes of each message/* body, when the pre-scan saw the same structure
+    (large ones as spans of `source`, not copied)."""
     spans = outline.message_spans
     if [s.content_type for s in spans] != [p.get_content_type() for p in message_parts]:
         defects.append("mime: structure differs from the pre-scan; message parts re-serialised")
         return {}
-    return {id(part): source[span.start:span.end] for part, span in zip(message_parts, spans,
-                                                                       strict=True)}
+    return {id(part): RawSpan(source, span.start, span.end, "")
+            if span.end - span.start > limits.streamed_body_bytes
+            else source[span.start:span.end]
+            for part, span in zip(message_parts, spans, strict=True)}
 
 
 # ---------------------------------------------------------------- headers

@@ -261,7 +261,7 @@ def _article(app: App, parsed: ParsedMessage, mail_id: int | None, *, sender: st
              internal: bool) -> NewArticle:
     attachments = []
     for attachment in parsed.attachments:
-        blob = app.blobs.put(attachment.data)
+        blob = app.blobs.put(attachment.chunks())
         attachments.append(NewAttachment(
             filename=attachment.filename, content_type=attachment.content_type,
             sha256=blob.sha256, size=blob.size, content_id=attachment.content_id,

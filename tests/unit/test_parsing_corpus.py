@@ -98,6 +98,29 @@ def test_pre_scan_agrees_with_the_stdlib_on_every_corpus_mail() -> None:
         assert [span.content_type for span in outline.message_spans] == kinds, name
 
 
+def test_large_parts_decoded_piece_by_piece_equal_the_stdlibs_on_every_corpus_mail() -> None:
+    """With every eligible body streamed (threshold 0), text, HTML and attachments are
+    exactly what the stdlib decodes; the few mails the pre-scan sees differently fall back."""
+    streamed = ParseLimits(streamed_body_bytes=0)
+    fallbacks, compared = [], 0
+    for name, raw in corpus_mails():
+        try:
+            usual = parse_message(raw, received=RECEIVED)
+        except ParseLimitExceeded:
+            continue
+        other = parse_message(raw, received=RECEIVED, limits=streamed)
+        compared += 1
+        if any("large parts in memory" in d for d in other.defects):
+            fallbacks.append(name)
+        assert (other.body_text, other.body_html) == (usual.body_text, usual.body_html), name
+        assert [(a.filename, a.content_type, a.content(), a.content_id, a.inline)
+                for a in other.attachments] == [
+            (a.filename, a.content_type, a.content(), a.content_id, a.inline)
+            for a in usual.attachments], name
+    assert compared > 300
+    assert len(fallbacks) < 15, fallbacks
+
+
 def test_mutated_corpus_mails_never_crash_the_parser() -> None:
     """Random damage to real mails (cut bytes, stray boundaries, encoded-word fragments,
     NUL bytes, bogus charsets): the result is a ParsedMessage or ParseLimitExceeded."""
