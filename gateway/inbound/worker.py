@@ -50,6 +50,7 @@ RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=5))   # after the 1st, 
 # A write transaction takes more mails only until then: SQLite has one write lock, and
 # on PostgreSQL the day's ticket counter row is locked until the commit.
 TRANSACTION_BUDGET = 0.025
+GROUP_BYTES = 8 * 1024 * 1024     # raw mail read and parsed at once, at most (or one mail)
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,12 @@ def process_leased(app: App, mail_id: int) -> Processed:
 def process_batch(app: App, mail_ids: Sequence[int]) -> list[Processed]:
     """Process leased mails (see the module's docstring); failures are recorded, never
     raised. One `Processed` per mail that still exists, in the order given."""
-    leased = [_understand(app, row) for row in _read_leased(app, mail_ids)]
     results: list[Processed] = []
-    while len(results) < len(leased):
-        results += _apply_some(app, leased[len(results):])
+    for group in _by_size(app, mail_ids):
+        leased = [_understand(app, row) for row in _read_leased(app, group)]
+        done = len(results)
+        while len(results) - done < len(leased):
+            results += _apply_some(app, leased[len(results) - done:])
     for result in results:
         log.info("inbound %d: %s %s (%s)", result.mail_id, result.outcome,
                  result.ticket_number or "-", result.reason)
@@ -155,6 +158,24 @@ def _apply_some(app: App, leased: list[_Leased]) -> list[Processed]:
 
 def _urgent_waiting(app: App) -> bool:
     return app.db.turns is not None and app.db.turns.urgent_waiting()
+
+
+def _by_size(app: App, mail_ids: Sequence[int]) -> list[list[int]]:
+    """The mails in groups of at most `GROUP_BYTES` (or one mail): a batch of large mails
+    is read and parsed a few at a time, not all at once."""
+    with app.db.read() as session:
+        sizes = {row.id: row.size for row in session.execute(
+            select(_received.c.id, _received.c.size).where(_received.c.id.in_(list(mail_ids))))}
+    groups: list[list[int]] = []
+    total = GROUP_BYTES
+    for mail_id in mail_ids:
+        size = sizes.get(mail_id, 0)
+        if total + size > GROUP_BYTES:
+            groups.append([])
+            total = 0
+        groups[-1].append(mail_id)
+        total += size
+    return groups
 
 
 def _read_leased(app: App, mail_ids: Sequence[int]) -> list[Any]:
