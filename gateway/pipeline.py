@@ -123,11 +123,16 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
 
     automatic = understood.context.automatic
     if isinstance(decision, NewTicketDecision):
-        facts = _create(session, app, decision, parsed, mail_id)
-        answers.ticket_created(session, app, facts, parsed, automatic=automatic,
-                               answers=decision.guide_answers,
-                               missing=decision.missing_required)
-        return outcome("created", facts.id, facts.number)
+        created = [_create(session, app, new, parsed, mail_id)
+                   for new in (decision, *decision.also)]
+        for facts, new in zip(created, (decision, *decision.also), strict=True):
+            answers.ticket_created(session, app, facts, parsed, automatic=automatic,
+                                   answers=new.guide_answers, missing=new.missing_required)
+        result = outcome("created", created[0].id, created[0].number)
+        if decision.also:
+            result = replace(result, reason=f"{result.reason}: "
+                                            f"{', '.join(f.number for f in created)}")
+        return result
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
             and not decision.internal:
         note = staff_mail(session, app, decision, parsed, mail_id)

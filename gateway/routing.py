@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from gateway.addressbook import AddressBook, Destination, reply_token_of
@@ -76,6 +76,8 @@ class NewTicketDecision:
     guide_answers: tuple[tuple[str, str], ...] = ()
     missing_required: tuple[str, ...] = ()
     related_ticket: str | None = None      # a closed ticket this one follows up
+    # `[inbound] several_templates = "each"`: tickets for the mail's other template addresses
+    also: tuple[NewTicketDecision, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,25 +210,49 @@ def _role(ticket: TicketInfo, sender: str, directory: Directory) -> str | None:
     return None
 
 
-def _destination(context: MailContext, addressbook: AddressBook) -> Destination | None:
-    """The first recipient that leads somewhere: one mail to two template addresses opens one
-    ticket, for the first of them (envelope order, else To then Cc)."""
+def _destinations(context: MailContext, addressbook: AddressBook) -> list[Destination]:
+    """Where the recipients lead, each place once, in recipient order (envelope order, else
+    To then Cc)."""
+    found: dict[tuple[str, str], Destination] = {}
     for recipient in context.recipients:
         destination = addressbook.lookup(recipient)
         if destination is not None:
-            return destination
-    return None
+            found.setdefault((destination.kind, destination.target), destination)
+    return list(found.values())
 
 
 def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
                 addressbook: AddressBook, directory: Directory, note: str = "",
                 related: str | None = None) -> Decision:
-    destination = _destination(context, addressbook)
+    """One mail to several template (or queue) addresses opens one ticket, for the first of
+    them, unless `[inbound] several_templates = "each"`: then one for each."""
+    destinations = _destinations(context, addressbook)
     prefix = f"{note}; " if note else ""
-    if destination is None:
+    if not destinations:
         return RejectDecision("no-route", f"{prefix}no recipient is a template, route or queue "
                                           f"address: {', '.join(context.recipients) or 'none'}",
                               answer=False)
+    first = _decide(parsed, context, settings, directory, destinations[0], prefix, related)
+    others = destinations[1:]
+    if not isinstance(first, NewTicketDecision) or not others:
+        return first
+    if settings.inbound.several_templates == "first":
+        names = ", ".join(d.target for d in others)
+        return replace(first, reason=f"{first.reason}; also addressed to {names}: one ticket "
+                                     "(several_templates = first)")
+    more = [_decide(parsed, context, settings, directory, d, prefix, related) for d in others]
+    also = tuple(d for d in more if isinstance(d, NewTicketDecision))
+    skipped = [f"{d.rule} ({d.reason})" for d in more if not isinstance(d, NewTicketDecision)]
+    reason = f"{first.reason}; one ticket for each of {1 + len(also)} addresses"
+    if skipped:
+        reason += "; not for: " + ", ".join(skipped)
+    return replace(first, reason=reason, also=also)
+
+
+def _decide(parsed: ParsedMessage, context: MailContext, settings: Settings,
+            directory: Directory, destination: Destination, prefix: str,
+            related: str | None) -> Decision:
+    """What a mail to this one destination becomes."""
     if destination.kind == "faq":
         return IgnoreDecision("faq-address", "answering FAQ questions by mail is not "
                                              "available yet")

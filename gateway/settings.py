@@ -83,6 +83,8 @@ class InboundSettings(_Section):
     timeout: int = Field(default=300, gt=0)   # seconds a client may idle (RFC 5321 §4.5.3.2.7)
     # the border MTA's authserv-id (RFC 8601): if set, staff commands need its DMARC/DKIM pass
     authserv_id: str = ""
+    # one new mail to several template/queue addresses: one ticket (the first) or one each
+    several_templates: Literal["first", "each"] = "first"
 
 
 StateName = Literal["new", "open", "pending", "closed"]

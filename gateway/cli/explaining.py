@@ -51,6 +51,9 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
             "guide_answers": dict(decision.guide_answers),
             "missing_required": ", ".join(decision.missing_required),
         }
+        if decision.also:
+            report["also_created"] = ", ".join(
+                f"{d.template or d.queue} (priority {d.priority})" for d in decision.also)
     elif isinstance(decision, AppendDecision):
         report |= {"outcome": "appended" + (" as an internal note" if decision.internal else ""),
                    "rule": decision.rule, "reason": decision.reason,

@@ -19,11 +19,12 @@ from gateway.customers import NewCustomer, add_customer
 from gateway.inbound.intake import stored_raw
 from gateway.inbound.worker import process_due
 from gateway.store.db import Database
-from gateway.store.models import ReceivedMail, table_of
+from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.ticket_queries import list_tickets, ticket_detail
 from tests.integration.smtp_helpers import lmtp_transaction, running_listener
 
 _received = table_of(ReceivedMail)
+_outbound = table_of(OutboundMail)
 
 
 def customer_mail(subject: str = "Drucker defekt", sender: str = "max@acme.example",
@@ -349,3 +350,21 @@ def test_a_connection_lost_during_data_keeps_nothing(app: App) -> None:
     assert _incoming_files(app) == []
     with app.db.read() as session:
         assert session.execute(select(_received.c.id)).all() == []
+
+
+def test_one_mail_to_two_templates_makes_one_ticket_each_when_configured(
+        app: App, customer: None) -> None:
+    app.settings = app.settings.model_copy(update={"inbound": app.settings.inbound.model_copy(
+        update={"several_templates": "each"})})
+    with running_listener(app) as port:
+        send(port, customer_mail(to="incident@support.example.com, change@support.example.com"),
+             recipients=("incident@support.example.com", "change@support.example.com"))
+    [result] = process_due(app)
+    assert result.outcome == "created"
+    made = tickets(app)
+    assert sorted(str(t["template"]) for t in made) == ["change", "incident"]
+    assert all(str(t["number"]) in result.reason for t in made)
+    with app.db.read() as session:
+        acks = session.execute(select(_outbound.c.ticket_id).where(
+            _outbound.c.event == "ack")).scalars().all()
+    assert len(set(acks)) == 2                      # each ticket acknowledges itself

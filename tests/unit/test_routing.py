@@ -248,3 +248,24 @@ def test_recipient_checks(address: str, verdict: Verdict) -> None:
 def test_unknown_address_in_our_domain() -> None:
     config = settings(route=[])
     assert AddressBook(config).check_recipient("random@support.example.com") is Verdict.UNKNOWN
+
+
+def test_one_mail_to_two_template_addresses_opens_one_ticket_by_default() -> None:
+    decision = decide(mail(), recipients=("incident@support.example.com",
+                                          "change@support.example.com"))
+    assert isinstance(decision, NewTicketDecision)
+    assert (decision.template, decision.also) == ("incident", ())
+    assert "also addressed to change: one ticket" in decision.reason
+
+
+def test_with_several_templates_each_every_template_address_gets_its_ticket() -> None:
+    config = settings(inbound={"several_templates": "each"})
+    decision = decide(mail(), config=config,
+                      recipients=("change@support.example.com", "incident@support.example.com",
+                                  "incident@support.example.com", "sap@support.example.com"))
+    assert isinstance(decision, NewTicketDecision)
+    assert decision.template == "change"
+    assert [d.template for d in decision.also] == ["incident"]   # each address once
+    # sap is only for the organisation globex: that one is refused, the others go ahead
+    assert "one ticket for each of 2 addresses" in decision.reason
+    assert "not for: template-not-available" in decision.reason
