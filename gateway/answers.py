@@ -17,6 +17,7 @@ Rules every answer follows:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,8 +128,14 @@ def _template_settings(app: App, key: str | None) -> TemplateSettings | None:
 
 
 def _queue_identity(queue: QueueSettings) -> MailIdentity:
-    identity = MailIdentity.parse(queue.from_)
-    return MailIdentity(identity.name or queue.name or queue.id, identity.address)
+    return _identity(queue.from_, queue.name or queue.id)
+
+
+@functools.lru_cache(maxsize=256)
+def _identity(mailbox: str, fallback_name: str) -> MailIdentity:
+    """A queue's From identity, parsed once (every answer of the queue needs it)."""
+    identity = MailIdentity.parse(mailbox)
+    return MailIdentity(identity.name or fallback_name, identity.address)
 
 
 def reply_address(app: App, facts: TicketFacts) -> str | None:
