@@ -1,1 +1,5 @@
-"""Persistence: schema (`models`), engine and transactions (`db`), migrations, blobs, claims."""
+"""Persistence: schema (`models`, `models_files`), engine and transactions (`db`),
+migrations, blobs, claims."""
+
+# every table must be on SQLModel.metadata whichever store module is imported first
+import gateway.store.models_files  # noqa: F401

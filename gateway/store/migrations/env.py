@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-import gateway.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from gateway.store import models, models_files  # noqa: F401  (register the tables)
 from gateway.store.db import Database
 
 target_metadata = SQLModel.metadata
