@@ -31,6 +31,7 @@ from gateway.settings_values import (
     BaseUrl,
     DatabaseUrl,
     EnvName,
+    FileSize,
     Identifier,
     ImapUrl,
     Labels,
@@ -183,6 +184,18 @@ class FaqSettings(_Section):
     address: str = ""
 
 
+class FilesSettings(_Section):
+    """The file exchange (`/files/{token}`, `ticketgw files`, `#files`); docs/admin.md 1.12."""
+
+    expiry_days: int = Field(default=7, gt=0, le=365)        # a link is valid this long
+    max_file_size: FileSize = 1024**3                        # one file
+    max_files: int = Field(default=20, gt=0, le=1000)        # per area
+    max_total_size: Size = 2 * 1024**3                       # all files of one area together
+    download_limit: int = Field(default=0, ge=0)             # downloads per area; 0: no limit
+    rate_limit_minutes: int = Field(default=15, gt=0)
+    rate_limit_per_address: int = Field(default=20, gt=0)    # wrong/expired links per client
+
+
 class MailboxSettings(_Section):
     name: Identifier
     url: ImapUrl
@@ -206,6 +219,7 @@ class Settings(_Section):
     outbound: OutboundSettings = OutboundSettings()
     web: WebSettings = WebSettings()
     faq: FaqSettings = FaqSettings()
+    files: FilesSettings = FilesSettings()
     queue: list[QueueSettings] = Field(default_factory=list)
     staff: list[StaffSettings] = Field(default_factory=list)
     template: list[TemplateSettings] = Field(default_factory=list)

@@ -36,6 +36,16 @@ def _parse_size(value: Any) -> int:
     return size
 
 
+MAX_FILE_SIZE = 2**31 - 1   # integer columns hold file sizes on every database
+
+
+def _check_file_size(value: int) -> int:
+    if value > MAX_FILE_SIZE:
+        raise ValueError(f"{value} bytes is too large: at most {MAX_FILE_SIZE} "
+                         "(2 GiB less one byte)")
+    return value
+
+
 def _check_listen(value: str) -> str:
     """`host:port`, `[v6]:port`, or "" for off."""
     if value == "":
@@ -128,6 +138,7 @@ def _check_after(value: str) -> str:
 
 
 Size = Annotated[int, BeforeValidator(_parse_size)]
+FileSize = Annotated[int, BeforeValidator(_parse_size), AfterValidator(_check_file_size)]
 Listen = Annotated[str, AfterValidator(_check_listen)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Address = Annotated[str, AfterValidator(_check_address)]
