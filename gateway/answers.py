@@ -21,7 +21,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select
@@ -331,3 +331,19 @@ def command_failed(session: Session, app: App, ticket_id: int, *, staff_address:
                  "done": list(done)},
                 sender=_queue_identity(facts.queue), to=[(agent_name, staff_address)],
                 facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts))
+
+
+def file_link(session: Session, app: App, ticket_id: int, *, to_address: str, token: str,
+              expires: datetime) -> str | None:
+    """A file-exchange link for a ticket, from the queue's address, in the customer's language
+    when `to_address` is the ticket's customer (else the queue's); its Message-ID, or None
+    when the address cannot be written."""
+    facts = ticket_facts(session, app, ticket_id)
+    is_customer = bool(facts.address) and address_key(to_address) == address_key(facts.address)
+    name = facts.customer_name if is_customer else ""
+    language = facts.language if is_customer else facts.queue.language
+    return _queue_mail(session, app, "file-link", language,
+                       {"customer_name": name, "token": token, "expires": expires},
+                       sender=_queue_identity(facts.queue), to=[(name, to_address)],
+                       facts=facts, in_reply_to=facts.thread[-1] if facts.thread else None,
+                       reply_to=reply_address(app, facts))

@@ -90,7 +90,7 @@ COMMON_CONTEXT = ("event", "language", "base_url", "ticket_number", "ticket_url"
                   "login_url", "sender_name", "confirm_url", "file_url")
 
 REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available", "too-large")
-NOTIFY_KINDS = ("new", "reply")
+NOTIFY_KINDS = ("new", "reply", "files")   # files: uploaded via the file exchange
 STATE_NAMES = {
     "de": {"new": "neu", "open": "offen", "pending": "wartend", "closed": "geschlossen"},
     "en": {"new": "new", "open": "open", "pending": "pending", "closed": "closed"},

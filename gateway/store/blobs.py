@@ -8,6 +8,10 @@ Guarantees:
   leave an unreferenced file behind (harmless; a sweep can remove it), never a row without
   its file.
 - Content is streamed and hashed in chunks: memory stays flat whatever the size.
+- Streamed uploads (the file exchange) are written by their receiver into `staging_file()`
+  (a temporary file in the same directory, so the rename is atomic) and `adopt`ed inside the
+  transaction that records them; a refused upload only ever leaves its staging file, which
+  the receiver removes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from sqlmodel import Session
 
@@ -63,6 +67,29 @@ class BlobStore:
 
     def open(self, sha256: str) -> BinaryIO:
         return self.path_for(sha256).open("rb")
+
+    def staging_file(self) -> IO[bytes]:
+        """A new temporary file beside the blobs (`.incoming-*`), for a receiver that hashes
+        while it writes; the caller adopts it or removes it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        # not a context manager: the caller decides when it is closed and where it goes
+        return tempfile.NamedTemporaryFile(dir=self.root, prefix=".incoming-", delete=False)
+
+    def adopt(self, staged: Path, sha256: str) -> None:
+        """Move a complete, fsynced staging file into place as blob `sha256` (or drop it
+        when that content is stored already)."""
+        target = self.path_for(sha256)
+        if target.exists():
+            staged.unlink()
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(staged, FILE_MODE)
+        os.replace(staged, target)
+        _fsync_directory(target.parent)
+
+    def remove(self, sha256: str) -> None:
+        """Delete a blob's file (its rows must be gone in the same transaction)."""
+        self.path_for(sha256).unlink(missing_ok=True)
 
 
 class BlobWriter:
