@@ -134,6 +134,54 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "error": ("Fehler", "Error"),
     "language": ("Sprache", "Language"),
     "skip": ("Zum Inhalt springen", "Skip to content"),
+    # -- file exchange (/files/{token}, the button on the ticket view) --
+    "files_title": ("Dateiaustausch", "File exchange"),
+    "files_for_ticket": ("Dateien zu Ticket {number}", "Files for ticket {number}"),
+    "files_valid_until": ("Dieser Link ist gültig bis {when}. Geben Sie ihn bitte nicht "
+                          "weiter: Wer ihn kennt, hat Zugriff auf die Dateien.",
+                          "This link is valid until {when}. Please do not pass it on: "
+                          "anyone who has it can reach the files."),
+    "files_downloads_left": ("Verbleibende Downloads: {n}", "Downloads left: {n}"),
+    "files_none": ("Noch keine Dateien.", "No files yet."),
+    "files_list": ("Dateien", "Files"),
+    "file_name": ("Name", "Name"),
+    "file_size": ("Größe", "Size"),
+    "file_uploaded": ("Hochgeladen", "Uploaded"),
+    "files_upload": ("Dateien hochladen", "Upload files"),
+    "files_choose": ("Dateien auswählen (mehrere möglich)", "Choose files (several at once)"),
+    "files_limits": ("Höchstens {size} je Datei, {files} Dateien und {total} zusammen; "
+                     "frei: {left}.", "At most {size} per file, {files} files and {total} "
+                     "altogether; left: {left}."),
+    "files_uploaded": ("{n} Datei(en) hochgeladen. Sie sind dem Ticket angehängt; das "
+                       "Service-Desk-Team wurde benachrichtigt.",
+                       "{n} file(s) uploaded. They are attached to the ticket and the "
+                       "service desk has been told."),
+    "files_invalid": ("Dieser Link ist ungültig oder abgelaufen. Bitten Sie den Service Desk "
+                      "um einen neuen.", "This link is invalid or has expired. Please ask "
+                      "the service desk for a new one."),
+    "files_too_large": ("Die Dateien sind zu groß: höchstens {size} je Datei und {total} "
+                        "zusammen in diesem Bereich. Es wurde nichts gespeichert.",
+                        "The files are too large: at most {size} per file and {total} "
+                        "altogether in this area. Nothing was stored."),
+    "files_too_many": ("Zu viele Dateien: höchstens {files} in diesem Bereich. Es wurde "
+                       "nichts gespeichert.", "Too many files: at most {files} in this area. "
+                       "Nothing was stored."),
+    "files_incomplete": ("Der Upload kam nicht vollständig an. Es wurde nichts gespeichert; "
+                         "bitte versuchen Sie es noch einmal.", "The upload did not arrive "
+                         "complete. Nothing was stored; please try again."),
+    "files_empty": ("Bitte wählen Sie mindestens eine Datei.", "Please choose at least one "
+                    "file."),
+    "files_used_up": ("Die Downloads dieses Links sind aufgebraucht.",
+                      "The downloads of this link are used up."),
+    "files_back": ("Zurück zum Dateiaustausch", "Back to the file exchange"),
+    "files_request": ("Link zum Dateiaustausch anfordern", "Request a file-exchange link"),
+    "files_request_intro": ("Für große Dateien: Sie erhalten einen Link, über den Sie "
+                            "Dateien zu diesem Ticket hochladen können.",
+                            "For large files: you get a link where you can upload files for "
+                            "this ticket."),
+    "files_created": ("Ihr Link zum Dateiaustausch (auch per E-Mail unterwegs):",
+                      "Your file-exchange link (also on its way by email):"),
+    "files_created_not_mailed": ("Ihr Link zum Dateiaustausch:", "Your file-exchange link:"),
 }
 
 

@@ -1,0 +1,229 @@
+"""Streaming multipart uploads for the file exchange: a request body in, `StagedFile`s out.
+
+The body is fed, as it arrives, to python-multipart's streaming `MultipartParser`; every
+file part goes straight into a staging file beside the blobs (`BlobStore.staging_file`)
+while its SHA-256 is computed. Nothing is spooled anywhere else (no SpooledTemporaryFile, no
+copy): at most one batch of the body (`BATCH`, 1 MiB) is in memory, whatever the upload's
+size. The parser runs in a worker thread, one batch per hop, so disk writes never block the
+event loop.
+
+Guarantees:
+- The limits (bytes per file, files and bytes left in the area) are enforced *while*
+  streaming: the part that crosses one raises `UploadRefused` at once.
+- On any refusal, malformed or incomplete body, client disconnect or error, every staging
+  file of the request is deleted before the exception leaves `receive_files`; after a
+  refusal the rest of the body is read and dropped (up to `drain_limit` bytes), so the
+  browser receives the answer page instead of a reset connection.
+- File names are reduced to their last path component without control characters; the
+  client's content type is kept only if it is well-formed (else application/octet-stream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from gateway.file_exchange import StagedFile, UploadRefused
+from gateway.store.blobs import BlobStore
+
+BATCH = 1024 * 1024            # bytes of the body handed to the parser per thread hop
+MAX_FIELD = 64 * 1024          # a non-file form field (the form has none; tolerate a few)
+MAX_PARTS = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_file_size: int
+    files_left: int
+    bytes_left: int
+    max_files: int              # the configured limits, for the refusal message
+    max_total_size: int
+    field: str = "files"
+
+
+def clean_filename(raw: bytes) -> str:
+    name = raw.decode("utf-8", "replace").replace("\\", "/").rsplit("/", 1)[-1]
+    name = _CONTROL.sub("", name).strip()
+    if len(name) > 255:
+        stem, dot, extension = name.rpartition(".")
+        name = (stem[:240] + dot + extension[:14]) if dot and len(extension) <= 14 \
+            else name[:255]
+    return name if name not in ("", ".", "..") else "file"
+
+
+def clean_content_type(raw: bytes | None) -> str:
+    value, _ = parse_options_header(raw or b"")
+    text = value.decode("latin-1").strip().lower()
+    return text if _MEDIA_TYPE.fullmatch(text) else "application/octet-stream"
+
+
+@dataclass
+class _FilePart:
+    handle: IO[bytes]
+    filename: str
+    content_type: str
+    digest: Any = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+
+class _Receiver:
+    """python-multipart's callbacks: headers per part, data into staging files."""
+
+    def __init__(self, blobs: BlobStore, limits: UploadLimits, boundary: bytes) -> None:
+        self.blobs, self.limits = blobs, limits
+        self.staged: list[StagedFile] = []
+        self.finished = False
+        self.received = 0                  # file bytes of this request
+        self.parts = 0
+        self._headers: dict[bytes, bytes] = {}
+        self._field, self._value = b"", b""
+        self._file: _FilePart | None = None
+        self._other = 0                    # bytes of the current non-file part, or -1: skip
+        self.parser = MultipartParser(boundary, {
+            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._data,
+            "on_part_end": self._part_end, "on_end": self._end})
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.parser.write(data)
+        except MultipartParseError:
+            raise UploadRefused("incomplete") from None
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def _part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise UploadRefused("incomplete")
+        self._headers, self._file, self._other = {}, None, 0
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.strip().lower()] = self._value.strip()
+        self._field, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b"")
+                                         .decode("latin-1"))
+        if params.get(b"name", b"").decode("latin-1") != self.limits.field \
+                or b"filename" not in params:
+            return                          # another field: counted, dropped
+        if not params[b"filename"]:
+            self._other = -1                # an empty file input (no file chosen)
+            return
+        if len(self.staged) + 1 > self.limits.files_left:
+            raise UploadRefused("too-many-files", self.limits.max_files)
+        self._file = _FilePart(self.blobs.staging_file(), clean_filename(params[b"filename"]),
+                               clean_content_type(self._headers.get(b"content-type")))
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._file is None:
+            if self._other >= 0:
+                self._other += end - start
+                if self._other > MAX_FIELD:
+                    raise UploadRefused("incomplete")
+            return
+        part, chunk = self._file, memoryview(data)[start:end]
+        part.size += len(chunk)
+        self.received += len(chunk)
+        if part.size > self.limits.max_file_size:
+            raise UploadRefused("file-too-large", self.limits.max_file_size)
+        if self.received > self.limits.bytes_left:
+            raise UploadRefused("area-full", self.limits.max_total_size)
+        part.digest.update(chunk)
+        part.handle.write(chunk)
+
+    def _part_end(self) -> None:
+        part, self._file = self._file, None
+        if part is None:
+            return
+        part.handle.flush()
+        os.fsync(part.handle.fileno())     # durable before any row refers to it
+        part.handle.close()
+        self.staged.append(StagedFile(Path(part.handle.name), part.filename, part.content_type,
+                                      part.size, part.digest.hexdigest()))
+
+    def _end(self) -> None:
+        self.finished = True
+
+    # -- clean-up ------------------------------------------------------------------------------
+
+    def discard(self) -> None:
+        """Delete every staging file of this request (the open one included)."""
+        if self._file is not None:
+            self._file.handle.close()
+            Path(self._file.handle.name).unlink(missing_ok=True)
+            self._file = None
+        discard_staged(self.staged)
+        self.staged = []
+
+
+def discard_staged(staged: list[StagedFile]) -> None:
+    for item in staged:
+        with contextlib.suppress(OSError):
+            item.path.unlink(missing_ok=True)
+
+
+def boundary_of(request: Request) -> bytes | None:
+    kind, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    return boundary if kind == b"multipart/form-data" and boundary else None
+
+
+async def receive_files(request: Request, blobs: BlobStore, limits: UploadLimits, *,
+                        drain_limit: int) -> list[StagedFile]:
+    """Stream the request's file parts named `limits.field` into staging files."""
+    boundary = boundary_of(request)
+    if boundary is None:
+        raise UploadRefused("incomplete")
+    receiver = _Receiver(blobs, limits, boundary)
+    refused: UploadRefused | None = None
+    drained = 0
+    batch: list[bytes] = []
+    pending = 0
+    try:
+        async for chunk in request.stream():
+            if refused is not None:        # read and drop the rest, so the page arrives
+                drained += len(chunk)
+                if drained > drain_limit:
+                    break
+                continue
+            batch.append(chunk)
+            pending += len(chunk)
+            if pending < BATCH:
+                continue
+            data, batch, pending = b"".join(batch), [], 0
+            try:
+                await run_in_threadpool(receiver.write, data)
+            except UploadRefused as exc:
+                refused = exc
+                await run_in_threadpool(receiver.discard)
+        if refused is None and batch:
+            await run_in_threadpool(receiver.write, b"".join(batch))
+        if refused is not None:
+            raise refused
+        if not receiver.finished:
+            raise UploadRefused("incomplete")
+        return receiver.staged
+    except BaseException:
+        receiver.discard()                 # also on disconnect and cancellation
+        raise

@@ -1,0 +1,191 @@
+"""The file-exchange pages: GET /files/{token} (files and the upload form), POST
+/files/{token} (upload, several files at once), GET /files/{token}/{file_id} (download).
+
+In: the token from the path, the request body (streamed, see `file_uploads`). Out: pages in
+the visitor's language, downloads, uploads recorded with their ticket article and staff mail.
+
+Guarantees:
+- Every request checks the token again (expiry, revocation) through `find_area`. A wrong,
+  expired or revoked token gets the same answer: 404 and the same page. Each such answer
+  counts against the client address (`[files] rate_limit_per_address` in
+  `rate_limit_minutes`, rows in `web_attempt`); past the limit every file-exchange request
+  from that address is answered 429, valid token or not, so guessing learns nothing.
+- Uploads: limits enforced while streaming; a refused upload leaves no staging file, no
+  blob and no row, and answers 413 (400 for a broken body) with the area page and the
+  reason.
+- Downloads: always an attachment (`Content-Disposition` with an ASCII `filename` and the
+  RFC 8187 `filename*`), `nosniff`, the CSP `sandbox; default-src 'none'`, and a
+  `Content-Type` from a short safe list, else `application/octet-stream`. A download limit
+  is counted before the bytes go out.
+- No page links elsewhere and every response has `Referrer-Policy: no-referrer` (set for
+  the whole app), so the token never leaves in a `Referer`; `redaction` keeps it out of
+  uvicorn's logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.file_exchange import (
+    AreaPolicy,
+    DownloadLimitReached,
+    OpenArea,
+    UploadRefused,
+    claim_download,
+    find_area,
+    record_uploads,
+)
+from gateway.web import limits
+from gateway.web.file_uploads import UploadLimits, discard_staged, receive_files
+from gateway.web.i18n import text
+from gateway.web.pages import Portal, Visitor
+from gateway.web.tickets import ATTACHMENT_CSP, content_disposition, human_size
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = "file-token"
+SAFE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif",
+                        "image/webp", "text/plain", "text/csv", "application/zip"})
+PAGE_HEADERS = {"X-Robots-Tag": "noindex, nofollow"}
+
+
+def download_type(content_type: str) -> str:
+    return content_type if content_type in SAFE_TYPES else "application/octet-stream"
+
+
+def build_router(portal: Portal) -> APIRouter:
+    router = APIRouter()
+    app = portal.app
+    files = app.settings.files
+    policy = AreaPolicy.from_settings(files)
+    limit = limits.Limit(window=timedelta(minutes=files.rate_limit_minutes),
+                         per_user=files.rate_limit_per_address,
+                         per_address=files.rate_limit_per_address)
+
+    def refuse(visitor: Visitor, status: int, message: str, back: str | None = None) -> Response:
+        response = portal.render(visitor, "files_error.html", status, message=message,
+                                 back=back)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+    def gate(visitor: Visitor, token: str) -> OpenArea | Response:
+        """The area, or the refusal: 429 past the guessing limit, else 404 for every bad
+        token alike (and the failure counted)."""
+        keys = [f"addr:{visitor.address}"]
+        with app.db.read() as session:
+            if not limits.allowed(session, ATTEMPTS, keys, limit):
+                return refuse(visitor, 429, text(visitor.language, "rate_limited"))
+            area = find_area(session, token)
+        if area is not None:
+            return area
+        with app.db.write() as session:
+            limits.record(session, ATTEMPTS, keys, limit)
+        return refuse(visitor, 404, text(visitor.language, "files_invalid"))
+
+    def page(visitor: Visitor, token: str, area: OpenArea, status: int = 200,
+             error: str | None = None, notice: str | None = None) -> Response:
+        upload = upload_limits(area)
+        response = portal.render(visitor, "files.html", status, area=area, error=error,
+                                 notice=notice, base=f"/files/{quote(token, safe='')}",
+                                 limits=upload, human_size=human_size)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+    def upload_limits(area: OpenArea) -> UploadLimits:
+        return UploadLimits(max_file_size=policy.max_file_size,
+                            files_left=max(0, policy.max_files - len(area.files)),
+                            bytes_left=max(0, policy.max_total_size - area.total_size),
+                            max_files=policy.max_files, max_total_size=policy.max_total_size)
+
+    def refusal_text(visitor: Visitor, refused: UploadRefused) -> str:
+        language = visitor.language
+        if refused.reason in ("file-too-large", "area-full"):
+            return text(language, "files_too_large", size=human_size(policy.max_file_size),
+                        total=human_size(policy.max_total_size))
+        if refused.reason == "too-many-files":
+            return text(language, "files_too_many", files=policy.max_files)
+        return text(language, "files_incomplete")
+
+    @router.get("/files/{token}")
+    def show(request: Request, token: str) -> Response:
+        visitor = portal.visitor(request)
+        found = gate(visitor, token)
+        if isinstance(found, Response):
+            return found
+        uploaded = request.query_params.get("uploaded", "")
+        notice = (text(visitor.language, "files_uploaded", n=int(uploaded))
+                  if uploaded.isdigit() and len(uploaded) < 5 else None)
+        return page(visitor, token, found, notice=notice)
+
+    @router.post("/files/{token}")
+    async def upload(request: Request, token: str) -> Response:
+        visitor = await run_in_threadpool(portal.visitor, request)
+        found = await run_in_threadpool(gate, visitor, token)
+        if isinstance(found, Response):
+            return found
+        area = found
+        try:
+            staged = await receive_files(request, app.blobs, upload_limits(area),
+                                         drain_limit=policy.max_total_size)
+        except UploadRefused as refused:
+            log.info("file area %d: upload refused: %s", area.id, refused.reason)
+            status = 400 if refused.reason == "incomplete" else 413
+            return await run_in_threadpool(page, visitor, token, area, status,
+                                           refusal_text(visitor, refused))
+        if not staged:
+            return await run_in_threadpool(page, visitor, token, area, 400,
+                                           text(visitor.language, "files_empty"))
+
+        def commit() -> Response:
+            try:
+                with app.db.write() as session:
+                    current = find_area(session, token, lock=True)
+                    if current is None:        # expired or revoked while uploading
+                        return refuse(visitor, 404, text(visitor.language, "files_invalid"))
+                    record_uploads(session, app, current, staged)
+            except UploadRefused as refused:   # a parallel upload filled the area
+                return page(visitor, token, area, 413, refusal_text(visitor, refused))
+            finally:
+                discard_staged(staged)         # what was not adopted (nothing, normally)
+            log.info("file area %d: %d file(s) uploaded", area.id, len(staged))
+            return portal.redirect(f"/files/{quote(token, safe='')}?uploaded={len(staged)}")
+
+        return await run_in_threadpool(commit)
+
+    @router.get("/files/{token}/{file_id}")
+    def download(request: Request, token: str, file_id: str) -> Response:
+        visitor = portal.visitor(request)
+        found = gate(visitor, token)
+        if isinstance(found, Response):
+            return found
+        back = f"/files/{quote(token, safe='')}"
+        if not file_id.isdigit() or len(file_id) > 18:
+            return refuse(visitor, 404, text(visitor.language, "not_found"), back)
+        try:
+            with app.db.write() as session:
+                wanted = claim_download(session, found, int(file_id))
+                if wanted is None:
+                    return refuse(visitor, 404, text(visitor.language, "not_found"), back)
+                handle = app.blobs.open(wanted.sha256)   # opened before the count commits
+        except DownloadLimitReached:
+            return refuse(visitor, 410, text(visitor.language, "files_used_up"), back)
+
+        def chunks() -> object:
+            with handle:
+                while chunk := handle.read(256 * 1024):
+                    yield chunk
+
+        return StreamingResponse(chunks(), media_type=download_type(wanted.content_type),  # type: ignore[arg-type]
+                                 headers={
+            "Content-Disposition": content_disposition(wanted.filename),
+            "Content-Length": str(wanted.size),
+            "Content-Security-Policy": ATTACHMENT_CSP,
+            "Cache-Control": "private, no-store", **PAGE_HEADERS})
+
+    return router
