@@ -1,5 +1,7 @@
 """The file-exchange pages: GET /files/{token} (files and the upload form), POST
-/files/{token} (upload, several files at once), GET /files/{token}/{file_id} (download).
+/files/{token} (upload, several files at once), GET /files/{token}/{file_id} (download),
+and POST /tickets/{number}/files (the ticket view's button: a new area for the ticket, its
+link shown and mailed to the logged-in customer; rate-limited per username).
 
 In: the token from the path, the request body (streamed, see `file_uploads`). Out: pages in
 the visitor's language, downloads, uploads recorded with their ticket article and staff mail.
@@ -38,6 +40,7 @@ from gateway.file_exchange import (
     OpenArea,
     UploadRefused,
     claim_download,
+    create_area,
     find_area,
     record_uploads,
 )
@@ -45,11 +48,13 @@ from gateway.web import limits
 from gateway.web.file_uploads import UploadLimits, discard_staged, receive_files
 from gateway.web.i18n import text
 from gateway.web.pages import Portal, Visitor
+from gateway.web.queries import find_visible_ticket
 from gateway.web.tickets import ATTACHMENT_CSP, content_disposition, human_size
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = "file-token"
+ATTEMPTS = "file-token"         # web_attempt kinds: failed tokens per address,
+NEW_AREAS = "file-area"         # areas a customer asked for per username
 SAFE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif",
                         "image/webp", "text/plain", "text/csv", "application/zip"})
 PAGE_HEADERS = {"X-Robots-Tag": "noindex, nofollow"}
@@ -157,6 +162,37 @@ def build_router(portal: Portal) -> APIRouter:
             return portal.redirect(f"/files/{quote(token, safe='')}?uploaded={len(staged)}")
 
         return await run_in_threadpool(commit)
+
+    @router.post("/tickets/{number}/files")
+    async def request_link(request: Request, number: str) -> Response:
+        """The ticket view's button: an area for this ticket, its link shown and mailed to
+        the logged-in customer's stored address (never one typed into a form)."""
+        visitor = await run_in_threadpool(portal.require_user, request)
+        form = await request.form(max_files=0, max_fields=5)
+        portal.check_csrf(visitor, form.get("csrf"))
+        return await run_in_threadpool(new_link, visitor, number)
+
+    def new_link(visitor: Visitor, number: str) -> Response:
+        user = visitor.user
+        assert user is not None
+        with app.db.write() as session:
+            found = find_visible_ticket(session, user, number,
+                                        organisation=app.settings.web.organisation_tickets)
+            if found is None:
+                return portal.render(visitor, "error.html", 404,
+                                     message=text(visitor.language, "not_found"))
+            keys = [f"user:{user.username}"]
+            if not limits.allowed(session, NEW_AREAS, keys, portal.limit):
+                return refuse(visitor, 429, text(visitor.language, "rate_limited"),
+                              f"/tickets/{quote(number)}")
+            limits.record(session, NEW_AREAS, keys, portal.limit)
+            created = create_area(session, app, found.id, created_by=f"web:{user.username}",
+                                  mail_to=user.email)
+        response = portal.render(visitor, "files_created.html", number=number,
+                                 link=created.url, mailed=bool(created.mailed_to),
+                                 expires=created.expires)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
     @router.get("/files/{token}/{file_id}")
     def download(request: Request, token: str, file_id: str) -> Response:

@@ -238,3 +238,35 @@ def test_download_limit(app: App, ticket: str, web: FastAPI) -> None:
     assert client.get(f"/files/{token}/999").status_code == 404
     with app.db.read() as session:
         assert session.execute(select(table_of(FileArea).c.download_count)).scalar_one() == 2
+
+
+def test_the_ticket_view_button_creates_an_area_and_mails_the_link(
+        app: App, ticket: str, web: FastAPI) -> None:
+    import re
+
+    from tests.web.conftest import csrf_of
+    from tests.web.test_tickets import logged_in
+    other = ticket_by_mail(app, "Fremd", sender="jane@globex.example")
+    client = logged_in(app, web, "mmuster")
+    view = client.get(f"/tickets/{ticket}")
+    assert "Link zum Dateiaustausch anfordern" in view.text
+    created = client.post(f"/tickets/{ticket}/files", data={"csrf": csrf_of(view.text)})
+    assert created.status_code == 200, created.text
+    assert "auch per E-Mail unterwegs" in created.text
+    link = re.search(r'href="(http://127\.0\.0\.1:8080/files/[A-Za-z0-9_-]{43})"', created.text)
+    assert link
+    sent = mails(app, "file-link")
+    assert [to for _, to, _ in sent] == [("max@acme.example",)]
+    assert link.group(1) in text_of(sent[0][2])
+    assert client.get(link.group(1).removeprefix("http://127.0.0.1:8080")).status_code == 200
+    with app.db.read() as session:
+        area = session.execute(select(table_of(FileArea))).one()
+    assert (area.created_by, area.mailed_to) == ("web:mmuster", "max@acme.example")
+
+    csrf = csrf_of(client.get(f"/tickets/{ticket}").text)
+    assert client.post(f"/tickets/{other}/files", data={"csrf": csrf}).status_code == 404
+    assert client.post(f"/tickets/{ticket}/files", data={"csrf": "nope"}).status_code == 403
+    statuses = [client.post(f"/tickets/{ticket}/files", data={"csrf": csrf}).status_code
+                for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]       # five per window and username
+    assert count(app, FileArea) == 5
