@@ -189,6 +189,24 @@ def create_area_for_address(session: Session, app: App, ticket_id: int, address:
     return create_area(session, app, ticket_id, created_by=created_by, mail_to=address).id
 
 
+def files_command(session: Session, app: App, ticket_id: int, days: str, *,
+                  actor: str) -> str:
+    """Staff's `#files [DAYS]`: an area whose link goes to the ticket's customer. What was
+    done, for the staff member; "#files DAYS: why" when it could not be done (the pipeline
+    then tells them by mail)."""
+    label = f"#files {days}".rstrip()
+    address = answers.ticket_facts(session, app, ticket_id).address
+    if not address:
+        return f"{label}: the ticket has no customer address to send the link to"
+    created = create_area(session, app, ticket_id, created_by=actor,
+                          expires_days=int(days) if days else None)
+    if not created.mailed_to:
+        revoke_area(session, created.id)      # nobody can ever use it
+        return f"{label}: the link could not be mailed to {address}"
+    return f"{label} (link mailed to {created.mailed_to}, valid until " \
+           f"{created.expires:%Y-%m-%d %H.%M} UTC)"
+
+
 def revoke_area(session: Session, area_id: int, *, now: datetime | None = None) -> bool:
     """End an area at once; False when it was revoked already. `NotFound` if unknown."""
     found = session.execute(select(_area.c.revoked).where(_area.c.id == area_id)).one_or_none()

@@ -24,6 +24,7 @@ from gateway.addressbook import AddressBook
 from gateway.addresses import address_key
 from gateway.app import App
 from gateway.errors import InvalidInput
+from gateway.file_exchange import files_command
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.loops import classify_parsed
 from gateway.message import ParsedMessage, ParseLimitExceeded
@@ -227,6 +228,8 @@ def _run_command(session: Session, app: App, ticket_id: int, command: Command,
             return f"#assign {assign(session, ticket_id, command.value, actor=actor)}"
         except InvalidInput as exc:
             return f"#assign {command.value}: {exc}"
+    if command.name == "files":
+        return files_command(session, app, ticket_id, command.value, actor=actor)
     return f"#{command.name}"
 
 

@@ -3,6 +3,7 @@
 Commands, one per line before any other text (blank lines between them are fine):
   #state <new|open|pending|closed>    #priority <1-5 or a name>
   #internal                           #assign <staff address or name>
+  #files [DAYS]                       (a file-exchange link mailed to the customer)
 The command lines are removed from the text; everything after them is the answer. A line
 that looks like a command but cannot be understood becomes a `CommandError` (the staff member
 is told why) and the rest of the mail still counts.
@@ -24,13 +25,14 @@ from gateway.errors import InvalidInput
 from gateway.tickets import State, parse_priority, parse_state
 
 _COMMAND = re.compile(r"^\s*#([a-zA-Z]+)\b\s*(.*?)\s*$")
-KNOWN = ("state", "priority", "internal", "assign")
+KNOWN = ("state", "priority", "internal", "assign", "files")
+MAX_FILES_DAYS = 365
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str                # state | priority | internal | assign
-    value: str               # normalised: a State value, "1".."5", "" or the assignee
+    name: str                # state | priority | internal | assign | files
+    value: str               # normalised: a State value, "1".."5", "", the assignee, days
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ def _command(name: str, argument: str) -> Command:
         if not argument:
             raise InvalidInput("#assign needs a staff address or name")
         return Command("assign", argument)
+    if name == "files":
+        if argument and not (argument.isdigit() and 1 <= int(argument) <= MAX_FILES_DAYS):
+            raise InvalidInput(f"#files takes the days the link is valid, 1 to "
+                               f"{MAX_FILES_DAYS} (or nothing for the configured default)")
+        return Command("files", str(int(argument)) if argument else "")
     raise InvalidInput(f"unknown command #{name}; known: "
                        + ", ".join(f"#{k}" for k in KNOWN))
 
