@@ -13,7 +13,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.app import App
-from gateway.store.housekeeping import purge_expired_tokens
+from gateway.store.housekeeping import purge_expired_tokens, sweep_file_areas
 from gateway.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ def build_scheduler(app: App) -> AsyncIOScheduler:
                       id="purge-expired-tokens", next_run_time=utcnow())
     scheduler.add_job(_sweep_sessions, "interval", args=[app], minutes=30,
                       id="sweep-web-sessions", next_run_time=utcnow())
+    scheduler.add_job(_sweep_file_areas, "interval", args=[app], minutes=30,
+                      id="sweep-file-areas", next_run_time=utcnow())
     return scheduler
 
 
@@ -49,3 +51,12 @@ def _purge_tokens(app: App) -> None:
         removed = purge_expired_tokens(session, utcnow())
     if removed:
         log.info("purged %d expired tokens", removed)
+
+
+def _sweep_file_areas(app: App) -> None:
+    """Expired and revoked file-exchange areas: closed, their files removed unless a ticket
+    (or another area) holds them."""
+    with app.db.write() as session:
+        areas, removed = sweep_file_areas(session, app.blobs, utcnow())
+    if areas:
+        log.info("closed %d file-exchange areas, removed %d files", areas, removed)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from gateway.app import App
-from gateway.jobs import _purge_tokens, _sweep_sessions, build_scheduler
+from gateway.jobs import _purge_tokens, _sweep_file_areas, _sweep_sessions, build_scheduler
 
 
 def test_the_housekeeping_jobs_are_scheduled_and_run(app: App) -> None:
     scheduler = build_scheduler(app)
     assert {job.id for job in scheduler.get_jobs()} == {"purge-expired-tokens",
-                                                        "sweep-web-sessions"}
+                                                        "sweep-web-sessions",
+                                                        "sweep-file-areas"}
     _purge_tokens(app)
     _sweep_sessions(app)
+    _sweep_file_areas(app)
