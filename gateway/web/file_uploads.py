@@ -3,9 +3,9 @@
 The body is fed, as it arrives, to python-multipart's streaming `MultipartParser`; every
 file part goes straight into a staging file beside the blobs (`BlobStore.staging_file`)
 while its SHA-256 is computed. Nothing is spooled anywhere else (no SpooledTemporaryFile, no
-copy): at most one batch of the body (`BATCH`, 1 MiB) is in memory, whatever the upload's
-size. The parser runs in a worker thread, one batch per hop, so disk writes never block the
-event loop.
+copy): a few batches of the body (`BATCH`, 1 MiB; `PIPELINE` + 2 at most) are in memory,
+whatever the upload's size. The parser runs in a worker thread, one batch per hop, so disk
+writes never block the event loop, and the body is read on while a batch is written.
 
 Guarantees:
 - The limits (bytes per file, files and bytes left in the area) are enforced *while*
@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +39,7 @@ from gateway.file_exchange import StagedFile, UploadRefused
 from gateway.store.blobs import BlobStore
 
 BATCH = 1024 * 1024            # bytes of the body handed to the parser per thread hop
+PIPELINE = 2                   # batches queued between reading and parsing
 MAX_FIELD = 64 * 1024          # a non-file form field (the form has none; tolerate a few)
 MAX_PARTS = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -191,39 +194,64 @@ def boundary_of(request: Request) -> bytes | None:
 
 async def receive_files(request: Request, blobs: BlobStore, limits: UploadLimits, *,
                         drain_limit: int) -> list[StagedFile]:
-    """Stream the request's file parts named `limits.field` into staging files."""
+    """Stream the request's file parts named `limits.field` into staging files.
+
+    Two tasks overlap the network and the disk: this one reads the body and hands 1 MiB
+    batches through a queue of `PIPELINE` batches to the parser task, which runs
+    `_Receiver.write` in a worker thread. (Read and write in turn, the socket is idle
+    while a batch is written: uvicorn stops reading 64 KiB ahead of the app.)"""
     boundary = boundary_of(request)
     if boundary is None:
         raise UploadRefused("incomplete")
     receiver = _Receiver(blobs, limits, boundary)
-    refused: UploadRefused | None = None
-    drained = 0
-    batch: list[bytes] = []
-    pending = 0
+    refused: list[UploadRefused] = []
+    sender, batches = anyio.create_memory_object_stream[bytes](max_buffer_size=PIPELINE)
+
+    async def parse() -> None:
+        async with batches:
+            async for data in batches:
+                if refused:
+                    continue                   # the reader stops sending soon
+                try:
+                    await run_in_threadpool(receiver.write, data)
+                except UploadRefused as exc:
+                    refused.append(exc)
+                    await run_in_threadpool(receiver.discard)
+
     try:
-        async for chunk in request.stream():
-            if refused is not None:        # read and drop the rest, so the page arrives
-                drained += len(chunk)
-                if drained > drain_limit:
-                    break
-                continue
-            batch.append(chunk)
-            pending += len(chunk)
-            if pending < BATCH:
-                continue
-            data, batch, pending = b"".join(batch), [], 0
-            try:
-                await run_in_threadpool(receiver.write, data)
-            except UploadRefused as exc:
-                refused = exc
-                await run_in_threadpool(receiver.discard)
-        if refused is None and batch:
-            await run_in_threadpool(receiver.write, b"".join(batch))
-        if refused is not None:
-            raise refused
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(parse)
+                async with sender:
+                    await _read_body(request, sender, refused, drain_limit)
+        except BaseExceptionGroup as group_error:   # one task failed: raise what it raised
+            raise group_error.exceptions[0] from None
+        if refused:
+            raise refused[0]
         if not receiver.finished:
             raise UploadRefused("incomplete")
         return receiver.staged
     except BaseException:
         receiver.discard()                 # also on disconnect and cancellation
         raise
+
+
+async def _read_body(request: Request, sender: MemoryObjectSendStream[bytes],
+                     refused: list[UploadRefused], drain_limit: int) -> None:
+    """The body in batches of `BATCH` bytes; after a refusal, read and drop the rest (up
+    to `drain_limit`) so the browser receives the answer page, not a reset connection."""
+    batch: list[bytes] = []
+    pending = drained = 0
+    async for chunk in request.stream():
+        if refused:
+            drained += len(chunk)
+            if drained > drain_limit:
+                return
+            continue
+        batch.append(chunk)
+        pending += len(chunk)
+        if pending >= BATCH:
+            await sender.send(b"".join(batch))
+            batch, pending = [], 0
+    if batch and not refused:
+        await sender.send(b"".join(batch))

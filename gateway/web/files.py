@@ -33,6 +33,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from gateway.file_exchange import (
     AreaPolicy,
@@ -138,6 +139,9 @@ def build_router(portal: Portal) -> APIRouter:
         try:
             staged = await receive_files(request, app.blobs, upload_limits(area),
                                          drain_limit=policy.max_total_size)
+        except ClientDisconnect:               # the browser went away: nothing was kept
+            log.info("file area %d: upload aborted by the client", area.id)
+            return Response(status_code=400)
         except UploadRefused as refused:
             log.info("file area %d: upload refused: %s", area.id, refused.reason)
             status = 400 if refused.reason == "incomplete" else 413
