@@ -207,14 +207,19 @@ def build_router(portal: Portal) -> APIRouter:
         back = f"/files/{quote(token, safe='')}"
         if not file_id.isdigit() or len(file_id) > 18:
             return refuse(visitor, 404, text(visitor.language, "not_found"), back)
+        handle = None
         try:
             with app.db.write() as session:
                 wanted = claim_download(session, found, int(file_id))
                 if wanted is None:
                     return refuse(visitor, 404, text(visitor.language, "not_found"), back)
-                handle = app.blobs.open(wanted.sha256)   # opened before the count commits
+                handle = app.blobs.open(wanted.sha256)   # a missing file counts nothing
         except DownloadLimitReached:
             return refuse(visitor, 410, text(visitor.language, "files_used_up"), back)
+        except BaseException:
+            if handle is not None:                       # the count did not commit
+                handle.close()
+            raise
 
         def chunks() -> object:
             with handle:

@@ -270,3 +270,33 @@ def test_the_ticket_view_button_creates_an_area_and_mails_the_link(
                 for _ in range(5)]
     assert statuses == [200, 200, 200, 200, 429]       # five per window and username
     assert count(app, FileArea) == 5
+
+
+def test_a_download_limit_holds_under_parallel_requests(app: App, ticket: str,
+                                                        web: FastAPI) -> None:
+    import threading
+
+    from gateway.file_exchange import DownloadLimitReached, claim_download, find_area
+    token = new_area(app, ticket, download_limit=3)
+    assert upload(new_browser(web), token, ("a.txt", b"x", "text/plain")).status_code == 303
+    with app.db.read() as session:
+        area = find_area(session, token)
+    assert area is not None
+    results: list[str] = []
+    start = threading.Barrier(8)
+
+    def download() -> None:
+        start.wait()
+        try:
+            with app.db.write() as session:
+                claim_download(session, area, area.files[0].id)
+            results.append("ok")
+        except DownloadLimitReached:
+            results.append("refused")
+
+    threads = [threading.Thread(target=download) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(results) == ["ok"] * 3 + ["refused"] * 5
