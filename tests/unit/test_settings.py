@@ -155,6 +155,26 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path,
     assert settings.attachments_dir == Path("/srv/gw/attachments")
 
 
+def test_file_exchange_settings(tmp_path: Path) -> None:
+    settings = load_settings(SAMPLE)
+    assert (settings.files.expiry_days, settings.files.max_file_size,
+            settings.files.download_limit) == (7, 1024**3, 0)
+    problems = problems_of(tmp_path, """
+[files]
+expiry_days = 0
+max_file_size = "2GB"
+max_files = 0
+download_limit = -1
+rate_limt_minutes = 3
+""")
+    text = "\n".join(problems)
+    assert "files.expiry_days: Input should be greater than 0" in text
+    assert "files.max_file_size: 2147483648 bytes is too large: at most 2147483647" in text
+    assert "files.max_files: Input should be greater than 0" in text
+    assert "files.download_limit: Input should be greater than or equal to 0" in text
+    assert "files.rate_limt_minutes: unknown key" in text
+
+
 def test_sizes_and_listen_addresses(tmp_path: Path) -> None:
     def size(value: object) -> int:
         return settings_from_mapping({"inbound": {"max_message_size": value}}, "x",

@@ -29,12 +29,20 @@ def test_internal_and_assign() -> None:
     ("#internal please", "takes no value"),
     ("#assign", "needs a staff address"),
     ("#close", "unknown command #close"),
+    ("#files 0", "1 to 365"),
+    ("#files 366", "1 to 365"),
+    ("#files soon", "1 to 365"),
 ])
 def test_bad_commands_are_reported_and_the_rest_still_counts(line: str, reason: str) -> None:
     mail = parse_commands(f"{line}\n#priority 2\nText")
     assert [e.line for e in mail.errors] == [line]
     assert reason in mail.errors[0].reason
     assert mail.commands == (Command("priority", "2"),) and mail.text == "Text"
+
+
+def test_files_with_and_without_days() -> None:
+    assert parse_commands("#files\nBitte hochladen.").commands == (Command("files", ""),)
+    assert parse_commands("#Files 014\n").commands == (Command("files", "14"),)
 
 
 def test_a_mail_without_commands() -> None:
