@@ -126,6 +126,10 @@ def test_upload_two_files_then_download_one(app: App, ticket: str, web: FastAPI)
         ("server.log", rows[0].sha256), ("Bericht ü.html", rows[1].sha256)]
     notes = [m for e, to, m in mails(app, "staff-notify") if "Dateien" in str(m["Subject"])]
     assert len(notes) == 1 and "server.log" in text_of(notes[0])
+    from tests.web.test_tickets import logged_in
+    view = logged_in(app, web, "mmuster").get(f"/tickets/{ticket}").text   # the portal too
+    assert "Dateien über den Dateiaustausch hochgeladen" in view
+    assert ">server.log</a>" in view and ">Bericht ü.html</a>" in view
 
 
 def test_expired_revoked_and_wrong_tokens_are_refused_alike(app: App, ticket: str,
