@@ -8,7 +8,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlmodel import Session
 
 from gateway.store.blobs import BlobStore
-from gateway.store.models import Attachment, Blob, Token, table_of
+from gateway.store.models import Attachment, Blob, ReceivedMail, Token, table_of
 from gateway.store.models_files import FileArea, FileAreaFile
 
 _token = table_of(Token)
@@ -16,6 +16,7 @@ _area = table_of(FileArea)
 _area_file = table_of(FileAreaFile)
 _attachment = table_of(Attachment)
 _blob = table_of(Blob)
+_received = table_of(ReceivedMail)
 
 
 def purge_expired_tokens(session: Session, now: datetime,
@@ -32,7 +33,8 @@ def purge_expired_tokens(session: Session, now: datetime,
 def sweep_file_areas(session: Session, blobs: BlobStore, now: datetime) -> tuple[int, int]:
     """Close the file-exchange areas that expired or were revoked: their file rows go, and
     so does every blob that nothing else references (a file uploaded for a ticket is also
-    the ticket's attachment and stays). Returns (areas closed, blobs removed).
+    the ticket's attachment and stays; a received mail's raw bytes may be the same blob).
+    Returns (areas closed, blobs removed).
 
     Blob rows are locked before their references are checked, and their files are deleted
     before this transaction commits: an upload of the same content in parallel either
@@ -55,9 +57,10 @@ def sweep_file_areas(session: Session, blobs: BlobStore, now: datetime) -> tuple
     for sha256 in sorted(candidates):
         locked = session.execute(select(_blob.c.sha256).where(_blob.c.sha256 == sha256)
                                  .with_for_update()).scalar_one_or_none()
-        referenced = session.execute(select(
+        referenced = session.execute(select(          # a raw mail may live there too
             exists().where(_attachment.c.sha256 == sha256)
-            | exists().where(_area_file.c.sha256 == sha256))).scalar()
+            | exists().where(_area_file.c.sha256 == sha256)
+            | exists().where(_received.c.raw_sha256 == sha256))).scalar()
         if locked is None or referenced:
             continue
         session.execute(delete(_blob).where(_blob.c.sha256 == sha256))

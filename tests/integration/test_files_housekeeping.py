@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from gateway.app import App
 from gateway.file_exchange import StagedFile, create_area, find_area, record_uploads
 from gateway.jobs import _sweep_file_areas
-from gateway.store.models import Attachment, Blob, table_of, utcnow
+from gateway.store.models import Attachment, Blob, ReceivedMail, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
 from gateway.tickets import find_ticket
 from gateway.tokens import hash_token
@@ -60,12 +60,14 @@ def test_sweep_removes_only_what_nothing_else_holds(app: App,
     with app.db.read() as session:
         ticket_id = find_ticket(session, ticket_by_mail(app, "Dateien")).id
     attached, lonely, shared, revoked_only = (secrets.token_bytes(100) for _ in range(4))
+    with app.db.read() as session:                 # the same bytes as a received mail
+        mail = session.execute(select(table_of(ReceivedMail).c.raw)).scalar_one()
     with_ticket, _ = area_with_files(app, ticket_id, attached)
-    bare, _ = area_with_files(app, None, lonely, shared)
+    bare, _ = area_with_files(app, None, lonely, shared, mail)
     still_open, open_token = area_with_files(app, None, shared)
     revoked, _ = area_with_files(app, None, revoked_only)
     digest = {c: hashlib.sha256(c).hexdigest() for c in (attached, lonely, shared,
-                                                          revoked_only)}
+                                                          revoked_only, mail)}
     with app.db.write() as session:
         session.execute(_area.update().where(_area.c.id.in_([with_ticket, bare]))
                         .values(expires=utcnow() - timedelta(minutes=1)))
@@ -78,7 +80,7 @@ def test_sweep_removes_only_what_nothing_else_holds(app: App,
         assert find_area(session, open_token) is not None
     assert {k for k, v in closed.items() if v is not None} == {with_ticket, bare, revoked}
     assert closed[still_open] is None
-    kept = {digest[attached], digest[shared]}
+    kept = {digest[attached], digest[shared], digest[mail]}
     assert shas(app, Blob) == kept
     assert shas(app, FileAreaFile) == {digest[shared]}              # only the open area's
     assert digest[attached] in shas(app, Attachment)               # the ticket keeps it
