@@ -334,7 +334,7 @@ def command_failed(session: Session, app: App, ticket_id: int, *, staff_address:
 
 
 def file_link(session: Session, app: App, ticket_id: int, *, to_address: str, token: str,
-              expires: datetime) -> str | None:
+              expires: datetime, too_large: int | None = None) -> str | None:
     """A file-exchange link for a ticket, from the queue's address, in the customer's language
     when `to_address` is the ticket's customer (else the queue's); its Message-ID, or None
     when the address cannot be written."""
@@ -343,7 +343,8 @@ def file_link(session: Session, app: App, ticket_id: int, *, to_address: str, to
     name = facts.customer_name if is_customer else ""
     language = facts.language if is_customer else facts.queue.language
     return _queue_mail(session, app, "file-link", language,
-                       {"customer_name": name, "token": token, "expires": expires},
+                       {"customer_name": name, "token": token, "expires": expires,
+                        "too_large": too_large},
                        sender=_queue_identity(facts.queue), to=[(name, to_address)],
                        facts=facts, in_reply_to=facts.thread[-1] if facts.thread else None,
                        reply_to=reply_address(app, facts))

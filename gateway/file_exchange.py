@@ -153,9 +153,11 @@ def plausible_token(token: str) -> bool:
 
 def create_area(session: Session, app: App, ticket_id: int, *, created_by: str,
                 mail_to: str | None = None, expires_days: int | None = None,
-                download_limit: int | None = None, now: datetime | None = None) -> CreatedArea:
+                download_limit: int | None = None, too_large: int | None = None,
+                now: datetime | None = None) -> CreatedArea:
     """Open an area for a ticket and mail its link to `mail_to` (None: the ticket's
-    customer; "": nobody). `download_limit` 0 means none; None takes the config's."""
+    customer; "": nobody). `download_limit` 0 means none; None takes the config's.
+    `too_large`: the size of a mail over the inbound limit, which the link mail explains."""
     policy = AreaPolicy.from_settings(app.settings.files)
     days = expires_days if expires_days is not None else app.settings.files.expiry_days
     if not 1 <= days <= MAX_DAYS:
@@ -174,7 +176,7 @@ def create_area(session: Session, app: App, ticket_id: int, *, created_by: str,
         download_count=0, revoked=None, closed=None)).scalar_one()
     mailed = ""
     if mail_to and answers.file_link(session, app, ticket_id, to_address=mail_to, token=token,
-                                     expires=expires):
+                                     expires=expires, too_large=too_large):
         mailed = mail_to
         session.execute(update(_area).where(_area.c.id == area_id).values(mailed_to=mailed))
     log.info("file area %d for ticket id %d by %s (link mailed to %s)", area_id, ticket_id,
@@ -183,10 +185,12 @@ def create_area(session: Session, app: App, ticket_id: int, *, created_by: str,
 
 
 def create_area_for_address(session: Session, app: App, ticket_id: int, address: str, *,
-                            created_by: str = "mail") -> int:
-    """The entry point for a mail whose attachments are over the inbound limit: an area for
-    the ticket, its link queued to `address`, in the caller's transaction; the area id."""
-    return create_area(session, app, ticket_id, created_by=created_by, mail_to=address).id
+                            too_large: int, created_by: str = "mail") -> CreatedArea:
+    """For a mail over the inbound size limit (`too_large` bytes), whose text was kept: an
+    area for its ticket, the link queued to `address` with why, in the caller's
+    transaction."""
+    return create_area(session, app, ticket_id, created_by=created_by, mail_to=address,
+                       too_large=too_large)
 
 
 def files_command(session: Session, app: App, ticket_id: int, days: str, *,

@@ -24,7 +24,7 @@ from gateway.addressbook import AddressBook
 from gateway.addresses import address_key
 from gateway.app import App
 from gateway.errors import InvalidInput
-from gateway.file_exchange import files_command
+from gateway.file_exchange import create_area_for_address, files_command
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.loops import classify_parsed
 from gateway.message import ParsedMessage, ParseLimitExceeded
@@ -71,6 +71,7 @@ class Understood:
     parsed: ParsedMessage
     context: MailContext
     bounced: tuple[tuple[str, str, bool], ...] = ()   # (address, status, permanent)
+    truncated_from: int | None = None     # over the size limit: only its beginning was kept
 
 
 def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
@@ -92,15 +93,21 @@ def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
 
 
 def understand_stored(app: App, *, raw: bytes, received: datetime, envelope_from: str | None,
-                      envelope_to: Sequence[str]) -> Understood | Outcome:
+                      envelope_to: Sequence[str],
+                      truncated_from: int | None = None) -> Understood | Outcome:
     """The pure half for one stored mail (no database): what it is, or the quarantine
     outcome when it breaks a parser limit. Runs before the write transaction, so parsing
-    never holds a lock."""
+    never holds a lock. Of a mail cut at the size limit only the text counts: its
+    attachments are incomplete and are left out."""
     try:
-        return understand(raw, received=received, envelope_from=envelope_from,
-                          envelope_to=envelope_to, addressbook=app.addressbook)
+        understood = understand(raw, received=received, envelope_from=envelope_from,
+                                envelope_to=envelope_to, addressbook=app.addressbook)
     except ParseLimitExceeded as exc:
         return Outcome("quarantined", f"parser limit: {exc}", "parse-limit")
+    if truncated_from is None:
+        return understood
+    return replace(understood, parsed=replace(understood.parsed, attachments=()),
+                   truncated_from=truncated_from)
 
 
 def route_and_apply(session: Session, app: App, understood: Understood,
@@ -133,7 +140,7 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
         if decision.also:
             result = replace(result, reason=f"{result.reason}: "
                                             f"{', '.join(f.number for f in created)}")
-        return result
+        return _offer_upload(session, app, understood, result, created[0].id, sender)
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
             and not decision.internal:
         note = staff_mail(session, app, decision, parsed, mail_id)
@@ -144,10 +151,12 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
         add_article(session, decision.ticket.id, article)
         if decision.reopen:
             change_state(session, app, decision.ticket.id, State.OPEN, actor=f"mail:{sender}")
-        if not decision.internal:
-            answers.customer_replied(session, app, decision.ticket.id, parsed,
-                                     automatic=automatic)
-        return outcome("appended", decision.ticket.id, decision.ticket.number)
+        if decision.internal:
+            return outcome("appended", decision.ticket.id, decision.ticket.number)
+        answers.customer_replied(session, app, decision.ticket.id, parsed, automatic=automatic)
+        return _offer_upload(session, app, understood,
+                             outcome("appended", decision.ticket.id, decision.ticket.number),
+                             decision.ticket.id, sender)
     if isinstance(decision, IgnoreDecision):
         ticket = decision.ticket
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
@@ -166,6 +175,22 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
 
 
 REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available")
+
+
+def _offer_upload(session: Session, app: App, understood: Understood, result: Outcome,
+                  ticket_id: int, sender: str) -> Outcome:
+    """A mail over the size limit kept only its text: its sender gets a file-exchange link
+    for the attachments instead of a bounce (never an automatic sender)."""
+    size = understood.truncated_from
+    if size is None:
+        return result
+    note = f"over the size limit ({size} bytes): only its text was kept"
+    if understood.context.automatic or not sender:
+        return replace(result, reason=f"{result.reason}; {note}, nothing sent")
+    area = create_area_for_address(session, app, ticket_id, sender, too_large=size)
+    sent = f"file-exchange link mailed to {area.mailed_to}" if area.mailed_to else \
+        f"no file-exchange link: {sender} cannot be written to"
+    return replace(result, reason=f"{result.reason}; {note}, {sent}")
 
 
 def staff_mail(session: Session, app: App, decision: AppendDecision, parsed: ParsedMessage,

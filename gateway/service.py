@@ -91,11 +91,14 @@ class ListenerComponent:
                  on_stored: Callable[[], None] | None = None) -> None:
         self.name = "lmtp" if lmtp else "smtp"
         self.host, self.port = host_port(listen)
+        inbound = app.settings.inbound
         self.handler = GatewayHandler(app.addressbook, committer,
-                                      max_recipients=app.settings.inbound.max_recipients,
-                                      lmtp=lmtp, on_stored=on_stored)
+                                      max_recipients=inbound.max_recipients, lmtp=lmtp,
+                                      max_size=inbound.max_message_size, on_stored=on_stored)
+        # SIZE and the hard limit: up to oversize_limit a mail is read (its text kept)
         self.factory = server_factory(self.handler,
-                                      max_size=app.settings.inbound.max_message_size,
+                                      max_size=max(inbound.max_message_size,
+                                                   inbound.oversize_limit),
                                       timeout=app.settings.inbound.timeout)
         self.server: asyncio.Server | None = None
 

@@ -80,6 +80,9 @@ class InboundSettings(_Section):
     lmtp: Listen = ""
     domains: list[str] = Field(default_factory=list)
     max_message_size: Size = 50 * 1024**2
+    # larger mails, up to this size, are accepted: their text is kept (the first 256 KiB)
+    # and the sender gets a file-exchange link for the attachments; 0 = refuse them (552)
+    oversize_limit: Size = 500 * 1024**2
     max_recipients: int = Field(default=50, gt=0)
     timeout: int = Field(default=300, gt=0)   # seconds a client may idle (RFC 5321 §4.5.3.2.7)
     # the border MTA's authserv-id (RFC 8601): if set, staff commands need its DMARC/DKIM pass

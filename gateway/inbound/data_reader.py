@@ -23,6 +23,7 @@ from gateway.inbound.intake import RAW_IN_ROW_LIMIT, SpooledRaw
 from gateway.store.blobs import BlobStore, BlobWriter
 
 _DOT_LINE = b"\r\n."          # a line that starts with a dot: stuffed, or the end marker
+TRUNCATED_KEEP = 256 * 1024   # what is kept of a mail over the size limit
 _END = b".\r\n"
 
 
@@ -70,13 +71,21 @@ class DataDecoder:
 
 
 class RawSpool:
-    """Collects a message: in memory up to `RAW_IN_ROW_LIMIT`, then in a blob file."""
+    """Collects a message: in memory up to `RAW_IN_ROW_LIMIT`, then in a blob file.
 
-    def __init__(self, blobs: BlobStore, limit: int | None) -> None:
+    Over `limit` the message is not kept, only its first `TRUNCATED_KEEP` bytes (headers
+    and text, usually), and `truncated` says so; over `oversize_limit` (when larger than
+    `limit`) nothing is kept and `too_big` says so."""
+
+    def __init__(self, blobs: BlobStore, limit: int | None,
+                 oversize_limit: int | None = None) -> None:
         self.blobs = blobs
         self.limit = limit
+        self.hard_limit = max(limit, oversize_limit or 0) if limit is not None else None
         self.size = 0
+        self.truncated = False
         self.too_big = False
+        self._head = bytearray()
         self._memory = bytearray()
         self._file: BlobWriter | None = None
 
@@ -84,8 +93,17 @@ class RawSpool:
         if not data or self.too_big:
             return
         self.size += len(data)
-        if self.limit is not None and self.size > self.limit:
+        if len(self._head) < TRUNCATED_KEEP:
+            self._head += data[:TRUNCATED_KEEP - len(self._head)]
+        if self.hard_limit is not None and self.size > self.hard_limit:
             self.too_big = True                    # keep reading, keep nothing
+            self._head = bytearray()
+            self.discard()
+            return
+        if self.truncated:
+            return
+        if self.limit is not None and self.size > self.limit:
+            self.truncated = True                  # keep reading, keep only the head
             self.discard()
             return
         if self._file is None and len(self._memory) + len(data) <= RAW_IN_ROW_LIMIT:
@@ -98,8 +116,11 @@ class RawSpool:
         self._file.write(data)
 
     def finish(self) -> bytes | SpooledRaw:
-        """The message: its bytes, or where it lies in the blob store (fsynced; blocking,
-        so call it off the event loop)."""
+        """The message: its bytes (or the first `TRUNCATED_KEEP` of them when `truncated`),
+        or where it lies in the blob store (fsynced; blocking, so call it off the event
+        loop)."""
+        if self.truncated:
+            return bytes(self._head)
         if self._file is None:
             return bytes(self._memory)
         stored = self._file.finish()

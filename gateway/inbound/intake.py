@@ -69,6 +69,7 @@ class SpooledRaw:
 class Incoming:
     raw: bytes | SpooledRaw
     envelope: Envelope
+    truncated_from: int | None = None    # over the size limit: only the beginning is `raw`
 
 
 def _external(item: Incoming, blobs: BlobStore) -> StoredBlob | None:
@@ -91,8 +92,8 @@ def _row(item: Incoming, now: datetime, external: StoredBlob | None) -> dict[str
         "received": now, "source": item.envelope.source,
         "envelope_from": item.envelope.mail_from if item.envelope.mail_from is not None else "",
         "envelope_to": list(item.envelope.rcpt_to), "raw": raw, "raw_sha256": digest,
-        "size": size, "status": "pending", "outcome": "pending", "attempts": 0,
-        "next_attempt": now,
+        "size": size, "truncated_from": item.truncated_from, "status": "pending",
+        "outcome": "pending", "attempts": 0, "next_attempt": now,
     }
 
 

@@ -3,7 +3,10 @@
 Answers, per RFC 5321/3463 and the contract:
 - RCPT outside our domains: `550 5.7.1` (no relaying); our domain but no such address:
   `550 5.1.1`; more than `max_recipients`: `452 4.5.3`.
-- SIZE is advertised and enforced: `552 5.3.4` (at MAIL FROM when declared, after DATA when not).
+- SIZE is advertised and enforced: `552 5.3.4` (at MAIL FROM when declared, after DATA when
+  not). The advertised size is `oversize_limit`: a mail larger than `max_message_size` but
+  within it is accepted with only its beginning kept (its text), and its sender gets a
+  file-exchange link for the attachments instead of a bounce (pipeline `_offer_upload`).
 - `250` only after the raw message and its envelope are committed (`intake`); any internal
   fault, from a locked database to a bug, answers `451 4.3.0` without detail: the sending
   MTA keeps the mail and retries. Nothing after DATA is ever a `5xx` for a mail we merely
@@ -42,10 +45,11 @@ class GatewayHandler:
     committed through the group committer."""
 
     def __init__(self, addressbook: AddressBook, committer: GroupCommitter, *,
-                 max_recipients: int, lmtp: bool,
+                 max_recipients: int, lmtp: bool, max_size: int | None = None,
                  on_stored: Callable[[], None] | None = None) -> None:
         self.addressbook = addressbook
         self.committer = committer
+        self.max_size = max_size      # larger mails keep only their beginning (see RawSpool)
         self.max_recipients = max_recipients
         self.lmtp = lmtp
         self.on_stored = on_stored       # wakes the worker: no polling delay
@@ -70,7 +74,8 @@ class GatewayHandler:
         incoming = Incoming(raw, Envelope(
             source="lmtp" if self.lmtp else "smtp",
             mail_from=_reverse_path(envelope.mail_from),
-            rcpt_to=tuple(envelope.rcpt_tos)))
+            rcpt_to=tuple(envelope.rcpt_tos)),
+            truncated_from=getattr(envelope, "truncated_from", None))
         try:
             mail_id = await self.committer.submit(incoming)
         except TemporaryFailure as exc:
@@ -135,7 +140,9 @@ class StreamingData(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        spool = RawSpool(self.event_handler.committer.blobs, self.data_size_limit)
+        handler = self.event_handler
+        spool = RawSpool(handler.committer.blobs, handler.max_size or self.data_size_limit,
+                         self.data_size_limit)
         try:
             raw = await self._read_data(spool)
         except BaseException:
@@ -146,6 +153,7 @@ class StreamingData(SMTP):
             self._set_post_data_state()
             return
         self.envelope.raw_mail = raw                                   # type: ignore[attr-defined]
+        self.envelope.truncated_from = spool.size if spool.truncated else None  # type: ignore[attr-defined]
         self.envelope.original_content = self.envelope.content = (
             raw if isinstance(raw, bytes) else b"")
         status = await self._call_handler_hook("DATA")

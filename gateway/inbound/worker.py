@@ -182,8 +182,8 @@ def _read_leased(app: App, mail_ids: Sequence[int]) -> list[Any]:
     with app.db.read() as session:
         rows = session.execute(select(
             _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
-            _received.c.raw_sha256, _received.c.received, _received.c.source,
-            _received.c.envelope_from, _received.c.envelope_to)
+            _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
+            _received.c.source, _received.c.envelope_from, _received.c.envelope_to)
             .where(_received.c.id.in_(list(mail_ids)))).all()
     by_id = {row.id: row for row in rows}
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
@@ -195,7 +195,7 @@ def _understand(app: App, row: Any) -> _Leased:
             app, raw=stored_raw(app.blobs, row.raw, row.size, row.raw_sha256),
             received=row.received,
             envelope_from=_envelope_from(row.source, row.envelope_from),
-            envelope_to=row.envelope_to)
+            envelope_to=row.envelope_to, truncated_from=row.truncated_from)
     except Exception as exc:
         return _Leased(row.id, row.attempts, error=exc)
     return _Leased(row.id, row.attempts, understood)

@@ -78,6 +78,7 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
 # Keys an event may have; absent ones are set to these defaults.
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "reject": {"max_size": None, "template_name": None},
+    "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
     "staff-notify": {"template_name": None},
 }
 # Events about one ticket: `ticket_number` is required for them.

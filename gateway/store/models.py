@@ -260,9 +260,11 @@ class ReceivedMail(SQLModel, table=True):
     source: str = Field(max_length=16)                      # smtp | lmtp | imap | ingest
     envelope_from: str = Field(default="", max_length=1000)
     envelope_to: list[str] = Field(default_factory=list, sa_type=JSON)
-    raw: bytes = Field(sa_type=LargeBinary)
-    raw_sha256: str = Field(max_length=64, index=True)
+    raw: bytes = Field(sa_type=LargeBinary)       # empty when over 1 MiB: see raw_sha256
+    raw_sha256: str = Field(max_length=64, index=True)   # and the blob store (intake.py)
     size: int
+    # over [inbound] max_message_size: only the beginning was kept; the size it had
+    truncated_from: int | None = Field(default=None, sa_type=BigInteger)
     status: str = Field(default="pending", max_length=16)  # pending | done | quarantined
     outcome: str | None = Field(default=None, max_length=16)
     reason: str | None = Field(default=None)

@@ -3,6 +3,8 @@ real intake, worker and database: what a sending MTA sees, and what becomes of t
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import random
 import smtplib
@@ -122,8 +124,9 @@ def test_recipient_and_size_checks(app: App) -> None:
     with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.ehlo()
         assert "size" in client.esmtp_features
-        limit = int(client.esmtp_features["size"])
-        assert limit == app.settings.inbound.max_message_size
+        limit = int(client.esmtp_features["size"])     # the hard limit: larger is refused
+        assert limit == app.settings.inbound.oversize_limit > \
+            app.settings.inbound.max_message_size
         client.mail("max@acme.example")
         code, text = client.rcpt("someone@gmail.example")
         assert (code, text[:5]) == (550, b"5.7.1")
@@ -150,7 +153,7 @@ def test_an_unknown_address_in_our_domain(app: App) -> None:
 
 def test_oversized_data_without_a_declared_size(app: App) -> None:
     small = app.settings.model_copy(update={"inbound": app.settings.inbound.model_copy(
-        update={"max_message_size": 2000})})
+        update={"max_message_size": 2000, "oversize_limit": 0})})
     app.settings = small
     with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.ehlo()
@@ -314,7 +317,7 @@ def test_a_large_mail_is_spooled_to_disk_and_kept_byte_for_byte(app: App,
 
 def test_a_mail_over_the_limit_keeps_nothing(app: App) -> None:
     app.settings = app.settings.model_copy(update={"inbound": app.settings.inbound.model_copy(
-        update={"max_message_size": 2 * 1024 * 1024})})
+        update={"max_message_size": 1024 * 1024, "oversize_limit": 2 * 1024 * 1024})})
     with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo()
         client.mail("max@acme.example")
@@ -368,3 +371,30 @@ def test_one_mail_to_two_templates_makes_one_ticket_each_when_configured(
         acks = session.execute(select(_outbound.c.ticket_id).where(
             _outbound.c.event == "ack")).scalars().all()
     assert len(set(acks)) == 2                      # each ticket acknowledges itself
+
+
+def test_a_mail_over_the_size_limit_keeps_its_text_and_gets_a_file_link(
+        app: App, customer: None) -> None:
+    app.settings = app.settings.model_copy(update={"inbound": app.settings.inbound.model_copy(
+        update={"max_message_size": 1024 * 1024, "oversize_limit": 10 * 1024 * 1024})})
+    raw = _attachment_mail(3 * 1024 * 1024, "<huge@acme>")
+    with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("max@acme.example", ["incident@support.example.com"], raw)  # 250
+    with app.db.read() as session:
+        row = session.execute(select(_received)).one()
+    assert row.truncated_from == len(raw)
+    assert raw.startswith(row.raw) and len(row.raw) == 256 * 1024     # only the beginning
+    [result] = process_due(app)
+    assert result.outcome == "created"
+    assert "over the size limit" in result.reason
+    number = str(tickets(app)[0]["number"])
+    with app.db.read() as session:
+        article = ticket_detail(session, number)["articles"][0]
+        link_mail = session.execute(select(_outbound.c.raw).where(
+            _outbound.c.event == "file-link")).scalar_one()
+    assert article["body"].startswith(".hidden line") and article["attachments"] == []
+    text = email.message_from_bytes(link_mail, policy=email.policy.default) \
+        .get_body(("plain",)).get_content()                    # type: ignore[union-attr]
+    assert "/files/" in text and ("mehr als wir per E-Mail annehmen" in text
+                                  or "more than we accept by mail" in text)
+    assert _incoming_files(app) == []

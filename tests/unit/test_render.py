@@ -15,6 +15,7 @@ import pytest
 from gateway.outbound.headers import AUTO_RESPONSE_SUPPRESS, HeaderError, MailIdentity
 from gateway.outbound.mail import EVENTS
 from gateway.outbound.render import (
+    OPTIONAL_CONTEXT,
     REQUIRED_CONTEXT,
     FaqArticle,
     GuideAnswer,
@@ -515,7 +516,8 @@ def test_every_template_uses_only_known_variables() -> None:
         if event.startswith("_"):
             assert free <= common | {"customer_name"}, (path.name, free)
         else:
-            assert free <= common | set(REQUIRED_CONTEXT[event]), (path.name, free)
+            allowed = common | set(REQUIRED_CONTEXT[event]) | set(OPTIONAL_CONTEXT.get(event, {}))
+            assert free <= allowed, (path.name, free)
 
 
 def test_missing_shipped_directory_is_an_error(tmp_path: Path) -> None:
