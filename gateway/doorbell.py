@@ -35,13 +35,18 @@ class Bell:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self.ringer_gone = False    # the other end was closed: its process ended
 
     def wait(self, timeout: float) -> bool:
-        """True when rung within `timeout` seconds; all pending rings are consumed."""
-        if not self._connection.poll(timeout):
-            return False
+        """True when rung within `timeout` seconds; all pending rings are consumed. When
+        the ringing side is gone (its process died), `ringer_gone` is set and True returned
+        at once: the pipe reads as ended, and waiting on it again would spin."""
+        if self.ringer_gone or not self._connection.poll(timeout):
+            return self.ringer_gone
         while self._connection.poll(0):
-            os.read(self._connection.fileno(), 4096)
+            if not os.read(self._connection.fileno(), 4096):
+                self.ringer_gone = True
+                break
         return True
 
 

@@ -299,6 +299,9 @@ def run_worker(app: App, stop: threading.Event, wake: Bell | None = None,
         if not done:
             if wake is not None:
                 wake.wait(idle_poll)
+                if wake.ringer_gone:     # `serve` died (kill -9): do not outlive it
+                    log.warning("inbound worker: the service that started it is gone")
+                    break
             else:
                 stop.wait(idle_poll)
     log.info("inbound worker stopped")

@@ -260,3 +260,38 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"                     # a zombie has ended; its parent is gone
+
+
+@pytest.mark.backends("sqlite")
+def test_the_worker_does_not_outlive_a_killed_serve(database_url: str, tmp_path: Path) -> None:
+    """kill -9 of `serve` itself: its worker process notices (the doorbell pipe ends) and
+    exits instead of spinning on the closed pipe or holding serve's stdout open."""
+    web_port = free_port()
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=free_port(),
+                          web_port=web_port)
+    process = start(["--config", str(config), "serve"], tmp_path)
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+        deadline = time.monotonic() + 20
+        while not _children(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = _children(process.pid)
+        assert children
+        process.kill()
+        process.communicate(timeout=30)     # hung for good while an orphan held the pipes
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
