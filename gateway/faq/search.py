@@ -1,0 +1,199 @@
+"""Searching the FAQ: a query in, ranked articles with their best passage out.
+
+One ranked, indexed query per search, in the database's own full-text search:
+- SQLite: FTS5 `faq_fts` (stems made by `text.Analyzer`, see there), ranked by `bm25` with
+  title 10, keywords 5, text 1;
+- PostgreSQL: `faq_article.search_vector @@ (to_tsquery('german', q) || to_tsquery('english',
+  q))` on its GIN index, ranked by `ts_rank` (title A, keywords B, text D).
+Visibility is part of that query: anonymous visitors get `PUBLIC` articles only.
+
+Typo tolerance (`search`, not `suggest`): query words of 4+ letters that are not in the
+vocabulary (`faq_term`) get the closest vocabulary words as alternatives, searched besides
+the word as typed (up to three, closest first). Candidates come by trigrams (PostgreSQL:
+`pg_trgm`'s `%` on a GIN index; SQLite: the FTS5 trigram table `faq_term_trgm`); the ones
+kept are within an edit distance of 1
+(words up to 5 letters) or 2 (longer), transpositions counting 1 (rapidfuzz's OSA). That is
+one indexed lookup for all words plus one per unknown word (at most 3).
+
+`search` (the web) wants every word and falls back to any word; `suggest` (the
+acknowledgment, one query, no typo lookups) and the FAQ mail want any word and keep only
+`good_match`es: a query word in the article's title or keywords, and two query words in all
+(or every word of a one- or two-word query). Read-only; never raises for any query text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rapidfuzz.distance import OSA
+from sqlalchemy import bindparam, select, text
+from sqlmodel import Session
+
+from gateway.faq.text import Analyzer, QueryTerms, Snippet
+from gateway.store.models_faq import FaqTerm
+
+PUBLIC: tuple[str, ...] = ("public",)
+CUSTOMERS: tuple[str, ...] = ("public", "customers")
+MAX_QUERY_WORDS = 12
+MAX_CORRECTED_WORDS = 3
+MAX_ALTERNATIVES = 3       # per word: the closest vocabulary words (distance, then frequency)
+SNIPPET_SOURCE_CHARS = 20_000
+
+_SQLITE = text(
+    "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
+    "c.key AS category FROM faq_fts JOIN faq_article a ON a.id = faq_fts.rowid "
+    "JOIN faq_category c ON c.id = a.category_id "
+    "WHERE faq_fts MATCH :match AND a.visibility IN :visibilities "
+    "ORDER BY bm25(faq_fts, 10.0, 5.0, 1.0) LIMIT :limit"
+).bindparams(bindparam("visibilities", expanding=True))
+_POSTGRES = text(
+    "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
+    "c.key AS category FROM faq_article a JOIN faq_category c ON c.id = a.category_id, "
+    "(SELECT to_tsquery('german', :match) || to_tsquery('english', :match) AS q) query "
+    "WHERE a.search_vector @@ query.q AND a.visibility IN :visibilities "
+    "ORDER BY ts_rank(a.search_vector, query.q) DESC, a.id LIMIT :limit"
+).bindparams(bindparam("visibilities", expanding=True))
+_SQLITE_SIMILAR = text(
+    "SELECT t.word, t.articles FROM faq_term_trgm JOIN faq_term t ON t.id = faq_term_trgm.rowid "
+    "WHERE faq_term_trgm MATCH :match ORDER BY rank LIMIT 40")
+_POSTGRES_SIMILAR = text(
+    "SELECT word, articles FROM faq_term WHERE word % :word "
+    "ORDER BY similarity(word, :word) DESC LIMIT 40")
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    key: str
+    title: str
+    language: str
+    visibility: str
+    category: str                      # the category's key
+    snippet: Snippet
+    title_terms: int                   # query words in the title or keywords
+    matched_terms: int                 # query words anywhere
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    words: tuple[str, ...]             # the significant words searched
+    corrections: tuple[tuple[str, tuple[str, ...]], ...]   # (typed, also searched)
+    every_word: bool                   # False: the hits have some of the words, not all
+    hits: tuple[Hit, ...]
+
+
+def good_match(hit: Hit, term_count: int) -> bool:
+    """Relevant enough to suggest unasked (see the module docstring)."""
+    return hit.title_terms >= 1 and hit.matched_terms >= min(2, term_count)
+
+
+def search(session: Session, query: str, *, visibilities: Sequence[str],
+           limit: int = 20) -> SearchResult:
+    """The web's search: every word (with typo alternatives), else any word."""
+    analyzer = Analyzer()
+    terms = analyzer.query_terms(query[:1000], MAX_QUERY_WORDS)
+    if not terms:
+        return SearchResult((), (), True, ())
+    alternatives = corrections(session, terms.words)
+    terms = analyzer.with_alternatives(terms, alternatives)
+    found = [row for row in _ranked(session, terms, visibilities, limit, every_word=True)]
+    every_word = bool(found) or len(terms.words) == 1
+    if not found and len(terms.words) > 1:
+        found = list(_ranked(session, terms, visibilities, limit, every_word=False))
+    return SearchResult(terms.words, tuple(alternatives.items()), every_word,
+                        tuple(_hit(analyzer, terms, row) for row in found))
+
+
+def answer_hits(session: Session, question: str, *, visibilities: Sequence[str],
+                limit: int) -> list[Hit]:
+    """For a mail to the FAQ address: any word (with typo alternatives), good matches only."""
+    analyzer = Analyzer()
+    terms = analyzer.query_terms(question[:4000], MAX_QUERY_WORDS * 2)
+    if not terms:
+        return []
+    terms = analyzer.with_alternatives(terms, corrections(session, terms.words))
+    rows = _ranked(session, terms, visibilities, max(10, limit * 3), every_word=False)
+    return _good(analyzer, terms, rows, limit)
+
+
+def suggest(session: Session, text_: str, *, visibilities: Sequence[str],
+            limit: int = 3) -> list[Hit]:
+    """For the acknowledgment: one query, any word, good matches only; [] when nothing fits
+    (or the FAQ is empty)."""
+    if limit <= 0:
+        return []
+    analyzer = Analyzer()
+    terms = analyzer.query_terms(text_[:2000], MAX_QUERY_WORDS * 2)
+    if not terms:
+        return []
+    rows = _ranked(session, terms, visibilities, max(10, limit * 3), every_word=False)
+    return _good(analyzer, terms, rows, limit)
+
+
+def _good(analyzer: Analyzer, terms: QueryTerms, rows: Sequence[Any], limit: int) -> list[Hit]:
+    chosen = []
+    for row in rows:
+        hit = _hit(analyzer, terms, row, with_snippet=False)
+        if good_match(hit, len(terms.words)):
+            chosen.append(_hit(analyzer, terms, row))
+            if len(chosen) >= limit:
+                break
+    return chosen
+
+
+def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], limit: int,
+            *, every_word: bool) -> Sequence[Any]:
+    if session.get_bind().dialect.name == "sqlite":
+        joiner = " AND " if every_word else " OR "
+        match = joiner.join("(" + " OR ".join(f'"{s}"' for s in sorted(stems)) + ")"
+                            for stems in terms.stems)
+        statement = _SQLITE
+    else:
+        joiner = " & " if every_word else " | "
+        match = joiner.join("(" + " | ".join(terms.all_words(i)) + ")"
+                            for i in range(len(terms.words)))
+        statement = _POSTGRES
+    return session.execute(statement, {"match": match, "visibilities": list(visibilities),
+                                       "limit": limit}).all()
+
+
+def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any, *, with_snippet: bool = True) -> Hit:
+    body = row.body_text[:SNIPPET_SOURCE_CHARS]
+    head = analyzer.matched_terms(terms, f"{row.title}\n{row.keywords}", row.language)
+    anywhere = head | analyzer.matched_terms(terms, body, row.language)
+    snippet = analyzer.snippet(terms, body, row.language) if with_snippet else Snippet(())
+    return Hit(id=row.id, key=row.key, title=row.title, language=row.language,
+               visibility=row.visibility, category=row.category, snippet=snippet,
+               title_terms=len(head), matched_terms=len(anywhere))
+
+
+# -- typo tolerance -----------------------------------------------------------------------
+
+def max_distance(word: str) -> int:
+    return 1 if len(word) <= 5 else 2
+
+
+def corrections(session: Session, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Vocabulary words close to each query word that is not in the vocabulary."""
+    candidates = [w for w in words if len(w) >= 4 and not w.isdigit()]
+    if not candidates:
+        return {}
+    term = FaqTerm.__table__  # type: ignore[attr-defined]
+    known = set(session.execute(select(term.c.word).where(term.c.word.in_(candidates)))
+                .scalars())
+    found: dict[str, tuple[str, ...]] = {}
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    for word in [w for w in candidates if w not in known][:MAX_CORRECTED_WORDS]:
+        if sqlite:
+            grams = sorted({word[i:i + 3] for i in range(len(word) - 2)})
+            rows = session.execute(_SQLITE_SIMILAR,
+                                   {"match": " OR ".join(f'"{g}"' for g in grams)}).all()
+        else:
+            rows = session.execute(_POSTGRES_SIMILAR, {"word": word}).all()
+        close = [(OSA.distance(word, row.word), -row.articles, row.word) for row in rows]
+        close = [c for c in close if c[0] <= max_distance(word)]
+        if close:
+            found[word] = tuple(w for _, _, w in sorted(close))[:MAX_ALTERNATIVES]
+    return found
