@@ -7,7 +7,8 @@ check, backlog, last error. `/metrics` is the Prometheus text format, computed f
 database at scrape time, so every instance reports the same shared queues.
 
 The portal's pages live per area: `auth` (login, password lost, password change), `tickets`
-(My tickets, ticket view, reply, attachments), `forms` (ticket templates). Every response
+(My tickets, ticket view, reply, attachments), `forms` (ticket templates), `faq` (explorer,
+articles, search, votes; public pages work without login). Every response
 carries security headers (a CSP without any script source, `nosniff`, no framing, no
 referrer); every page that shows customer data is `no-store`. Authentication, CSRF and
 unknown pages are answered as HTML pages in the visitor's language.
@@ -35,7 +36,7 @@ from gateway.errors import DatabaseNotReady, TemporaryFailure
 from gateway.inbound.imap_report import mailbox_health, mailbox_metrics, mailbox_statuses
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.ticket_queries import count_tickets_by_state
-from gateway.web import auth, forms, tickets
+from gateway.web import auth, faq, forms, tickets
 from gateway.web.i18n import text
 from gateway.web.pages import (
     CsrfRefused,
@@ -113,6 +114,7 @@ def create_web_app(app: App) -> FastAPI:
     web.include_router(auth.build_router(portal))
     web.include_router(tickets.build_router(portal))
     web.include_router(forms.build_router(portal))
+    web.include_router(faq.build_router(portal))
 
     @web.get("/healthz")
     def healthz() -> Response:
