@@ -25,6 +25,7 @@ from gateway.addressbook import AddressBook
 from gateway.addresses import address_key
 from gateway.app import App
 from gateway.errors import InvalidInput
+from gateway.faq.mail import answer_question
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.loops import classify_parsed
 from gateway.message import ParsedMessage, ParseLimitExceeded
@@ -36,10 +37,18 @@ from gateway.routing import (
     MailContext,
     NewTicketDecision,
     RejectDecision,
+    guide_answers,
     route_message,
 )
 from gateway.staff_commands import Command, authenticated, parse_commands
-from gateway.store.models import BouncingAddress, Queue, Template, table_of, utcnow
+from gateway.store.models import (
+    BouncingAddress,
+    Queue,
+    ReceivedMail,
+    Template,
+    table_of,
+    utcnow,
+)
 from gateway.store.upsert import upsert_for
 from gateway.ticket_actions import assign, change_state
 from gateway.tickets import (
@@ -119,7 +128,7 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
 
     automatic = understood.context.automatic
     if isinstance(decision, NewTicketDecision):
-        ref = _create(session, app, decision, parsed, mail_id)
+        ref, decision = _create(session, app, decision, parsed, mail_id)
         answers.ticket_created(session, app, ref.id, parsed, automatic=automatic,
                                answers=decision.guide_answers,
                                missing=decision.missing_required)
@@ -138,6 +147,8 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
             answers.customer_replied(session, app, decision.ticket.id, parsed,
                                      automatic=automatic)
         return outcome("appended", decision.ticket.id, decision.ticket.number)
+    if isinstance(decision, IgnoreDecision) and decision.faq_question:
+        return replace(outcome("ignored"), reason=answer_question(session, app, parsed, mail_id))
     if isinstance(decision, IgnoreDecision):
         ticket = decision.ticket
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
@@ -229,7 +240,10 @@ def _agent_name(app: App, parsed: ParsedMessage) -> str:
 
 
 def _create(session: Session, app: App, decision: NewTicketDecision, parsed: ParsedMessage,
-            mail_id: int | None) -> TicketRef:
+            mail_id: int | None) -> tuple[TicketRef, NewTicketDecision]:
+    """The ticket (and the decision with the guide answers it got). A "not solved" reply to
+    an FAQ answer starts the ticket with the stored question, then adds the reply, and
+    remembers our answer's Message-ID, so later replies to it join this ticket."""
     queue_id = session.execute(select(table_of(Queue).c.id)
                                .where(table_of(Queue).c.key == decision.queue)).scalar_one()
     template_id = None
@@ -237,14 +251,29 @@ def _create(session: Session, app: App, decision: NewTicketDecision, parsed: Par
         template_id = session.execute(
             select(table_of(Template).c.id)
             .where(table_of(Template).c.key == decision.template)).scalar_one()
-    return create_ticket(session, NewTicket(
+    first, first_mail_id = parsed, mail_id
+    if decision.question is not None:
+        first_mail_id = decision.question.received_mail_id
+        stored = session.execute(select(table_of(ReceivedMail).c.raw,
+                                         table_of(ReceivedMail).c.received)
+                                 .where(table_of(ReceivedMail).c.id == first_mail_id)).one()
+        first = parse_message(stored.raw, received=stored.received)
+        template = next((t for t in app.settings.template if t.id == decision.template), None)
+        given, missing = guide_answers(first, template)
+        decision = replace(decision, guide_answers=given, missing_required=missing)
+    ref = create_ticket(session, NewTicket(
         title=decision.title, queue_id=queue_id, priority=decision.priority,
         template_id=template_id,
         customer_user_id=decision.customer.id if decision.customer else None,
         contact_email=decision.contact, reply_token=secrets.token_urlsafe(18),
         guide_answers=decision.guide_answers, follows=decision.related_ticket,
-        first_article=_article(app, parsed, mail_id, sender="customer", internal=False)),
+        first_article=_article(app, first, first_mail_id, sender="customer", internal=False)),
         numbering=app.numbering, actor=f"mail:{decision.contact}")
+    if decision.question is not None:
+        add_article(session, ref.id, _article(app, parsed, mail_id, sender="customer",
+                                              internal=False))
+        remember_message_id(session, ref.id, decision.question.answer_message_id)
+    return ref, decision
 
 
 def _article(app: App, parsed: ParsedMessage, mail_id: int | None, *, sender: str,
