@@ -12,8 +12,9 @@ vocabulary (`faq_term`) get the closest vocabulary words as alternatives, search
 the word as typed (up to three, closest first). Candidates come by trigrams (PostgreSQL:
 `pg_trgm`'s `%` on a GIN index; SQLite: the FTS5 trigram table `faq_term_trgm`); the ones
 kept are within an edit distance of 1
-(words up to 5 letters) or 2 (longer), transpositions counting 1 (rapidfuzz's OSA). That is
-one indexed lookup for all words plus one per unknown word (at most 3).
+(words up to 5 letters) or 2 (longer), transpositions counting 1 (rapidfuzz's OSA); a word
+with a close vocabulary word of its own stem is a word form, not a typo. That is one indexed
+lookup for all words plus one per unknown word (at most 3).
 
 `search` (the web) wants every word and falls back to any word; `suggest` (the
 acknowledgment, one query, no typo lookups) and the FAQ mail want any word and keep only
@@ -96,7 +97,7 @@ def search(session: Session, query: str, *, visibilities: Sequence[str],
     terms = analyzer.query_terms(query[:1000], MAX_QUERY_WORDS)
     if not terms:
         return SearchResult((), (), True, ())
-    alternatives = corrections(session, terms.words)
+    alternatives = corrections(session, terms.words, analyzer)
     terms = analyzer.with_alternatives(terms, alternatives)
     found = [row for row in _ranked(session, terms, visibilities, limit, every_word=True)]
     every_word = bool(found) or len(terms.words) == 1
@@ -113,7 +114,7 @@ def answer_hits(session: Session, question: str, *, visibilities: Sequence[str],
     terms = analyzer.query_terms(question[:4000], MAX_QUERY_WORDS * 2)
     if not terms:
         return []
-    terms = analyzer.with_alternatives(terms, corrections(session, terms.words))
+    terms = analyzer.with_alternatives(terms, corrections(session, terms.words, analyzer))
     rows = _ranked(session, terms, visibilities, max(10, limit * 3), every_word=False)
     return _good(analyzer, terms, rows, limit)
 
@@ -175,8 +176,11 @@ def max_distance(word: str) -> int:
     return 1 if len(word) <= 5 else 2
 
 
-def corrections(session: Session, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Vocabulary words close to each query word that is not in the vocabulary."""
+def corrections(session: Session, words: Sequence[str],
+                analyzer: Analyzer) -> dict[str, tuple[str, ...]]:
+    """Vocabulary words close to each query word that is not in the vocabulary. A word with
+    a close vocabulary word of the same stem ("Druckers": "drucker") is a word form the
+    stemmed search finds anyway, not a typo: it gets no alternatives."""
     candidates = [w for w in words if len(w) >= 4 and not w.isdigit()]
     if not candidates:
         return {}
@@ -194,6 +198,9 @@ def corrections(session: Session, words: Sequence[str]) -> dict[str, tuple[str, 
             rows = session.execute(_POSTGRES_SIMILAR, {"word": word}).all()
         close = [(OSA.distance(word, row.word), -row.articles, row.word) for row in rows]
         close = [c for c in close if c[0] <= max_distance(word)]
+        stems = analyzer.stems(word)
+        if any(analyzer.stems(w) & stems for _, _, w in close):
+            continue
         if close:
             found[word] = tuple(w for _, _, w in sorted(close))[:MAX_ALTERNATIVES]
     return found

@@ -73,6 +73,7 @@ def test_search_finds_word_forms_and_typos_with_the_passage(faq: None,
     forms = browser.get("/faq?q=Druckers", headers={"Accept-Language": "de"})
     assert 'href="/faq/drucker-leere-seiten"' in forms.text
     assert "<mark>Drucker</mark>" in forms.text
+    assert "Auch gesucht" not in forms.text          # a word form, not a typo
     typo = browser.get("/faq?q=Passwrot")
     assert 'href="/faq/passwort-vergessen"' in typo.text
     assert "Auch gesucht: passwort" in typo.text
