@@ -71,11 +71,21 @@ def _visible(visibilities: Sequence[str], language: str | None) -> list[Any]:
     return conditions
 
 
+def _category_rows(session: Session) -> list[Any]:
+    return list(session.execute(select(_category.c.id, _category.c.key, _category.c.name,
+                                       _category.c.parent_id)).all())
+
+
+def _names(session: Session) -> dict[int, Category]:
+    """Every category, without counting articles (for paths)."""
+    return {row.id: Category(row.id, row.key, row.name, row.parent_id, 0)
+            for row in _category_rows(session)}
+
+
 def categories(session: Session, visibilities: Sequence[str],
                language: str | None) -> dict[int, Category]:
     """Every category with its count of visible articles (its own and its descendants')."""
-    rows = session.execute(select(_category.c.id, _category.c.key, _category.c.name,
-                                  _category.c.parent_id)).all()
+    rows = _category_rows(session)
     own = dict(session.execute(
         select(_article.c.category_id, func.count()).where(*_visible(visibilities, language))
         .group_by(_article.c.category_id)).all())
@@ -124,7 +134,7 @@ def article_by_key(session: Session, key: str) -> ArticleView | None:
     row = session.execute(select(_article).where(_article.c.key == key)).first()
     if row is None:
         return None
-    found = categories(session, ("public", "customers"), None)
+    found = _names(session)
     keywords = tuple(k.strip() for k in row.keywords.split(",") if k.strip())
     return ArticleView(row.id, row.key, row.title, row.body_html, row.language,
                        row.visibility, keywords, row.helpful, row.not_helpful, row.updated,
@@ -133,7 +143,7 @@ def article_by_key(session: Session, key: str) -> ArticleView | None:
 
 def list_articles(session: Session) -> list[dict[str, Any]]:
     """Every article, by category and title, for `faq list` (stable field names)."""
-    names = {c.id: c for c in categories(session, ("public", "customers"), None).values()}
+    names = _names(session)
     rows = session.execute(select(_article.c.key, _article.c.title, _article.c.category_id,
                                   _article.c.language, _article.c.visibility,
                                   _article.c.keywords, _article.c.helpful,
@@ -149,7 +159,7 @@ def list_articles(session: Session) -> list[dict[str, Any]]:
 
 def export_sources(session: Session) -> list[ArticleSource]:
     """Every article as the source `faq import` would read back unchanged."""
-    names = categories(session, ("public", "customers"), None)
+    names = _names(session)
     rows = session.execute(select(_article).order_by(_article.c.key)).all()
     return [ArticleSource(
         key=row.key, title=row.title,

@@ -40,7 +40,7 @@ CUSTOMERS: tuple[str, ...] = ("public", "customers")
 MAX_QUERY_WORDS = 12
 MAX_CORRECTED_WORDS = 3
 MAX_ALTERNATIVES = 3       # per word: the closest vocabulary words (distance, then frequency)
-SNIPPET_SOURCE_CHARS = 20_000
+SNIPPET_SOURCE_CHARS = 10_000   # of an article's text, for snippets and match counts
 
 _SQLITE = text(
     "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
@@ -136,9 +136,9 @@ def suggest(session: Session, text_: str, *, visibilities: Sequence[str],
 def _good(analyzer: Analyzer, terms: QueryTerms, rows: Sequence[Any], limit: int) -> list[Hit]:
     chosen = []
     for row in rows:
-        hit = _hit(analyzer, terms, row, with_snippet=False)
+        hit = _hit(analyzer, terms, row)
         if good_match(hit, len(terms.words)):
-            chosen.append(_hit(analyzer, terms, row))
+            chosen.append(hit)
             if len(chosen) >= limit:
                 break
     return chosen
@@ -160,11 +160,12 @@ def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], li
                                        "limit": limit}).all()
 
 
-def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any, *, with_snippet: bool = True) -> Hit:
+def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any) -> Hit:
     body = row.body_text[:SNIPPET_SOURCE_CHARS]
     head = analyzer.matched_terms(terms, f"{row.title}\n{row.keywords}", row.language)
-    anywhere = head | analyzer.matched_terms(terms, body, row.language)
-    snippet = analyzer.snippet(terms, body, row.language) if with_snippet else Snippet(())
+    found = analyzer.matches(terms, body, row.language)
+    anywhere = head | {index for _, _, index in found}
+    snippet = analyzer.snippet(terms, body, row.language, found=found)
     return Hit(id=row.id, key=row.key, title=row.title, language=row.language,
                visibility=row.visibility, category=row.category, snippet=snippet,
                title_terms=len(head), matched_terms=len(anywhere))

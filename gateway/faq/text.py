@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 
 import Stemmer
@@ -93,6 +93,18 @@ class QueryTerms:
     def all_words(self, index: int) -> tuple[str, ...]:
         return (self.words[index], *self.alternatives[index])
 
+    @cached_property
+    def lookup(self) -> tuple[dict[str, int], dict[str, int]]:
+        """word -> term index and stem -> term index (the first term wins)."""
+        by_word: dict[str, int] = {}
+        by_stem: dict[str, int] = {}
+        for index in range(len(self.words)):
+            for word in self.all_words(index):
+                by_word.setdefault(word, index)
+            for stem in self.stems[index]:
+                by_stem.setdefault(stem, index)
+        return by_word, by_stem
+
 
 @dataclass(frozen=True)
 class Snippet:
@@ -143,28 +155,43 @@ class Analyzer:
                       for stems, more in zip(terms.stems, extra, strict=True))
         return QueryTerms(terms.words, stems, extra)
 
+    def matches(self, terms: QueryTerms, text: str, language: str) -> list[tuple[int, int, int]]:
+        """(start, end, term index) of every word of `text` that is a query term, by word
+        or by stem. Each distinct word is stemmed once (one call into Snowball)."""
+        by_word, by_stem = terms.lookup
+        found = [(m.start(), m.end(), m.group().casefold()) for m in _TOKEN.finditer(text)]
+        distinct = list({w for _, _, w in found})
+        term_of: dict[str, int] = {}
+        for word, stem in zip(distinct, self._stemmers[language].stemWords(distinct),
+                              strict=True):
+            index = by_word.get(word, by_stem.get(stem))
+            if index is not None:
+                term_of[word] = index
+        return [(start, end, term_of[w]) for start, end, w in found if w in term_of]
+
     def matched_terms(self, terms: QueryTerms, text: str, language: str) -> set[int]:
         """Indexes of the terms that occur in `text` (by word or by stem)."""
-        present = set(words(text))
-        stems = {self.stem(w, language) for w in present}
-        return {i for i, term_stems in enumerate(terms.stems)
-                if term_stems & stems or set(terms.all_words(i)) & present}
+        return {index for _, _, index in self.matches(terms, text, language)}
 
-    def snippet(self, terms: QueryTerms, text: str, language: str, width: int = 220) -> Snippet:
+    def snippet(self, terms: QueryTerms, text: str, language: str, width: int = 220,
+                found: Sequence[tuple[int, int, int]] | None = None) -> Snippet:
         """The sentence with the most query terms (the first one if none has any), cut to
-        about `width` characters around its first match, with the matching words marked."""
+        about `width` characters around its first match, with the matching words marked.
+        `found`: `matches(terms, text, language)` if the caller has it already."""
         sentences = _sentences(text)
         if not sentences:
             return Snippet(())
-        best, best_count = sentences[0], -1
+        if found is None:
+            found = self.matches(terms, text, language) if terms else []
+        best, best_count = sentences[0], 0
         for start, end in sentences:
-            count = len(self.matched_terms(terms, text[start:end], language))
+            count = len({i for s, e, i in found if s >= start and e <= end})
             if count > best_count:
                 best, best_count = (start, end), count
         start, end = best
         if end - start > width:
-            first = self._first_match(terms, text[start:end], language)
-            start = max(start, start + first - width // 3) if first is not None else start
+            first = next((s for s, e, _ in found if s >= start and e <= end), None)
+            start = max(start, first - width // 3) if first is not None else start
             end = min(end, start + width)
             start, end = _word_bounds(text, start, end)
         else:
@@ -173,34 +200,19 @@ class Analyzer:
                 if following is None or following[1] - start > width:
                     break
                 end = following[1]
-        pieces = self._marked(terms, text[start:end], language)
+        pieces: list[tuple[str, bool]] = []
+        position = start
+        for s, e, _ in found:
+            if s >= start and e <= end:
+                pieces += [(text[position:s], False), (text[s:e], True)]
+                position = e
+        pieces.append((text[position:end], False))
+        pieces = _joined(p for p in pieces if p[0])
         if start > 0:
             pieces.insert(0, ("… ", False))
         if end < len(text.rstrip()):
             pieces.append((" …", False))
         return Snippet(tuple(pieces))
-
-    def _is_match(self, terms: QueryTerms, word: str, language: str) -> bool:
-        folded = word.casefold()
-        stem = self.stem(folded, language)
-        return any(stem in s or folded in terms.all_words(i) for i, s in enumerate(terms.stems))
-
-    def _first_match(self, terms: QueryTerms, text: str, language: str) -> int | None:
-        return next((m.start() for m in _TOKEN.finditer(text)
-                     if self._is_match(terms, m.group(), language)), None)
-
-    def _marked(self, terms: QueryTerms, text: str, language: str) -> list[tuple[str, bool]]:
-        pieces: list[tuple[str, bool]] = []
-        position = 0
-        for match in _TOKEN.finditer(text):
-            if terms and self._is_match(terms, match.group(), language):
-                if match.start() > position:
-                    pieces.append((text[position:match.start()], False))
-                pieces.append((match.group(), True))
-                position = match.end()
-        if position < len(text):
-            pieces.append((text[position:], False))
-        return _joined(pieces)
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:
