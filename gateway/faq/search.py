@@ -17,9 +17,10 @@ with a close vocabulary word of its own stem is a word form, not a typo. That is
 lookup for all words plus one per unknown word (at most 3).
 
 `search` (the web) wants every word and falls back to any word; `suggest` (the
-acknowledgment, one query, no typo lookups) and the FAQ mail want any word and keep only
-`good_match`es: a query word in the article's title or keywords, and two query words in all
-(or every word of a one- or two-word query). Read-only; never raises for any query text.
+acknowledgment, one query, no typo lookups) and the FAQ mail want any word in an article's
+title or keywords, look at the best `CANDIDATES` and keep only `good_match`es: a query word
+in the title or keywords, and two query words in all (or every word of a one- or two-word
+query), most matched words first. Read-only; never raises for any query text.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ CUSTOMERS: tuple[str, ...] = ("public", "customers")
 MAX_QUERY_WORDS = 12
 MAX_CORRECTED_WORDS = 3
 MAX_ALTERNATIVES = 3       # per word: the closest vocabulary words (distance, then frequency)
+CANDIDATES = 10            # ranked articles looked at for suggestions and mail answers
 SNIPPET_SOURCE_CHARS = 10_000   # of an article's text, for snippets and match counts
 
 _SQLITE = text(
@@ -55,6 +57,20 @@ _POSTGRES = text(
     "(SELECT to_tsquery('german', :match) || to_tsquery('english', :match) AS q) query "
     "WHERE a.search_vector @@ query.q AND a.visibility IN :visibilities "
     "ORDER BY ts_rank(a.search_vector, query.q) DESC, a.id LIMIT :limit"
+).bindparams(bindparam("visibilities", expanding=True))
+_SQLITE_HEAD = text(
+    "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
+    "c.key AS category FROM faq_head_fts JOIN faq_article a ON a.id = faq_head_fts.rowid "
+    "JOIN faq_category c ON c.id = a.category_id "
+    "WHERE faq_head_fts MATCH :match AND a.visibility IN :visibilities "
+    "ORDER BY bm25(faq_head_fts, 2.0, 1.0) LIMIT :limit"
+).bindparams(bindparam("visibilities", expanding=True))
+_POSTGRES_HEAD = text(
+    "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
+    "c.key AS category FROM faq_article a JOIN faq_category c ON c.id = a.category_id, "
+    "(SELECT to_tsquery('german', :match) || to_tsquery('english', :match) AS q) query "
+    "WHERE a.head_vector @@ query.q AND a.visibility IN :visibilities "
+    "ORDER BY ts_rank(a.head_vector, query.q) DESC, a.id LIMIT :limit"
 ).bindparams(bindparam("visibilities", expanding=True))
 _SQLITE_SIMILAR = text(
     "SELECT t.word, t.articles FROM faq_term_trgm JOIN faq_term t ON t.id = faq_term_trgm.rowid "
@@ -115,7 +131,7 @@ def answer_hits(session: Session, question: str, *, visibilities: Sequence[str],
     if not terms:
         return []
     terms = analyzer.with_alternatives(terms, corrections(session, terms.words, analyzer))
-    rows = _ranked(session, terms, visibilities, max(10, limit * 3), every_word=False)
+    rows = _ranked(session, terms, visibilities, CANDIDATES, every_word=False, head_only=True)
     return _good(analyzer, terms, rows, limit)
 
 
@@ -129,43 +145,56 @@ def suggest(session: Session, text_: str, *, visibilities: Sequence[str],
     terms = analyzer.query_terms(text_[:2000], MAX_QUERY_WORDS * 2)
     if not terms:
         return []
-    rows = _ranked(session, terms, visibilities, max(10, limit * 3), every_word=False)
+    rows = _ranked(session, terms, visibilities, CANDIDATES, every_word=False, head_only=True)
     return _good(analyzer, terms, rows, limit)
 
 
 def _good(analyzer: Analyzer, terms: QueryTerms, rows: Sequence[Any], limit: int) -> list[Hit]:
-    chosen = []
+    """The good matches among the candidates, most query words first (title and keywords,
+    then anywhere), the database's rank breaking ties."""
+    needed = min(2, len(terms.words))
+    good = []
     for row in rows:
-        hit = _hit(analyzer, terms, row)
-        if good_match(hit, len(terms.words)):
-            chosen.append(hit)
-            if len(chosen) >= limit:
-                break
-    return chosen
+        head = analyzer.matched_terms(terms, f"{row.title}\n{row.keywords}", row.language)
+        if head and len(head) < needed:    # the text must have the other word
+            head |= analyzer.matched_terms(terms, row.body_text[:SNIPPET_SOURCE_CHARS],
+                                           row.language)
+        if head and len(head) >= needed:
+            good.append(row)
+    good.sort(key=lambda row: -len(analyzer.matched_terms(
+        terms, f"{row.title}\n{row.keywords}", row.language)))            # stable: rank
+    return [_hit(analyzer, terms, row) for row in good[:limit]]
 
 
 def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], limit: int,
-            *, every_word: bool) -> Sequence[Any]:
+            *, every_word: bool, head_only: bool = False) -> Sequence[Any]:
+    """One ranked query. `head_only`: in the title and keywords index (`faq_head_fts`,
+    `head_vector`): a good match needs a query word there anyway, and a word common in
+    the articles' texts then costs nothing."""
     if session.get_bind().dialect.name == "sqlite":
         joiner = " AND " if every_word else " OR "
         match = joiner.join("(" + " OR ".join(f'"{s}"' for s in sorted(stems)) + ")"
                             for stems in terms.stems)
-        statement = _SQLITE
+        statement = _SQLITE_HEAD if head_only else _SQLITE
     else:
         joiner = " & " if every_word else " | "
         match = joiner.join("(" + " | ".join(terms.all_words(i)) + ")"
                             for i in range(len(terms.words)))
-        statement = _POSTGRES
+        statement = _POSTGRES_HEAD if head_only else _POSTGRES
     return session.execute(statement, {"match": match, "visibilities": list(visibilities),
                                        "limit": limit}).all()
 
 
-def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any) -> Hit:
+def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any, *, with_snippet: bool = True) -> Hit:
     body = row.body_text[:SNIPPET_SOURCE_CHARS]
     head = analyzer.matched_terms(terms, f"{row.title}\n{row.keywords}", row.language)
-    found = analyzer.matches(terms, body, row.language)
-    anywhere = head | {index for _, _, index in found}
-    snippet = analyzer.snippet(terms, body, row.language, found=found)
+    if with_snippet:
+        found = analyzer.matches(terms, body, row.language)
+        anywhere = head | {index for _, _, index in found}
+        snippet = analyzer.snippet(terms, body, row.language, found=found)
+    else:
+        anywhere = head | analyzer.matched_terms(terms, body, row.language)
+        snippet = Snippet(())
     return Hit(id=row.id, key=row.key, title=row.title, language=row.language,
                visibility=row.visibility, category=row.category, snippet=snippet,
                title_terms=len(head), matched_terms=len(anywhere))

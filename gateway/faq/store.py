@@ -8,9 +8,10 @@ Guarantees:
 - An article is keyed by its slug: saving the same source again changes nothing (not even
   `updated`); a changed one is updated in place (id, votes and links stay).
 - The search index never disagrees with the articles after a commit: PostgreSQL computes
-  `search_vector` itself (a generated column); on SQLite the FTS5 row of each saved article
-  is replaced here, in the same transaction. The vocabulary (`faq_term`: word -> number of
-  articles) is adjusted by the difference between each article's old and new words.
+  `search_vector` and `head_vector` itself (generated columns); on SQLite the FTS5 rows of
+  each saved article are replaced here, in the same transaction. The vocabulary
+  (`faq_term`: word -> number of articles) is adjusted by the difference between each
+  article's old and new words.
 - A vote is one per browser and article; voting again the other way moves the count.
 """
 
@@ -113,21 +114,26 @@ def _ensure_categories(session: Session, sources: Sequence[ArticleSource]) -> di
     return known
 
 
-_FTS_DELETE = text("DELETE FROM faq_fts WHERE rowid = :id")
-_FTS_INSERT = text("INSERT INTO faq_fts (rowid, title, keywords, body) "
-                   "VALUES (:id, :title, :keywords, :body)")
+_FTS_DELETE = (text("DELETE FROM faq_fts WHERE rowid = :id"),
+               text("DELETE FROM faq_head_fts WHERE rowid = :id"))
+_FTS_INSERT = (text("INSERT INTO faq_fts (rowid, title, keywords, body) "
+                    "VALUES (:id, :title, :keywords, :body)"),
+               text("INSERT INTO faq_head_fts (rowid, title, keywords) "
+                    "VALUES (:id, :title, :keywords)"))
 
 
 def _index_sqlite(session: Session, analyzer: Analyzer, article_id: int,
                   values: dict[str, Any], *, replace: bool) -> None:
-    """The article's FTS5 row: its stems in its own language (FTS5 has no German stemmer)."""
+    """The article's FTS5 rows: its stems in its own language (FTS5 has no German stemmer)."""
     language = values["language"]
     if replace:
-        session.execute(_FTS_DELETE, {"id": article_id})
-    session.execute(_FTS_INSERT, {
-        "id": article_id, "title": analyzer.index_text(values["title"], language),
-        "keywords": analyzer.index_text(values["keywords"], language),
-        "body": analyzer.index_text(values["body_text"], language)})
+        for statement in _FTS_DELETE:
+            session.execute(statement, {"id": article_id})
+    row = {"id": article_id, "title": analyzer.index_text(values["title"], language),
+           "keywords": analyzer.index_text(values["keywords"], language),
+           "body": analyzer.index_text(values["body_text"], language)}
+    for statement in _FTS_INSERT:
+        session.execute(statement, row)
 
 
 def _adjust_vocabulary(session: Session, delta: Counter[str]) -> None:

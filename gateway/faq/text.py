@@ -155,23 +155,31 @@ class Analyzer:
                       for stems, more in zip(terms.stems, extra, strict=True))
         return QueryTerms(terms.words, stems, extra)
 
-    def matches(self, terms: QueryTerms, text: str, language: str) -> list[tuple[int, int, int]]:
-        """(start, end, term index) of every word of `text` that is a query term, by word
-        or by stem. Each distinct word is stemmed once (one call into Snowball)."""
+    def word_terms(self, terms: QueryTerms, text: str, language: str) -> dict[str, int]:
+        """Each word of `text` (case-folded) that is a query term, by word or by stem, with
+        the term's index. Each distinct word is stemmed once, in one call into Snowball."""
         by_word, by_stem = terms.lookup
-        found = [(m.start(), m.end(), m.group().casefold()) for m in _TOKEN.finditer(text)]
-        distinct = list({w for _, _, w in found})
-        term_of: dict[str, int] = {}
+        distinct = list(set(_TOKEN.findall(text.casefold())))
+        found = {word: by_word[word] for word in by_word.keys() & set(distinct)}
         for word, stem in zip(distinct, self._stemmers[language].stemWords(distinct),
                               strict=True):
-            index = by_word.get(word, by_stem.get(stem))
-            if index is not None:
-                term_of[word] = index
-        return [(start, end, term_of[w]) for start, end, w in found if w in term_of]
+            if stem in by_stem and word not in found:
+                found[word] = by_stem[stem]
+        return found
 
     def matched_terms(self, terms: QueryTerms, text: str, language: str) -> set[int]:
         """Indexes of the terms that occur in `text` (by word or by stem)."""
-        return {index for _, _, index in self.matches(terms, text, language)}
+        return set(self.word_terms(terms, text, language).values())
+
+    def matches(self, terms: QueryTerms, text: str, language: str) -> list[tuple[int, int, int]]:
+        """(start, end, term index) of every word of `text` that is a query term."""
+        found = self.word_terms(terms, text, language)
+        if not found:
+            return []
+        alternatives = "|".join(sorted(map(re.escape, found), key=len, reverse=True))
+        pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
+        return [(m.start(), m.end(), found[m.group().casefold()])
+                for m in pattern.finditer(text) if m.group().casefold() in found]
 
     def snippet(self, terms: QueryTerms, text: str, language: str, width: int = 220,
                 found: Sequence[tuple[int, int, int]] | None = None) -> Snippet:

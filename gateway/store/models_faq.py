@@ -6,12 +6,13 @@ with models.py, so the migrations' comparison test covers these tables too.
 
 Not declared here, because they differ per database and are created by migration 0006
 (`store/schema.py` names them, so the comparison leaves them out):
-- SQLite: the FTS5 table `faq_fts` (stemmed title, keywords and text of each article, rowid =
-  article id), written by `faq/store.py` in the article's transaction; the FTS5 trigram table
-  `faq_term_trgm` over `faq_term.word`, kept in step by triggers.
-- PostgreSQL: the generated column `faq_article.search_vector` (`to_tsvector` in the
-  article's language: german or english) with a GIN index, and a `pg_trgm` GIN index on
-  `faq_term.word`.
+- SQLite: the FTS5 tables `faq_fts` (stemmed title, keywords and text of each article,
+  rowid = article id) and `faq_head_fts` (title and keywords only), written by
+  `faq/store.py` in the article's transaction; the FTS5 trigram table `faq_term_trgm` over
+  `faq_term.word`, kept in step by triggers.
+- PostgreSQL: the generated columns `faq_article.search_vector` and `head_vector`
+  (`to_tsvector` in the article's language: german or english) with GIN indexes, and a
+  `pg_trgm` GIN index on `faq_term.word`.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ migrations against the models leaves out.
 In: nothing. Out: `metadata` (SQLModel's, with every table of `models` and `models_faq`
 registered) and `include_name`, the Alembic hook that hides the full-text search objects
 migration 0006 creates per database (SQLite FTS5 tables and their shadow tables, the
-PostgreSQL `search_vector` column and the GIN indexes): SQLAlchemy cannot declare them
-portably, so they are created with raw DDL and checked by their own tests instead.
+PostgreSQL `search_vector` and `head_vector` columns and the GIN indexes): SQLAlchemy cannot
+declare them portably, so they are created with raw DDL and checked by their own tests.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import gateway.store.models_faq  # noqa: F401  (registers the FAQ's tables too)
 metadata = SQLModel.metadata
 
 # created by 0006 with raw DDL, per database
-SEARCH_TABLE_PREFIXES = ("faq_fts", "faq_term_trgm")   # SQLite FTS5 (+ _data, _idx, ...)
-SEARCH_INDEXES = frozenset({"ix_faq_article_search", "ix_faq_term_trgm"})   # PostgreSQL GIN
-SEARCH_COLUMNS = frozenset({("faq_article", "search_vector")})             # PostgreSQL
+SEARCH_TABLE_PREFIXES = ("faq_fts", "faq_head_fts", "faq_term_trgm")   # SQLite FTS5 (+ _data...)
+SEARCH_INDEXES = frozenset({"ix_faq_article_search", "ix_faq_article_head",   # PostgreSQL GIN
+                            "ix_faq_term_trgm"})
+SEARCH_COLUMNS = frozenset({("faq_article", "search_vector"),                 # PostgreSQL
+                            ("faq_article", "head_vector")})
 
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:

@@ -44,14 +44,14 @@ def test_the_search_objects_of_each_database_exist(app: App, backend: str) -> No
         if backend == "sqlite":
             names = set(connection.exec_driver_sql(
                 "SELECT name FROM sqlite_master").scalars())
-            assert {"faq_fts", "faq_term_trgm", "faq_term_trgm_insert",
+            assert {"faq_fts", "faq_head_fts", "faq_term_trgm", "faq_term_trgm_insert",
                     "faq_term_trgm_delete", "faq_term_trgm_update"} <= names
         else:
             columns = {c["name"] for c in inspect(connection).get_columns("faq_article")}
-            assert "search_vector" in columns
+            assert {"search_vector", "head_vector"} <= columns
             indexes = set(connection.execute(text(
                 "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'faq_%'")).scalars())
-            assert {"ix_faq_article_search", "ix_faq_term_trgm"} <= indexes
+            assert {"ix_faq_article_search", "ix_faq_article_head", "ix_faq_term_trgm"} <= indexes
             assert connection.execute(text(
                 "SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")).scalar() == 1
 

@@ -7,12 +7,14 @@ Create Date: 2026-11-30 01:06:27.982728
 Besides the tables of `store/models_faq.py`, the search objects of each database, in raw DDL
 (`store/schema.py` keeps them out of the models comparison):
 - SQLite: FTS5 `faq_fts` (stemmed title, keywords, text; rowid = article id; written by
-  `faq/store.py`), FTS5 trigram `faq_term_trgm` over `faq_term` (external content, kept in
+  `faq/store.py`) and `faq_head_fts` (title and keywords only: what suggestions search, so
+  a word common in texts costs them nothing), FTS5 trigram `faq_term_trgm` over `faq_term` (external content, kept in
   step by three triggers). A later batch migration that recreates `faq_term` must recreate
   those triggers.
 - PostgreSQL: `pg_trgm` (a trusted extension since PostgreSQL 13: the database owner may
   create it), the generated column `faq_article.search_vector` (german or english by the
-  article's language; title weight A, keywords B, text D) with a GIN index, and a trigram
+  article's language; title weight A, keywords B, text D) with a GIN index, the same for
+  title and keywords only (`head_vector`, for suggestions), and a trigram
   GIN index on `faq_term.word`.
 """
 from collections.abc import Sequence
@@ -38,15 +40,23 @@ POSTGRES_SEARCH = (
     f"setweight(to_tsvector({_LANGUAGE_CONFIG}, coalesce(keywords, '')), 'B') || "
     f"setweight(to_tsvector({_LANGUAGE_CONFIG}, coalesce(body_text, '')), 'D')) STORED",
     "CREATE INDEX ix_faq_article_search ON faq_article USING gin (search_vector)",
+    "ALTER TABLE faq_article ADD COLUMN head_vector tsvector GENERATED ALWAYS AS ("
+    f"setweight(to_tsvector({_LANGUAGE_CONFIG}, coalesce(title, '')), 'A') || "
+    f"setweight(to_tsvector({_LANGUAGE_CONFIG}, coalesce(keywords, '')), 'B')) STORED",
+    "CREATE INDEX ix_faq_article_head ON faq_article USING gin (head_vector)",
     "CREATE INDEX ix_faq_term_trgm ON faq_term USING gin (word gin_trgm_ops)",
 )
 POSTGRES_SEARCH_DROP = (
     "DROP INDEX IF EXISTS ix_faq_term_trgm",
+    "DROP INDEX IF EXISTS ix_faq_article_head",
+    "ALTER TABLE faq_article DROP COLUMN IF EXISTS head_vector",
     "DROP INDEX IF EXISTS ix_faq_article_search",
     "ALTER TABLE faq_article DROP COLUMN IF EXISTS search_vector",
 )
 SQLITE_SEARCH = (
     "CREATE VIRTUAL TABLE faq_fts USING fts5(title, keywords, body, "
+    "tokenize = 'unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE faq_head_fts USING fts5(title, keywords, "
     "tokenize = 'unicode61 remove_diacritics 2')",
     "CREATE VIRTUAL TABLE faq_term_trgm USING fts5(word, content = 'faq_term', "
     "content_rowid = 'id', tokenize = 'trigram')",
@@ -64,6 +74,7 @@ SQLITE_SEARCH_DROP = (
     "DROP TRIGGER IF EXISTS faq_term_trgm_delete",
     "DROP TRIGGER IF EXISTS faq_term_trgm_insert",
     "DROP TABLE IF EXISTS faq_term_trgm",
+    "DROP TABLE IF EXISTS faq_head_fts",
     "DROP TABLE IF EXISTS faq_fts",
 )
 
