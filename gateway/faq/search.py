@@ -51,13 +51,16 @@ _SQLITE = text(
     "WHERE faq_fts MATCH :match AND a.visibility IN :visibilities "
     "ORDER BY bm25(faq_fts, 10.0, 5.0, 1.0) LIMIT :limit"
 ).bindparams(bindparam("visibilities", expanding=True))
-_POSTGRES = text(
+_POSTGRES_RANKED = (   # rank ids first, then read the few rows' texts (not every match's)
+    "WITH query AS (SELECT to_tsquery('german', :match) || to_tsquery('english', :match) "
+    "AS q), ranked AS (SELECT a.id, ts_rank(a.{vector}, query.q) AS rank "
+    "FROM faq_article a, query WHERE a.{vector} @@ query.q AND a.visibility IN :visibilities "
+    "ORDER BY rank DESC, a.id LIMIT :limit) "
     "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
-    "c.key AS category FROM faq_article a JOIN faq_category c ON c.id = a.category_id, "
-    "(SELECT to_tsquery('german', :match) || to_tsquery('english', :match) AS q) query "
-    "WHERE a.search_vector @@ query.q AND a.visibility IN :visibilities "
-    "ORDER BY ts_rank(a.search_vector, query.q) DESC, a.id LIMIT :limit"
-).bindparams(bindparam("visibilities", expanding=True))
+    "c.key AS category FROM ranked JOIN faq_article a ON a.id = ranked.id "
+    "JOIN faq_category c ON c.id = a.category_id ORDER BY ranked.rank DESC, a.id")
+_POSTGRES = text(_POSTGRES_RANKED.format(vector="search_vector")).bindparams(
+    bindparam("visibilities", expanding=True))
 _SQLITE_HEAD = text(
     "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
     "c.key AS category FROM faq_head_fts JOIN faq_article a ON a.id = faq_head_fts.rowid "
@@ -65,13 +68,8 @@ _SQLITE_HEAD = text(
     "WHERE faq_head_fts MATCH :match AND a.visibility IN :visibilities "
     "ORDER BY bm25(faq_head_fts, 2.0, 1.0) LIMIT :limit"
 ).bindparams(bindparam("visibilities", expanding=True))
-_POSTGRES_HEAD = text(
-    "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
-    "c.key AS category FROM faq_article a JOIN faq_category c ON c.id = a.category_id, "
-    "(SELECT to_tsquery('german', :match) || to_tsquery('english', :match) AS q) query "
-    "WHERE a.head_vector @@ query.q AND a.visibility IN :visibilities "
-    "ORDER BY ts_rank(a.head_vector, query.q) DESC, a.id LIMIT :limit"
-).bindparams(bindparam("visibilities", expanding=True))
+_POSTGRES_HEAD = text(_POSTGRES_RANKED.format(vector="head_vector")).bindparams(
+    bindparam("visibilities", expanding=True))
 _SQLITE_SIMILAR = text(
     "SELECT t.word, t.articles FROM faq_term_trgm JOIN faq_term t ON t.id = faq_term_trgm.rowid "
     "WHERE faq_term_trgm MATCH :match ORDER BY rank LIMIT 40")
