@@ -42,15 +42,18 @@ MAX_QUERY_WORDS = 12
 MAX_CORRECTED_WORDS = 3
 MAX_ALTERNATIVES = 3       # per word: the closest vocabulary words (distance, then frequency)
 CANDIDATES = 10            # ranked articles looked at for suggestions and mail answers
+SUGGEST_WORDS = 10         # of the ticket's title and first text (the title comes first)
 SNIPPET_SOURCE_CHARS = 10_000   # of an article's text, for snippets and match counts
 
-_SQLITE = text(
+_SQLITE_RANKED = (   # rank ids first, then read the few rows' texts (not every match's)
     "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
-    "c.key AS category FROM faq_fts JOIN faq_article a ON a.id = faq_fts.rowid "
-    "JOIN faq_category c ON c.id = a.category_id "
-    "WHERE faq_fts MATCH :match AND a.visibility IN :visibilities "
-    "ORDER BY bm25(faq_fts, 10.0, 5.0, 1.0) LIMIT :limit"
-).bindparams(bindparam("visibilities", expanding=True))
+    "c.key AS category FROM (SELECT {table}.rowid AS id, {rank} AS score FROM {table} "
+    "JOIN faq_article v ON v.id = {table}.rowid WHERE {table} MATCH :match "
+    "AND v.visibility IN :visibilities ORDER BY score LIMIT :limit) ranked "
+    "JOIN faq_article a ON a.id = ranked.id JOIN faq_category c ON c.id = a.category_id "
+    "ORDER BY ranked.score, a.id")
+_SQLITE = text(_SQLITE_RANKED.format(table="faq_fts", rank="bm25(faq_fts, 10.0, 5.0, 1.0)")
+               ).bindparams(bindparam("visibilities", expanding=True))
 _POSTGRES_RANKED = (   # rank ids first, then read the few rows' texts (not every match's)
     "WITH query AS (SELECT to_tsquery('german', :match) || to_tsquery('english', :match) "
     "AS q), ranked AS (SELECT a.id, ts_rank(a.{vector}, query.q) AS rank "
@@ -61,13 +64,9 @@ _POSTGRES_RANKED = (   # rank ids first, then read the few rows' texts (not ever
     "JOIN faq_category c ON c.id = a.category_id ORDER BY ranked.rank DESC, a.id")
 _POSTGRES = text(_POSTGRES_RANKED.format(vector="search_vector")).bindparams(
     bindparam("visibilities", expanding=True))
-_SQLITE_HEAD = text(
-    "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
-    "c.key AS category FROM faq_head_fts JOIN faq_article a ON a.id = faq_head_fts.rowid "
-    "JOIN faq_category c ON c.id = a.category_id "
-    "WHERE faq_head_fts MATCH :match AND a.visibility IN :visibilities "
-    "ORDER BY bm25(faq_head_fts, 2.0, 1.0) LIMIT :limit"
-).bindparams(bindparam("visibilities", expanding=True))
+_SQLITE_HEAD = text(_SQLITE_RANKED.format(table="faq_head_fts",
+                                          rank="bm25(faq_head_fts, 2.0, 1.0)")
+                    ).bindparams(bindparam("visibilities", expanding=True))
 _POSTGRES_HEAD = text(_POSTGRES_RANKED.format(vector="head_vector")).bindparams(
     bindparam("visibilities", expanding=True))
 _SQLITE_SIMILAR = text(
@@ -140,7 +139,7 @@ def suggest(session: Session, text_: str, *, visibilities: Sequence[str],
     if limit <= 0:
         return []
     analyzer = Analyzer()
-    terms = analyzer.query_terms(text_[:2000], MAX_QUERY_WORDS * 2)
+    terms = analyzer.query_terms(text_[:2000], SUGGEST_WORDS)
     if not terms:
         return []
     rows = _ranked(session, terms, visibilities, CANDIDATES, every_word=False, head_only=True)

@@ -52,9 +52,6 @@ class FaqArticle(SQLModel, table=True):
     key: str = Field(unique=True, max_length=200)
     category_id: int = Field(foreign_key="faq_category.id", index=True)
     title: str = Field(max_length=300)
-    body: str = Field(default="", sa_type=Text)
-    body_html: str = Field(default="", sa_type=Text)
-    body_text: str = Field(default="", sa_type=Text)
     keywords: str = Field(default="", max_length=1000)       # comma-separated, as imported
     language: str = Field(default="de", max_length=8)        # de | en
     visibility: str = Field(default="public", max_length=16)  # public | customers
@@ -62,6 +59,11 @@ class FaqArticle(SQLModel, table=True):
     not_helpful: int = Field(default=0)
     created: datetime = _time(default_factory=utcnow)
     updated: datetime = _time(default_factory=utcnow)
+    # the long texts last: SQLite reads a row's columns in order, so a search that filters
+    # on visibility does not walk through the texts' overflow pages
+    body: str = Field(default="", sa_type=Text)
+    body_html: str = Field(default="", sa_type=Text)
+    body_text: str = Field(default="", sa_type=Text)
 
 
 class FaqVote(SQLModel, table=True):
