@@ -296,3 +296,20 @@ def test_no_suggestions_without_faq_content_or_when_turned_off(database_url: str
         [ack] = [m for e, _, m in outbox(app) if e == "ack" and m["In-Reply-To"] == f"<{name}@x>"]
         assert "FAQ" not in text_of(ack)
         app.close()
+
+
+def test_explain_says_a_faq_question_would_be_answered(run_cli: Any, database_url: str,
+                                                      tmp_path: Path) -> None:
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=(
+        '\n[faq]\naddress = "faq@support.example.com"\n\n[[queue]]\nid = "servicedesk"\n'
+        'from = "Service Desk <support@support.example.com>"\n'))
+    mail = tmp_path / "q.eml"
+    mail.write_bytes(question("VPN bricht ab", "Die VPN-Verbindung bricht ab.").as_bytes())
+    result = run_cli("--config", str(config), "explain", str(mail), "-r", FAQ_ADDRESS,
+                     "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["outcome"], report["rule"]) == ("ignored", "faq-address")
+    assert report["auto_reply"].startswith("would be answered with matching FAQ articles")
