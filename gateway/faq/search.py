@@ -112,7 +112,7 @@ def search(session: Session, query: str, *, visibilities: Sequence[str],
         return SearchResult((), (), True, ())
     alternatives = corrections(session, terms.words, analyzer)
     terms = analyzer.with_alternatives(terms, alternatives)
-    found = [row for row in _ranked(session, terms, visibilities, limit, every_word=True)]
+    found = list(_ranked(session, terms, visibilities, limit, every_word=True))
     every_word = bool(found) or len(terms.words) == 1
     if not found and len(terms.words) > 1:
         found = list(_ranked(session, terms, visibilities, limit, every_word=False))
@@ -150,17 +150,17 @@ def _good(analyzer: Analyzer, terms: QueryTerms, rows: Sequence[Any], limit: int
     """The good matches among the candidates, most query words first (title and keywords,
     then anywhere), the database's rank breaking ties."""
     needed = min(2, len(terms.words))
-    good = []
+    good: list[tuple[int, Any]] = []
     for row in rows:
         head = analyzer.matched_terms(terms, f"{row.title}\n{row.keywords}", row.language)
+        anywhere = set(head)
         if head and len(head) < needed:    # the text must have the other word
-            head |= analyzer.matched_terms(terms, row.body_text[:SNIPPET_SOURCE_CHARS],
-                                           row.language)
-        if head and len(head) >= needed:
-            good.append(row)
-    good.sort(key=lambda row: -len(analyzer.matched_terms(
-        terms, f"{row.title}\n{row.keywords}", row.language)))            # stable: rank
-    return [_hit(analyzer, terms, row) for row in good[:limit]]
+            anywhere |= analyzer.matched_terms(terms, row.body_text[:SNIPPET_SOURCE_CHARS],
+                                               row.language)
+        if head and len(anywhere) >= needed:
+            good.append((len(head), row))
+    good.sort(key=lambda pair: -pair[0])          # stable: the database's rank breaks ties
+    return [_hit(analyzer, terms, row) for _, row in good[:limit]]
 
 
 def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], limit: int,
@@ -182,16 +182,12 @@ def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], li
                                        "limit": limit}).all()
 
 
-def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any, *, with_snippet: bool = True) -> Hit:
+def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any) -> Hit:
     body = row.body_text[:SNIPPET_SOURCE_CHARS]
     head = analyzer.matched_terms(terms, f"{row.title}\n{row.keywords}", row.language)
-    if with_snippet:
-        found = analyzer.matches(terms, body, row.language)
-        anywhere = head | {index for _, _, index in found}
-        snippet = analyzer.snippet(terms, body, row.language, found=found)
-    else:
-        anywhere = head | analyzer.matched_terms(terms, body, row.language)
-        snippet = Snippet(())
+    found = analyzer.matches(terms, body, row.language)
+    anywhere = head | {index for _, _, index in found}
+    snippet = analyzer.snippet(terms, body, row.language, found=found)
     return Hit(id=row.id, key=row.key, title=row.title, language=row.language,
                visibility=row.visibility, category=row.category, snippet=snippet,
                title_terms=len(head), matched_terms=len(anywhere))
