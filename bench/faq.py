@@ -68,14 +68,14 @@ QUERIES = ["Drucker leere Seiten", "VPN Verbindung bricht ab", "Passwort abgelau
            "email phone Outlook"]
 TYPOS = ["Passwrot abgelaufen", "Druckr Toner", "VPN Verbindng", "pasword reset",
          "Netzlaufwrek verbinden", "printr blank"]
-TICKETS = ["Drucker im 2. OG druckt nicht\nSeit heute Morgen druckt der Drucker nur leere "
-           "Seiten, obwohl der Toner neu ist.",
-           "VPN bricht ständig ab\nIm Homeoffice trennt sich die VPN-Verbindung alle paar "
-           "Minuten, ich muss mich dann neu anmelden.",
-           "Neuer Monitor für den Empfang\nBitte einen zweiten Monitor für Frau Schmidt "
-           "am Empfang bestellen.",
-           "Password expired\nMy Windows password expired during my holiday and I cannot "
-           "log in any more."]
+TICKETS = [("Drucker im 2. OG druckt nicht\nSeit heute Morgen druckt der Drucker nur leere "
+            "Seiten, obwohl der Toner neu ist.", "de"),
+           ("VPN bricht ständig ab\nIm Homeoffice trennt sich die VPN-Verbindung alle paar "
+            "Minuten, ich muss mich dann neu anmelden.", "de"),
+           ("Neuer Monitor für den Empfang\nBitte einen zweiten Monitor für Frau Schmidt "
+            "am Empfang bestellen.", "de"),
+           ("Password expired\nMy Windows password expired during my holiday and I cannot "
+            "log in any more.", "en")]
 MAILS = ["Hallo, mein Passwort ist abgelaufen und ich komme nicht mehr rein. Was tun?",
          "Hi, the printer on floor 2 only prints blank pages since this morning. Thanks",
          "Die VPN Verbindung bricht im Homeoffice dauernd ab, Client ist neu installiert."]
@@ -175,9 +175,9 @@ def bench_backend(backend: str, args: argparse.Namespace,
                 "search-typo": lambda: read(lambda s: found(search(
                     s, rng.choice(TYPOS), visibilities=PUBLIC).hits))(),
                 "suggest": lambda: read(lambda s: suggest(
-                    s, rng.choice(TICKETS), visibilities=PUBLIC))(),
+                    s, *rng.choice(TICKETS), visibilities=PUBLIC))(),
                 "suggest-empty": lambda: read(lambda s: suggest(
-                    s, rng.choice(TICKETS), visibilities=PUBLIC), empty)(),
+                    s, *rng.choice(TICKETS), visibilities=PUBLIC), empty)(),
                 "mail-answer": lambda: read(lambda s: answer_hits(
                     s, rng.choice(MAILS), visibilities=PUBLIC, limit=3))(),
                 "static": get("/static/portal.css"),

@@ -189,14 +189,16 @@ def ticket_created(session: Session, app: App, ticket_id: int, parsed: ParsedMes
 
 def faq_suggestions(session: Session, app: App, facts: TicketFacts,
                     parsed: ParsedMessage | None) -> list[FaqArticle]:
-    """Up to `[faq] max_suggestions` FAQ articles that match the ticket's title and first
-    text well (one indexed query; none when nothing fits or the FAQ is empty)."""
+    """Up to `[faq] max_suggestions` FAQ articles in the ticket's language that match its
+    title and first text well (one indexed query; none when nothing fits or the FAQ is
+    empty)."""
     limit = app.settings.faq.max_suggestions
     if limit <= 0:
         return []
     body = parsed.body_text[:parsed.quote_start] if parsed and parsed.quote_start else (
         parsed.body_text if parsed else "")
     hits = faq_search.suggest(session, f"{facts.title}\n{body[:1000]}", limit=limit,
+                              language=facts.language,
                               visibilities=faq_search.CUSTOMERS if facts.registered
                               else faq_search.PUBLIC)
     return [FaqArticle(hit.title, hit.snippet.text, f"{app.renderer.base_url}/faq/{hit.key}")

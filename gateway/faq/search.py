@@ -16,11 +16,12 @@ kept are within an edit distance of 1
 with a close vocabulary word of its own stem is a word form, not a typo. That is one indexed
 lookup for all words plus one per unknown word (at most 3).
 
-`search` (the web) wants every word and falls back to any word; `suggest` (the
-acknowledgment, one query, no typo lookups) and the FAQ mail want any word in an article's
-title or keywords, look at the best `CANDIDATES` and keep only `good_match`es: a query word
-in the title or keywords, and two query words in all (or every word of a one- or two-word
-query), most matched words first. Read-only; never raises for any query text.
+`search` (the web) wants every word and falls back to any word. `suggest` (the
+acknowledgment: one query, no typo lookups, only articles in the ticket's language, searched
+in that language's stems) and the FAQ mail want any word in an article's title or keywords,
+look at the best `CANDIDATES` and keep only `good_match`es: a query word in the title or
+keywords, and two query words in all (or every word of a one- or two-word query), most
+matched words first. Read-only; never raises for any query text.
 """
 
 from __future__ import annotations
@@ -49,26 +50,37 @@ _SQLITE_RANKED = (   # rank ids first, then read the few rows' texts (not every 
     "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
     "c.key AS category FROM (SELECT {table}.rowid AS id, {rank} AS score FROM {table} "
     "JOIN faq_article v ON v.id = {table}.rowid WHERE {table} MATCH :match "
-    "AND v.visibility IN :visibilities ORDER BY score LIMIT :limit) ranked "
+    "AND v.visibility IN :visibilities AND v.language IN :languages "
+    "ORDER BY score LIMIT :limit) ranked "
     "JOIN faq_article a ON a.id = ranked.id JOIN faq_category c ON c.id = a.category_id "
     "ORDER BY ranked.score, a.id")
-_SQLITE = text(_SQLITE_RANKED.format(table="faq_fts", rank="bm25(faq_fts, 10.0, 5.0, 1.0)")
-               ).bindparams(bindparam("visibilities", expanding=True))
-_POSTGRES_RANKED = (   # rank ids first, then read the few rows' texts (not every match's)
-    "WITH query AS (SELECT to_tsquery('german', :match) || to_tsquery('english', :match) "
-    "AS q), ranked AS (SELECT a.id, ts_rank(a.{vector}, query.q) AS rank "
-    "FROM faq_article a, query WHERE a.{vector} @@ query.q AND a.visibility IN :visibilities "
-    "ORDER BY rank DESC, a.id LIMIT :limit) "
+_POSTGRES_RANKED = (   # the same; the query in each language's configuration, or in one
+    "WITH query AS (SELECT {tsquery} AS q), ranked AS (SELECT a.id, "
+    "ts_rank(a.{vector}, query.q) AS rank FROM faq_article a, query "
+    "WHERE a.{vector} @@ query.q AND a.visibility IN :visibilities "
+    "AND a.language IN :languages ORDER BY rank DESC, a.id LIMIT :limit) "
     "SELECT a.id, a.key, a.title, a.keywords, a.body_text, a.language, a.visibility, "
     "c.key AS category FROM ranked JOIN faq_article a ON a.id = ranked.id "
     "JOIN faq_category c ON c.id = a.category_id ORDER BY ranked.rank DESC, a.id")
-_POSTGRES = text(_POSTGRES_RANKED.format(vector="search_vector")).bindparams(
-    bindparam("visibilities", expanding=True))
-_SQLITE_HEAD = text(_SQLITE_RANKED.format(table="faq_head_fts",
-                                          rank="bm25(faq_head_fts, 2.0, 1.0)")
-                    ).bindparams(bindparam("visibilities", expanding=True))
-_POSTGRES_HEAD = text(_POSTGRES_RANKED.format(vector="head_vector")).bindparams(
-    bindparam("visibilities", expanding=True))
+_CONFIGS = {"de": "german", "en": "english"}
+
+
+def _statement(sql: str) -> Any:
+    return text(sql).bindparams(bindparam("visibilities", expanding=True),
+                                bindparam("languages", expanding=True))
+
+
+# (dialect, head_only, languages) -> statement
+_STATEMENTS: dict[tuple[str, bool, tuple[str, ...]], Any] = {}
+for _head in (False, True):
+    _STATEMENTS["sqlite", _head, ()] = _statement(_SQLITE_RANKED.format(
+        table="faq_head_fts" if _head else "faq_fts",
+        rank="bm25(faq_head_fts, 2.0, 1.0)" if _head else "bm25(faq_fts, 10.0, 5.0, 1.0)"))
+    for _languages in (("de", "en"), ("de",), ("en",)):
+        _STATEMENTS["postgresql", _head, _languages] = _statement(_POSTGRES_RANKED.format(
+            vector="head_vector" if _head else "search_vector",
+            tsquery=" || ".join(f"to_tsquery('{_CONFIGS[lang]}', :match)"
+                                for lang in _languages)))
 _SQLITE_SIMILAR = text(
     "SELECT t.word, t.articles FROM faq_term_trgm JOIN faq_term t ON t.id = faq_term_trgm.rowid "
     "WHERE faq_term_trgm MATCH :match ORDER BY rank LIMIT 40")
@@ -132,17 +144,19 @@ def answer_hits(session: Session, question: str, *, visibilities: Sequence[str],
     return _good(analyzer, terms, rows, limit)
 
 
-def suggest(session: Session, text_: str, *, visibilities: Sequence[str],
+def suggest(session: Session, text_: str, *, visibilities: Sequence[str], language: str,
             limit: int = 3) -> list[Hit]:
-    """For the acknowledgment: one query, any word, good matches only; [] when nothing fits
-    (or the FAQ is empty)."""
+    """For the acknowledgment: one query, any word, articles in the ticket's `language`,
+    good matches only; [] when nothing fits (or the FAQ is empty)."""
     if limit <= 0:
         return []
     analyzer = Analyzer()
-    terms = analyzer.query_terms(text_[:2000], SUGGEST_WORDS)
+    languages = (language,) if language in _CONFIGS else tuple(_CONFIGS)
+    terms = analyzer.query_terms(text_[:2000], SUGGEST_WORDS, languages)
     if not terms:
         return []
-    rows = _ranked(session, terms, visibilities, CANDIDATES, every_word=False, head_only=True)
+    rows = _ranked(session, terms, visibilities, CANDIDATES, every_word=False, head_only=True,
+                   languages=languages)
     return _good(analyzer, terms, rows, limit)
 
 
@@ -164,7 +178,8 @@ def _good(analyzer: Analyzer, terms: QueryTerms, rows: Sequence[Any], limit: int
 
 
 def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], limit: int,
-            *, every_word: bool, head_only: bool = False) -> Sequence[Any]:
+            *, every_word: bool, head_only: bool = False,
+            languages: tuple[str, ...] = ("de", "en")) -> Sequence[Any]:
     """One ranked query. `head_only`: in the title and keywords index (`faq_head_fts`,
     `head_vector`): a good match needs a query word there anyway, and a word common in
     the articles' texts then costs nothing."""
@@ -172,14 +187,14 @@ def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], li
         joiner = " AND " if every_word else " OR "
         match = joiner.join("(" + " OR ".join(f'"{s}"' for s in sorted(stems)) + ")"
                             for stems in terms.stems)
-        statement = _SQLITE_HEAD if head_only else _SQLITE
+        statement = _STATEMENTS["sqlite", head_only, ()]
     else:
         joiner = " & " if every_word else " | "
         match = joiner.join("(" + " | ".join(terms.all_words(i)) + ")"
                             for i in range(len(terms.words)))
-        statement = _POSTGRES_HEAD if head_only else _POSTGRES
+        statement = _STATEMENTS["postgresql", head_only, languages]
     return session.execute(statement, {"match": match, "visibilities": list(visibilities),
-                                       "limit": limit}).all()
+                                       "languages": list(languages), "limit": limit}).all()
 
 
 def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any) -> Hit:

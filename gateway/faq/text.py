@@ -127,16 +127,18 @@ class Analyzer:
     def stem(self, word: str, language: str) -> str:
         return str(self._stemmers[language].stemWord(word))
 
-    def stems(self, word: str) -> frozenset[str]:
-        """The word's stems in both languages."""
-        return frozenset(self._stemmers[lang].stemWord(word) for lang in LANGUAGES)
+    def stems(self, word: str, languages: Sequence[str] = LANGUAGES) -> frozenset[str]:
+        """The word's stems in `languages` (both by default)."""
+        return frozenset(self._stemmers[lang].stemWord(word) for lang in languages)
 
     def index_text(self, text: str, language: str) -> str:
         """The text as its stems in the article's language, space-separated (for FTS5)."""
         return " ".join(self._stemmers[language].stemWords(words(text)))
 
-    def query_terms(self, text: str, limit: int = 12) -> QueryTerms:
-        """The first `limit` distinct significant words (no stop words, no mail etiquette)."""
+    def query_terms(self, text: str, limit: int = 12,
+                    languages: Sequence[str] = LANGUAGES) -> QueryTerms:
+        """The first `limit` distinct significant words (no stop words, no mail etiquette),
+        with their stems in `languages`."""
         stop = all_stop_words() | _MAIL_WORDS
         chosen: list[str] = []
         for word in words(text):
@@ -144,7 +146,7 @@ class Analyzer:
                 chosen.append(word)
                 if len(chosen) >= limit:
                     break
-        return QueryTerms(tuple(chosen), tuple(self.stems(w) for w in chosen),
+        return QueryTerms(tuple(chosen), tuple(self.stems(w, languages) for w in chosen),
                           tuple(() for _ in chosen))
 
     def with_alternatives(self, terms: QueryTerms,

@@ -170,18 +170,23 @@ def test_every_word_first_then_any_word(app: App) -> None:
 
 def test_suggestions_need_a_good_match(app: App) -> None:
     with app.db.read() as session:
-        assert suggest(session, "Drucker druckt leere Seiten", visibilities=CUSTOMERS) == []
+        assert suggest(session, "Drucker druckt leere Seiten", visibilities=CUSTOMERS,
+                       language="de") == []
     load_demo_faq(app)
     with app.db.read() as session:
         printer = suggest(session, "Drucker im 2. OG druckt nicht\nSeit heute druckt der "
-                          "Drucker nur leere Seiten.", visibilities=CUSTOMERS)
+                          "Drucker nur leere Seiten.", visibilities=CUSTOMERS, language="de")
         coffee = suggest(session, "Die Kaffeemaschine in der Küche ist kaputt",
-                         visibilities=CUSTOMERS)
+                         visibilities=CUSTOMERS, language="de")
         weak = suggest(session, "Neuer Monitor für den Empfang, heute Nachmittag bitte",
-                       visibilities=CUSTOMERS)
+                       visibilities=CUSTOMERS, language="de")
+        english = suggest(session, "Printer prints blank pages\nSince this morning the "
+                          "printer only prints blank pages.", visibilities=PUBLIC,
+                          language="en")
     assert keys(printer)[0] == "drucker-leere-seiten" and len(printer) <= 3
     assert printer[0].snippet.text
     assert coffee == [] and weak == []
+    assert keys(english) == ["printer-blank-pages"]          # the ticket's language only
 
 
 def test_mail_questions_use_typo_alternatives(app: App) -> None:
@@ -198,7 +203,7 @@ def test_a_hostile_query_is_just_text(app: App) -> None:
         for query in ('" OR 1=1 --', "NEAR(a b)", "drucker* & | ! ( ) :", "'; DROP TABLE x",
                       "ä" * 5000, ""):
             search(session, query, visibilities=PUBLIC)
-            suggest(session, query, visibilities=PUBLIC)
+            suggest(session, query, visibilities=PUBLIC, language="de")
 
 
 # -- votes and pages ---------------------------------------------------------------------
