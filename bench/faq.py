@@ -13,7 +13,7 @@ in-process, one read transaction per operation, the real functions:
 - pk-lookup:    `faq.queries.article_by_key` of a random article (the baseline: a primary-key
                 read with its category path, what an article page reads);
 - search:       `faq.search.search` (the web's search: vocabulary lookup, every word, snippet
-                of up to 20 hits) for realistic queries such as "Drucker leere Seiten";
+                of up to 10 hits) for realistic queries such as "Drucker leere Seiten";
 - search-typo:  the same with one misspelt word per query ("Passwrot", "Druckr"), which adds
                 the trigram lookups of the typo correction;
 - suggest:      `faq.search.suggest` on a ticket's title and first text, what every

@@ -116,7 +116,7 @@ def good_match(hit: Hit, term_count: int) -> bool:
 
 
 def search(session: Session, query: str, *, visibilities: Sequence[str],
-           limit: int = 20) -> SearchResult:
+           limit: int = 10) -> SearchResult:
     """The web's search: every word (with typo alternatives), else any word."""
     analyzer = Analyzer()
     terms = analyzer.query_terms(query[:1000], MAX_QUERY_WORDS)

@@ -38,6 +38,8 @@ _MAIL_WORDS = frozenset(word.casefold() for word in [
     "lg", "vg", "thanks", "thank", "regards", "best", "kind", "cheers", "bitte", "please",
     "frage", "question", "problem", "help", "hilfe", "kann", "can", "mehr", "leider",
     "gern", "gerne", "seit", "schon"])
+_START = 3                                   # letters compared before stemming a word
+_PLAIN = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "s"})
 _SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n+")
 
 
@@ -105,6 +107,13 @@ class QueryTerms:
                 by_stem.setdefault(stem, index)
         return by_word, by_stem
 
+    @cached_property
+    def stem_starts(self) -> frozenset[str]:
+        """The first letters of every stem (umlauts plain): a word that begins otherwise
+        cannot have one of these stems."""
+        return frozenset(stem[:_START].translate(_PLAIN) for stems in self.stems
+                         for stem in stems)
+
 
 @dataclass(frozen=True)
 class Snippet:
@@ -159,11 +168,15 @@ class Analyzer:
 
     def word_terms(self, terms: QueryTerms, text: str, language: str) -> dict[str, int]:
         """Each word of `text` (case-folded) that is a query term, by word or by stem, with
-        the term's index. Each distinct word is stemmed once, in one call into Snowball."""
+        the term's index. Snowball stems keep a word's beginning (after German umlauts
+        become plain vowels), so only words that begin like a query stem are stemmed, in
+        one call into Snowball."""
         by_word, by_stem = terms.lookup
-        distinct = list(set(_TOKEN.findall(text.casefold())))
-        found = {word: by_word[word] for word in by_word.keys() & set(distinct)}
-        for word, stem in zip(distinct, self._stemmers[language].stemWords(distinct),
+        distinct = set(_TOKEN.findall(text.casefold()))
+        found = {word: by_word[word] for word in by_word.keys() & distinct}
+        starts = terms.stem_starts
+        candidates = [w for w in distinct if w[:_START].translate(_PLAIN) in starts]
+        for word, stem in zip(candidates, self._stemmers[language].stemWords(candidates),
                               strict=True):
             if stem in by_stem and word not in found:
                 found[word] = by_stem[stem]
