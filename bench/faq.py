@@ -116,6 +116,12 @@ def generate(count: int, seed: int = 7) -> list[ArticleSource]:
     return sources
 
 
+def suggest_for(session: Any, ticket: tuple[str, str]) -> Any:
+    """What an acknowledgment adds: suggestions for the ticket's text in its language."""
+    text, language = ticket
+    return suggest(session, text, visibilities=PUBLIC, language=language)
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -174,10 +180,9 @@ def bench_backend(backend: str, args: argparse.Namespace,
                     s, rng.choice(QUERIES), visibilities=PUBLIC).hits))(),
                 "search-typo": lambda: read(lambda s: found(search(
                     s, rng.choice(TYPOS), visibilities=PUBLIC).hits))(),
-                "suggest": lambda: read(lambda s: suggest(
-                    s, *rng.choice(TICKETS), visibilities=PUBLIC))(),
-                "suggest-empty": lambda: read(lambda s: suggest(
-                    s, *rng.choice(TICKETS), visibilities=PUBLIC), empty)(),
+                "suggest": lambda: read(lambda s: suggest_for(s, rng.choice(TICKETS)))(),
+                "suggest-empty": lambda: read(
+                    lambda s: suggest_for(s, rng.choice(TICKETS)), empty)(),
                 "mail-answer": lambda: read(lambda s: answer_hits(
                     s, rng.choice(MAILS), visibilities=PUBLIC, limit=3))(),
                 "static": get("/static/portal.css"),
