@@ -9,8 +9,11 @@ Rules every answer follows:
 - the customer's language decides, else the queue's;
 - from the queue's identity; Reply-To is the ticket's own reply address when configured, so a
   reply threads even when a mail client drops In-Reply-To;
-- nothing automatic (acknowledgment, follow-up receipt, rejection) goes to a sender that is
-  itself automatic, and at most `max_auto_replies_per_hour` per address (RFC 3834 §2);
+- nothing automatic (acknowledgment, follow-up receipt, rejection, FAQ answer) goes to a
+  sender that is itself automatic, and at most `max_auto_replies_per_hour` per address
+  (RFC 3834 §2);
+- an acknowledgment suggests up to `[faq] max_suggestions` FAQ articles that match the
+  ticket well (one indexed query, see `faq/search.suggest`);
 - an address we cannot write (e.g. a non-ASCII local part) is logged and skipped: a mail we
   cannot send must not undo the ticket change.
 """
@@ -30,10 +33,11 @@ from sqlmodel import Session
 from gateway.addressbook import split_plus
 from gateway.addresses import address_key
 from gateway.app import App
+from gateway.faq import search as faq_search
 from gateway.message import ParsedMessage
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.outbox import QueuedMail, enqueue
-from gateway.outbound.render import GuideAnswer
+from gateway.outbound.render import FaqArticle, GuideAnswer
 from gateway.settings import QueueSettings, TemplateSettings
 from gateway.store.models import (
     Article,
@@ -57,7 +61,7 @@ _customer = table_of(CustomerUser)
 _article = table_of(Article)
 _message_id = table_of(TicketMessageId)
 _auto = table_of(AutoAnswer)
-AUTOMATIC_EVENTS = ("ack", "follow-up", "reject")
+AUTOMATIC_EVENTS = ("ack", "follow-up", "reject", "faq-answer")
 _COUNT_AUTO_ANSWERS = select(func.count()).select_from(_auto).where(
     _auto.c.address_key == bindparam("key"), _auto.c.sent > bindparam("since"))
 _INSERT_AUTO_ANSWER = insert(_auto)
@@ -72,6 +76,7 @@ class TicketFacts:
     queue: QueueSettings
     template: TemplateSettings | None
     customer_name: str
+    registered: bool                  # a customer user (may see customers-only FAQ articles)
     address: str                      # where the customer's mail goes ("" if none)
     language: str
     reply_token: str | None
@@ -96,14 +101,15 @@ def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
     address = row.email or row.contact_email or ""
     return TicketFacts(
         id=ticket_id, number=row.number, title=row.title, priority=row.priority, queue=queue,
-        template=template, customer_name=row.customer_name or "", address=address,
+        template=template, customer_name=row.customer_name or "",
+        registered=row.customer_user_id is not None, address=address,
         language=row.customer_language or queue.language, reply_token=row.reply_token,
         thread=thread)
 
 
 def new_ticket_facts(app: App, ticket_id: int, *, number: str, title: str, priority: int,
-                     queue: str, template: str | None, customer_name: str, address: str,
-                     customer_language: str | None, reply_token: str | None,
+                     queue: str, template: str | None, customer_name: str, registered: bool,
+                     address: str, customer_language: str | None, reply_token: str | None,
                      thread: tuple[str, ...]) -> TicketFacts:
     """The facts of a ticket its creator just wrote, as `ticket_facts` would read them back
     (the mail path saves those two queries for every new ticket)."""
@@ -111,7 +117,7 @@ def new_ticket_facts(app: App, ticket_id: int, *, number: str, title: str, prior
     return TicketFacts(
         id=ticket_id, number=number, title=storable(title).strip(), priority=priority,
         queue=queue_settings, template=_template_settings(app, template),
-        customer_name=customer_name, address=address,
+        customer_name=customer_name, registered=registered, address=address,
         language=customer_language or queue_settings.language, reply_token=reply_token,
         thread=tuple(storable(m) for m in thread))
 
@@ -208,10 +214,42 @@ def ticket_created(session: Session, app: App, ticket: int | TicketFacts,
             "template_name": _template_name(facts.template, facts.language),
             "priority": facts.priority,
             "answers": [GuideAnswer(labels.get(k, k), v) for k, v in answers],
-            "missing": [labels.get(k, k) for k in missing]},
+            "missing": [labels.get(k, k) for k in missing],
+            "faq": faq_suggestions(session, app, facts, parsed)},
             sender=_queue_identity(facts.queue), to=[(facts.customer_name, facts.address)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts))
     notify_staff(session, app, facts, kind="new", body=body, in_reply_to=in_reply_to)
+
+
+def faq_suggestions(session: Session, app: App, facts: TicketFacts,
+                    parsed: ParsedMessage | None) -> list[FaqArticle]:
+    """Up to `[faq] max_suggestions` FAQ articles in the ticket's language that match its
+    title and first text well (one indexed query; none when nothing fits or the FAQ is
+    empty)."""
+    limit = app.settings.faq.max_suggestions
+    if limit <= 0:
+        return []
+    body = parsed.body_text[:parsed.quote_start] if parsed and parsed.quote_start else (
+        parsed.body_text if parsed else "")
+    hits = faq_search.suggest(session, f"{facts.title}\n{body[:1000]}", limit=limit,
+                              language=facts.language,
+                              visibilities=faq_search.CUSTOMERS if facts.registered
+                              else faq_search.PUBLIC)
+    return [FaqArticle(hit.title, hit.snippet.text, f"{app.renderer.base_url}/faq/{hit.key}")
+            for hit in hits]
+
+
+def faq_answered(session: Session, app: App, parsed: ParsedMessage, *, language: str,
+                 articles: Sequence[FaqArticle]) -> str | None:
+    """The answer to a question sent to the FAQ address, from that address; its Message-ID.
+    The caller checks `may_auto_answer` first."""
+    sender = parsed.from_.address if parsed.from_ else ""
+    name = parsed.from_.name if parsed.from_ else ""
+    identity = MailIdentity.parse(app.settings.outbound.from_)
+    return _queue_mail(session, app, "faq-answer", language, {
+        "customer_name": name, "question": parsed.subject or "FAQ", "articles": list(articles)},
+        sender=MailIdentity(identity.name, app.settings.faq.address), to=[(name, sender)],
+        facts=None, in_reply_to=parsed.message_id)
 
 
 def customer_replied(session: Session, app: App, ticket_id: int, parsed: ParsedMessage,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway import answers
@@ -24,8 +25,10 @@ from gateway.addressbook import AddressBook
 from gateway.addresses import address_key
 from gateway.app import App
 from gateway.errors import InvalidInput
+from gateway.faq.mail import answer_question
 from gateway.file_exchange import create_area_for_address, files_command
 from gateway.inbound.directory import DatabaseDirectory
+from gateway.inbound.intake import stored_raw
 from gateway.loops import classify_parsed
 from gateway.message import ParsedMessage, ParseLimitExceeded
 from gateway.parsing import parse_message
@@ -36,10 +39,11 @@ from gateway.routing import (
     MailContext,
     NewTicketDecision,
     RejectDecision,
+    guide_answers,
     route_message,
 )
 from gateway.staff_commands import Command, authenticated, parse_commands
-from gateway.store.models import BouncingAddress, table_of, utcnow
+from gateway.store.models import BouncingAddress, ReceivedMail, table_of, utcnow
 from gateway.store.upsert import upsert_for
 from gateway.ticket_actions import assign, change_state
 from gateway.tickets import (
@@ -52,6 +56,8 @@ from gateway.tickets import (
     remember_message_id,
     set_priority,
 )
+
+_received = table_of(ReceivedMail)
 
 
 @dataclass(frozen=True)
@@ -133,14 +139,15 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
     if isinstance(decision, NewTicketDecision):
         created = [_create(session, app, new, parsed, mail_id)
                    for new in (decision, *decision.also)]
-        for facts, new in zip(created, (decision, *decision.also), strict=True):
+        for facts, new in created:
             answers.ticket_created(session, app, facts, parsed, automatic=automatic,
                                    answers=new.guide_answers, missing=new.missing_required)
-        result = outcome("created", created[0].id, created[0].number)
+        first = created[0][0]
+        result = outcome("created", first.id, first.number)
         if decision.also:
             result = replace(result, reason=f"{result.reason}: "
-                                            f"{', '.join(f.number for f in created)}")
-        return _offer_upload(session, app, understood, result, created[0].id, sender)
+                                            f"{', '.join(f.number for f, _ in created)}")
+        return _offer_upload(session, app, understood, result, first.id, sender)
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
             and not decision.internal:
         note = staff_mail(session, app, decision, parsed, mail_id)
@@ -157,6 +164,8 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
         return _offer_upload(session, app, understood,
                              outcome("appended", decision.ticket.id, decision.ticket.number),
                              decision.ticket.id, sender)
+    if isinstance(decision, IgnoreDecision) and decision.faq_question:
+        return replace(outcome("ignored"), reason=answer_question(session, app, parsed, mail_id))
     if isinstance(decision, IgnoreDecision):
         ticket = decision.ticket
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
@@ -266,10 +275,23 @@ def _agent_name(app: App, parsed: ParsedMessage) -> str:
 
 
 def _create(session: Session, app: App, decision: NewTicketDecision, parsed: ParsedMessage,
-            mail_id: int | None) -> answers.TicketFacts:
-    """The new ticket, and what its answers need to know about it (without reading back
-    what was just written)."""
+            mail_id: int | None) -> tuple[answers.TicketFacts, NewTicketDecision]:
+    """The new ticket, what its answers need to know about it (without reading back what
+    was just written), and the decision with the guide answers it got. A "not solved"
+    reply to an FAQ answer starts the ticket with the stored question, then adds the reply,
+    and remembers our answer's Message-ID, so later replies to it join this ticket."""
     ids = app.configured_ids
+    first, first_mail_id = parsed, mail_id
+    if decision.question is not None:
+        first_mail_id = decision.question.received_mail_id
+        stored = session.execute(select(_received.c.raw, _received.c.size,
+                                        _received.c.raw_sha256, _received.c.received)
+                                 .where(_received.c.id == first_mail_id)).one()
+        first = parse_message(stored_raw(app.blobs, stored.raw, stored.size, stored.raw_sha256),
+                              received=stored.received)
+        template = next((t for t in app.settings.template if t.id == decision.template), None)
+        given, missing = guide_answers(first, template)
+        decision = replace(decision, guide_answers=given, missing_required=missing)
     reply_token = secrets.token_urlsafe(18)
     ref = create_ticket(session, NewTicket(
         title=decision.title, queue_id=ids.queue(session, decision.queue),
@@ -278,16 +300,22 @@ def _create(session: Session, app: App, decision: NewTicketDecision, parsed: Par
         customer_user_id=decision.customer.id if decision.customer else None,
         contact_email=decision.contact, reply_token=reply_token,
         guide_answers=decision.guide_answers, follows=decision.related_ticket,
-        first_article=_article(app, parsed, mail_id, sender="customer", internal=False)),
+        first_article=_article(app, first, first_mail_id, sender="customer", internal=False)),
         numbering=app.numbering, actor=f"mail:{decision.contact}")
+    thread = [first.message_id]
+    if decision.question is not None:
+        add_article(session, ref.id, _article(app, parsed, mail_id, sender="customer",
+                                              internal=False))
+        remember_message_id(session, ref.id, decision.question.answer_message_id)
+        thread.append(parsed.message_id)
     customer = decision.customer
     return answers.new_ticket_facts(
         app, ref.id, number=ref.number, title=decision.title, priority=decision.priority,
         queue=decision.queue, template=decision.template,
-        customer_name=customer.name if customer else "",
+        customer_name=customer.name if customer else "", registered=customer is not None,
         address=(customer.email if customer else "") or decision.contact,
         customer_language=customer.language if customer else None, reply_token=reply_token,
-        thread=(parsed.message_id,) if parsed.message_id else ())
+        thread=tuple(m for m in thread if m)), decision
 
 
 def _article(app: App, parsed: ParsedMessage, mail_id: int | None, *, sender: str,

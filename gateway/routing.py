@@ -9,6 +9,13 @@ In-Reply-To/References against every Message-ID the ticket sent or received (`in
 `references`), then the subject tag `[Ticket#NUMBER]` (`subject-tag`). A matched mail joins
 the ticket only if its sender may write to it (the ticket's customer, a participant, or
 staff); otherwise it opens a new ticket and the decision says why.
+
+Mail to the FAQ address (`[faq] address`) never opens a ticket by itself: a question is
+ignored with `faq_question` set (the pipeline answers it with matching articles), automatic
+mail is ignored unanswered. A reply to one of our FAQ answers (found by In-Reply-To or
+References) whose new text, above the quoted history, says "not solved" / "nicht gelöst"
+opens a ticket with the original question (rule `faq-not-solved`, `question` set); any other
+reply to such an answer is ignored (`faq-reply`).
 """
 
 from __future__ import annotations
@@ -51,6 +58,24 @@ class CustomerInfo:
     email: str = ""                        # as stored (where the customer's mail goes)
 
 
+@dataclass(frozen=True)
+class FaqAnswerInfo:
+    """An answer we mailed to a question sent to the FAQ address."""
+
+    message_id: str                        # the answer's
+    received_mail_id: int                  # the question's stored mail
+    address_key: str                       # who asked
+    subject: str                           # the question's subject
+
+
+@dataclass(frozen=True)
+class FaqQuestion:
+    """The stored question a "not solved" ticket starts with, and our answer to it."""
+
+    received_mail_id: int
+    answer_message_id: str
+
+
 class Directory(Protocol):
     def ticket_by_reply_token(self, token: str) -> TicketInfo | None: ...
     def ticket_by_message_ids(self, ids: Sequence[str]) -> tuple[TicketInfo, str] | None: ...
@@ -59,6 +84,7 @@ class Directory(Protocol):
     def is_staff(self, address: str) -> bool: ...
     def is_participant(self, ticket_id: int, address: str) -> bool: ...
     def is_duplicate(self, message_id: str, body: str) -> bool: ...
+    def faq_answer_by_message_ids(self, ids: Sequence[str]) -> FaqAnswerInfo | None: ...
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -76,6 +102,7 @@ class NewTicketDecision:
     guide_answers: tuple[tuple[str, str], ...] = ()
     missing_required: tuple[str, ...] = ()
     related_ticket: str | None = None      # a closed ticket this one follows up
+    question: FaqQuestion | None = None    # "not solved": the ticket starts with this mail
     # `[inbound] several_templates = "each"`: tickets for the mail's other template addresses
     also: tuple[NewTicketDecision, ...] = ()
 
@@ -95,6 +122,7 @@ class IgnoreDecision:
     rule: str
     reason: str
     ticket: TicketInfo | None = None       # e.g. the ticket a bounce belongs to
+    faq_question: bool = False             # a question to the FAQ address: answer it
 
 
 @dataclass(frozen=True)
@@ -253,10 +281,9 @@ def _decide(parsed: ParsedMessage, context: MailContext, settings: Settings,
             directory: Directory, destination: Destination, prefix: str,
             related: str | None) -> Decision:
     """What a mail to this one destination becomes."""
-    if destination.kind == "faq":
-        return IgnoreDecision("faq-address", "answering FAQ questions by mail is not "
-                                             "available yet")
     sender = parsed.from_.address if parsed.from_ else ""
+    if destination.kind == "faq":
+        return _route_faq(parsed, context, settings, directory, sender)
     title = clean_title(parsed.subject)
     customer = directory.customer_by_address(sender) if sender else None
     template = _template(settings, destination)
@@ -287,6 +314,48 @@ def _decide(parsed: ParsedMessage, context: MailContext, settings: Settings,
         template=template.id if template else None, priority=priority, customer=customer,
         contact=sender, guide_answers=answers, missing_required=missing,
         related_ticket=related)
+
+
+NOT_SOLVED = re.compile(
+    r"\b(?:nicht|noch\s+nicht|nicht\s+wirklich)\s+gel(?:ö|oe|o)st\b|\bungel(?:ö|oe)st\b"
+    r"|\bnot\s+(?:yet\s+|really\s+)?(?:solved|resolved)\b|\bunsolved\b|\bunresolved\b",
+    re.IGNORECASE)
+
+
+def says_not_solved(parsed: ParsedMessage) -> bool:
+    """"not solved" in the new text of a reply: above the quoted history, never in a
+    line quoted with ">" (our own answer explains the phrase)."""
+    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
+    own = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
+    return NOT_SOLVED.search(own) is not None
+
+
+def _route_faq(parsed: ParsedMessage, context: MailContext, settings: Settings,
+               directory: Directory, sender: str) -> Decision:
+    if context.automatic:
+        return IgnoreDecision("faq-address", f"{context.automatic_reason or 'automatic mail'}"
+                                             "; FAQ questions from automatic mail are not "
+                                             "answered")
+    answered = directory.faq_answer_by_message_ids(
+        (*parsed.in_reply_to, *reversed(parsed.references)))
+    question = IgnoreDecision("faq-address", "a question to the FAQ address",
+                              faq_question=True)
+    if answered is None or address_key(sender).lower() != answered.address_key.lower():
+        return question
+    if not says_not_solved(parsed):
+        return IgnoreDecision("faq-reply", f"a reply to our FAQ answer {answered.message_id} "
+                                           "that does not say \"not solved\"; nothing to do")
+    template = next((t for t in settings.template if t.id == settings.faq.template), None)
+    queue = (template.queue if template else settings.faq.queue
+             or (settings.queue[0].id if settings.queue else ""))
+    customer = directory.customer_by_address(sender)
+    title = clean_title(answered.subject) or clean_title(parsed.subject) or "FAQ"
+    return NewTicketDecision(
+        rule="faq-not-solved", reason=f"\"not solved\" in a reply to our FAQ answer "
+        f"{answered.message_id}: a ticket with the question in queue {queue}",
+        title=title, queue=queue, template=template.id if template else None,
+        priority=template.priority if template else 3, customer=customer, contact=sender,
+        question=FaqQuestion(answered.received_mail_id, answered.message_id))
 
 
 def _queue_language(settings: Settings, queue: str) -> str:

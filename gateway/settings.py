@@ -184,7 +184,13 @@ class RouteSettings(_Section):
 
 
 class FaqSettings(_Section):
-    address: str = ""
+    address: str = ""            # mail here is answered with matching FAQ articles
+    # where a "not solved" reply to such an answer opens its ticket: a template, or a queue;
+    # neither: the first [[queue]]
+    template: str = ""
+    queue: str = ""
+    max_answers: int = Field(default=3, ge=1, le=10)        # articles per answer by mail
+    max_suggestions: int = Field(default=3, ge=0, le=5)     # in acknowledgments; 0: none
 
 
 class FilesSettings(_Section):
@@ -302,6 +308,7 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
         if "queue" in template and str(template["queue"]) not in queue_ids:
             problems.append(f"template[{i}].queue: unknown queue {template['queue']!r} "
                             f"(known: {', '.join(queue_ids) or 'none'})")
+    problems += _faq_problems(data, queue_ids, template_ids)
     for i, route in enumerate(_entries(data, "route")):
         if route.get("template") and str(route["template"]) not in template_ids:
             problems.append(f"route[{i}].template: unknown template {route['template']!r}")
@@ -309,6 +316,24 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
             problems.append(f"route[{i}].queue: unknown queue {route['queue']!r}")
         if not route.get("template") and not route.get("queue"):
             problems.append(f"route[{i}]: needs a template or a queue")
+    return problems
+
+
+def _faq_problems(data: Mapping[str, Any], queue_ids: list[str],
+                  template_ids: set[str]) -> list[str]:
+    faq = data.get("faq")
+    if not isinstance(faq, dict):
+        return []
+    problems = []
+    if faq.get("template") and str(faq["template"]) not in template_ids:
+        problems.append(f"faq.template: unknown template {faq['template']!r}")
+    if faq.get("queue") and str(faq["queue"]) not in queue_ids:
+        problems.append(f"faq.queue: unknown queue {faq['queue']!r}")
+    if faq.get("template") and faq.get("queue"):
+        problems.append("faq: give a template or a queue for \"not solved\" tickets, not both")
+    if faq.get("address") and not queue_ids:
+        problems.append("faq.address: needs a [[queue]]: tickets from \"not solved\" replies "
+                        "go to one")
     return problems
 
 

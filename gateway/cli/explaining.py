@@ -70,4 +70,7 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         answer = decision.answer
     report["auto_reply"] = ("would be answered" if answer else
                             "no automatic answer (automatic mail, loop or ignored)")
+    if isinstance(decision, IgnoreDecision) and decision.faq_question:
+        report["auto_reply"] = ("would be answered with matching FAQ articles (unless the "
+                                "sender's limit of automatic answers is reached)")
     return report

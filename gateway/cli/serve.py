@@ -32,7 +32,8 @@ def _prepare(context: CliContext, *, with_demo: bool) -> App:
 
         if load_demo(app):
             click.echo("demo data loaded: customers mmuster, emusterfrau, jdoe, jsmith; "
-                       "5 tickets; templates incident, sap-incident, change, order", err=True)
+                       "5 tickets; templates incident, sap-incident, change, order; "
+                       "10 FAQ articles (faq@support.example.com answers by mail)", err=True)
     return app
 
 

@@ -1,8 +1,10 @@
 """Demo data so a newcomer can try every feature at once.
 
-`DEMO_OVERLAY` (demo.toml) adds queues, staff and the three template groups to the settings;
-`load_demo` adds customers (customers.csv) and a few tickets in different states, once per
-database (a marker row in `meta` makes a second run a no-op).
+`DEMO_OVERLAY` (demo.toml) adds queues, staff, the three template groups and the FAQ address
+to the settings; `load_demo` adds customers (customers.csv), a few tickets in different
+states and the FAQ articles of `faq/` (German and English), once per database (marker rows
+in `meta` make a second run a no-op; the FAQ has its own, so a database that got the demo
+before the FAQ existed gets the FAQ too).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -17,10 +20,14 @@ from sqlmodel import Session
 
 from gateway.app import App
 from gateway.customers import import_customers
+from gateway.faq.source import faq_files, read_sources
+from gateway.faq.store import save_articles
 from gateway.store.models import CustomerUser, Meta, Queue, Template, table_of, utcnow
 from gateway.tickets import NewArticle, NewTicket, State, create_ticket, set_state
 
 DEMO_MARKER = "demo_loaded"
+DEMO_FAQ_MARKER = "demo_faq_loaded"
+DEMO_FAQ_DIR = Path(__file__).parent / "faq"
 _files = resources.files(__package__)
 
 
@@ -29,15 +36,21 @@ def demo_overlay() -> dict[str, Any]:
 
 
 def load_demo(app: App) -> bool:
-    """Add demo customers and tickets unless this database has them; True if it added them.
-    The demo queues and templates must already be synced (`prepare_database`)."""
+    """Add demo customers, tickets and FAQ unless this database has them; True if it added
+    any. The demo queues and templates must already be synced (`prepare_database`)."""
+    added = False
     with app.db.write() as session:
-        if session.get(Meta, DEMO_MARKER) is not None:
-            return False
-        import_customers(session, _files.joinpath("customers.csv").read_text(encoding="utf-8"))
-        _create_demo_tickets(session, app)
-        session.add(Meta(key=DEMO_MARKER, value=utcnow().isoformat()))
-    return True
+        if session.get(Meta, DEMO_MARKER) is None:
+            import_customers(session,
+                             _files.joinpath("customers.csv").read_text(encoding="utf-8"))
+            _create_demo_tickets(session, app)
+            session.add(Meta(key=DEMO_MARKER, value=utcnow().isoformat()))
+            added = True
+        if session.get(Meta, DEMO_FAQ_MARKER) is None:
+            save_articles(session, read_sources(faq_files(DEMO_FAQ_DIR)))
+            session.add(Meta(key=DEMO_FAQ_MARKER, value=utcnow().isoformat()))
+            added = True
+    return added
 
 
 _TICKETS = [

@@ -14,17 +14,19 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from gateway.addresses import address_key
-from gateway.routing import CustomerInfo, TicketInfo
+from gateway.routing import CustomerInfo, FaqAnswerInfo, TicketInfo
 from gateway.store.models import (
     Article,
     CustomerUser,
     Organisation,
     Queue,
+    ReceivedMail,
     Staff,
     Ticket,
     TicketMessageId,
     table_of,
 )
+from gateway.store.models_faq import FaqMailAnswer
 from gateway.tickets import storable
 
 _ticket = table_of(Ticket)
@@ -34,6 +36,8 @@ _customer = table_of(CustomerUser)
 _organisation = table_of(Organisation)
 _staff = table_of(Staff)
 _article = table_of(Article)
+_faq_answer = table_of(FaqMailAnswer)
+_received = table_of(ReceivedMail)
 
 _TICKET_COLUMNS = (_ticket.c.id, _ticket.c.number, _ticket.c.state, _queue.c.key,
                    _ticket.c.customer_user_id, _ticket.c.contact_email)
@@ -128,6 +132,19 @@ class DatabaseDirectory:
         """The same Message-ID with the same text is already an article."""
         return self.session.execute(_DUPLICATE, {"message_id": storable(message_id),
                                                  "body": storable(body)}).first() is not None
+
+    def faq_answer_by_message_ids(self, ids: Sequence[str]) -> FaqAnswerInfo | None:
+        """Our FAQ answer among `ids` (the first one, in the order given), if any."""
+        wanted = [storable(i) for i in dict.fromkeys(ids) if i][:100]
+        if not wanted:
+            return None
+        rows = self.session.execute(
+            select(_faq_answer.c.message_id, _faq_answer.c.received_mail_id,
+                   _faq_answer.c.address_key, _received.c.subject)
+            .join(_received, _received.c.id == _faq_answer.c.received_mail_id)
+            .where(_faq_answer.c.message_id.in_(wanted))).all()
+        by_id = {row[0]: FaqAnswerInfo(row[0], row[1], row[2], row[3] or "") for row in rows}
+        return next((by_id[i] for i in wanted if i in by_id), None)
 
 
 def _addresses_in(text: str) -> list[str]:

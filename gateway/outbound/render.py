@@ -77,6 +77,7 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
 }
 # Keys an event may have; absent ones are set to these defaults.
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
+    "ack": {"faq": ()},                     # FaqArticles suggested to the customer
     "reject": {"max_size": None, "template_name": None},
     "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
     "staff-notify": {"template_name": None},
@@ -115,7 +116,8 @@ class GuideAnswer:
 
 @dataclass(frozen=True)
 class FaqArticle:
-    """One FAQ hit for `faq-answer`: its title, a short extract and the absolute URL."""
+    """One FAQ hit for `faq-answer` (and `ack`'s suggestions): its title, a short extract and
+    the absolute URL."""
 
     title: str
     extract: str
@@ -268,8 +270,9 @@ class MailRenderer:
         _check_values(event, values)
         if "answers" in values:
             values["answers"] = [_as(GuideAnswer, a) for a in values["answers"]]
-        if "articles" in values:
-            values["articles"] = [_as(FaqArticle, a) for a in values["articles"]]
+        for key in ("articles", "faq"):
+            if key in values:
+                values[key] = [_as(FaqArticle, a) for a in values[key]]
         values.update(
             event=event, language=language, base_url=self.base_url,
             ticket_number=ticket_number,

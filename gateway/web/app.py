@@ -7,8 +7,9 @@ check, backlog, last error. `/metrics` is the Prometheus text format, computed f
 database at scrape time, so every instance reports the same shared queues.
 
 The portal's pages live per area: `auth` (login, password lost, password change), `tickets`
-(My tickets, ticket view, reply, attachments), `forms` (ticket templates), `files` (the
-token-secured file exchange, /files/{token}). Every response
+(My tickets, ticket view, reply, attachments), `forms` (ticket templates), `faq` (explorer,
+articles, search, votes; public pages work without login), `files` (the token-secured
+file exchange, /files/{token}). Every response
 carries security headers (a CSP without any script source, `nosniff`, no framing, no
 referrer); every page that shows customer data is `no-store`. Authentication, CSRF and
 unknown pages are answered as HTML pages in the visitor's language.
@@ -36,7 +37,7 @@ from gateway.errors import DatabaseNotReady, TemporaryFailure
 from gateway.inbound.imap_report import mailbox_health, mailbox_metrics, mailbox_statuses
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.ticket_queries import count_tickets_by_state
-from gateway.web import auth, files, forms, tickets
+from gateway.web import auth, faq, files, forms, tickets
 from gateway.web.i18n import text
 from gateway.web.pages import (
     CsrfRefused,
@@ -117,6 +118,7 @@ def create_web_app(app: App) -> FastAPI:
     web.include_router(forms.build_router(portal))
     web.include_router(files.build_router(portal))
     install_token_redaction()     # /files/{token} paths never reach uvicorn's logs whole
+    web.include_router(faq.build_router(portal))
 
     @web.get("/healthz")
     def healthz() -> Response:

@@ -182,6 +182,37 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "files_created": ("Ihr Link zum Dateiaustausch (auch per E-Mail unterwegs):",
                       "Your file-exchange link (also on its way by email):"),
     "files_created_not_mailed": ("Ihr Link zum Dateiaustausch:", "Your file-exchange link:"),
+    # the FAQ (/faq)
+    "faq": ("FAQ", "FAQ"),
+    "faq_title": ("Häufige Fragen", "Frequently asked questions"),
+    "faq_search_label": ("In den FAQ suchen", "Search the FAQ"),
+    "faq_categories": ("Kategorien", "Categories"),
+    "faq_articles": ("Artikel", "Articles"),
+    "faq_count": ("{n} Artikel", "{n} articles"),
+    "faq_empty": ("Hier gibt es noch keine Artikel.", "There are no articles here yet."),
+    "faq_language": ("Sprache der Artikel", "Language of the articles"),
+    "faq_lang_de": ("Deutsch", "German"), "faq_lang_en": ("Englisch", "English"),
+    "faq_lang_all": ("Alle", "All"),
+    "faq_results": ("Suchergebnisse für „{q}“", "Search results for \"{q}\""),
+    "faq_no_results": ("Kein Artikel gefunden. Versuchen Sie andere Wörter oder stöbern Sie "
+                       "in den Kategorien.", "No article found. Try other words or browse "
+                       "the categories."),
+    "faq_some_words": ("Kein Artikel enthält alle Wörter; diese enthalten einige davon.",
+                       "No article contains every word; these contain some of them."),
+    "faq_also_searched": ("Auch gesucht: {words}", "Also searched for: {words}"),
+    "faq_login_hint": ("Weitere Artikel sehen Sie nach der Anmeldung.",
+                       "Log in to see more articles."),
+    "faq_customers_only": ("Nur für Kunden", "Customers only"),
+    "faq_keywords": ("Stichwörter", "Keywords"),
+    "faq_updated": ("Aktualisiert", "Updated"),
+    "faq_helpful_question": ("War dieser Artikel hilfreich?", "Was this article helpful?"),
+    "faq_yes": ("Ja", "Yes"), "faq_no": ("Nein", "No"),
+    "faq_votes": ("{yes} fanden ihn hilfreich, {no} nicht.",
+                  "{yes} found it helpful, {no} did not."),
+    "faq_voted": ("Danke für Ihre Bewertung!", "Thank you for your feedback!"),
+    "faq_back": ("Zurück zur Übersicht", "Back to the overview"),
+    "faq_open_ticket": ("Nicht gelöst? Eröffnen Sie ein Ticket.",
+                        "Not solved? Open a ticket."),
 }
 
 

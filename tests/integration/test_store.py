@@ -11,7 +11,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, insert, select, text
-from sqlmodel import SQLModel
 
 from gateway.app import App
 from gateway.errors import DatabaseNotReady, TemporaryFailure
@@ -20,6 +19,7 @@ from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.migrate import head_revision, upgrade
 from gateway.store.models import Blob, ReceivedMail, table_of, utcnow
+from gateway.store.schema import include_name, metadata
 
 _received = table_of(ReceivedMail)
 
@@ -27,7 +27,8 @@ _received = table_of(ReceivedMail)
 def test_migrations_create_exactly_the_models(database_url: str) -> None:
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        context = MigrationContext.configure(connection, opts={"include_name": include_name})
+        diff = compare_metadata(context, metadata)
     engine.dispose()
     assert diff == []
 

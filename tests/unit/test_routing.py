@@ -16,6 +16,8 @@ from gateway.message import MailAddress, ParsedMessage
 from gateway.routing import (
     AppendDecision,
     CustomerInfo,
+    FaqAnswerInfo,
+    FaqQuestion,
     IgnoreDecision,
     MailContext,
     NewTicketDecision,
@@ -44,6 +46,9 @@ class MemoryDirectory:
     staff: set[str] = field(default_factory=lambda: {"anna.agent@example.com"})
     participants: set[str] = field(default_factory=lambda: {"colleague@acme.example"})
     seen: set[tuple[str, str]] = field(default_factory=set)
+    faq_answers: dict[str, FaqAnswerInfo] = field(default_factory=lambda: {
+        "<faq-1@gw>": FaqAnswerInfo("<faq-1@gw>", 41, "max@acme.example",
+                                    "VPN bricht ab")})
 
     def _by_id(self, ticket_id: int) -> TicketInfo:
         return next(t for t in self.tickets if t.id == ticket_id)
@@ -71,6 +76,9 @@ class MemoryDirectory:
 
     def is_duplicate(self, message_id: str, body: str) -> bool:
         return (message_id, body) in self.seen
+
+    def faq_answer_by_message_ids(self, ids: Sequence[str]) -> FaqAnswerInfo | None:
+        return next((self.faq_answers[i] for i in ids if i in self.faq_answers), None)
 
 
 def settings(**extra: object) -> Settings:
@@ -269,3 +277,70 @@ def test_with_several_templates_each_every_template_address_gets_its_ticket() ->
     # sap is only for the organisation globex: that one is refused, the others go ahead
     assert "one ticket for each of 2 addresses" in decision.reason
     assert "not for: template-not-available" in decision.reason
+
+
+# -- the FAQ address -------------------------------------------------------------------------
+
+FAQ = ("faq@support.example.com",)
+QUOTE = "\n\nAm 27.11.2026 um 10:00 schrieb Service Desk:\n> Ist Ihr Problem nicht gelöst?\n"
+
+
+def test_a_question_to_the_faq_address_is_answered_not_ticketed() -> None:
+    decision = decide(mail(subject="VPN bricht ab"), recipients=FAQ)
+    assert isinstance(decision, IgnoreDecision)
+    assert (decision.rule, decision.faq_question) == ("faq-address", True)
+
+
+def test_automatic_mail_to_the_faq_address_gets_no_answer() -> None:
+    decision = decide(mail(subject="Monitoring: disk full"), recipients=FAQ, automatic=True,
+                      automatic_kind="automatic",
+                      automatic_reason="Auto-Submitted: auto-generated")
+    assert isinstance(decision, IgnoreDecision)
+    assert decision.rule == "faq-address" and not decision.faq_question
+
+
+def test_not_solved_above_the_quote_opens_a_ticket_with_the_question() -> None:
+    body = "Leider nicht gelöst, der Client ist aktuell." + QUOTE
+    reply = mail(subject="Re: Antworten aus unseren FAQ: VPN bricht ab", body=body,
+                 in_reply_to=("<faq-1@gw>",), quote_start=body.index("Am 27."))
+    decision = decide(reply, recipients=FAQ)
+    assert isinstance(decision, NewTicketDecision)
+    assert decision.rule == "faq-not-solved"
+    assert decision.question == FaqQuestion(41, "<faq-1@gw>")
+    assert (decision.title, decision.queue, decision.template) == ("VPN bricht ab",
+                                                                   "servicedesk", None)
+    assert decision.customer == MAX
+
+
+@pytest.mark.parametrize("body", [
+    "Danke, das hat geholfen!" + QUOTE,                  # "nicht gelöst" only in the quote
+    "Super, danke.\n> Ist Ihr Problem nicht gelöst?\n",  # a quote the parser did not find
+])
+def test_a_reply_without_not_solved_is_ignored(body: str) -> None:
+    start = body.index("Am 27.") if "Am 27." in body else None
+    reply = mail(subject="Re: VPN", body=body, references=("<x@y>", "<faq-1@gw>"),
+                 quote_start=start)
+    decision = decide(reply, recipients=FAQ)
+    assert isinstance(decision, IgnoreDecision) and decision.rule == "faq-reply"
+
+
+@pytest.mark.parametrize("phrase", ["not solved", "Not resolved yet", "UNGELÖST",
+                                    "noch nicht geloest"])
+def test_not_solved_in_either_language(phrase: str) -> None:
+    reply = mail(subject="Re: VPN", body=phrase, in_reply_to=("<faq-1@gw>",))
+    assert isinstance(decide(reply, recipients=FAQ), NewTicketDecision)
+
+
+def test_someone_else_replying_to_an_faq_answer_asks_a_new_question() -> None:
+    reply = mail(subject="Re: VPN", body="nicht gelöst", sender="other@acme.example",
+                 in_reply_to=("<faq-1@gw>",))
+    decision = decide(reply, recipients=FAQ)
+    assert isinstance(decision, IgnoreDecision) and decision.faq_question
+
+
+def test_the_faq_template_decides_queue_and_priority() -> None:
+    config = settings(faq={"address": "faq@support.example.com", "template": "change"})
+    reply = mail(subject="Re: VPN", body="nicht gelöst", in_reply_to=("<faq-1@gw>",))
+    decision = decide(reply, recipients=FAQ, config=config)
+    assert isinstance(decision, NewTicketDecision)
+    assert (decision.template, decision.queue) == ("change", "changes")

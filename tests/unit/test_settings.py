@@ -209,3 +209,29 @@ def test_a_missing_password_variable_stops_the_start(tmp_path: Path,
         "x.toml", tmp_path)
     with pytest.raises(ConfigError, match="GW_PW is not set"):
         settings.database_url()
+
+
+def test_faq_keys_are_checked(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, """
+[faq]
+address = "faq@support.example.com"
+template = "nope"
+queue = "missing"
+max_answers = 0
+max_suggestions = 9
+""")
+    text = "\n".join(problems)
+    assert "faq.template: unknown template 'nope'" in text
+    assert "faq.queue: unknown queue 'missing'" in text
+    assert 'faq: give a template or a queue for "not solved" tickets, not both' in text
+    assert "faq.address: needs a [[queue]]" in text
+    assert "faq.max_answers: Input should be greater than or equal to 1" in text
+    assert "faq.max_suggestions: Input should be less than or equal to 5" in text
+
+
+def test_faq_defaults() -> None:
+    from gateway.settings import Settings
+
+    faq = Settings().faq
+    assert (faq.address, faq.template, faq.queue, faq.max_answers, faq.max_suggestions) == (
+        "", "", "", 3, 3)

@@ -2,12 +2,11 @@
 
 from alembic import context
 from sqlalchemy import text
-from sqlmodel import SQLModel
 
-from gateway.store import models, models_files  # noqa: F401  (register the tables)
 from gateway.store.db import Database
+from gateway.store.schema import include_name, metadata
 
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 MIGRATION_LOCK_ID = 0x7467_0002
 
 
@@ -19,7 +18,8 @@ def run_migrations_online() -> None:
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=target_metadata,
-                              render_as_batch=database.is_sqlite, compare_type=True)
+                              render_as_batch=database.is_sqlite, compare_type=True,
+                              include_name=include_name)
             with context.begin_transaction():
                 if not database.is_sqlite:
                     # instances upgrading at once take turns; the later ones then find the

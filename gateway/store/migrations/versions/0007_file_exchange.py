@@ -1,7 +1,7 @@
 """file exchange: areas and their files
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30 01:05:43.245585
 
 See gateway/store/models_files.py.
@@ -17,7 +17,7 @@ import gateway.store.types
 # Chained onto 0005 on this branch; at the merge it follows 0006 (the FAQ's tables), which
 # it does not depend on.
 revision: str = '0007'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,114 @@
+"""The FAQ in a real browser: Debian's Chromium driven by Playwright for Python, against a
+real `ticketgw serve --demo` (the demo FAQ in German and English).
+
+Browse a category down to an article, search with a German word form ("Druckers" finds the
+articles about the "Drucker") and with typos ("Passwrot", "Pasword"), vote "helpful" and see
+the count change. No login: the FAQ's public pages work without one.
+
+Chromium must be at /usr/bin/chromium; when it is not, this test FAILS, it never skips.
+Screenshots go to the test's directory, and to $TGW_SCREENSHOTS_DIR when set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_config
+from tests.integration.test_serve import free_port, start, wait_healthy
+from tests.web.test_portal_browser import CHROMIUM, CHROMIUM_ARGS
+
+
+@pytest.fixture
+def demo_server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    config = write_config(tmp_path / "ticketgw.toml", database_url)
+    config.write_text(config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{port}"'))
+    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(process, f"{base}/healthz")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def test_browse_search_and_vote_in_chromium(demo_server: str, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never "
+                    "skip)", pytrace=False)
+    from playwright.sync_api import expect, sync_playwright
+
+    base = demo_server
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    publish = os.environ.get("TGW_SCREENSHOTS_DIR")
+    counter = iter(range(1, 100))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760},
+                                      extra_http_headers={"Accept-Language": "de-DE,de"})
+        page = context.new_page()
+
+        def shot(name: str) -> None:
+            path = shots / f"faq-{next(counter):02d}-{name}.png"
+            page.screenshot(path=str(path), full_page=True)
+            if publish:
+                Path(publish).mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, Path(publish) / path.name)
+
+        # browse: the navigation, a category, its sub-category, an article
+        page.goto(f"{base}/login")
+        page.get_by_role("link", name="FAQ").click()
+        expect(page.get_by_role("heading", name="Häufige Fragen")).to_be_visible()
+        shot("explorer")
+        page.get_by_role("link", name="Arbeitsplatz").click()
+        page.get_by_role("link", name="Drucker", exact=True).click()
+        expect(page.get_by_role("heading", name="Drucker", exact=True)).to_be_visible()
+        shot("category")
+        page.get_by_role("link", name="Der Drucker druckt nur leere Seiten").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Der Drucker druckt nur leere Seiten")
+        expect(page.get_by_text("Tonerkartusche prüfen.")).to_be_visible()
+
+        # search: a German word form, then typos in German and English
+        page.goto(f"{base}/faq")
+        page.get_by_label("In den FAQ suchen").fill("Druckers")
+        page.get_by_role("button", name="Suche").click()
+        results = page.get_by_role("region", name="Suchergebnisse")
+        expect(results.get_by_role("link", name="Der Drucker druckt nur leere Seiten")
+               ).to_be_visible()
+        expect(results.locator("mark").first).to_have_text("Drucker")
+        shot("search-word-form")
+        page.get_by_label("In den FAQ suchen").fill("Passwrot")
+        page.get_by_role("button", name="Suche").click()
+        expect(page.get_by_role("link", name="Passwort vergessen oder abgelaufen")).to_be_visible()
+        expect(page.get_by_text("Auch gesucht: passwort")).to_be_visible()
+        shot("search-typo")
+        page.get_by_label("In den FAQ suchen").fill("Pasword")
+        page.get_by_role("button", name="Suche").click()
+        expect(page.get_by_role("link", name="Forgotten or expired password")).to_be_visible()
+
+        # vote: the count changes
+        page.get_by_label("In den FAQ suchen").fill("Passwrot")
+        page.get_by_role("button", name="Suche").click()
+        page.get_by_role("link", name="Passwort vergessen oder abgelaufen").click()
+        expect(page.locator("#vote-count")).to_have_text("0 fanden ihn hilfreich, 0 nicht.")
+        page.get_by_role("button", name="Ja").click()
+        expect(page.get_by_role("status")).to_contain_text("Danke für Ihre Bewertung")
+        expect(page.locator("#vote-count")).to_have_text("1 fanden ihn hilfreich, 0 nicht.")
+        shot("voted")
+        page.get_by_role("button", name="Nein").click()    # the same browser changes its mind
+        expect(page.locator("#vote-count")).to_have_text("0 fanden ihn hilfreich, 1 nicht.")
+        browser.close()
