@@ -11,8 +11,6 @@ Screenshots go to the test's directory, and to $TGW_SCREENSHOTS_DIR when set.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.integration.test_serve import free_port, start, wait_healthy
-from tests.web.test_portal_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web.browser import german_page
 
 
 @pytest.fixture
@@ -44,29 +42,11 @@ def demo_server(database_url: str, tmp_path: Path) -> Iterator[str]:
 
 
 def test_browse_search_and_vote_in_chromium(demo_server: str, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never "
-                    "skip)", pytrace=False)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = demo_server
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    publish = os.environ.get("TGW_SCREENSHOTS_DIR")
-    counter = iter(range(1, 100))
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760},
-                                      extra_http_headers={"Accept-Language": "de-DE,de"})
-        page = context.new_page()
-
-        def shot(name: str) -> None:
-            path = shots / f"faq-{next(counter):02d}-{name}.png"
-            page.screenshot(path=str(path), full_page=True)
-            if publish:
-                Path(publish).mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, Path(publish) / path.name)
+    with german_page(tmp_path, "faq") as (page, shot):
 
         # browse: the navigation, a category, its sub-category, an article
         page.goto(f"{base}/login")
@@ -111,4 +91,3 @@ def test_browse_search_and_vote_in_chromium(demo_server: str, tmp_path: Path) ->
         shot("voted")
         page.get_by_role("button", name="Nein").click()    # the same browser changes its mind
         expect(page.locator("#vote-count")).to_have_text("0 fanden ihn hilfreich, 1 nicht.")
-        browser.close()

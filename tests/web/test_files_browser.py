@@ -16,15 +16,11 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
+from tests.web.browser import german_page
 from tests.web.test_portal_browser import (  # noqa: F401  (server is the fixture)
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Maildir,
     _env,
     _ticketgw,
@@ -42,10 +38,7 @@ def ticketgw(config: Path, *args: str) -> str:
 
 def test_upload_two_files_and_download_one_in_chromium(server: tuple[str, Path],  # noqa: F811
                                                        tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never "
-                    "skip)", pytrace=False)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base, config = server
     mail = tmp_path / "mail.eml"
@@ -68,23 +61,8 @@ def test_upload_two_files_and_download_one_in_chromium(server: tuple[str, Path],
     report.write_text("Fehlerbericht\n" * 1000, encoding="utf-8")
     image = tmp_path / "bildschirm foto.png"
     image.write_bytes(os.urandom(300_000))
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    publish = os.environ.get("TGW_SCREENSHOTS_DIR")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760},
-                                      extra_http_headers={"Accept-Language": "de-DE,de"},
-                                      accept_downloads=True)
-        page = context.new_page()
-
-        def shot(name: str) -> None:
-            path = shots / f"files-{name}.png"
-            page.screenshot(path=str(path), full_page=True)
-            if publish:
-                Path(publish).mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, Path(publish) / path.name)
+    with german_page(tmp_path, "files", numbered=False, accept_downloads=True) as (page, shot):
 
         page.goto(link)
         expect(page.get_by_role("heading", level=1)).to_contain_text(f"Dateien zu Ticket {number}")
@@ -106,7 +84,6 @@ def test_upload_two_files_and_download_one_in_chromium(server: tuple[str, Path],
         download.save_as(saved)
         assert hashlib.sha256(saved.read_bytes()).hexdigest() == \
             hashlib.sha256(image.read_bytes()).hexdigest()
-        browser.close()
 
     shown = json.loads(ticketgw(config, "ticket", "show", number, "--json"))
     attachments = {a["filename"]: a["sha256"] for a in shown["articles"][-1]["attachments"]}

@@ -17,7 +17,6 @@ import email
 import email.policy
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,11 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_serve import free_port, start, wait_healthy
+from tests.web.browser import german_page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 PASSWORD = "Mein neues Passwort 42"
 
 CONFIG = """\
@@ -160,30 +156,12 @@ def _env() -> dict[str, str]:
 
 
 def test_the_customer_journey_in_chromium(server: tuple[str, Path], tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never "
-                    "skip)", pytrace=False)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base, config = server
     outbox = Maildir(tmp_path / "outbox")
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    publish = os.environ.get("TGW_SCREENSHOTS_DIR")
-    counter = iter(range(1, 100))
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760},
-                                      extra_http_headers={"Accept-Language": "de-DE,de"})
-        page = context.new_page()
-
-        def shot(name: str) -> None:
-            path = shots / f"portal-{next(counter):02d}-{name}.png"
-            page.screenshot(path=str(path), full_page=True)
-            if publish:
-                Path(publish).mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, Path(publish) / path.name)
+    with german_page(tmp_path, "portal") as (page, shot):
 
         # password lost (also the first login)
         page.goto(f"{base}/login")
@@ -275,4 +253,3 @@ def test_the_customer_journey_in_chromium(server: tuple[str, Path], tmp_path: Pa
         shot("my-tickets-closed")
         outbox.wait_for(lambda m: f"Ticket#{number_text}" in str(m["Subject"])
                         and "geschlossen" in text_of(m) and "max.mustermann" in str(m["To"]))
-        browser.close()
