@@ -99,6 +99,9 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, subpr
                 process.communicate()
 
 
+# One database is enough: the memory at stake is the web layer's (the database only records
+# the file), and this test is the suite's slowest (about 40 s per run).
+@pytest.mark.backends("sqlite")
 def test_a_1_gib_upload_streams_with_flat_memory(
         served: tuple[str, Path, subprocess.Popen[str], Path], tmp_path: Path) -> None:
     base, config, process, spool = served
