@@ -7,8 +7,6 @@ CLI to look), then the details in-process through intake and the worker.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import signal
 import smtplib
@@ -28,6 +26,7 @@ from tests.conftest import make_settings
 from tests.integration.test_answers import deliver, outbox
 from tests.integration.test_faq import load_demo_faq
 from tests.integration.test_serve import TICKETGW, free_port, serve_config, start, wait_healthy
+from tests.maildir import Maildir
 
 FAQ_ADDRESS = "faq@support.example.com"
 BASE_URL = "http://127.0.0.1:8080"
@@ -51,29 +50,6 @@ def text_of(message: Any) -> str:
 
 
 # -- the whole service -------------------------------------------------------------------
-
-class Maildir:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def messages(self) -> list[EmailMessage]:
-        found = []
-        for folder in ("new", "cur"):
-            if (self.root / folder).is_dir():
-                for path in sorted((self.root / folder).iterdir()):
-                    found.append(email.message_from_bytes(path.read_bytes(),
-                                                          policy=email.policy.default))
-        return found  # type: ignore[return-value]
-
-    def wait_for(self, predicate: Any, timeout: float = 30) -> EmailMessage:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.messages():
-                if predicate(message):
-                    return message
-            time.sleep(0.2)
-        raise AssertionError(f"no such mail: {[str(m['Subject']) for m in self.messages()]}")
-
 
 def cli_json(config: Path, *args: str) -> Any:
     done = subprocess.run([*TICKETGW, "--config", str(config), *args, "--json"],

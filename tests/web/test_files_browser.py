@@ -19,9 +19,9 @@ import re
 import subprocess
 from pathlib import Path
 
+from tests.maildir import Maildir
 from tests.web.browser import german_page
 from tests.web.test_portal_browser import (  # noqa: F401  (server is the fixture)
-    Maildir,
     _env,
     _ticketgw,
     server,

@@ -13,12 +13,9 @@ $TGW_SCREENSHOTS_DIR when set (that is how docs/screenshots/ is made).
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_serve import free_port, start, wait_healthy
+from tests.maildir import Maildir
 from tests.web.browser import german_page
 
 PASSWORD = "Mein neues Passwort 42"
@@ -89,31 +87,6 @@ name = {{ de = "Bestellung", en = "Order" }}
 addresses = ["order@support.example.com"]
 queue = "servicedesk"
 """
-
-
-class Maildir:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def messages(self) -> list[EmailMessage]:
-        found = []
-        for folder in ("new", "cur"):
-            directory = self.root / folder
-            if directory.is_dir():
-                for path in sorted(directory.iterdir(), key=lambda p: p.stat().st_mtime):
-                    found.append(email.message_from_bytes(path.read_bytes(),
-                                                          policy=email.policy.default))
-        return found  # type: ignore[return-value]
-
-    def wait_for(self, predicate: object, timeout: float = 20) -> EmailMessage:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.messages():
-                if predicate(message):  # type: ignore[operator]
-                    return message
-            time.sleep(0.2)
-        raise AssertionError(f"no such mail in {self.root}: "
-                             f"{[str(m['Subject']) for m in self.messages()]}")
 
 
 def text_of(message: EmailMessage) -> str:
