@@ -85,7 +85,7 @@ class RawSpool:
         self.size = 0
         self.truncated = False
         self.too_big = False
-        self._head = bytearray()
+        self._head = b""             # the beginning, once it is no longer in `_memory`
         self._memory = bytearray()
         self._file: BlobWriter | None = None
 
@@ -93,34 +93,39 @@ class RawSpool:
         if not data or self.too_big:
             return
         self.size += len(data)
-        if len(self._head) < TRUNCATED_KEEP:
-            self._head += data[:TRUNCATED_KEEP - len(self._head)]
         if self.hard_limit is not None and self.size > self.hard_limit:
             self.too_big = True                    # keep reading, keep nothing
-            self._head = bytearray()
+            self._head = b""
             self.discard()
             return
         if self.truncated:
             return
         if self.limit is not None and self.size > self.limit:
             self.truncated = True                  # keep reading, keep only the head
+            if self._file is None:
+                self._head = self._beginning(data)
             self.discard()
             return
         if self._file is None and len(self._memory) + len(data) <= RAW_IN_ROW_LIMIT:
             self._memory += data
             return
         if self._file is None:
+            self._head = self._beginning(data)     # in case the mail turns out too big
             self._file = self.blobs.writer()
             self._file.write(self._memory)
             self._memory = bytearray()
         self._file.write(data)
+
+    def _beginning(self, data: bytes) -> bytes:
+        """The first `TRUNCATED_KEEP` bytes of the message, `data` being the next piece."""
+        return bytes((self._memory + data[:TRUNCATED_KEEP])[:TRUNCATED_KEEP])
 
     def finish(self) -> bytes | SpooledRaw:
         """The message: its bytes (or the first `TRUNCATED_KEEP` of them when `truncated`),
         or where it lies in the blob store (fsynced; blocking, so call it off the event
         loop)."""
         if self.truncated:
-            return bytes(self._head)
+            return self._head
         if self._file is None:
             return bytes(self._memory)
         stored = self._file.finish()
