@@ -17,6 +17,8 @@ never blocks the queue:
    mail waits for SQLite's write lock (`store/priority.py`). A transaction that cannot
    commit at all is tried again mail by mail.
 A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
+Leases are committed with `db.write(durable=False)`: a power failure may forget a lease (and
+its attempt count), which only repeats work; the mails' results are written durably.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def lease_batch(app: App, limit: int = 20) -> list[int]:
     attempts (their worker died each time) are quarantined instead."""
     now = utcnow()
     leased: list[int] = []
-    with app.db.write() as session:
+    with app.db.write(durable=False) as session:
         for row in claim_due(session, _received, status="pending", now=now, limit=limit,
                              columns=("id", "attempts")):
             if row.attempts >= MAX_ATTEMPTS:
@@ -88,7 +90,7 @@ def lease_ids(app: App, mail_ids: list[int]) -> list[int]:
     what they stored at once); mails another worker holds are left to it."""
     now = utcnow()
     leased: list[int] = []
-    with app.db.write() as session:
+    with app.db.write(durable=False) as session:
         for start in range(0, len(mail_ids), 500):
             rows = session.execute(
                 select(_received.c.id, _received.c.attempts)

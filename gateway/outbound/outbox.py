@@ -23,6 +23,9 @@ Guarantees:
   and record leaves the row `queued` with a lease that expires; it is then sent again. The
   drain stops a batch as soon as a record fails, and hands back unsent mail before its lease
   could run out, so no other mail of the batch is sent twice.
+  Leases and results are committed with `db.write(durable=False)` (no fsync: they survive
+  any process crash, but a power failure or OS crash may forget the last second or so of
+  them): such mails are sent once more, none is lost.
 - **Per recipient.** When the relay accepts some recipients and refuses others, the row is
   split: it keeps the recipients that share the first outcome (sent, else temporary, else
   permanent), and a new row (same Message-ID and bytes) is made for each other outcome, so
@@ -167,7 +170,7 @@ def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | Non
     attempt crashed) are marked failed instead of being sent once more."""
     now = now or utcnow()
     leased: list[QueuedMail] = []
-    with db.write() as session:
+    with db.write(durable=False) as session:
         if mail_ids is None:
             rows: Sequence[Any] = claim_due(session, _outbound, status="queued", now=now,
                                             limit=limit)
@@ -197,7 +200,7 @@ def release(db: Database, mails: Sequence[QueuedMail]) -> None:
     if not mails:
         return
     try:
-        with db.write() as session:
+        with db.write(durable=False) as session:
             for mail in mails:
                 _update_leased(session, mail, attempts=mail.attempts - 1, next_attempt=utcnow())
     except Exception:
@@ -222,7 +225,7 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
     `Delivery` per row (more than one when the recipients had different outcomes)."""
     now = now or utcnow()
     groups = list(_by_outcome(mail.recipients, result).items())
-    with db.write() as session:
+    with db.write(durable=False) as session:
         if len(groups) == 1:    # the usual case: one guarded UPDATE
             [(outcome, (_, detail))] = groups
             done = _apply(session, mail, outcome, detail, None, on_failed, now)

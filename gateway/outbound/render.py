@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -59,6 +60,7 @@ _T = TypeVar("_T")
 
 FALLBACK_LANGUAGE = "en"
 PARTS = ("subject", "txt", "html")
+RECHECK_SECONDS = 2.0   # an edited template is used at most this long after the edit
 
 # What the caller must put in `context`, per event (the one place that defines it).
 REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
@@ -142,13 +144,15 @@ def default_templates_dir() -> Path:
 
 class MailRenderer:
     """Renders the mails of `EVENTS`. Build one at start (`app.py`) and share it; it holds
-    the Jinja environment (templates are compiled once and reloaded when changed)."""
+    the Jinja environment (templates are compiled once, and reloaded when a file changed,
+    within `RECHECK_SECONDS`)."""
 
     def __init__(self, *, base_url: str, override_dir: Path | None = None,
                  templates_dir: Path | None = None, dkim: DkimSigner | None = None,
                  timezone: tzinfo = UTC) -> None:
         self.base_url = base_url.rstrip("/")
         self.dkim = dkim
+        self._found: dict[tuple[str, str], tuple[float, str, list[jinja2.Template]]] = {}
         shipped = templates_dir or default_templates_dir()
         if not shipped.is_dir():
             raise RenderError(f"mail templates not found at {shipped}")
@@ -231,6 +235,19 @@ class MailRenderer:
         return RenderedParts(used, tagged_subject(subject, ticket_number), text, html)
 
     def _templates(self, event: str, language: str) -> tuple[str, list[jinja2.Template]]:
+        """The event's three templates in `language` (else the fallback language). Looked
+        up again, and so reloaded when a file changed, at most every `RECHECK_SECONDS`:
+        Jinja's own check costs a `stat` per template and mail."""
+        key = (event, language)
+        found = self._found.get(key)
+        now = time.monotonic()
+        if found is not None and now - found[0] < RECHECK_SECONDS:
+            return found[1], found[2]
+        used, templates = self._look_up(event, language)
+        self._found[key] = (now, used, templates)
+        return used, templates
+
+    def _look_up(self, event: str, language: str) -> tuple[str, list[jinja2.Template]]:
         tried = []
         for lang in dict.fromkeys((language, FALLBACK_LANGUAGE)):
             names = [f"{event}.{lang}.{part}.j2" for part in PARTS]

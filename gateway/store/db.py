@@ -9,6 +9,12 @@ Guarantees:
   "database is locked" when a reader tries to become a writer (SQLite's deferred default).
 - SQLite runs in WAL mode with `synchronous=FULL`: a commit is on disk when it returns,
   which is what lets us answer `250` after it. Foreign keys are enforced.
+- `write(durable=False)` is for bookkeeping whose loss can only cause a repetition, never a
+  loss (leases, attempt counters, the outbox's "sent" records): its commit survives a crash
+  of any process but not a power failure or an OS crash, which may forget the last such
+  commits (about a second's worth). SQLite commits it with `synchronous=NORMAL` (WAL: no
+  fsync; the next durable commit syncs it too), PostgreSQL with `synchronous_commit=off`.
+  Received mail, tickets and queued answers are always written durably.
 - Operational errors (server down, locked past the timeout) surface as `TemporaryFailure`
   from `write()`/`read()`, so callers answer 4xx / exit 75 without knowing the driver.
 - `require_current_schema()` refuses an unmigrated database with a message naming
@@ -55,6 +61,12 @@ class Database:
                                         connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
         # the same pool, but transactions that will write take the SQLite write lock at BEGIN
         self._write_engine = self.engine.execution_options(tgw_write=True)
+        self._lazy_write_engine = self.engine.execution_options(tgw_write=True, tgw_lazy=True)
+        if not self.is_sqlite:
+            @event.listens_for(self.engine, "begin")
+            def _begin(connection: Any) -> None:
+                if connection.get_execution_options().get("tgw_lazy", False):
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         # SQLite: every writer of the file takes turns, received mail first (priority.py)
         self.turns: WriteTurns | None = None
         database = parsed.database
@@ -71,33 +83,46 @@ class Database:
                                              "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _configure(dbapi_connection: Any, _record: Any) -> None:
+        def _configure(dbapi_connection: Any, record: Any) -> None:
             # let us emit BEGIN ourselves (pysqlite's implicit BEGIN is always DEFERRED)
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
+            record.info["tgw_synchronous"] = "FULL"
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            immediate = connection.get_execution_options().get("tgw_write", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            options = connection.get_execution_options()
+            if not options.get("tgw_write", False):
+                connection.exec_driver_sql("BEGIN")
+                return
+            # synchronous is per connection and may change between transactions; WAL keeps
+            # a NORMAL commit across crashes of any process, only not across power loss
+            wanted = "NORMAL" if options.get("tgw_lazy", False) else "FULL"
+            info = connection.connection.info
+            if info.get("tgw_synchronous") != wanted:
+                connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+                info["tgw_synchronous"] = wanted
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
     @contextmanager
-    def write(self, *, urgent: bool = False) -> Iterator[Session]:
+    def write(self, *, urgent: bool = False, durable: bool = True) -> Iterator[Session]:
         """One read-write transaction: committed at the end, rolled back on error. On SQLite
         writers take turns, and `urgent` ones (received mail: a client waits for the
-        answer) go first (see `store/priority.py`)."""
+        answer) go first (see `store/priority.py`). `durable=False`: see the module's
+        docstring; only for writes whose loss in a power failure repeats work."""
+        engine = self._write_engine if durable else self._lazy_write_engine
         if self.turns is None:
-            with self._session(self._write_engine) as session:
+            with self._session(engine) as session:
                 yield session
             return
-        with self.turns.turn(urgent=urgent), self._session(self._write_engine) as session:
+        with self.turns.turn(urgent=urgent), self._session(engine) as session:
             yield session
 
     @contextmanager

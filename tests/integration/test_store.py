@@ -50,6 +50,32 @@ def test_sqlite_runs_in_wal_with_full_sync(database_url: str) -> None:
     database.dispose()
 
 
+def _sync_setting(database: Database, session: object) -> str:
+    connection = session.connection()  # type: ignore[attr-defined]
+    if database.is_sqlite:
+        return {1: "NORMAL", 2: "FULL"}.get(
+            connection.exec_driver_sql("PRAGMA synchronous").scalar(), "other")
+    return str(connection.exec_driver_sql("SHOW synchronous_commit").scalar())
+
+
+def test_only_bookkeeping_writes_skip_the_sync_and_it_does_not_stick(app: App) -> None:
+    """`write(durable=False)` commits without waiting for the disk; the next ordinary
+    write on the same pooled connection is durable again, and both are committed."""
+    database = app.db
+    durable = "FULL" if database.is_sqlite else "on"
+    lazy = "NORMAL" if database.is_sqlite else "off"
+    with database.write() as session:
+        assert _sync_setting(database, session) == durable
+    with database.write(durable=False) as session:
+        assert _sync_setting(database, session) == lazy
+        mail_id = _add_received(session, b"Subject: lazy\r\n\r\nx\r\n")
+    with database.write() as session:
+        assert _sync_setting(database, session) == durable
+    with database.read() as session:
+        assert session.execute(select(_received.c.id).where(_received.c.id == mail_id)
+                               ).scalar_one() == mail_id
+
+
 def test_an_empty_database_is_refused_with_what_to_run(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path}/empty.db")
     with pytest.raises(DatabaseNotReady, match=r"is empty \(no tables\).*ticketgw db upgrade"):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
+import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from gateway.outbound import render
 from gateway.outbound.headers import AUTO_RESPONSE_SUPPRESS, HeaderError, MailIdentity
 from gateway.outbound.mail import EVENTS
 from gateway.outbound.render import (
@@ -502,7 +506,8 @@ def test_override_with_syntax_error_names_the_file(tmp_path: Path) -> None:
                               ticket_number=NUMBER)
 
 
-def test_missing_language_falls_back_to_english(tmp_path: Path) -> None:
+def test_missing_language_falls_back_to_english(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     for path in default_templates_dir().glob("*.j2"):
         if ".de." not in path.name:
             (tmp_path / path.name).write_text(path.read_text("utf-8"), "utf-8")
@@ -511,9 +516,33 @@ def test_missing_language_falls_back_to_english(tmp_path: Path) -> None:
                                   ticket_number=NUMBER)
     assert parts.language == "en" and parts.subject.startswith("We have received")
     (tmp_path / "follow-up.en.html.j2").unlink()
+    monkeypatch.setattr(render, "RECHECK_SECONDS", 0.0)    # look at the files again now
     with pytest.raises(RenderError, match=r"follow-up\.en\.html\.j2"):
         renderer.render_parts("follow-up", "de", CASES["follow-up"]["context"],
                               ticket_number=NUMBER)
+
+
+def test_an_edited_template_is_used_after_the_recheck_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Templates are looked up once per `RECHECK_SECONDS`, not per mail; an admin's edit
+    is picked up once that has passed, without a restart."""
+    overrides = tmp_path / "overrides"
+    overrides.mkdir()
+    subject = overrides / "follow-up.en.subject.j2"
+    subject.write_text("First wording", "utf-8")
+    renderer = MailRenderer(base_url=BASE_URL, override_dir=overrides)
+
+    def subject_of(renderer: MailRenderer) -> str:
+        parts = renderer.render_parts("follow-up", "en", CASES["follow-up"]["context"],
+                                      ticket_number=NUMBER)
+        return parts.subject.removesuffix(f" [Ticket#{NUMBER}]")
+    assert subject_of(renderer) == "First wording"
+    subject.write_text("Second wording", "utf-8")
+    os.utime(subject, (time.time() + 5, time.time() + 5))   # a visibly newer file
+    assert subject_of(renderer) == "First wording"
+    clock = time.monotonic() + render.RECHECK_SECONDS + 0.1
+    monkeypatch.setattr(render, "time", SimpleNamespace(monotonic=lambda: clock))
+    assert subject_of(renderer) == "Second wording"
 
 
 def test_shipped_templates_are_complete() -> None:
