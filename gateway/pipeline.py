@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
-from gateway import answers
+from gateway import answers, bouncing
 from gateway.addressbook import AddressBook
 from gateway.addresses import address_key
 from gateway.app import App
@@ -43,8 +43,7 @@ from gateway.routing import (
     route_message,
 )
 from gateway.staff_commands import Command, authenticated, parse_commands
-from gateway.store.models import BouncingAddress, ReceivedMail, table_of, utcnow
-from gateway.store.upsert import upsert_for
+from gateway.store.models import ReceivedMail, table_of
 from gateway.ticket_actions import assign, change_state
 from gateway.tickets import (
     NewArticle,
@@ -136,6 +135,8 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
                        parsed.message_id, sender, parsed.subject)
 
     automatic = understood.context.automatic
+    if not automatic:       # a person wrote from it: automatic answers may go there again
+        bouncing.clear_on_mail_from(session, sender)
     if isinstance(decision, NewTicketDecision):
         created = [_create(session, app, new, parsed, mail_id)
                    for new in (decision, *decision.also)]
@@ -171,8 +172,8 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
             add_article(session, ticket.id,
                         _article(app, parsed, mail_id, sender="system", internal=True))
-        _record_bounces(session, understood.bounced, decision.reason,
-                        ticket.id if ticket else None)
+        bouncing.record_bounces(session, understood.bounced, decision.reason,
+                                ticket.id if ticket else None)
         return outcome("ignored", ticket.id if ticket else None,
                        ticket.number if ticket else None)
     assert isinstance(decision, RejectDecision)
@@ -334,20 +335,3 @@ def _article(app: App, parsed: ParsedMessage, mail_id: int | None, *, sender: st
         subject=parsed.subject, body=parsed.body_text, body_html=parsed.body_html,
         quote_start=parsed.quote_start, message_id=parsed.message_id,
         received_mail_id=mail_id, attachments=tuple(attachments))
-
-
-def _record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]], reason: str,
-                    ticket_id: int | None) -> None:
-    table = table_of(BouncingAddress)
-    now = utcnow()
-    for address, status, permanent in bounced:
-        if not address:
-            continue
-        values = {"address_key": address_key(address), "status": status,
-                  "permanent": permanent, "reason": reason[:1000], "count": 1,
-                  "first_bounce": now, "last_bounce": now, "last_ticket_id": ticket_id}
-        session.execute(upsert_for(session)(table).values(**values).on_conflict_do_update(
-            index_elements=["address_key"],
-            set_={"status": status, "permanent": permanent, "reason": reason[:1000],
-                  "count": table.c.count + 1, "last_bounce": now,
-                  "last_ticket_id": ticket_id}))

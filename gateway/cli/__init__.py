@@ -69,9 +69,21 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 
 def _register_commands() -> None:
-    from gateway.cli import admin, customers, faq, files, inbound, mailbox, outbox, serve, tickets
+    from gateway.cli import (
+        admin,
+        bounces,
+        customers,
+        faq,
+        files,
+        inbound,
+        mailbox,
+        outbox,
+        serve,
+        tickets,
+    )
 
-    for module in (admin, customers, faq, files, inbound, mailbox, outbox, serve, tickets):
+    for module in (admin, bounces, customers, faq, files, inbound, mailbox, outbox, serve,
+                   tickets):
         module.register(cli)
 
 

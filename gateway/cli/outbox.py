@@ -55,7 +55,7 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--status", type=click.Choice(["queued", "sent", "failed"]))
+@click.option("--status", type=click.Choice(["queued", "sent", "failed", "suppressed"]))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @json_option
 @pass_context
@@ -102,14 +102,14 @@ def outbox_show(context: CliContext, mail_id: int, as_json: bool, raw: bool) -> 
 
 @outbox.command("retry")
 @click.argument("mail_id", type=int, required=False)
-@click.option("--all", "retry_all", is_flag=True, help="Retry every failed mail.")
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed or suppressed mail.")
 @click.option("--now", "send_now", is_flag=True,
               help="Send them now through the configured transport and print the results "
                    "(otherwise the running service sends them within seconds).")
 @pass_context
 def outbox_retry(context: CliContext, mail_id: int | None, retry_all: bool,
                  send_now: bool) -> None:
-    """Put failed mail back into the queue (attempts reset, a new deadline:
+    """Put failed or suppressed mail back into the queue (attempts reset, a new deadline:
     `outbound.delivery_deadline_hours` from now)."""
     from gateway.outbound.outbox import drain, requeue_failed
 
@@ -125,7 +125,8 @@ def outbox_retry(context: CliContext, mail_id: int | None, retry_all: bool,
     with app.db.write() as session:
         ids = requeue_failed(session, None if mail_id is None else [mail_id], deadline=deadline)
         if mail_id is not None and not ids:
-            raise NotFound(f"outbound mail {mail_id} does not exist or has not failed")
+            raise NotFound(f"outbound mail {mail_id} does not exist or is neither failed "
+                           "nor suppressed")
     click.echo(f"requeued {len(ids)} mail(s)", err=True)
     if transport is None:
         return

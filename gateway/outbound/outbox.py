@@ -1,7 +1,7 @@
 """The outbox: outgoing mail as rows in `outbound_mail`, and the drain that sends them.
 
 In: `enqueue(session, OutgoingMail)` inside the caller's transaction. Out: the mail delivered
-through a `Transport` by `drain` / `run_outbox`, its row `sent` or `failed`.
+through a `Transport` by `drain` / `run_outbox`, its row `sent`, `failed` or `suppressed`.
 
 Guarantees:
 - **Atomic with its cause.** `enqueue` only inserts, in the caller's transaction: the ticket
@@ -30,6 +30,9 @@ Guarantees:
   split: it keeps the recipients that share the first outcome (sent, else temporary, else
   permanent), and a new row (same Message-ID and bytes) is made for each other outcome, so
   a retry only goes to the recipients who did not get the mail.
+- **No automatic mail to dead addresses.** At lease time an acknowledgment, notice,
+  rejection or FAQ answer whose every recipient is dead (`gateway/bouncing.py`) becomes
+  `suppressed`, with the reason in `last_error`; `requeue_failed` takes it back.
 - **Staff are told.** When a row becomes `failed`, `on_failed(session, mail, error)` runs in
   the recording transaction (under a savepoint: if it raises, the failure is still recorded
   and the error logged). It is never called for a `delivery-failed` mail (no loops).
@@ -50,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from sqlalchemy import CursorResult, insert, select, update
 from sqlmodel import Session
 
+from gateway import bouncing
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.transport import DeliveryResult, Outcome, Transport
 from gateway.store.claims import claim_due
@@ -146,13 +150,14 @@ def enqueue(session: Session, mail: OutgoingMail, *, deadline: timedelta = DEFAU
 def requeue_failed(session: Session, mail_ids: Sequence[int] | None, *,
                    deadline: timedelta = DEFAULT_DEADLINE,
                    now: datetime | None = None) -> list[int]:
-    """Put failed mail (these ids, or all with None) back into the queue: due now, attempts
-    reset, a new deadline. The last error is kept until the next attempt. Returns the ids."""
+    """Put failed or suppressed mail (these ids, or all with None) back into the queue: due
+    now, attempts reset, a new deadline. The last error is kept until the next attempt.
+    Returns the ids."""
     now = now or utcnow()
-    condition = _outbound.c.status == "failed"
+    statement = select(_outbound.c.id).where(_outbound.c.status.in_(("failed", "suppressed")))
     if mail_ids is not None:
-        condition = condition & _outbound.c.id.in_(list(mail_ids))
-    ids = sorted(session.execute(select(_outbound.c.id).where(condition)).scalars())
+        statement = statement.where(_outbound.c.id.in_(list(mail_ids)))
+    ids = sorted(session.execute(statement).scalars())
     for start in range(0, len(ids), 500):
         session.execute(update(_outbound).where(_outbound.c.id.in_(ids[start:start + 500]))
                         .values(status="queued", attempts=0, next_attempt=now,
@@ -187,12 +192,38 @@ def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | Non
                 _fail(session, mail, error, on_failed, now)
                 continue
             leased.append(replace(mail, attempts=mail.attempts + 1))
+        leased = _hold_back_dead(session, leased, now)
         if leased:
             session.execute(update(_outbound)
                             .where(_outbound.c.id.in_([m.id for m in leased]))
                             .values(attempts=_outbound.c.attempts + 1,
                                     next_attempt=now + LEASE))
     return leased
+
+
+def _hold_back_dead(session: Session, mails: list[QueuedMail],
+                    now: datetime) -> list[QueuedMail]:
+    """Mark automatic mails to dead addresses `suppressed` (see `gateway/bouncing.py`);
+    the mails still to send."""
+    automatic = [m for m in mails if m.event in bouncing.SUPPRESSED_EVENTS]
+    if not automatic:
+        return mails
+    dead = bouncing.dead_recipients(session, (r for m in automatic for r in m.recipients))
+    if not dead:
+        return mails
+    to_send = []
+    for mail in mails:
+        holding = bouncing.held_back(mail.event, mail.recipients, dead)
+        if holding is None:
+            to_send.append(mail)
+            continue
+        note = (f"not sent: {'; '.join(d.explanation() for d in holding)}. A mail from the "
+                "address or `ticketgw bounces clear ADDRESS` ends this; then "
+                "`ticketgw outbox retry ID` sends it")
+        session.execute(update(_outbound).where(_outbound.c.id == mail.id).values(
+            status="suppressed", next_attempt=now, last_error=storable(note)[:4000]))
+        log.info("outbox %d %s: suppressed (%s)", mail.id, mail.message_id, note)
+    return to_send
 
 
 def release(db: Database, mails: Sequence[QueuedMail]) -> None:

@@ -293,7 +293,7 @@ class OutboundMail(SQLModel, table=True):
     recipients: list[str] = Field(default_factory=list, sa_type=JSON)
     message_id: str = Field(max_length=1000, index=True)
     raw: bytes = Field(sa_type=LargeBinary)
-    status: str = Field(default="queued", max_length=16)   # queued | sent | failed
+    status: str = Field(default="queued", max_length=16)   # queued|sent|failed|suppressed
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None)
     next_attempt: datetime = _time(default_factory=utcnow)

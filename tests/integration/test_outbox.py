@@ -606,7 +606,7 @@ def test_outbox_list_show_and_retry(app: App, relay: ScriptedRelay, run_cli: Any
     assert (row.status, row.attempts) == ("queued", 0)
     assert row.deadline - row.next_attempt == timedelta(days=5)
     again = run_cli("--config", str(config), "outbox", "retry", str(first))
-    assert again.exit_code == 1 and "has not failed" in again.stderr
+    assert again.exit_code == 1 and "neither failed nor suppressed" in again.stderr
 
     now = run_cli("--config", str(config), "outbox", "retry", "--all", "--now")
     assert now.exit_code == 0, now.output

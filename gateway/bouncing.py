@@ -1,0 +1,128 @@
+"""Addresses our mail bounced at, and when we stop sending them automatic mail.
+
+In: the recipients of delivery reports (`record_bounces`, from the inbound pipeline), signs
+of life (`clear_on_mail_from`: a mail a person sent from the address). Out: which
+recipients are *dead* for the outbox (`dead_recipients`), and the list and reset for
+`ticketgw bounces`.
+
+Guarantees:
+- An address is dead when a delivery report failed it hard because it does not exist or
+  is disabled (RFC 3463 5.1.x, 5.2.1), or when it bounced hard at least `HARD_BOUNCES_DEAD`
+  times for any other permanent reason except a full mailbox (5.2.2) or a mail too big
+  (5.3.4), which say nothing about the address. Delayed and 4.x.x reports never count.
+- Only automatic mail to customers (`SUPPRESSED_EVENTS`: acknowledgments, status and
+  follow-up notices, rejections, FAQ answers) is held back from a dead address, and only
+  when every recipient is dead; what a person wrote or asked for right now (staff answers,
+  password and file-exchange links) is always sent.
+- The mark ends when the address sends us a mail that is not itself automatic, or an admin
+  runs `ticketgw bounces clear ADDRESS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlmodel import Session
+
+from gateway.addresses import address_key
+from gateway.store.models import BouncingAddress, table_of, utcnow
+from gateway.store.upsert import upsert_for
+
+_bouncing = table_of(BouncingAddress)
+
+SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer"})
+HARD_BOUNCES_DEAD = 2
+_NOT_ABOUT_THE_ADDRESS = frozenset({"5.2.2", "5.3.4"})   # mailbox full, mail too big
+
+
+@dataclass(frozen=True)
+class DeadAddress:
+    address: str
+    status: str
+    count: int
+    last_bounce: datetime
+    reason: str
+
+    def explanation(self) -> str:
+        return (f"{self.address} bounced ({self.status or 'permanent failure'}, "
+                f"{self.count}x, last {self.last_bounce:%Y-%m-%d %H:%M} UTC)")
+
+
+def is_dead(status: str, permanent: bool, count: int) -> bool:
+    """The rule of the module's docstring for one `bouncing_address` row."""
+    if not permanent:
+        return False
+    if status.startswith("5.1.") or status == "5.2.1":
+        return True
+    return count >= HARD_BOUNCES_DEAD and status not in _NOT_ABOUT_THE_ADDRESS
+
+
+def record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]], reason: str,
+                   ticket_id: int | None) -> None:
+    """Note each (address, RFC 3463 status, permanent) of a delivery report; a repeated
+    address counts up and takes the latest status."""
+    now = utcnow()
+    for address, status, permanent in bounced:
+        if not address:
+            continue
+        values = {"address_key": address_key(address), "status": status,
+                  "permanent": permanent, "reason": reason[:1000], "count": 1,
+                  "first_bounce": now, "last_bounce": now, "last_ticket_id": ticket_id}
+        session.execute(upsert_for(session)(_bouncing).values(**values).on_conflict_do_update(
+            index_elements=["address_key"],
+            set_={"status": status, "permanent": permanent, "reason": reason[:1000],
+                  "count": _bouncing.c.count + 1, "last_bounce": now,
+                  "last_ticket_id": ticket_id}))
+
+
+def clear_on_mail_from(session: Session, address: str) -> None:
+    """The address wrote to us (a person, not an auto-responder): it works again."""
+    if address:
+        session.execute(delete(_bouncing).where(_bouncing.c.address_key == address_key(address)))
+
+
+def clear(session: Session, address: str) -> bool:
+    """Forget the address's bounces (`ticketgw bounces clear`); False when none were known."""
+    result = session.execute(delete(_bouncing).where(
+        _bouncing.c.address_key == address_key(address)))
+    return bool(getattr(result, "rowcount", 0))
+
+
+def dead_recipients(session: Session, recipients: Iterable[str]) -> dict[str, DeadAddress]:
+    """The dead ones among these addresses, by `address_key`."""
+    keys = sorted({address_key(r) for r in recipients})
+    if not keys:
+        return {}
+    rows = session.execute(select(_bouncing).where(_bouncing.c.address_key.in_(keys))).mappings()
+    return {row["address_key"]: DeadAddress(row["address_key"], row["status"], row["count"],
+                                            row["last_bounce"], row["reason"])
+            for row in rows if is_dead(row["status"], row["permanent"], row["count"])}
+
+
+def held_back(event: str, recipients: Sequence[str],
+              dead: dict[str, DeadAddress]) -> list[DeadAddress] | None:
+    """The dead addresses that hold this mail back, or None when it is to be sent."""
+    if event not in SUPPRESSED_EVENTS or not recipients:
+        return None
+    found = [dead.get(address_key(r)) for r in recipients]
+    if any(d is None for d in found):
+        return None
+    return [d for d in found if d is not None]
+
+
+def listing(session: Session, *, dead_only: bool) -> list[dict[str, object]]:
+    """Every recorded address (or only the dead ones), most recent bounce first."""
+    rows = session.execute(select(_bouncing).order_by(_bouncing.c.last_bounce.desc()))
+    listed = []
+    for row in rows.mappings():
+        dead = is_dead(row["status"], row["permanent"], row["count"])
+        if dead or not dead_only:
+            listed.append({"address": row["address_key"], "status": row["status"],
+                           "permanent": row["permanent"], "count": row["count"], "dead": dead,
+                           "first_bounce": row["first_bounce"].isoformat(),
+                           "last_bounce": row["last_bounce"].isoformat(),
+                           "reason": row["reason"]})
+    return listed

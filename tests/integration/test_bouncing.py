@@ -1,0 +1,165 @@
+"""A customer address that bounces: the delivery report arrives over SMTP, automatic mail
+to the address is held back (and shown), what a person writes still goes out, and a mail
+from the address (or `ticketgw bounces clear`) ends it."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from gateway import answers
+from gateway.app import App
+from gateway.bouncing import is_dead
+from gateway.inbound.worker import process_due
+from gateway.outbound.outbox import drain, requeue_failed
+from gateway.outbound.transport import MaildirTransport
+from gateway.store.models import OutboundMail, table_of
+from gateway.ticket_actions import change_state
+from gateway.tickets import State
+from tests.conftest import write_config
+from tests.integration.smtp_helpers import running_listener
+from tests.integration.test_smtp import customer, customer_mail, send  # noqa: F401
+
+_outbound = table_of(OutboundMail)
+CUSTOMER = "max@acme.example"
+
+
+def dsn(original_message_id: str, status: str, number: int = 1) -> bytes:
+    """A delivery status notification (RFC 3464) for one of our mails to the customer."""
+    return textwrap.dedent(f"""\
+        From: Mail Delivery System <MAILER-DAEMON@mx.acme.example>
+        To: support@support.example.com
+        Subject: Undelivered Mail Returned to Sender
+        Message-ID: <dsn-{number}@mx.acme.example>
+        MIME-Version: 1.0
+        Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+        --B
+        Content-Type: text/plain
+
+        Your message could not be delivered.
+
+        --B
+        Content-Type: message/delivery-status
+
+        Reporting-MTA: dns; mx.acme.example
+
+        Final-Recipient: rfc822; {CUSTOMER}
+        Action: failed
+        Status: {status}
+        Diagnostic-Code: smtp; 550 {status} no such user here
+
+        --B
+        Content-Type: text/rfc822-headers
+
+        From: Service Desk <support@support.example.com>
+        To: {CUSTOMER}
+        Message-ID: {original_message_id}
+        Subject: We received your request
+
+        --B--
+        """).replace("\n", "\r\n").encode()
+
+
+def outbox(app: App) -> list[Any]:
+    with app.db.read() as session:
+        return list(session.execute(select(
+            _outbound.c.id, _outbound.c.event, _outbound.c.status, _outbound.c.recipients,
+            _outbound.c.message_id, _outbound.c.last_error).order_by(_outbound.c.id)))
+
+
+def deliver(app: App, tmp_path: Path) -> None:
+    transport = MaildirTransport(tmp_path / "sent")
+    while drain(app.db, transport):
+        pass
+
+
+def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
+        app: App, customer: None, tmp_path: Path) -> None:  # noqa: F811
+    with running_listener(app) as port:
+        send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
+        [created] = process_due(app)
+        deliver(app, tmp_path)
+        ack = next(m for m in outbox(app) if m.event == "ack")
+        assert ack.status == "sent"
+
+        # the customer's server says the address does not exist
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("", ["support@support.example.com"], dsn(ack.message_id, "5.1.1"))
+        [bounced] = process_due(app)
+        assert bounced.outcome == "ignored"
+
+        # a status mail is automatic: held back, with the reason
+        with app.db.write() as session:
+            ticket_id = session.execute(select(_outbound.c.ticket_id)
+                                        .where(_outbound.c.id == ack.id)).scalar_one()
+            change_state(session, app, ticket_id, State.CLOSED, actor="test")
+        deliver(app, tmp_path)
+        status = next(m for m in outbox(app) if m.event == "status")
+        assert status.status == "suppressed"
+        assert f"{CUSTOMER} bounced (5.1.1, 1x" in status.last_error
+        assert "ticketgw bounces clear" in status.last_error
+
+        # a person's answer is not automatic: it is sent
+        with app.db.write() as session:
+            answers.staff_answered(session, app, ticket_id, agent_name="Anna Agent",
+                                   text="Please check the cable.", in_reply_to=None)
+        deliver(app, tmp_path)
+        assert next(m for m in outbox(app) if m.event == "staff-answer").status == "sent"
+
+        # the customer writes again (a person): the mark ends, automatic mail goes out
+        send(port, customer_mail("Noch ein Drucker", message_id="<second@acme>"))
+        [second] = process_due(app)
+        assert second.outcome == "created"
+        deliver(app, tmp_path)
+        acks = [m for m in outbox(app) if m.event == "ack"]
+        assert [m.status for m in acks] == ["sent", "sent"]
+    with app.db.write() as session:     # the held-back mail goes once it is retried
+        assert requeue_failed(session, [status.id]) == [status.id]
+    deliver(app, tmp_path)
+    assert next(m for m in outbox(app) if m.id == status.id).status == "sent"
+
+
+def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,  # noqa: F811
+                                                      tmp_path: Path, run_cli: Any,
+                                                      database_url: str) -> None:
+    config = write_config(tmp_path / "ticketgw.toml", database_url)
+    with running_listener(app) as port:
+        send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
+        process_due(app)
+        ack = next(m for m in outbox(app) if m.event == "ack")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("", ["support@support.example.com"], dsn(ack.message_id, "5.2.2"))
+        process_due(app)
+    result = run_cli("--config", str(config), "bounces", "list", "--json")
+    [row] = json.loads(result.stdout)
+    assert (row["address"], row["status"], row["count"], row["dead"]) == (
+        CUSTOMER, "5.2.2", 1, False)     # a full mailbox says nothing about the address
+    assert run_cli("--config", str(config), "bounces", "list", "--dead").stdout.strip() == (
+        "(no bouncing addresses)")
+    result = run_cli("--config", str(config), "bounces", "clear", CUSTOMER)
+    assert result.exit_code == 0 and "automatic mail goes there again" in result.stderr
+    result = run_cli("--config", str(config), "bounces", "clear", CUSTOMER)
+    assert result.exit_code != 0 and "no bounces are recorded" in result.stderr
+
+
+@pytest.mark.parametrize(("status", "permanent", "count", "dead"), [
+    ("5.1.1", True, 1, True),      # no such user
+    ("5.1.10", True, 1, True),     # null MX
+    ("5.2.1", True, 1, True),      # mailbox disabled
+    ("5.7.1", True, 1, False),     # refused once for a policy reason: not yet
+    ("5.7.1", True, 2, True),      # ... twice
+    ("5.0.0", True, 2, True),
+    ("5.2.2", True, 9, False),     # mailbox full
+    ("5.3.4", True, 9, False),     # message too big
+    ("4.4.7", False, 9, False),    # expired after temporary failures
+])
+def test_which_bounces_make_an_address_dead(status: str, permanent: bool, count: int,
+                                            dead: bool) -> None:
+    assert is_dead(status, permanent, count) is dead
