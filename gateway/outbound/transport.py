@@ -20,7 +20,8 @@ Guarantees:
 Classification (RFC 5321 §4.2.1, §4.5.3.1.10):
 - connection errors, timeouts, TLS errors and `4xx`: temporary;
 - `552` (historically "too many recipients", RFC 5321 §4.5.3.1.10 says to treat it as
-  temporary): temporary;
+  temporary): temporary, unless its enhanced code says the mail is too big (RFC 3463
+  `5.3.4`, `5.2.3`): sending the same bytes again cannot succeed, so permanent;
 - every other `5xx`: permanent, except at login: a refused AUTH or a missing STARTTLS is
   our configuration, not the mail's fault, so it is temporary (retried until the deadline).
 """
@@ -90,12 +91,17 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-def classify(code: int) -> Outcome:
-    """An SMTP reply code as an outcome (RFC 5321 §4.2.1)."""
+_TOO_BIG = re.compile(rb"^\s*5\.(?:3\.4|2\.3)(?!\d)")
+
+
+def classify(code: int, reply: bytes | str = b"") -> Outcome:
+    """An SMTP reply code (and its text, which may start with an RFC 3463 enhanced code)
+    as an outcome (RFC 5321 §4.2.1)."""
     if 200 <= code < 300:
         return "sent"
-    if code == 552:   # RFC 5321 §4.5.3.1.10: treat as temporary
-        return "temporary"
+    if code == 552:   # RFC 5321 §4.5.3.1.10: treat as temporary, unless "too big"
+        text = reply.encode("utf-8", "replace") if isinstance(reply, str) else reply
+        return "permanent" if _TOO_BIG.match(text) else "temporary"
     if 500 <= code < 600:
         return "permanent"
     return "temporary"   # 4xx, and anything malformed (-1 from smtplib)
@@ -246,7 +252,8 @@ class SmtpTransport:
             raise _Stale(f"{code} {_text(reply)}", code)
         if code != 250:
             self._reset(connection)
-            return DeliveryResult(classify(code), code, f"MAIL FROM: {code} {_text(reply)}")
+            return DeliveryResult(classify(code, reply), code,
+                                  f"MAIL FROM: {code} {_text(reply)}")
         refused = []
         for recipient in recipients:
             code, reply = connection.rcpt(recipient)
@@ -254,7 +261,7 @@ class SmtpTransport:
                 self._drop()
                 return DeliveryResult("temporary", code, f"RCPT TO: {code} {_text(reply)}")
             if code not in (250, 251):
-                outcome = classify(code)
+                outcome = classify(code, reply)
                 refused.append(Refusal(recipient,
                                        "permanent" if outcome == "permanent" else "temporary",
                                        code, _text(reply)))
@@ -268,13 +275,13 @@ class SmtpTransport:
             code, reply = connection.data(raw)
         except smtplib.SMTPDataError as exc:   # no 354: nothing was sent
             self._reset(connection)
-            return DeliveryResult(classify(exc.smtp_code), exc.smtp_code,
+            return DeliveryResult(classify(exc.smtp_code, exc.smtp_error), exc.smtp_code,
                                   f"DATA: {exc.smtp_code} {_text(exc.smtp_error)}",
                                   tuple(refused))
         if code != 250:
             self._reset(connection)
-            return DeliveryResult(classify(code), code, f"end of DATA: {code} {_text(reply)}",
-                                  tuple(refused))
+            return DeliveryResult(classify(code, reply), code,
+                                  f"end of DATA: {code} {_text(reply)}", tuple(refused))
         return DeliveryResult("sent", code, f"{code} {_text(reply)}", tuple(refused))
 
     def _connect(self) -> smtplib.SMTP:

@@ -85,6 +85,7 @@ def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
     with running_listener(app) as port:
         send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
         [created] = process_due(app)
+        assert created.outcome == "created"
         deliver(app, tmp_path)
         ack = next(m for m in outbox(app) if m.event == "ack")
         assert ack.status == "sent"

@@ -282,10 +282,19 @@ def test_a_failing_on_failed_hook_does_not_undo_the_failure(
 
 
 def test_552_is_temporary(app: App, relay: ScriptedRelay) -> None:
-    relay.data_replies = ["552 5.3.4 message size exceeds fixed limit"]
+    relay.data_replies = ["552 4.5.3 too many recipients"]
     put(app, outgoing())
     [delivery] = drain(app.db, smtp_to(relay))
     assert delivery.status == "queued"             # RFC 5321 §4.5.3.1.10
+    assert "552 4.5.3" in rows(app)[0].last_error
+
+
+def test_552_too_big_is_permanent(app: App, relay: ScriptedRelay) -> None:
+    """The same bytes can never fit: failed at once, not retried for days."""
+    relay.data_replies = ["552 5.3.4 message size exceeds fixed limit"]
+    put(app, outgoing())
+    [delivery] = drain(app.db, smtp_to(relay))
+    assert delivery.status == "failed"
     assert "552 5.3.4" in rows(app)[0].last_error
 
 
