@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -123,8 +123,8 @@ def process_batch(app: App, mail_ids: Sequence[int]) -> list[Processed]:
     """Process leased mails (see the module's docstring); failures are recorded, never
     raised. One `Processed` per mail that still exists, in the order given."""
     results: list[Processed] = []
-    for group in _by_size(app, mail_ids):
-        leased = [_understand(app, row) for row in _read_leased(app, group)]
+    for rows in _read_by_size(app, mail_ids):
+        leased = [_understand(app, row) for row in rows]
         done = len(results)
         while len(results) - done < len(leased):
             results += _apply_some(app, leased[len(results) - done:])
@@ -162,12 +162,24 @@ def _urgent_waiting(app: App) -> bool:
     return app.db.turns is not None and app.db.turns.urgent_waiting()
 
 
-def _by_size(app: App, mail_ids: Sequence[int]) -> list[list[int]]:
-    """The mails in groups of at most `GROUP_BYTES` (or one mail): a batch of large mails
-    is read and parsed a few at a time, not all at once."""
+def _read_by_size(app: App, mail_ids: Sequence[int]) -> Iterator[list[Any]]:
+    """The leased rows (with their raw mail), in groups of at most `GROUP_BYTES` (or one
+    mail): a batch of large mails is read and parsed a few at a time, not all at once.
+    The usual batch, one group, takes a single read transaction."""
     with app.db.read() as session:
         sizes = {row.id: row.size for row in session.execute(
             select(_received.c.id, _received.c.size).where(_received.c.id.in_(list(mail_ids))))}
+        groups = _groups(mail_ids, sizes)
+        first = _read_leased(session, groups[0]) if groups else []
+    if groups:
+        yield first
+    for group in groups[1:]:
+        with app.db.read() as session:
+            rows = _read_leased(session, group)
+        yield rows
+
+
+def _groups(mail_ids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
     groups: list[list[int]] = []
     total = GROUP_BYTES
     for mail_id in mail_ids:
@@ -180,13 +192,12 @@ def _by_size(app: App, mail_ids: Sequence[int]) -> list[list[int]]:
     return groups
 
 
-def _read_leased(app: App, mail_ids: Sequence[int]) -> list[Any]:
-    with app.db.read() as session:
-        rows = session.execute(select(
-            _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
-            _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
-            _received.c.source, _received.c.envelope_from, _received.c.envelope_to)
-            .where(_received.c.id.in_(list(mail_ids)))).all()
+def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
+    rows = session.execute(select(
+        _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
+        _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
+        _received.c.source, _received.c.envelope_from, _received.c.envelope_to)
+        .where(_received.c.id.in_(list(mail_ids)))).all()
     by_id = {row.id: row for row in rows}
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
 
