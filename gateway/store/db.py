@@ -15,6 +15,7 @@ Guarantees:
   commits (about a second's worth). SQLite commits it with `synchronous=NORMAL` (WAL: no
   fsync; the next durable commit syncs it too), PostgreSQL with `synchronous_commit=off`.
   Received mail, tickets and queued answers are always written durably.
+- PostgreSQL: a pooled connection that sat idle is tested before use (`_ping_when_idle`).
 - Operational errors (server down, locked past the timeout) surface as `TemporaryFailure`
   from `write()`/`read()`, so callers answer 4xx / exit 75 without knowing the driver.
 - `require_current_schema()` refuses an unmigrated database with a message naming
@@ -23,6 +24,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlmodel import Session
 
 from gateway.errors import DatabaseNotReady, TemporaryFailure
@@ -38,6 +40,7 @@ from gateway.store.priority import WriteTurns
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10      # an unreachable host fails in time for a 4xx, never hangs
+PING_AFTER_IDLE_S = 2.0     # PostgreSQL: a pooled connection idle longer is tested first
 
 
 def display_url(url: str) -> str:
@@ -56,9 +59,9 @@ class Database:
         if self.is_sqlite:
             self.engine = self._sqlite_engine(url, echo, busy_timeout_ms)
         else:
-            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5,
-                                        max_overflow=5,
+            self.engine = create_engine(url, echo=echo, pool_size=5, max_overflow=5,
                                         connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+            _ping_when_idle(self.engine)
         # the same pool, but transactions that will write take the SQLite write lock at BEGIN
         self._write_engine = self.engine.execution_options(tgw_write=True)
         self._lazy_write_engine = self.engine.execution_options(tgw_write=True, tgw_lazy=True)
@@ -175,6 +178,28 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Test a pooled connection before use when it sat unused for `PING_AFTER_IDLE_S`: a
+    server restart or an idle timeout in between is then noticed before any statement, and
+    a fresh connection is used. A connection used just before is not pinged (SQLAlchemy's
+    `pool_pre_ping` costs a round trip per transaction, several per mail); if the server
+    went away in that moment, that one transaction fails (`TemporaryFailure`: 451, retried)
+    and the pool is refreshed."""
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _used(_dbapi_connection: Any, record: Any) -> None:
+        record.info["tgw_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("tgw_used", 0.0) < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:   # the pool retries with a new connection
+            raise DisconnectionError(f"stale pooled connection: {_short(exc)}") from exc
 
 
 def _short(exc: BaseException) -> str:

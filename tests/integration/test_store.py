@@ -16,6 +16,7 @@ from gateway.app import App
 from gateway.errors import DatabaseNotReady, TemporaryFailure
 from gateway.store.blobs import BlobStore, record_blob
 from gateway.store.claims import claim_due
+from gateway.store import db as db_module
 from gateway.store.db import Database
 from gateway.store.migrate import head_revision, upgrade
 from gateway.store.models import Blob, ReceivedMail, table_of, utcnow
@@ -74,6 +75,37 @@ def test_only_bookkeeping_writes_skip_the_sync_and_it_does_not_stick(app: App) -
     with database.read() as session:
         assert session.execute(select(_received.c.id).where(_received.c.id == mail_id)
                                ).scalar_one() == mail_id
+
+
+@pytest.mark.backends("postgresql")
+def test_a_restarted_server_costs_at_most_one_transaction(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pooled connections that the server dropped (a restart, an idle timeout): after an
+    idle moment they are tested and replaced before use; right after use, one transaction
+    may fail as a `TemporaryFailure` (451 for SMTP), and the next one works."""
+    def drop_our_connections() -> None:
+        admin = create_engine(app.db.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.dispose()
+
+    def one_write() -> None:
+        with app.db.write() as session:
+            _add_received(session, b"Subject: x\r\n\r\nx\r\n")
+
+    one_write()
+    drop_our_connections()
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)   # "it sat idle": pinged
+    one_write()
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 3600.0)  # "just used": not pinged
+    drop_our_connections()
+    with pytest.raises(TemporaryFailure):
+        one_write()                           # the one transaction that fails
+    one_write()                               # the pool was refreshed
+    with app.db.read() as session:
+        assert len(session.execute(select(_received.c.id)).all()) >= 3
 
 
 def test_an_empty_database_is_refused_with_what_to_run(tmp_path: Path) -> None:
