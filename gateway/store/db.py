@@ -56,25 +56,34 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._lazy_engine: Engine | None = None
         if self.is_sqlite:
             self.engine = self._sqlite_engine(url, echo, busy_timeout_ms)
+            lazy = self.engine          # synchronous is switched per transaction (below)
         else:
-            self.engine = create_engine(url, echo=echo, pool_size=5, max_overflow=5,
-                                        connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
-            _ping_when_idle(self.engine)
+            self.engine = self._postgres_engine(url, echo, pool_size=5)
+            # a pool of its own whose sessions commit without waiting for the WAL flush:
+            # a per-transaction SET LOCAL would cost a round trip each time
+            self._lazy_engine = lazy = self._postgres_engine(
+                url, echo, pool_size=2, options="-c synchronous_commit=off")
         # the same pool, but transactions that will write take the SQLite write lock at BEGIN
         self._write_engine = self.engine.execution_options(tgw_write=True)
-        self._lazy_write_engine = self.engine.execution_options(tgw_write=True, tgw_lazy=True)
-        if not self.is_sqlite:
-            @event.listens_for(self.engine, "begin")
-            def _begin(connection: Any) -> None:
-                if connection.get_execution_options().get("tgw_lazy", False):
-                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        self._lazy_write_engine = lazy.execution_options(tgw_write=True, tgw_lazy=True)
         # SQLite: every writer of the file takes turns, received mail first (priority.py)
         self.turns: WriteTurns | None = None
         database = parsed.database
         if self.is_sqlite and database and database != ":memory:":
             self.turns = WriteTurns(Path(database))
+
+    @staticmethod
+    def _postgres_engine(url: str, echo: bool, *, pool_size: int, options: str = "") -> Engine:
+        connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if options:
+            connect_args["options"] = options
+        engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+                               connect_args=connect_args)
+        _ping_when_idle(engine)
+        return engine
 
     @staticmethod
     def _sqlite_engine(url: str, echo: bool, busy_timeout_ms: int) -> Engine:
@@ -178,6 +187,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lazy_engine is not None:
+            self._lazy_engine.dispose()
 
 
 def _ping_when_idle(engine: Engine) -> None:
