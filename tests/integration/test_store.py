@@ -14,9 +14,9 @@ from sqlalchemy import create_engine, insert, select, text
 
 from gateway.app import App
 from gateway.errors import DatabaseNotReady, TemporaryFailure
+from gateway.store import db as db_module
 from gateway.store.blobs import BlobStore, record_blob
 from gateway.store.claims import claim_due
-from gateway.store import db as db_module
 from gateway.store.db import Database
 from gateway.store.migrate import head_revision, upgrade
 from gateway.store.models import Blob, ReceivedMail, table_of, utcnow
