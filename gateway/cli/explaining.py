@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import bouncing
+from gateway.addresses import address_key
 from gateway.app import App
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.message import ParseLimitExceeded
@@ -28,10 +30,13 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
     except ParseLimitExceeded as exc:
         return {"outcome": "quarantined", "rule": "parse-limit", "reason": str(exc)}
     parsed, context = understood.parsed, understood.context
+    sender_address = parsed.from_.address if parsed.from_ else ""
     with app.db.read() as session:
         decision = route_message(parsed, context, settings=app.settings,
                                  addressbook=app.addressbook,
                                  directory=DatabaseDirectory(session))
+        dead_sender = bouncing.dead_recipients(session, [sender_address] if sender_address
+                                               else []).get(address_key(sender_address))
     report: dict[str, Any] = {
         "message_id": parsed.message_id + (" (generated)" if parsed.message_id_generated else ""),
         "from": parsed.from_.formatted() if parsed.from_ else "",
@@ -70,6 +75,14 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         answer = decision.answer
     report["auto_reply"] = ("would be answered" if answer else
                             "no automatic answer (automatic mail, loop or ignored)")
+    if understood.bounced:
+        report["bounced_recipients"] = ", ".join(
+            f"{address} {status or '(no status)'} ({'hard' if permanent else 'soft'})"
+            for address, status, permanent in understood.bounced)
+    if dead_sender is not None:
+        report["sender_bouncing"] = (
+            f"{dead_sender.explanation()}: automatic mail to it is held back"
+            + ("" if context.automatic else "; this mail ends that"))
     if isinstance(decision, IgnoreDecision) and decision.faq_question:
         report["auto_reply"] = ("would be answered with matching FAQ articles (unless the "
                                 "sender's limit of automatic answers is reached)")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gateway import answers
+from gateway import answers, bouncing
 from gateway.app import App
 from gateway.bouncing import is_dead
 from gateway.inbound.worker import process_due
@@ -144,6 +144,19 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,  
         CUSTOMER, "5.2.2", 1, False)     # a full mailbox says nothing about the address
     assert run_cli("--config", str(config), "bounces", "list", "--dead").stdout.strip() == (
         "(no bouncing addresses)")
+    # explain shows what a delivery report says, and that a dead sender's mail revives it
+    report = tmp_path / "dsn.eml"
+    report.write_bytes(dsn(ack.message_id, "5.1.1", number=2))
+    result = run_cli("--config", str(config), "explain", str(report), "--json")
+    assert json.loads(result.stdout)["bounced_recipients"] == f"{CUSTOMER} 5.1.1 (hard)"
+    with app.db.write() as session:
+        bouncing.record_bounces(session, [(CUSTOMER, "5.1.1", True)], "test", None)
+    mail = tmp_path / "customer.eml"
+    mail.write_bytes(bytes(customer_mail("Wieder da", message_id="<back@acme>")))
+    result = run_cli("--config", str(config), "explain", str(mail), "--json")
+    explained = json.loads(result.stdout)["sender_bouncing"]
+    assert explained.startswith(f"{CUSTOMER} bounced (5.1.1, 2x") and "this mail ends that" in (
+        explained)
     result = run_cli("--config", str(config), "bounces", "clear", CUSTOMER)
     assert result.exit_code == 0 and "automatic mail goes there again" in result.stderr
     result = run_cli("--config", str(config), "bounces", "clear", CUSTOMER)
