@@ -6,6 +6,8 @@ from typing import Any, cast
 
 import click
 
+from gateway import bouncing
+from gateway.addresses import address_key
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
 from gateway.errors import InvalidInput
@@ -63,6 +65,10 @@ def ticket_show(context: CliContext, number: str, as_json: bool) -> None:
     app = context.app()
     with app.db.read() as session:
         detail = ticket_detail(session, number)
+        contact = str(detail.get("contact") or "")
+        dead = bouncing.dead_recipients(session, [contact] if contact else [])
+    found = dead.get(address_key(contact)) if contact else None
+    detail["contact_bouncing"] = found.explanation() if found else None
     if as_json:
         echo_json(detail)
         return
@@ -74,6 +80,9 @@ def _print_ticket(t: dict[str, Any]) -> None:
     click.echo(f"state: {t['state']}   priority: {t['priority_label']}   queue: {t['queue']}"
                f"   template: {t['template'] or '-'}")
     click.echo(f"customer: {t['customer'] or '-'} <{t['contact']}>   created: {t['created']}")
+    if t["contact_bouncing"]:
+        click.secho(f"  ! {t['contact_bouncing']}: automatic mail to it is held back "
+                    "(`ticketgw bounces`)", fg="yellow")
     for key, value in t["guide_answers"].items():
         click.echo(f"  {key}: {value}")
     for article in t["articles"]:

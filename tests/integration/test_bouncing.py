@@ -157,10 +157,17 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,  
     explained = json.loads(result.stdout)["sender_bouncing"]
     assert explained.startswith(f"{CUSTOMER} bounced (5.1.1, 2x") and "this mail ends that" in (
         explained)
+    number = run_cli("--config", str(config), "ticket", "list", "--json")
+    number = json.loads(number.stdout)[0]["number"]
+    shown = run_cli("--config", str(config), "ticket", "show", number).stdout
+    assert f"! {CUSTOMER} bounced (5.1.1, 2x" in shown and "held back" in shown
     result = run_cli("--config", str(config), "bounces", "clear", CUSTOMER)
     assert result.exit_code == 0 and "automatic mail goes there again" in result.stderr
     result = run_cli("--config", str(config), "bounces", "clear", CUSTOMER)
     assert result.exit_code != 0 and "no bounces are recorded" in result.stderr
+    shown = json.loads(run_cli("--config", str(config), "ticket", "show", number,
+                               "--json").stdout)
+    assert shown["contact_bouncing"] is None
 
 
 @pytest.mark.parametrize(("status", "permanent", "count", "dead"), [
