@@ -79,9 +79,10 @@ def lease_batch(app: App, limit: int = 20) -> list[int]:
                 log.error("inbound %d: quarantined after %d unfinished attempts", row.id,
                           row.attempts)
                 continue
-            session.execute(update(_received).where(_received.c.id == row.id).values(
-                attempts=row.attempts + 1, next_attempt=now + LEASE))
             leased.append(row.id)
+        if leased:      # one statement for the batch, not one per mail
+            session.execute(update(_received).where(_received.c.id.in_(leased)).values(
+                attempts=_received.c.attempts + 1, next_attempt=now + LEASE))
     return leased
 
 
@@ -97,10 +98,11 @@ def lease_ids(app: App, mail_ids: list[int]) -> list[int]:
                 .where(_received.c.id.in_(mail_ids[start:start + 500]),
                        _received.c.status == "pending")
                 .with_for_update(skip_locked=True)).all()
-            for row in rows:
-                session.execute(update(_received).where(_received.c.id == row.id).values(
-                    attempts=row.attempts + 1, next_attempt=now + LEASE))
-                leased.append(row.id)
+            ids = [row.id for row in rows]
+            if ids:
+                session.execute(update(_received).where(_received.c.id.in_(ids)).values(
+                    attempts=_received.c.attempts + 1, next_attempt=now + LEASE))
+            leased += ids
     return sorted(leased)
 
 

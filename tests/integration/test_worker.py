@@ -1,0 +1,107 @@
+"""The inbound worker when processing a mail fails (a bug, a broken row): that mail's
+changes roll back alone, the failure is counted and shown, the rest of the batch and of the
+queue moves on, and after three failures the mail is quarantined, from where it can be
+retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from gateway.app import App
+from gateway.inbound import worker
+from gateway.inbound.intake import Envelope, Incoming, accept_many
+from gateway.inbound.worker import MAX_ATTEMPTS, process_due
+from gateway.store.models import ReceivedMail, Ticket, table_of, utcnow
+from tests.integration.test_smtp import customer, customer_mail  # noqa: F401
+
+_received = table_of(ReceivedMail)
+_ticket = table_of(Ticket)
+
+
+def store(app: App, *subjects: str) -> list[int]:
+    return accept_many(app.db, [
+        Incoming(bytes(customer_mail(subject, message_id=f"<{subject}@acme>")),
+                 Envelope("smtp", "max@acme.example", ("incident@support.example.com",)))
+        for subject in subjects], blobs=app.blobs)
+
+
+def row(app: App, mail_id: int) -> Any:
+    with app.db.read() as session:
+        return session.execute(select(_received).where(_received.c.id == mail_id)).one()
+
+
+def tickets(app: App) -> list[str]:
+    with app.db.read() as session:
+        return sorted(session.execute(select(_ticket.c.title)).scalars())
+
+
+def make_due(app: App, mail_id: int) -> None:
+    """Skip the pause before the next attempt (30 s, then 5 min)."""
+    with app.db.write() as session:
+        session.execute(update(_received).where(_received.c.id == mail_id)
+                        .values(next_attempt=utcnow()))
+
+
+@pytest.fixture
+def bug(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """A bug that strikes mail with "boom" in its subject *after* its ticket was made."""
+    real = worker.route_and_apply
+    armed = {"on": True}
+
+    def buggy(session: Any, app: App, understood: Any, mail_id: int | None) -> Any:
+        outcome = real(session, app, understood, mail_id)
+        if armed["on"] and "boom" in understood.parsed.subject:
+            raise RuntimeError("boom: a bug after the ticket was written")
+        return outcome
+
+    monkeypatch.setattr(worker, "route_and_apply", buggy)
+    return armed
+
+
+def test_a_failing_mail_rolls_back_alone_and_is_quarantined_after_three_attempts(
+        app: App, customer: None, bug: dict[str, bool], run_cli: Any) -> None:  # noqa: F811
+    first, failing, last = store(app, "Drucker", "boom Scanner", "Monitor")
+    results = {r.mail_id: r for r in process_due(app)}
+    assert results[first].outcome == results[last].outcome == "created"
+    assert results[failing].outcome == "pending"
+    assert "boom: a bug after the ticket was written" in results[failing].reason
+    assert tickets(app) == ["Drucker", "Monitor"]          # its ticket was rolled back
+    failed = row(app, failing)
+    assert (failed.status, failed.attempts) == ("pending", 1)
+    assert "RuntimeError: boom" in failed.last_error
+    assert failed.next_attempt > utcnow()                  # retried after a pause
+
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        make_due(app, failing)
+        [again] = process_due(app)
+        assert row(app, failing).attempts == attempt
+    assert again.outcome == "quarantined"
+    quarantined = row(app, failing)
+    assert quarantined.status == "quarantined"
+    assert quarantined.reason.startswith(f"failed {MAX_ATTEMPTS} times; last error: "
+                                         "RuntimeError: boom")
+    assert process_due(app) == []                          # the queue is not blocked
+    assert tickets(app) == ["Drucker", "Monitor"]
+
+    bug["on"] = False                                      # the bug is fixed: retry it
+    with app.db.write() as session:
+        session.execute(update(_received).where(_received.c.id == failing)
+                        .values(status="pending", attempts=0, next_attempt=utcnow()))
+    [fixed] = process_due(app)
+    assert fixed.outcome == "created"
+    assert tickets(app) == ["Drucker", "Monitor", "boom Scanner"]
+
+
+def test_a_batch_with_a_failing_mail_keeps_every_other_mails_work(
+        app: App, customer: None, bug: dict[str, bool]) -> None:  # noqa: F811
+    subjects = [f"Anliegen {i}" for i in range(8)]
+    subjects[3] = "boom 3"
+    subjects[7] = "boom 7"
+    ids = store(app, *subjects)
+    results = {r.mail_id: r.outcome for r in process_due(app)}
+    assert [results[i] for i in ids] == ["created"] * 3 + ["pending"] + ["created"] * 3 + [
+        "pending"]
+    assert tickets(app) == sorted(s for s in subjects if not s.startswith("boom"))
