@@ -14,7 +14,8 @@ Guarantees:
      the lease holds.
   2. The transport sends each mail with no transaction open: no row lock and no SQLite write
      lock is held during network I/O.
-  3. `record_result`: one short transaction per mail records the result: `sent`; back to
+  3. `record_result` (`outbox_record.py`): one short transaction per mail records the
+     result (the usual "sent" is a single guarded UPDATE, autocommitted): `sent`; back to
      `queued` with exponential backoff and jitter (about 1, 2, 4 … minutes, at most about an
      hour) for a temporary failure until the row's `deadline`, then `failed`; `failed` at
      once for a permanent one (`5xx`). The row's `attempts` value acts as the lease token:

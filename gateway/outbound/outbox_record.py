@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import Connection, CursorResult, insert, select, update
 from sqlmodel import Session
 
 from gateway.outbound.transport import DeliveryResult, Outcome
@@ -80,6 +80,11 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
     `Delivery` per row (more than one when the recipients had different outcomes)."""
     now = now or utcnow()
     groups = list(_by_outcome(mail.recipients, result).items())
+    if [outcome for outcome, _ in groups] == ["sent"] and _sent_at_once(db, mail, now):
+        [(_, (_, detail))] = groups
+        log.info("outbox %d %s: sent to %s (%s)", mail.id, mail.message_id,
+                 ", ".join(mail.recipients), detail)
+        return [Delivery(mail.id, mail.message_id, mail.recipients, "sent", detail)]
     with db.write(durable=False) as session:
         if len(groups) == 1:    # the usual case: one guarded UPDATE
             [(outcome, (_, detail))] = groups
@@ -93,6 +98,13 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
         log.info("outbox %d %s: %s to %s (%s)", delivery.mail_id, delivery.message_id,
                  delivery.status, ", ".join(delivery.recipients), delivery.detail)
     return deliveries
+
+
+def _sent_at_once(db: Database, mail: QueuedMail, now: datetime) -> bool:
+    """The usual result, sent to every recipient, as one guarded UPDATE; False when the
+    lease was lost (the caller then records it the long way)."""
+    with db.one_statement() as connection:
+        return update_leased(connection, mail, status="sent", sent=now, last_error=None)
 
 
 def _lease_lost(session: Session, mail: QueuedMail, result: DeliveryResult,
@@ -159,7 +171,7 @@ def _by_outcome(recipients: tuple[str, ...], result: DeliveryResult
     return groups
 
 
-def update_leased(session: Session, mail: QueuedMail, **values: Any) -> bool:
+def update_leased(session: Session | Connection, mail: QueuedMail, **values: Any) -> bool:
     """Update the row only while it is still under the lease `mail` came with."""
     result = session.execute(update(_outbound).where(
         _outbound.c.id == mail.id, _outbound.c.status == "queued",

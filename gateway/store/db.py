@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlmodel import Session
 
@@ -136,6 +136,21 @@ class Database:
             return
         with self.turns.turn(urgent=urgent), self._session(engine) as session:
             yield session
+
+    @contextmanager
+    def one_statement(self) -> Iterator[Connection]:
+        """For bookkeeping (as `write(durable=False)`) that is one statement, atomic by
+        itself, e.g. a guarded UPDATE. PostgreSQL runs it in autocommit, without the BEGIN
+        and COMMIT round trips; SQLite in an ordinary `write(durable=False)`."""
+        if self._lazy_engine is None:
+            with self.write(durable=False) as session:
+                yield session.connection()
+            return
+        try:
+            with self._lazy_engine.connect() as connection:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        except OperationalError as exc:
+            raise TemporaryFailure(f"database unavailable: {_short(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -77,6 +77,25 @@ def test_only_bookkeeping_writes_skip_the_sync_and_it_does_not_stick(app: App) -
                                ).scalar_one() == mail_id
 
 
+def test_one_statement_bookkeeping_is_committed_by_itself(app: App) -> None:
+    """`one_statement()`: on PostgreSQL in autocommit on the bookkeeping pool (no BEGIN and
+    COMMIT round trips: visible to others at once), on SQLite an ordinary lazy write."""
+    database = app.db
+    with database.write() as session:
+        mail_id = _add_received(session, b"Subject: x\r\n\r\nx\r\n")
+    with database.one_statement() as connection:
+        connection.execute(_received.update().where(_received.c.id == mail_id)
+                           .values(attempts=7))
+        if not database.is_sqlite:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+            with database.read() as other:        # already committed
+                assert other.execute(select(_received.c.attempts).where(
+                    _received.c.id == mail_id)).scalar_one() == 7
+    with database.read() as session:
+        assert session.execute(select(_received.c.attempts)
+                               .where(_received.c.id == mail_id)).scalar_one() == 7
+
+
 @pytest.mark.backends("postgresql")
 def test_a_restarted_server_costs_at_most_one_transaction(
         app: App, monkeypatch: pytest.MonkeyPatch) -> None:
