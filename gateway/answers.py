@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import DateTime, Integer, String, bindparam, func, insert, select
 from sqlmodel import Session
 
 from gateway.addressbook import split_plus
@@ -62,9 +62,15 @@ _article = table_of(Article)
 _message_id = table_of(TicketMessageId)
 _auto = table_of(AutoAnswer)
 AUTOMATIC_EVENTS = ("ack", "follow-up", "reject", "faq-answer")
-_COUNT_AUTO_ANSWERS = select(func.count()).select_from(_auto).where(
-    _auto.c.address_key == bindparam("key"), _auto.c.sent > bindparam("since"))
-_INSERT_AUTO_ANSWER = insert(_auto)
+# one statement checks the sender's limit and takes a slot: INSERT … SELECT … WHERE count < limit
+_CLAIM_AUTO_ANSWER = insert(_auto).from_select(
+    ["address_key", "event", "sent"],
+    select(bindparam("key", type_=String), bindparam("event", type_=String),
+           bindparam("now", type_=DateTime)).where(
+        select(func.count()).select_from(_auto).where(
+            _auto.c.address_key == bindparam("key", type_=String),
+            _auto.c.sent > bindparam("since", type_=DateTime)).scalar_subquery()
+        < bindparam("limit", type_=Integer))).returning(_auto.c.id)
 
 
 @dataclass(frozen=True)
@@ -153,12 +159,16 @@ def reply_address(app: App, facts: TicketFacts) -> str | None:
     return f"{local}+r-{facts.reply_token}@{domain}"
 
 
-def may_auto_answer(session: Session, app: App, address: str) -> bool:
-    """Below the per-sender limit of automatic answers in the last hour?"""
-    limit = app.settings.outbound.max_auto_replies_per_hour
-    count = session.execute(_COUNT_AUTO_ANSWERS, {
-        "key": address_key(address), "since": utcnow() - timedelta(hours=1)}).scalar_one()
-    return int(count) < limit
+def claim_auto_answer(session: Session, app: App, address: str, event: str) -> bool:
+    """Take one of the sender's automatic answers of the hour (RFC 3834 §2), in the caller's
+    transaction; False when the limit is reached. Every automatic answer
+    (`AUTOMATIC_EVENTS`) is sent only after this said yes."""
+    now = utcnow()
+    result = session.execute(_CLAIM_AUTO_ANSWER, {
+        "key": address_key(address), "event": event, "now": now,
+        "since": now - timedelta(hours=1),
+        "limit": app.settings.outbound.max_auto_replies_per_hour})
+    return result.first() is not None
 
 
 def _queue_mail(session: Session, app: App, event: str, language: str, context: dict[str, object],
@@ -175,10 +185,6 @@ def _queue_mail(session: Session, app: App, event: str, language: str, context: 
         log.warning("%s mail to %s not written: %s", event, [a for _, a in to], exc)
         return None
     enqueue(session, mail, deadline=timedelta(hours=app.settings.outbound.delivery_deadline_hours))
-    if event in AUTOMATIC_EVENTS:
-        for _, address in to:
-            session.execute(_INSERT_AUTO_ANSWER, {"address_key": address_key(address),
-                                                  "event": event, "sent": utcnow()})
     return mail.message_id
 
 
@@ -207,7 +213,7 @@ def ticket_created(session: Session, app: App, ticket: int | TicketFacts,
     facts = ticket if isinstance(ticket, TicketFacts) else ticket_facts(session, app, ticket)
     in_reply_to = parsed.message_id if parsed else None
     body = parsed.body_text if parsed else ""
-    if facts.address and not automatic and may_auto_answer(session, app, facts.address):
+    if facts.address and not automatic and claim_auto_answer(session, app, facts.address, "ack"):
         labels = _labels(facts.template, facts.language)
         _queue_mail(session, app, "ack", facts.language, {
             "customer_name": facts.customer_name, "title": facts.title,
@@ -242,7 +248,7 @@ def faq_suggestions(session: Session, app: App, facts: TicketFacts,
 def faq_answered(session: Session, app: App, parsed: ParsedMessage, *, language: str,
                  articles: Sequence[FaqArticle]) -> str | None:
     """The answer to a question sent to the FAQ address, from that address; its Message-ID.
-    The caller checks `may_auto_answer` first."""
+    The caller claims the answer first (`claim_auto_answer`)."""
     sender = parsed.from_.address if parsed.from_ else ""
     name = parsed.from_.name if parsed.from_ else ""
     identity = MailIdentity.parse(app.settings.outbound.from_)
@@ -256,7 +262,7 @@ def customer_replied(session: Session, app: App, ticket_id: int, parsed: ParsedM
                      *, automatic: bool) -> None:
     facts = ticket_facts(session, app, ticket_id)
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
-            and may_auto_answer(session, app, facts.address)):
+            and claim_auto_answer(session, app, facts.address, "follow-up")):
         _queue_mail(session, app, "follow-up", facts.language,
                     {"customer_name": facts.customer_name, "title": facts.title},
                     sender=_queue_identity(facts.queue),
@@ -288,7 +294,7 @@ def rejected(session: Session, app: App, parsed: ParsedMessage, *, reason: str,
              template: TemplateSettings | None, language: str) -> None:
     """Explain a refusal to the sender, from the gateway's default identity."""
     sender = parsed.from_.address if parsed.from_ else ""
-    if not sender or not may_auto_answer(session, app, sender):
+    if not sender or not claim_auto_answer(session, app, sender, "reject"):
         return
     _queue_mail(session, app, "reject", language, {
         "customer_name": parsed.from_.name if parsed.from_ else "", "reason": reason,

@@ -40,7 +40,7 @@ def answer_question(session: Session, app: App, parsed: ParsedMessage,
     sender = parsed.from_.address if parsed.from_ else ""
     if not sender:
         return "a question to the FAQ address without a sender address: not answered"
-    if not answers.may_auto_answer(session, app, sender):
+    if not answers.claim_auto_answer(session, app, sender, "faq-answer"):
         return (f"a question to the FAQ address, not answered: {sender} reached the limit of "
                 f"{app.settings.outbound.max_auto_replies_per_hour} automatic answers per hour")
     customer = DatabaseDirectory(session).customer_by_address(sender)
