@@ -14,7 +14,7 @@ import time
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from gateway.app import App
 from gateway.customers import NewCustomer, add_customer
@@ -196,6 +196,29 @@ def test_database_down_during_data_is_451_and_the_retry_makes_one_ticket(
         send(port, message)                                   # the sending MTA retries
     assert [r.outcome for r in process_due(app)] == ["created"]
     assert len(tickets(app)) == 1
+
+
+@pytest.mark.backends("postgresql")
+def test_a_postgresql_restart_between_mails_loses_nothing(app: App, customer: None) -> None:
+    """The server drops every connection (a restart) right after a mail was stored: the
+    next mail gets 451 at most once (its pooled connection was used just before, so it is
+    not pinged), the retry is stored, and each mail makes exactly one ticket."""
+    with running_listener(app) as port:
+        send(port, customer_mail("Erste Mail", message_id="<before@acme>"))
+        admin = create_engine(app.db.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.dispose()
+        after = customer_mail("Zweite Mail", message_id="<after@acme>")
+        try:
+            send(port, after)
+        except smtplib.SMTPDataError as refused:
+            assert refused.smtp_code == 451
+            send(port, after)                                 # the sending MTA retries
+    assert sorted(r.outcome for r in process_due(app)) == ["created", "created"]
+    assert sorted(str(t["title"]) for t in tickets(app)) == ["Erste Mail", "Zweite Mail"]
 
 
 @pytest.mark.backends("sqlite")
