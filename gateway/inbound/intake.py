@@ -34,7 +34,6 @@ from gateway.store.models import ReceivedMail, table_of, utcnow
 log = logging.getLogger(__name__)
 
 _received = table_of(ReceivedMail)
-_INSERT = insert(_received).returning(_received.c.id)
 _INSERT_MANY = insert(_received).returning(_received.c.id, sort_by_parameter_order=True)
 SOURCES = ("smtp", "lmtp", "imap", "ingest")
 # Larger mails live in the blob store, the row names them (raw_sha256) and keeps raw empty:
@@ -137,8 +136,7 @@ def accept_many(db: Database, items: Sequence[Incoming], *, blobs: BlobStore,
     now = utcnow()
     try:
         with db.write(urgent=urgent) as session:
-            return [int(session.execute(_INSERT, row).scalar_one())
-                    for row in _rows(session, items, now, blobs)]
+            return insert_received(session, items, now, blobs)   # one statement for all
     except TemporaryFailure:
         raise
     except (SQLAlchemyError, OSError) as exc:
