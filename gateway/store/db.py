@@ -146,11 +146,8 @@ class Database:
             with self.write(durable=False) as session:
                 yield session.connection()
             return
-        try:
-            with self._lazy_engine.connect() as connection:
-                yield connection.execution_options(isolation_level="AUTOCOMMIT")
-        except OperationalError as exc:
-            raise TemporaryFailure(f"database unavailable: {_short(exc)}") from exc
+        with _as_temporary_failures(), self._lazy_engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -160,15 +157,9 @@ class Database:
 
     @contextmanager
     def _session(self, engine: Engine) -> Iterator[Session]:
-        try:
-            with Session(engine, expire_on_commit=False) as session, session.begin():
-                yield session
-        except OperationalError as exc:
-            raise TemporaryFailure(f"database unavailable: {_short(exc)}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise TemporaryFailure(f"database connection lost: {_short(exc)}") from exc
-            raise
+        with _as_temporary_failures(), Session(engine, expire_on_commit=False) as session, \
+                session.begin():
+            yield session
 
     def ping(self) -> None:
         """Raise `DatabaseNotReady` when the database cannot be reached."""
@@ -204,6 +195,20 @@ class Database:
         self.engine.dispose()
         if self._lazy_engine is not None:
             self._lazy_engine.dispose()
+
+
+@contextmanager
+def _as_temporary_failures() -> Iterator[None]:
+    """A server that is down, a lock held past the timeout or a lost connection becomes
+    `TemporaryFailure`; other errors pass unchanged."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise TemporaryFailure(f"database unavailable: {_short(exc)}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise TemporaryFailure(f"database connection lost: {_short(exc)}") from exc
+        raise
 
 
 def _ping_when_idle(engine: Engine) -> None:
