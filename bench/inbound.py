@@ -26,7 +26,10 @@ the table gives medians and `ratio = median gateway mails/s / median baseline ma
 One gateway (one database) per backend serves all rounds; each run counts only its own new
 mails (ids above the highest id before the run) and checks that every one became a ticket.
 CPU ms/mail come from /proc/PID/stat (utime + stime) of the baseline server, the gateway's
-listener process (serve) and its worker process, over each run.
+listener process (serve) and its worker process, over each run; for PostgreSQL on this
+machine also of the database server ("db": the postmaster with its children, the living
+ones and those that ended; it includes the benchmark's own polling, a small share). The sum
+is what a ticket costs the machine, a steadier figure here than mails/s.
 
 Memory (`--memory-mb`, 0 skips it): on the freshly started gateway, after the warm-up, the
 peak RSS (VmHWM, reset through /proc/PID/clear_refs) of the baseline server, the listener and
@@ -235,6 +238,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU of a local PostgreSQL server: the postmaster, its ended children (cutime,
+    cstime) and its living ones."""
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(v) for v in fields[11:15]) / CLK_TCK
+    for child in Path(f"/proc/{postmaster}/task").glob("*/children"):
+        for pid in child.read_text().split():
+            with suppress(OSError):
+                total += cpu_seconds(int(pid))
+    return total
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -397,6 +412,19 @@ class Gateway:
                     os.kill(self.worker_pid, signal.SIGKILL)
         self.engine.dispose()
 
+    def postmaster(self) -> int | None:
+        """The PostgreSQL server's main process when it runs on this machine (its /proc
+        readable); None for SQLite or a remote server."""
+        if not self.url.startswith("postgresql"):
+            return None
+        backend = int(self.scalar("SELECT pg_backend_pid()"))
+        try:
+            parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            server_cpu_seconds(parent)
+        except (OSError, ValueError, IndexError):
+            return None
+        return parent
+
     def scalar(self, sql: str, **params: Any) -> Any:
         with self.engine.connect() as connection:
             return connection.execute(text(sql), params).scalar()
@@ -448,6 +476,7 @@ class Series:
     cpu_baseline: list[float] = field(default_factory=list)   # ms CPU per mail
     cpu_listener: list[float] = field(default_factory=list)
     cpu_worker: list[float] = field(default_factory=list)
+    cpu_database: list[float] = field(default_factory=list)   # PostgreSQL's server, if local
 
 
 def run_baseline(baseline: Baseline, mails: list[bytes], connections: int,
@@ -461,16 +490,22 @@ def run_baseline(baseline: Baseline, mails: list[bytes], connections: int,
 def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
                 series: Series | None) -> None:
     first = gateway.max_id()
+    postmaster = gateway.postmaster()
     cpu_l, cpu_w = cpu_seconds(gateway.pid), cpu_seconds(gateway.worker_pid)
+    cpu_d = server_cpu_seconds(postmaster) if postmaster else 0.0
     start, answered = send_all(gateway.port, mails, connections)
     done = gateway.wait_processed(first, len(mails))
     cpu_l, cpu_w = cpu_seconds(gateway.pid) - cpu_l, cpu_seconds(gateway.worker_pid) - cpu_w
+    if postmaster:
+        cpu_d = server_cpu_seconds(postmaster) - cpu_d
     gateway.check(first, len(mails))
     if series is not None:
         series.intake.append(len(mails) / (answered - start))
         series.end_to_end.append(len(mails) / (done - start))
         series.cpu_listener.append(cpu_l * 1000 / len(mails))
         series.cpu_worker.append(cpu_w * 1000 / len(mails))
+        if postmaster:
+            series.cpu_database.append(cpu_d * 1000 / len(mails))
 
 
 def memory_test(gateway: Gateway, baseline: Baseline, size_mb: int, customer: int
@@ -536,7 +571,9 @@ def bench_backend(backend: str, args: argparse.Namespace, baseline: Baseline
                               f"(ratio {series.end_to_end[-1] / series.baseline[-1]:.2f}); "
                               f"CPU ms/mail baseline {series.cpu_baseline[-1]:.2f}, "
                               f"listener {series.cpu_listener[-1]:.2f}, "
-                              f"worker {series.cpu_worker[-1]:.2f}", file=sys.stderr)
+                              f"worker {series.cpu_worker[-1]:.2f}"
+                              + (f", db {series.cpu_database[-1]:.2f}"
+                                 if series.cpu_database else ""), file=sys.stderr)
                 tickets = gateway.scalar("SELECT count(*) FROM ticket")
                 if tickets != expected:
                     raise RuntimeError(f"{backend}: {tickets} tickets, expected {expected}")
@@ -614,14 +651,15 @@ def main() -> None:
           f"attachment mails per run; {time.monotonic() - started:.0f} s in all")
     print(f"{'backend':<10} {'mail':<10} {'conns':>5} {'baseline/s':>10} {'intake/s':>9} "
           f"{'gateway/s':>9} {'intake':>6} {'ratio':>5}  {'CPU ms/mail: base':>17} "
-          f"{'listener':>8} {'worker':>6}")
+          f"{'listener':>8} {'worker':>6} {'db':>5}")
     for backend, results, _ in rows:
         for (kind, conns), s in results.items():
             base, intake, e2e = med(s.baseline), med(s.intake), med(s.end_to_end)
             print(f"{backend:<10} {kind:<10} {conns:>5} {base:>10.1f} {intake:>9.1f} "
                   f"{e2e:>9.1f} {intake / base:>6.2f} {e2e / base:>5.2f}  "
                   f"{med(s.cpu_baseline):>17.2f} {med(s.cpu_listener):>8.2f} "
-                  f"{med(s.cpu_worker):>6.2f}")
+                  f"{med(s.cpu_worker):>6.2f} "
+                  + (f"{med(s.cpu_database):>5.2f}" if s.cpu_database else f"{'-':>5}"))
     for backend, _, memory in rows:
         if memory is not None:
             print(f"memory, {backend}: {describe_memory(memory)}")
