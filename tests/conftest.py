@@ -78,6 +78,17 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+def drop_connections(url: str) -> None:
+    """What a PostgreSQL restart does to the gateway: every connection to the database of
+    `url` but this one is terminated."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file that each test copies (migrating once is the slow part)."""

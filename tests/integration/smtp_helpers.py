@@ -1,12 +1,15 @@
-"""Running the real listener inside a test: an asyncio loop in a thread, port 0."""
+"""Running the real listener inside a test (an asyncio loop in a thread, port 0), and the
+mails and SMTP client the tests use with it."""
 
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 
 from gateway.app import App
 from gateway.inbound.intake import GroupCommitter
@@ -81,3 +84,23 @@ def lmtp_transaction(port: int, sender: str, recipients: list[str], raw: bytes) 
         replies = [reply() for _ in recipients]
         command("QUIT")
         return replies
+
+
+def customer_mail(subject: str = "Drucker defekt", sender: str = "max@acme.example",
+                  to: str = "incident@support.example.com", body: str = "Er druckt nicht.\n",
+                  **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"Max Muster <{sender}>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = headers.pop("message_id", f"<{abs(hash(subject + body))}@acme>")
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message
+
+
+def send(port: int, message: EmailMessage, sender: str = "max@acme.example",
+         recipients: tuple[str, ...] = ("incident@support.example.com",)) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.send_message(message, from_addr=sender, to_addrs=list(recipients))

@@ -23,8 +23,7 @@ from gateway.store.models import OutboundMail, table_of
 from gateway.ticket_actions import change_state
 from gateway.tickets import State
 from tests.conftest import write_config
-from tests.integration.smtp_helpers import running_listener
-from tests.integration.test_smtp import customer, customer_mail, send  # noqa: F401
+from tests.integration.smtp_helpers import customer_mail, running_listener, send
 
 _outbound = table_of(OutboundMail)
 CUSTOMER = "max@acme.example"
@@ -81,7 +80,7 @@ def deliver(app: App, tmp_path: Path) -> None:
 
 
 def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
-        app: App, customer: None, tmp_path: Path) -> None:  # noqa: F811
+        app: App, customer: None, tmp_path: Path) -> None:
     with running_listener(app) as port:
         send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
         [created] = process_due(app)
@@ -127,7 +126,7 @@ def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
     assert next(m for m in outbox(app) if m.id == status.id).status == "sent"
 
 
-def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,  # noqa: F811
+def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
                                                       tmp_path: Path, run_cli: Any,
                                                       database_url: str) -> None:
     config = write_config(tmp_path / "ticketgw.toml", database_url)
@@ -157,8 +156,8 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,  
     explained = json.loads(result.stdout)["sender_bouncing"]
     assert explained.startswith(f"{CUSTOMER} bounced (5.1.1, 2x") and "this mail ends that" in (
         explained)
-    number = run_cli("--config", str(config), "ticket", "list", "--json")
-    number = json.loads(number.stdout)[0]["number"]
+    listed = run_cli("--config", str(config), "ticket", "list", "--json").stdout
+    number = json.loads(listed)[0]["number"]
     shown = run_cli("--config", str(config), "ticket", "show", number).stdout
     assert f"! {CUSTOMER} bounced (5.1.1, 2x" in shown and "held back" in shown
     result = run_cli("--config", str(config), "bounces", "clear", CUSTOMER)

@@ -11,48 +11,26 @@ import smtplib
 import socket
 import sqlite3
 import time
-from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from gateway.app import App
-from gateway.customers import NewCustomer, add_customer
 from gateway.inbound.intake import stored_raw
 from gateway.inbound.worker import process_due
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.ticket_queries import list_tickets, ticket_detail
-from tests.integration.smtp_helpers import lmtp_transaction, running_listener
+from tests.conftest import drop_connections
+from tests.integration.smtp_helpers import (
+    customer_mail,
+    lmtp_transaction,
+    running_listener,
+    send,
+)
 
 _received = table_of(ReceivedMail)
 _outbound = table_of(OutboundMail)
-
-
-def customer_mail(subject: str = "Drucker defekt", sender: str = "max@acme.example",
-                  to: str = "incident@support.example.com", body: str = "Er druckt nicht.\n",
-                  **headers: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = f"Max Muster <{sender}>"
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = headers.pop("message_id", f"<{abs(hash(subject + body))}@acme>")
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message
-
-
-@pytest.fixture
-def customer(app: App) -> None:
-    with app.db.write() as session:
-        add_customer(session, NewCustomer("mmuster", "max@acme.example", "Max Muster", "acme"))
-
-
-def send(port: int, message: EmailMessage, sender: str = "max@acme.example",
-         recipients: tuple[str, ...] = ("incident@support.example.com",)) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.send_message(message, from_addr=sender, to_addrs=list(recipients))
 
 
 def tickets(app: App) -> list[dict[str, object]]:
@@ -205,12 +183,7 @@ def test_a_postgresql_restart_between_mails_loses_nothing(app: App, customer: No
     not pinged), the retry is stored, and each mail makes exactly one ticket."""
     with running_listener(app) as port:
         send(port, customer_mail("Erste Mail", message_id="<before@acme>"))
-        admin = create_engine(app.db.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-        admin.dispose()
+        drop_connections(app.db.url)                         # a server restart
         after = customer_mail("Zweite Mail", message_id="<after@acme>")
         try:
             send(port, after)

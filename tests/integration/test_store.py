@@ -21,6 +21,7 @@ from gateway.store.db import Database
 from gateway.store.migrate import head_revision, upgrade
 from gateway.store.models import Blob, ReceivedMail, table_of, utcnow
 from gateway.store.schema import include_name, metadata
+from tests.conftest import drop_connections
 
 _received = table_of(ReceivedMail)
 
@@ -102,24 +103,16 @@ def test_a_restarted_server_costs_at_most_one_transaction(
     """Pooled connections that the server dropped (a restart, an idle timeout): after an
     idle moment they are tested and replaced before use; right after use, one transaction
     may fail as a `TemporaryFailure` (451 for SMTP), and the next one works."""
-    def drop_our_connections() -> None:
-        admin = create_engine(app.db.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-        admin.dispose()
-
     def one_write() -> None:
         with app.db.write() as session:
             _add_received(session, b"Subject: x\r\n\r\nx\r\n")
 
     one_write()
-    drop_our_connections()
+    drop_connections(app.db.url)
     monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)   # "it sat idle": pinged
     one_write()
     monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 3600.0)  # "just used": not pinged
-    drop_our_connections()
+    drop_connections(app.db.url)
     with pytest.raises(TemporaryFailure):
         one_write()                           # the one transaction that fails
     one_write()                               # the pool was refreshed

@@ -15,7 +15,7 @@ from gateway.inbound import worker
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import MAX_ATTEMPTS, process_due
 from gateway.store.models import ReceivedMail, Ticket, table_of, utcnow
-from tests.integration.test_smtp import customer, customer_mail  # noqa: F401
+from tests.integration.smtp_helpers import customer_mail
 
 _received = table_of(ReceivedMail)
 _ticket = table_of(Ticket)
@@ -62,7 +62,7 @@ def bug(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
 
 
 def test_a_failing_mail_rolls_back_alone_and_is_quarantined_after_three_attempts(
-        app: App, customer: None, bug: dict[str, bool], run_cli: Any) -> None:  # noqa: F811
+        app: App, customer: None, bug: dict[str, bool], run_cli: Any) -> None:
     first, failing, last = store(app, "Drucker", "boom Scanner", "Monitor")
     results = {r.mail_id: r for r in process_due(app)}
     assert results[first].outcome == results[last].outcome == "created"
@@ -96,7 +96,7 @@ def test_a_failing_mail_rolls_back_alone_and_is_quarantined_after_three_attempts
 
 
 def test_a_batch_with_a_failing_mail_keeps_every_other_mails_work(
-        app: App, customer: None, bug: dict[str, bool]) -> None:  # noqa: F811
+        app: App, customer: None, bug: dict[str, bool]) -> None:
     subjects = [f"Anliegen {i}" for i in range(8)]
     subjects[3] = "boom 3"
     subjects[7] = "boom 7"
