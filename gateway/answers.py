@@ -61,7 +61,6 @@ _customer = table_of(CustomerUser)
 _article = table_of(Article)
 _message_id = table_of(TicketMessageId)
 _auto = table_of(AutoAnswer)
-AUTOMATIC_EVENTS = ("ack", "follow-up", "reject", "faq-answer")
 # one statement checks the sender's limit and takes a slot: INSERT … SELECT … WHERE count < limit
 _CLAIM_AUTO_ANSWER = insert(_auto).from_select(
     ["address_key", "event", "sent"],
@@ -161,8 +160,8 @@ def reply_address(app: App, facts: TicketFacts) -> str | None:
 
 def claim_auto_answer(session: Session, app: App, address: str, event: str) -> bool:
     """Take one of the sender's automatic answers of the hour (RFC 3834 §2), in the caller's
-    transaction; False when the limit is reached. Every automatic answer
-    (`AUTOMATIC_EVENTS`) is sent only after this said yes."""
+    transaction; False when the limit is reached. Every automatic answer (ack, follow-up,
+    reject, faq-answer) is sent only after this said yes."""
     now = utcnow()
     result = session.execute(_CLAIM_AUTO_ANSWER, {
         "key": address_key(address), "event": event, "now": now,

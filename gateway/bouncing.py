@@ -81,7 +81,7 @@ def record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]], r
 def clear_on_mail_from(session: Session, address: str) -> None:
     """The address wrote to us (a person, not an auto-responder): it works again."""
     if address:
-        session.execute(delete(_bouncing).where(_bouncing.c.address_key == address_key(address)))
+        clear(session, address)
 
 
 def clear(session: Session, address: str) -> bool:
@@ -100,6 +100,11 @@ def dead_recipients(session: Session, recipients: Iterable[str]) -> dict[str, De
     return {row["address_key"]: DeadAddress(row["address_key"], row["status"], row["count"],
                                             row["last_bounce"], row["reason"])
             for row in rows if is_dead(row["status"], row["permanent"], row["count"])}
+
+
+def dead_address(session: Session, address: str) -> DeadAddress | None:
+    """The address's bounce record if it is dead (for `ticket show` and `explain`)."""
+    return dead_recipients(session, [address]).get(address_key(address)) if address else None
 
 
 def held_back(event: str, recipients: Sequence[str],

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import bouncing
-from gateway.addresses import address_key
 from gateway.app import App
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.message import ParseLimitExceeded
@@ -30,13 +29,11 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
     except ParseLimitExceeded as exc:
         return {"outcome": "quarantined", "rule": "parse-limit", "reason": str(exc)}
     parsed, context = understood.parsed, understood.context
-    sender_address = parsed.from_.address if parsed.from_ else ""
     with app.db.read() as session:
         decision = route_message(parsed, context, settings=app.settings,
                                  addressbook=app.addressbook,
                                  directory=DatabaseDirectory(session))
-        dead_sender = bouncing.dead_recipients(session, [sender_address] if sender_address
-                                               else []).get(address_key(sender_address))
+        dead_sender = bouncing.dead_address(session, parsed.from_.address if parsed.from_ else "")
     report: dict[str, Any] = {
         "message_id": parsed.message_id + (" (generated)" if parsed.message_id_generated else ""),
         "from": parsed.from_.formatted() if parsed.from_ else "",

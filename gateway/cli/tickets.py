@@ -7,7 +7,6 @@ from typing import Any, cast
 import click
 
 from gateway import bouncing
-from gateway.addresses import address_key
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
 from gateway.errors import InvalidInput
@@ -65,10 +64,8 @@ def ticket_show(context: CliContext, number: str, as_json: bool) -> None:
     app = context.app()
     with app.db.read() as session:
         detail = ticket_detail(session, number)
-        contact = str(detail.get("contact") or "")
-        dead = bouncing.dead_recipients(session, [contact] if contact else [])
-    found = dead.get(address_key(contact)) if contact else None
-    detail["contact_bouncing"] = found.explanation() if found else None
+        dead = bouncing.dead_address(session, str(detail.get("contact") or ""))
+    detail["contact_bouncing"] = dead.explanation() if dead else None
     if as_json:
         echo_json(detail)
         return
