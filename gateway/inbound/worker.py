@@ -185,14 +185,21 @@ def _apply_directly(session: Session, app: App, mail: _Leased) -> Processed:
     """One mail without a savepoint of its own; a failure aborts the whole transaction."""
     if mail.error is not None:       # understanding it failed: nothing was written for it
         return _recorded_failure(session, mail, mail.error)
-    outcome = mail.understood
-    assert outcome is not None
     try:
-        if isinstance(outcome, Understood):
-            outcome = route_and_apply(session, app, outcome, mail.id)
-        _record(session, mail.id, outcome)
+        return _apply_one(session, app, mail)
     except Exception as exc:
         raise _FailedWithoutSavepoint(mail.id) from exc
+
+
+def _apply_one(session: Session, app: App, mail: _Leased) -> Processed:
+    """Route, apply and record one understood mail in the caller's transaction."""
+    if mail.error is not None:
+        raise mail.error
+    outcome = mail.understood
+    assert outcome is not None
+    if isinstance(outcome, Understood):
+        outcome = route_and_apply(session, app, outcome, mail.id)
+    _record(session, mail.id, outcome)
     return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason)
 
 
@@ -263,16 +270,9 @@ def _still_pending(session: Session, mail_ids: list[int]) -> set[int]:
 def _apply_in_savepoint(session: Session, app: App, mail: _Leased) -> Processed:
     try:
         with session.begin_nested():
-            if mail.error is not None:
-                raise mail.error
-            outcome = mail.understood
-            assert outcome is not None
-            if isinstance(outcome, Understood):
-                outcome = route_and_apply(session, app, outcome, mail.id)
-            _record(session, mail.id, outcome)
+            return _apply_one(session, app, mail)
     except Exception as exc:
         return _recorded_failure(session, mail, exc)
-    return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason)
 
 
 def _recorded_failure(session: Session, mail: _Leased, exc: Exception) -> Processed:
