@@ -36,6 +36,8 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
+from tests.serve_helpers import free_port
+
 INSTALL_HINT = ("dovecot is not installed: the IMAP tests need a real Dovecot. Install it "
                 "with `apt-get install -y dovecot-imapd` (the system service it starts is not "
                 "used; the tests run their own on a free port)")
@@ -111,12 +113,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return fields[0] != "Z"   # a zombie nobody reaps is gone for our purposes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Dovecot:

@@ -8,7 +8,6 @@ CLI to look), then the details in-process through intake and the worker.
 from __future__ import annotations
 
 import json
-import signal
 import smtplib
 import subprocess
 import time
@@ -25,8 +24,8 @@ from gateway.ticket_queries import ticket_detail
 from tests.conftest import make_settings
 from tests.integration.test_answers import deliver, outbox
 from tests.integration.test_faq import load_demo_faq
-from tests.integration.test_serve import TICKETGW, free_port, serve_config, start, wait_healthy
 from tests.maildir import Maildir
+from tests.serve_helpers import TICKETGW, free_port, serve_config, serving, stop_cleanly
 
 FAQ_ADDRESS = "faq@support.example.com"
 BASE_URL = "http://127.0.0.1:8080"
@@ -73,18 +72,10 @@ def service(database_url: str, tmp_path: Path) -> Iterator[tuple[Path, int]]:
     smtp_port, web_port = free_port(), free_port()
     config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port,
                           web_port=web_port)
-    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
-    try:
-        wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+    with serving(["--config", str(config), "serve", "--demo"], tmp_path,
+                 f"http://127.0.0.1:{web_port}/healthz") as process:
         yield config, smtp_port
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=40)
-        assert process.returncode == 0, stderr
-        assert "Traceback" not in stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        assert "Traceback" not in stop_cleanly(process)
 
 
 def test_faq_mail_through_serve(service: tuple[Path, int], tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_serve import TICKETGW, free_port, wait_healthy
+from tests.serve_helpers import TICKETGW, free_port, serving
 from tests.web.test_portal_browser import CONFIG
 
 GIB = 1024**3
@@ -78,25 +77,11 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, subpr
     run(config, "customer", "add", "mmuster", "max@acme.example", "--name", "Max", cwd=tmp_path)
     spool = tmp_path / "tmp"
     spool.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
-    env["TMPDIR"] = str(spool)                # anything spooled would show up here
-    # its own process group: if it must be killed, its worker process goes with it (a
-    # killed `serve` alone would leave the worker holding our pipes open)
-    process = subprocess.Popen([*TICKETGW, "--config", str(config), "serve"], cwd=tmp_path,
-                               env=env, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, f"{base}/healthz")
+    # anything spooled would show up in TMPDIR
+    with serving(["--config", str(config), "serve"], tmp_path, f"{base}/healthz",
+                 env={"TMPDIR": str(spool)}) as process:
         yield base, config, process, spool
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
 
 
 # One database is enough: the memory at stake is the web layer's (the database only records

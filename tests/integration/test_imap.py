@@ -46,9 +46,10 @@ from gateway.inbound.worker import process_due
 from gateway.settings import MailboxSettings
 from gateway.store.models import ImapImport, ReceivedMail, Ticket, table_of
 from tests.conftest import REPO, make_settings, write_config
-from tests.integration.dovecot import INSTALL_HINT, Dovecot, dovecot_binary, free_port
+from tests.integration.dovecot import INSTALL_HINT, Dovecot, dovecot_binary
 from tests.integration.smtp_helpers import running_listener
 from tests.integration.test_ingest_and_corpus import corpus_mails
+from tests.serve_helpers import free_port
 
 PASSWORD_ENV = "TGW_TEST_IMAP_PASSWORD"
 FAST = Backoff(first=0.1, maximum=0.5, auth_first=0.3, auth_maximum=1.0)

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,72 +16,25 @@ import httpx
 import pytest
 
 from tests.conftest import write_config
-
-TICKETGW = [sys.executable, "-m", "gateway"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
-    return subprocess.Popen([*TICKETGW, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def wait_healthy(process: subprocess.Popen[str], url: str, timeout: float = 30) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited {process.returncode}: {process.communicate()}")
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("serve did not answer in time")
-
-
-def serve_config(path: Path, database_url: str, *, smtp_port: int, web_port: int,
-                 extra: str = "") -> Path:
-    """A config with the SMTP listener and the web view on the given ports."""
-    config = write_config(path, database_url)
-    text = config.read_text().replace(
-        '[inbound]\nsmtp = ""',
-        f'[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\ndomains = ["support.example.com"]{extra}')
-    config.write_text(text.replace('listen = ""', f'listen = "127.0.0.1:{web_port}"'))
-    return config
-
-
-def tickets_titled(config: Path, title: str, timeout: float = 30) -> list[dict[str, object]]:
-    """Poll `ticketgw ticket list --json` until a ticket with this title exists."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listed = subprocess.run([*TICKETGW, "--config", str(config), "ticket", "list",
-                                 "--json"], capture_output=True, text=True, check=True)
-        found = [t for t in json.loads(listed.stdout) if t["title"] == title]
-        if found:
-            return found
-        time.sleep(0.2)
-    return []
+from tests.serve_helpers import (
+    TICKETGW,
+    free_port,
+    serve_config,
+    serving,
+    start,
+    stop_cleanly,
+    tickets_titled,
+)
 
 
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     port = free_port()
-    config = write_config(tmp_path / "ticketgw.toml", database_url)
-    config.write_text(config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{port}"'))
-    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, web_port=port)
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, f"{base}/healthz")
+    with serving(["--config", str(config), "serve", "--demo"], tmp_path,
+                 f"{base}/healthz") as process:
         yield process, base, config
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -143,9 +95,8 @@ def test_serve_takes_mail_over_smtp_and_the_worker_makes_the_ticket(
     smtp_port, web_port = free_port(), free_port()
     config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port,
                           web_port=web_port)
-    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
-    try:
-        wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+    with serving(["--config", str(config), "serve", "--demo"], tmp_path,
+                 f"http://127.0.0.1:{web_port}/healthz") as process:
         message = EmailMessage()
         message["From"] = "Max Mustermann <max.mustermann@acme.example>"
         message["To"] = "stoerung@support.example.com"
@@ -157,14 +108,7 @@ def test_serve_takes_mail_over_smtp_and_the_worker_makes_the_ticket(
         created = tickets_titled(config, "Monitor flackert")
         assert created, "the worker did not make the ticket within 30 s"
         assert (created[0]["customer"], created[0]["template"]) == ("mmuster", "incident")
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=40)
-        assert process.returncode == 0, stderr
-        assert "Traceback" not in stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        assert "Traceback" not in stop_cleanly(process)
 
 
 def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
@@ -184,9 +128,8 @@ def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
             tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port, web_port=web_port,
             extra=f'\n\n[outbound]\ntransport = "smtp://127.0.0.1:{relay.port}"'
                   '\nstarttls = false')
-        process = start(["--config", str(config), "serve", "--demo"], tmp_path)
-        try:
-            wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+        with serving(["--config", str(config), "serve", "--demo"], tmp_path,
+                     f"http://127.0.0.1:{web_port}/healthz") as process:
             message = EmailMessage()
             message["From"] = "Max Mustermann <max.mustermann@acme.example>"
             message["To"] = "stoerung@support.example.com"
@@ -208,13 +151,7 @@ def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
             assert "[Ticket#" in ack["Subject"] and ack["Auto-Submitted"] == "auto-replied"
             assert by_recipient[("max.mustermann@acme.example",)].mail_from == \
                 "support@support.example.com"
-            process.send_signal(signal.SIGTERM)
-            _, stderr = process.communicate(timeout=40)
-            assert process.returncode == 0, stderr
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+            stop_cleanly(process)
 
 
 def _children(pid: int) -> list[int]:
@@ -235,9 +172,8 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
     smtp_port, web_port = free_port(), free_port()
     config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port,
                           web_port=web_port)
-    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
-    try:
-        wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+    with serving(["--config", str(config), "serve", "--demo"], tmp_path,
+                 f"http://127.0.0.1:{web_port}/healthz") as process:
         deadline = time.monotonic() + 20
         while not _children(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -252,14 +188,7 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
         assert time.monotonic() - started < 5            # answered at once, not frozen
         assert tickets_titled(config, "Nach dem Absturz"), \
             "the restarted worker did not process the mail"
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=40)
-        assert process.returncode == 0, stderr
-        assert "worker process died" in stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        assert "worker process died" in stop_cleanly(process)
 
 
 def _alive(pid: int) -> bool:
@@ -277,9 +206,8 @@ def test_the_worker_does_not_outlive_a_killed_serve(database_url: str, tmp_path:
     web_port = free_port()
     config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=free_port(),
                           web_port=web_port)
-    process = start(["--config", str(config), "serve"], tmp_path)
-    try:
-        wait_healthy(process, f"http://127.0.0.1:{web_port}/healthz")
+    with serving(["--config", str(config), "serve"], tmp_path,
+                 f"http://127.0.0.1:{web_port}/healthz") as process:
         deadline = time.monotonic() + 20
         while not _children(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -291,7 +219,3 @@ def test_the_worker_does_not_outlive_a_killed_serve(database_url: str, tmp_path:
         while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(pid) for pid in children)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()

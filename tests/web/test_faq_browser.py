@@ -11,34 +11,22 @@ Screenshots go to the test's directory, and to $TGW_SCREENSHOTS_DIR when set.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_config
-from tests.integration.test_serve import free_port, start, wait_healthy
+from tests.serve_helpers import free_port, serve_config, serving
 from tests.web.browser import german_page
 
 
 @pytest.fixture
 def demo_server(database_url: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    config = write_config(tmp_path / "ticketgw.toml", database_url)
-    config.write_text(config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{port}"'))
-    process = start(["--config", str(config), "serve", "--demo"], tmp_path)
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, web_port=port)
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, f"{base}/healthz")
+    with serving(["--config", str(config), "serve", "--demo"], tmp_path, f"{base}/healthz"):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def test_browse_search_and_vote_in_chromium(demo_server: str, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from gateway.store.models import table_of
 from gateway.store.models_files import FileAreaFile
 from gateway.web.app import create_web_app
 from gateway.web.redaction import redact_tokens
-from tests.integration.test_serve import free_port
+from tests.serve_helpers import free_port
 from tests.web.test_files import new_area
 from tests.web.test_tickets import ticket_by_mail
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_serve import free_port, start, wait_healthy
 from tests.maildir import Maildir
+from tests.serve_helpers import free_port, serving
 from tests.web.browser import german_page
 
 PASSWORD = "Mein neues Passwort 42"
@@ -105,18 +105,9 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
          "max.mustermann@acme.example", "--name", "Max Mustermann", "--org", "acme"],
         cwd=tmp_path, capture_output=True, text=True, env=_env())
     assert added.returncode == 0, added.stderr
-    process = start(["--config", str(config), "serve"], tmp_path)
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, f"{base}/healthz")
+    with serving(["--config", str(config), "serve"], tmp_path, f"{base}/healthz"):
         yield base, config
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def _ticketgw() -> list[str]:
