@@ -22,10 +22,11 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from gateway.faq.markdown import clean_html
-from gateway.faq.queries import article_by_key, category_page
+from gateway.faq.queries import ArticleView, article_by_key, category_page
 from gateway.faq.search import CUSTOMERS, PUBLIC, search
 from gateway.faq.store import record_vote
 from gateway.web.i18n import text
@@ -37,6 +38,15 @@ MAX_QUERY = 200
 
 def visibilities(visitor: Visitor) -> tuple[str, ...]:
     return CUSTOMERS if visitor.user is not None else PUBLIC
+
+
+def _visible_article(session: Session, key: str, visitor: Visitor) -> ArticleView | None:
+    """The article, None when there is none; `LoginRequired` when the visitor may not see
+    it yet (customers-only articles for visitors who are not logged in)."""
+    view = article_by_key(session, key[:200])
+    if view is not None and view.visibility not in visibilities(visitor):
+        raise LoginRequired
+    return view
 
 
 def build_router(portal: Portal) -> APIRouter:
@@ -72,11 +82,9 @@ def build_router(portal: Portal) -> APIRouter:
     def article(request: Request, key: str) -> Response:
         visitor = portal.visitor(request)
         with app.db.read() as session:
-            view = article_by_key(session, key[:200])
+            view = _visible_article(session, key, visitor)
         if view is None:
             return not_found(visitor)
-        if view.visibility not in visibilities(visitor):
-            raise LoginRequired
         return portal.render(visitor, "faq_article.html", article=view,
                              body=Markup(clean_html(view.body_html)),  # noqa: S704 (cleaned)
                              voted=request.query_params.get("voted") == "1")
@@ -94,11 +102,9 @@ def build_router(portal: Portal) -> APIRouter:
 
         def work() -> Response:
             with app.db.write() as session:
-                view = article_by_key(session, key[:200])
+                view = _visible_article(session, key, visitor)
                 if view is None:
                     return not_found(visitor)
-                if view.visibility not in visibilities(visitor):
-                    raise LoginRequired
                 record_vote(session, view.id, voter, helpful == "yes")
             return portal.redirect(f"/faq/{quote(view.key)}?voted=1")
 
