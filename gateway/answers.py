@@ -36,7 +36,8 @@ from gateway.app import App
 from gateway.faq import search as faq_search
 from gateway.message import ParsedMessage
 from gateway.outbound.headers import HeaderError, MailIdentity
-from gateway.outbound.outbox import QueuedMail, enqueue
+from gateway.outbound.mail import OutgoingMail
+from gateway.outbound.outbox import QueuedMail, enqueue_many
 from gateway.outbound.render import FaqArticle, GuideAnswer
 from gateway.settings import QueueSettings, TemplateSettings
 from gateway.store.models import (
@@ -170,21 +171,35 @@ def claim_auto_answer(session: Session, app: App, address: str, event: str) -> b
     return result.first() is not None
 
 
-def _queue_mail(session: Session, app: App, event: str, language: str, context: dict[str, object],
-                *, sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
-                in_reply_to: str | None = None, reply_to: str | None = None) -> str | None:
-    """Render and enqueue; the Message-ID, or None when the mail cannot be written."""
+def _render(app: App, event: str, language: str, context: dict[str, object], *,
+            sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
+            in_reply_to: str | None = None, reply_to: str | None = None) -> OutgoingMail | None:
+    """The finished mail, or None (logged) when it cannot be written."""
     references = (*facts.thread, *( [in_reply_to] if in_reply_to else [])) if facts else ()
     try:
-        mail = app.renderer.render(
+        return app.renderer.render(
             event, language, context, sender=sender, to=to, reply_to=reply_to,
             ticket_number=facts.number if facts else None, in_reply_to=in_reply_to,
             references=references, ticket_id=facts.id if facts else None)
     except HeaderError as exc:
         log.warning("%s mail to %s not written: %s", event, [a for _, a in to], exc)
         return None
-    enqueue(session, mail, deadline=timedelta(hours=app.settings.outbound.delivery_deadline_hours))
-    return mail.message_id
+
+
+def _enqueue(session: Session, app: App, mails: Sequence[OutgoingMail | None]) -> None:
+    """Queue the mails one event causes together (`outbox.enqueue_many`)."""
+    enqueue_many(session, [mail for mail in mails if mail is not None],
+                 deadline=timedelta(hours=app.settings.outbound.delivery_deadline_hours))
+
+
+def _queue_mail(session: Session, app: App, event: str, language: str, context: dict[str, object],
+                *, sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
+                in_reply_to: str | None = None, reply_to: str | None = None) -> str | None:
+    """Render and enqueue one mail; its Message-ID, or None when it cannot be written."""
+    mail = _render(app, event, language, context, sender=sender, to=to, facts=facts,
+                   in_reply_to=in_reply_to, reply_to=reply_to)
+    _enqueue(session, app, [mail])
+    return mail.message_id if mail else None
 
 
 def _localised(labels: Mapping[Any, str], language: str) -> str:
@@ -212,9 +227,10 @@ def ticket_created(session: Session, app: App, ticket: int | TicketFacts,
     facts = ticket if isinstance(ticket, TicketFacts) else ticket_facts(session, app, ticket)
     in_reply_to = parsed.message_id if parsed else None
     body = parsed.body_text if parsed else ""
+    mails = []
     if facts.address and not automatic and claim_auto_answer(session, app, facts.address, "ack"):
         labels = _labels(facts.template, facts.language)
-        _queue_mail(session, app, "ack", facts.language, {
+        mails.append(_render(app, "ack", facts.language, {
             "customer_name": facts.customer_name, "title": facts.title,
             "template_name": _template_name(facts.template, facts.language),
             "priority": facts.priority,
@@ -222,8 +238,9 @@ def ticket_created(session: Session, app: App, ticket: int | TicketFacts,
             "missing": [labels.get(k, k) for k in missing],
             "faq": faq_suggestions(session, app, facts, parsed)},
             sender=_queue_identity(facts.queue), to=[(facts.customer_name, facts.address)],
-            facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts))
-    notify_staff(session, app, facts, kind="new", body=body, in_reply_to=in_reply_to)
+            facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts)))
+    mails += _staff_notices(app, facts, kind="new", body=body, in_reply_to=in_reply_to)
+    _enqueue(session, app, mails)
 
 
 def faq_suggestions(session: Session, app: App, facts: TicketFacts,
@@ -260,33 +277,44 @@ def faq_answered(session: Session, app: App, parsed: ParsedMessage, *, language:
 def customer_replied(session: Session, app: App, ticket_id: int, parsed: ParsedMessage,
                      *, automatic: bool) -> None:
     facts = ticket_facts(session, app, ticket_id)
+    mails = []
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
             and claim_auto_answer(session, app, facts.address, "follow-up")):
-        _queue_mail(session, app, "follow-up", facts.language,
-                    {"customer_name": facts.customer_name, "title": facts.title},
-                    sender=_queue_identity(facts.queue),
-                    to=[(facts.customer_name, facts.address)], facts=facts,
-                    in_reply_to=parsed.message_id, reply_to=reply_address(app, facts))
+        mails.append(_render(app, "follow-up", facts.language,
+                             {"customer_name": facts.customer_name, "title": facts.title},
+                             sender=_queue_identity(facts.queue),
+                             to=[(facts.customer_name, facts.address)], facts=facts,
+                             in_reply_to=parsed.message_id, reply_to=reply_address(app, facts)))
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    notify_staff(session, app, facts, kind="reply", body=text, in_reply_to=parsed.message_id)
+    mails += _staff_notices(app, facts, kind="reply", body=text, in_reply_to=parsed.message_id)
+    _enqueue(session, app, mails)
 
 
 def notify_staff(session: Session, app: App, facts: TicketFacts, *, kind: str, body: str,
                  in_reply_to: str | None) -> None:
+    """Queue a notice to each of the queue's staff (`_staff_notices`)."""
+    _enqueue(session, app, _staff_notices(app, facts, kind=kind, body=body,
+                                          in_reply_to=in_reply_to))
+
+
+def _staff_notices(app: App, facts: TicketFacts, *, kind: str, body: str,
+                   in_reply_to: str | None) -> list[OutgoingMail | None]:
     """To each of the queue's staff; their reply goes to the ticket's reply address (or the
     queue address) and threads by the References this mail carries."""
     staff = {s.email: s for s in app.settings.staff}
     reply_to = reply_address(app, facts) or _queue_identity(facts.queue).address
+    notices = []
     for email in facts.queue.staff:
         person = staff.get(email)
         language = person.language if person else facts.queue.language
-        _queue_mail(session, app, "staff-notify", language, {
+        notices.append(_render(app, "staff-notify", language, {
             "kind": kind, "customer_name": facts.customer_name,
             "customer_address": facts.address, "title": facts.title, "body": body,
             "priority": facts.priority,
             "template_name": _template_name(facts.template, language)},
             sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
-            facts=facts, in_reply_to=in_reply_to, reply_to=reply_to)
+            facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
+    return notices
 
 
 def rejected(session: Session, app: App, parsed: ParsedMessage, *, reason: str,

@@ -52,7 +52,7 @@ from gateway.tickets import (
     State,
     add_article,
     create_ticket,
-    remember_message_id,
+    remember_message_ids,
     set_priority,
 )
 
@@ -210,7 +210,7 @@ def staff_mail(session: Session, app: App, decision: AppendDecision, parsed: Par
     internal note. The quoted notification is cut off. Returns what was done, for the log."""
     sender = parsed.from_.address if parsed.from_ else ""
     ticket_id = decision.ticket.id
-    remember_message_id(session, ticket_id, parsed.message_id)
+    remember_message_ids(session, ticket_id, [parsed.message_id])
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     authserv_id = app.settings.inbound.authserv_id
     results = parsed.mime.get_all("Authentication-Results", []) if parsed.mime else []
@@ -307,7 +307,7 @@ def _create(session: Session, app: App, decision: NewTicketDecision, parsed: Par
     if decision.question is not None:
         add_article(session, ref.id, _article(app, parsed, mail_id, sender="customer",
                                               internal=False))
-        remember_message_id(session, ref.id, decision.question.answer_message_id)
+        remember_message_ids(session, ref.id, [decision.question.answer_message_id])
         thread.append(parsed.message_id)
     customer = decision.customer
     return answers.new_ticket_facts(

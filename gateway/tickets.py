@@ -11,10 +11,10 @@ Invalid states or priorities raise `InvalidInput`; unknown numbers raise `NotFou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
@@ -272,22 +272,18 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
             for a in article.attachments
         ])
     if article.message_id:
-        remember_message_id(session, ticket_id, article.message_id)
+        remember_message_ids(session, ticket_id, [article.message_id])
     return article_id
 
 
-_REMEMBER_MESSAGE_ID: dict[str, Any] = {}   # per dialect, built on first use
-
-
-def remember_message_id(session: Session, ticket_id: int, message_id: str) -> None:
-    """Record a Message-ID the ticket sent or received, for In-Reply-To/References threading.
-    A Message-ID already known (a duplicate delivery) keeps its first ticket."""
-    statement = _REMEMBER_MESSAGE_ID.get(session.get_bind().dialect.name)
-    if statement is None:
-        statement = (upsert_for(session)(_message_id)
-                     .on_conflict_do_nothing(index_elements=["message_id"]))
-        _REMEMBER_MESSAGE_ID[session.get_bind().dialect.name] = statement
-    session.execute(statement, {"message_id": message_id, "ticket_id": ticket_id})
+def remember_message_ids(session: Session, ticket_id: int, message_ids: Sequence[str]) -> None:
+    """Record Message-IDs the ticket sent or received, for In-Reply-To/References threading,
+    in one statement. A Message-ID already known (a duplicate delivery) keeps its first
+    ticket."""
+    rows = [{"message_id": m, "ticket_id": ticket_id} for m in dict.fromkeys(message_ids)]
+    if rows:
+        session.execute(upsert_for(session)(_message_id).values(rows)
+                        .on_conflict_do_nothing(index_elements=["message_id"]))
 
 
 def record_change(session: Session, ticket_id: int, actor: str, field_name: str,

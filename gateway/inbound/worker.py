@@ -149,15 +149,17 @@ def _apply_some(app: App, leased: list[_Leased], *, careful: bool = False) -> li
         with app.db.write() as session:
             pending = _still_pending(session, [mail.id for mail in leased])
             deadline = time.monotonic() + TRANSACTION_BUDGET
+            records: list[dict[str, object]] = []      # the outcomes, written together
             for mail in leased:
                 if mail.id not in pending:
                     results.append(Processed(mail.id, "done", None, "already done"))
                 elif careful:
                     results.append(_apply_in_savepoint(session, app, mail))
                 else:
-                    results.append(_apply_directly(session, app, mail))
+                    results.append(_apply_directly(session, app, mail, records))
                 if time.monotonic() > deadline or _urgent_waiting(app):
                     break
+            _record(session, records)
     except _FailedWithoutSavepoint as failed:
         log.info("inbound %d failed (%s); applying its batch again with savepoints",
                  failed.mail_id, failed.__cause__)
@@ -181,25 +183,29 @@ class _FailedWithoutSavepoint(Exception):
         self.mail_id = mail_id
 
 
-def _apply_directly(session: Session, app: App, mail: _Leased) -> Processed:
-    """One mail without a savepoint of its own; a failure aborts the whole transaction."""
+def _apply_directly(session: Session, app: App, mail: _Leased,
+                    records: list[dict[str, object]]) -> Processed:
+    """One mail without a savepoint of its own; a failure aborts the whole transaction.
+    Its outcome is added to `records`, for the caller to write."""
     if mail.error is not None:       # understanding it failed: nothing was written for it
         return _recorded_failure(session, mail, mail.error)
     try:
-        return _apply_one(session, app, mail)
+        return _apply_one(session, app, mail, records)
     except Exception as exc:
         raise _FailedWithoutSavepoint(mail.id) from exc
 
 
-def _apply_one(session: Session, app: App, mail: _Leased) -> Processed:
-    """Route, apply and record one understood mail in the caller's transaction."""
+def _apply_one(session: Session, app: App, mail: _Leased,
+               records: list[dict[str, object]]) -> Processed:
+    """Route and apply one understood mail in the caller's transaction; its outcome is
+    added to `records` (`_record` writes them)."""
     if mail.error is not None:
         raise mail.error
     outcome = mail.understood
     assert outcome is not None
     if isinstance(outcome, Understood):
         outcome = route_and_apply(session, app, outcome, mail.id)
-    _record(session, mail.id, outcome)
+    records.append(_record_values(mail.id, outcome))
     return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason)
 
 
@@ -270,7 +276,10 @@ def _still_pending(session: Session, mail_ids: list[int]) -> set[int]:
 def _apply_in_savepoint(session: Session, app: App, mail: _Leased) -> Processed:
     try:
         with session.begin_nested():
-            return _apply_one(session, app, mail)
+            records: list[dict[str, object]] = []
+            processed = _apply_one(session, app, mail, records)
+            _record(session, records)
+            return processed
     except Exception as exc:
         return _recorded_failure(session, mail, exc)
 
@@ -295,8 +304,14 @@ _RECORD = update(_received).where(_received.c.id == bindparam("mail_id")).values
                                         "last_error")})
 
 
-def _record(session: Session, mail_id: int, outcome: Outcome) -> None:
-    session.execute(_RECORD, {
+def _record(session: Session, records: list[dict[str, object]]) -> None:
+    """Write the mails' outcomes (`_record_values`): one executemany, whatever their number."""
+    if records:
+        session.execute(_RECORD, records)
+
+
+def _record_values(mail_id: int, outcome: Outcome) -> dict[str, object]:
+    return {
         "mail_id": mail_id,
         "status": "quarantined" if outcome.outcome == "quarantined" else "done",
         "outcome": outcome.outcome, "reason": storable(outcome.reason)[:4000],
@@ -304,7 +319,7 @@ def _record(session: Session, mail_id: int, outcome: Outcome) -> None:
         "message_id": storable(outcome.message_id or "")[:1000] or None,
         "from_address": storable(outcome.from_address or "")[:1000] or None,
         "subject": storable(outcome.subject or "")[:1000] or None, "processed": utcnow(),
-        "last_error": None})
+        "last_error": None}
 
 
 def _error_text(exc: BaseException) -> str:

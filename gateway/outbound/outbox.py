@@ -66,14 +66,14 @@ from gateway.outbound.transport import DeliveryResult, Transport
 from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, table_of, utcnow
-from gateway.tickets import remember_message_id, storable
+from gateway.tickets import remember_message_ids, storable
 
 if TYPE_CHECKING:   # app.py may come to build the outbox's parts: no import cycle
     from gateway.app import App
 
 log = logging.getLogger(__name__)
-__all__ = ["Delivery", "QueuedMail", "drain", "enqueue", "lease_due", "record_result",
-           "release", "requeue_failed", "run_outbox"]
+__all__ = ["Delivery", "QueuedMail", "drain", "enqueue", "enqueue_many", "lease_due",
+           "record_result", "release", "requeue_failed", "run_outbox"]
 
 _outbound = table_of(OutboundMail)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
@@ -100,18 +100,38 @@ def enqueue(session: Session, mail: OutgoingMail, *, deadline: timedelta = DEFAU
             now: datetime | None = None) -> int:
     """Store `mail` for sending in the caller's transaction; returns the outbox id. Its
     Message-ID is remembered for its ticket, so replies to it thread."""
+    now = now or utcnow()
+    mail_id: int = session.execute(_INSERT, _row(mail, now, deadline)).scalar_one()
+    if mail.ticket_id is not None:
+        remember_message_ids(session, mail.ticket_id, [mail.message_id])
+    return mail_id
+
+
+def enqueue_many(session: Session, mails: Sequence[OutgoingMail], *,
+                 deadline: timedelta = DEFAULT_DEADLINE, now: datetime | None = None) -> None:
+    """`enqueue` for the mails one event causes (an acknowledgment and the staff notices):
+    one INSERT for the rows and one per ticket for their Message-IDs, not two per mail."""
+    if not mails:
+        return
+    now = now or utcnow()
+    session.execute(insert(_outbound).values([_row(mail, now, deadline) for mail in mails]))
+    by_ticket: dict[int, list[str]] = {}
+    for mail in mails:
+        if mail.ticket_id is not None:
+            by_ticket.setdefault(mail.ticket_id, []).append(mail.message_id)
+    for ticket_id, message_ids in by_ticket.items():
+        remember_message_ids(session, ticket_id, message_ids)
+
+
+def _row(mail: OutgoingMail, now: datetime, deadline: timedelta) -> dict[str, Any]:
     if deadline <= timedelta(0):
         raise ValueError("the deadline must be in the future")
-    now = now or utcnow()
-    mail_id: int = session.execute(_INSERT, {
+    return {
         "created": now, "ticket_id": mail.ticket_id, "event": mail.event,
         "envelope_from": mail.envelope_from, "recipients": list(mail.recipients),
         "message_id": mail.message_id, "raw": mail.raw, "status": "queued", "attempts": 0,
         "last_error": None, "next_attempt": now, "deadline": now + deadline, "sent": None,
-    }).scalar_one()
-    if mail.ticket_id is not None:
-        remember_message_id(session, mail.ticket_id, mail.message_id)
-    return mail_id
+    }
 
 
 def requeue_failed(session: Session, mail_ids: Sequence[int] | None, *,
