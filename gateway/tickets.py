@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
@@ -276,14 +277,22 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
     return article_id
 
 
+_REMEMBER_MESSAGE_ID: dict[str, Any] = {}   # per dialect, built (and compiled) once
+
+
 def remember_message_ids(session: Session, ticket_id: int, message_ids: Sequence[str]) -> None:
-    """Record Message-IDs the ticket sent or received, for In-Reply-To/References threading,
-    in one statement. A Message-ID already known (a duplicate delivery) keeps its first
-    ticket."""
+    """Record Message-IDs the ticket sent or received, for In-Reply-To/References threading
+    (several in one executemany). A Message-ID already known (a duplicate delivery) keeps
+    its first ticket."""
+    dialect = session.get_bind().dialect.name
+    statement = _REMEMBER_MESSAGE_ID.get(dialect)
+    if statement is None:
+        statement = (upsert_for(session)(_message_id)
+                     .on_conflict_do_nothing(index_elements=["message_id"]))
+        _REMEMBER_MESSAGE_ID[dialect] = statement
     rows = [{"message_id": m, "ticket_id": ticket_id} for m in dict.fromkeys(message_ids)]
     if rows:
-        session.execute(upsert_for(session)(_message_id).values(rows)
-                        .on_conflict_do_nothing(index_elements=["message_id"]))
+        session.execute(statement, rows if len(rows) > 1 else rows[0])
 
 
 def record_change(session: Session, ticket_id: int, actor: str, field_name: str,

@@ -77,6 +77,7 @@ __all__ = ["Delivery", "QueuedMail", "drain", "enqueue", "enqueue_many", "lease_
 
 _outbound = table_of(OutboundMail)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
+_INSERT_MANY = insert(_outbound)      # executemany: compiled once, whatever the number of rows
 
 DEFAULT_DEADLINE = timedelta(days=5)    # RFC 5321 §4.5.4.1: give up after 4-5 days
 LEASE = timedelta(minutes=10)           # how long other instances leave a leased mail alone
@@ -110,11 +111,13 @@ def enqueue(session: Session, mail: OutgoingMail, *, deadline: timedelta = DEFAU
 def enqueue_many(session: Session, mails: Sequence[OutgoingMail], *,
                  deadline: timedelta = DEFAULT_DEADLINE, now: datetime | None = None) -> None:
     """`enqueue` for the mails one event causes (an acknowledgment and the staff notices):
-    one INSERT for the rows and one per ticket for their Message-IDs, not two per mail."""
+    one executemany for the rows and one per ticket for their Message-IDs, not two
+    statements per mail."""
     if not mails:
         return
     now = now or utcnow()
-    session.execute(insert(_outbound).values([_row(mail, now, deadline) for mail in mails]))
+    rows = [_row(mail, now, deadline) for mail in mails]
+    session.execute(_INSERT_MANY, rows if len(rows) > 1 else rows[0])
     by_ticket: dict[int, list[str]] = {}
     for mail in mails:
         if mail.ticket_id is not None:
