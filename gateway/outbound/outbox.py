@@ -25,9 +25,10 @@ Guarantees:
   and record leaves the row `queued` with a lease that expires; it is then sent again. The
   drain stops a batch as soon as a record fails, and hands back unsent mail before its lease
   could run out, so no other mail of the batch is sent twice.
-  Leases and results are committed with `db.write(durable=False)` (no fsync: they survive
-  any process crash, but a power failure or OS crash may forget the last second or so of
-  them): such mails are sent once more, none is lost.
+  Leases and results are committed with `db.write(durable=False, patient=True)` (no fsync:
+  they survive any process crash, but a power failure or OS crash may forget the last
+  second or so of them; such mails are sent once more, none is lost. On SQLite they wait
+  for the write turn with fewer tries, see `store/priority.py`).
 - **Per recipient.** When the relay accepts some recipients and refuses others, the row is
   split: it keeps the recipients that share the first outcome (sent, else temporary, else
   permanent), and a new row (same Message-ID and bytes) is made for each other outcome, so
@@ -165,7 +166,7 @@ def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | Non
     attempt crashed) are marked failed instead of being sent once more."""
     now = now or utcnow()
     leased: list[QueuedMail] = []
-    with db.write(durable=False) as session:
+    with db.write(durable=False, patient=True) as session:
         if mail_ids is None:
             rows: Sequence[Any] = claim_due(session, _outbound, status="queued", now=now,
                                             limit=limit)
@@ -221,7 +222,7 @@ def release(db: Database, mails: Sequence[QueuedMail]) -> None:
     if not mails:
         return
     try:
-        with db.write(durable=False) as session:
+        with db.write(durable=False, patient=True) as session:
             for mail in mails:
                 update_leased(session, mail, attempts=mail.attempts - 1, next_attempt=utcnow())
     except Exception:

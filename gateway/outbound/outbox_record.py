@@ -85,7 +85,7 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
         log.info("outbox %d %s: sent to %s (%s)", mail.id, mail.message_id,
                  ", ".join(mail.recipients), detail)
         return [Delivery(mail.id, mail.message_id, mail.recipients, "sent", detail)]
-    with db.write(durable=False) as session:
+    with db.write(durable=False, patient=True) as session:
         if len(groups) == 1:    # the usual case: one guarded UPDATE
             [(outcome, (_, detail))] = groups
             done = _apply(session, mail, outcome, detail, None, on_failed, now)

@@ -124,26 +124,30 @@ class Database:
         return engine
 
     @contextmanager
-    def write(self, *, urgent: bool = False, durable: bool = True) -> Iterator[Session]:
+    def write(self, *, urgent: bool = False, durable: bool = True,
+              patient: bool = False) -> Iterator[Session]:
         """One read-write transaction: committed at the end, rolled back on error. On SQLite
-        writers take turns, and `urgent` ones (received mail: a client waits for the
-        answer) go first (see `store/priority.py`). `durable=False`: see the module's
-        docstring; only for writes whose loss in a power failure repeats work."""
+        writers take turns, `urgent` ones (received mail: a client waits for the answer)
+        go first, `patient` ones (bookkeeping nobody waits for) try less often (see
+        `store/priority.py`). `durable=False`: see the module's docstring; only for writes
+        whose loss in a power failure repeats work."""
         engine = self._write_engine if durable else self._lazy_write_engine
         if self.turns is None:
             with self._session(engine) as session:
                 yield session
             return
-        with self.turns.turn(urgent=urgent), self._session(engine) as session:
+        with self.turns.turn(urgent=urgent, patient=patient), \
+                self._session(engine) as session:
             yield session
 
     @contextmanager
     def one_statement(self) -> Iterator[Connection]:
-        """For bookkeeping (as `write(durable=False)`) that is one statement, atomic by
-        itself, e.g. a guarded UPDATE. PostgreSQL runs it in autocommit, without the BEGIN
-        and COMMIT round trips; SQLite in an ordinary `write(durable=False)`."""
+        """For bookkeeping (as `write(durable=False, patient=True)`) that is one statement,
+        atomic by itself, e.g. a guarded UPDATE. PostgreSQL runs it in autocommit, without
+        the BEGIN and COMMIT round trips; SQLite in an ordinary `write(durable=False,
+        patient=True)`."""
         if self._lazy_engine is None:
-            with self.write(durable=False) as session:
+            with self.write(durable=False, patient=True) as session:
                 yield session.connection()
             return
         with _as_temporary_failures(), self._lazy_engine.connect() as connection:

@@ -105,3 +105,42 @@ def test_sqlite_writes_wait_for_the_turn_and_postgresql_takes_none(tmp_path: Pat
         child.join(10)
         sqlite.dispose()
     assert Database("postgresql+psycopg://nobody@127.0.0.1:1/none").turns is None
+
+
+@pytest.mark.parametrize("patient", [False, True])
+def test_a_patient_writer_tries_less_often_and_still_gets_the_turn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patient: bool) -> None:
+    """Each try for a held turn costs a syscall and a wake-up: the outbox's bookkeeping
+    (patient) tries every PATIENT_POLL, other writers every POLL."""
+    from gateway.store import priority
+
+    tries = 0
+    real_try_lock = priority._try_lock
+
+    def counting(fd: int, kind: int) -> bool:
+        nonlocal tries
+        tries += 1
+        return real_try_lock(fd, kind)
+
+    monkeypatch.setattr(priority, "_try_lock", counting)
+    turns = WriteTurns(tmp_path / "gateway.db")
+    child, _, release = _child(tmp_path / "gateway.db")
+    held_for = 0.1
+    timer = threading.Timer(held_for, release.set)
+    timer.start()
+    started = time.monotonic()
+    with turns.turn(patient=patient):
+        waited = time.monotonic() - started
+    child.join(10)
+    assert waited >= held_for * 0.9
+    # sleeping can only take longer than asked: at most one try per interval, plus the last
+    interval = priority.PATIENT_POLL if patient else priority.POLL
+    assert tries <= waited / interval + 2
+    if not patient:     # more tries than a patient writer could make in that time
+        assert tries > waited / priority.PATIENT_POLL + 2
+
+
+def test_a_writer_cannot_be_urgent_and_patient(tmp_path: Path) -> None:
+    with pytest.raises(ValueError), WriteTurns(tmp_path / "gateway.db").turn(
+            urgent=True, patient=True):
+        pass
