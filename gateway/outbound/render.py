@@ -152,7 +152,8 @@ class MailRenderer:
                  timezone: tzinfo = UTC) -> None:
         self.base_url = base_url.rstrip("/")
         self.dkim = dkim
-        self._found: dict[tuple[str, str], tuple[float, str, list[jinja2.Template]]] = {}
+        self._found: dict[tuple[str, str], tuple[str, list[jinja2.Template]]] = {}
+        self._checked = time.monotonic()
         shipped = templates_dir or default_templates_dir()
         if not shipped.is_dir():
             raise RenderError(f"mail templates not found at {shipped}")
@@ -160,6 +161,7 @@ class MailRenderer:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([*searched, str(shipped)]),
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,      # `_templates` checks for edits, every RECHECK_SECONDS
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
                                                 default_for_string=False, default=False),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -235,17 +237,28 @@ class MailRenderer:
         return RenderedParts(used, tagged_subject(subject, ticket_number), text, html)
 
     def _templates(self, event: str, language: str) -> tuple[str, list[jinja2.Template]]:
-        """The event's three templates in `language` (else the fallback language). Looked
-        up again, and so reloaded when a file changed, at most every `RECHECK_SECONDS`:
-        Jinja's own check costs a `stat` per template and mail."""
-        key = (event, language)
-        found = self._found.get(key)
+        """The event's three templates in `language` (else the fallback language). Edited
+        files (also included ones: layout, greeting, macros) are reloaded, and the event's
+        templates looked up again, at most every `RECHECK_SECONDS`: Jinja's own check
+        costs a `stat` per template, include and mail."""
         now = time.monotonic()
-        if found is not None and now - found[0] < RECHECK_SECONDS:
-            return found[1], found[2]
-        used, templates = self._look_up(event, language)
-        self._found[key] = (now, used, templates)
-        return used, templates
+        if now - self._checked >= RECHECK_SECONDS:
+            self._checked = now
+            self._found.clear()
+            self._forget_edited()
+        found = self._found.get((event, language))
+        if found is None:
+            found = self._found[(event, language)] = self._look_up(event, language)
+        return found
+
+    def _forget_edited(self) -> None:
+        """Drop compiled templates whose file changed or went away since they were loaded."""
+        cache = self.env.cache
+        if cache is None:
+            return
+        for key, template in list(cache.items()):
+            if not template.is_up_to_date:
+                del cache[key]
 
     def _look_up(self, event: str, language: str) -> tuple[str, list[jinja2.Template]]:
         tried = []
@@ -369,5 +382,6 @@ def _without_reply_prefix(subject: str) -> str:
 
 
 def _nl2br(text: str) -> Markup:
-    """Plain text for HTML: escaped, line breaks kept."""
-    return Markup("<br>\n").join(escape(line) for line in str(text).splitlines())
+    """Plain text for HTML: escaped, line breaks kept. Escaping neither adds nor removes
+    line breaks, so the whole text is escaped once, not line by line."""
+    return Markup("<br>\n").join(escape(str(text)).splitlines())

@@ -545,6 +545,28 @@ def test_an_edited_template_is_used_after_the_recheck_interval(
     assert subject_of(renderer) == "Second wording"
 
 
+def test_an_edited_included_template_is_used_after_the_recheck_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Included templates (greeting, closing, layout) are not checked per mail either, but
+    an edit to them is picked up after `RECHECK_SECONDS`, as one to the event's own."""
+    overrides = tmp_path / "overrides"
+    overrides.mkdir()
+    greeting = overrides / "_greeting.en.txt.j2"
+    greeting.write_text("Hello first,", "utf-8")
+    renderer = MailRenderer(base_url=BASE_URL, override_dir=overrides)
+
+    def text_of(renderer: MailRenderer) -> str:
+        return renderer.render_parts("follow-up", "en", CASES["follow-up"]["context"],
+                                     ticket_number=NUMBER).text
+    assert text_of(renderer).startswith("Hello first,")
+    greeting.write_text("Hello second,", "utf-8")
+    os.utime(greeting, (time.time() + 5, time.time() + 5))   # a visibly newer file
+    assert text_of(renderer).startswith("Hello first,")
+    clock = time.monotonic() + render.RECHECK_SECONDS + 0.1
+    monkeypatch.setattr(render, "time", SimpleNamespace(monotonic=lambda: clock))
+    assert text_of(renderer).startswith("Hello second,")
+
+
 def test_shipped_templates_are_complete() -> None:
     names = {p.name for p in default_templates_dir().glob("*.j2")}
     for event in EVENTS:
