@@ -537,12 +537,20 @@ def test_an_edited_template_is_used_after_the_recheck_interval(
                                       ticket_number=NUMBER)
         return parts.subject.removesuffix(f" [Ticket#{NUMBER}]")
     assert subject_of(renderer) == "First wording"
-    subject.write_text("Second wording", "utf-8")
-    os.utime(subject, (time.time() + 5, time.time() + 5))   # a visibly newer file
+    _edit(subject, "Second wording")
     assert subject_of(renderer) == "First wording"
+    _after_the_recheck_interval(monkeypatch)
+    assert subject_of(renderer) == "Second wording"
+
+
+def _edit(path: Path, text: str) -> None:
+    path.write_text(text, "utf-8")
+    os.utime(path, (time.time() + 5, time.time() + 5))   # a visibly newer file
+
+
+def _after_the_recheck_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = time.monotonic() + render.RECHECK_SECONDS + 0.1
     monkeypatch.setattr(render, "time", SimpleNamespace(monotonic=lambda: clock))
-    assert subject_of(renderer) == "Second wording"
 
 
 def test_an_edited_included_template_is_used_after_the_recheck_interval(
@@ -559,11 +567,9 @@ def test_an_edited_included_template_is_used_after_the_recheck_interval(
         return renderer.render_parts("follow-up", "en", CASES["follow-up"]["context"],
                                      ticket_number=NUMBER).text
     assert text_of(renderer).startswith("Hello first,")
-    greeting.write_text("Hello second,", "utf-8")
-    os.utime(greeting, (time.time() + 5, time.time() + 5))   # a visibly newer file
+    _edit(greeting, "Hello second,")
     assert text_of(renderer).startswith("Hello first,")
-    clock = time.monotonic() + render.RECHECK_SECONDS + 0.1
-    monkeypatch.setattr(render, "time", SimpleNamespace(monotonic=lambda: clock))
+    _after_the_recheck_interval(monkeypatch)
     assert text_of(renderer).startswith("Hello second,")
 
 
