@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, insert, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, insert, select, update
 from sqlmodel import Session
 
 from gateway.outbound.transport import DeliveryResult, Outcome
@@ -25,6 +25,11 @@ from gateway.tickets import storable
 log = logging.getLogger("gateway.outbound.outbox")   # one log source for the outbox
 
 _outbound = table_of(OutboundMail)
+# `update_leased(…, status="sent", sent=…, last_error=None)`, built once: the usual result
+_MARK_SENT = update(_outbound).where(
+    _outbound.c.id == bindparam("mail_id"), _outbound.c.status == "queued",
+    _outbound.c.attempts == bindparam("leased")).values(
+    status="sent", sent=bindparam("sent"), last_error=None)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
 
 FIRST_RETRY = timedelta(minutes=1)
@@ -104,7 +109,9 @@ def _sent_at_once(db: Database, mail: QueuedMail, now: datetime) -> bool:
     """The usual result, sent to every recipient, as one guarded UPDATE; False when the
     lease was lost (the caller then records it the long way)."""
     with db.one_statement() as connection:
-        return update_leased(connection, mail, status="sent", sent=now, last_error=None)
+        result = connection.execute(_MARK_SENT, {"mail_id": mail.id, "leased": mail.attempts,
+                                                 "sent": now})
+        return result.rowcount == 1
 
 
 def _lease_lost(session: Session, mail: QueuedMail, result: DeliveryResult,

@@ -313,6 +313,16 @@ def test_ack_suggests_faq_articles_only_when_given(renderer: MailRenderer) -> No
         assert "leere Seiten &lt;aus&gt;" in parts.html
 
 
+@pytest.mark.parametrize(("text", "html"), [
+    ("Zeile 1\nZeile <2> & 3", "Zeile 1<br>\nZeile &lt;2&gt; &amp; 3"),
+    ("a\r\nb\rc\n\nd\n", "a<br>\nb<br>\nc<br>\n<br>\nd"),
+    ("<script>alert(1)</script>\u2028x", "&lt;script&gt;alert(1)&lt;/script&gt;<br>\nx"),
+    ("", ""),
+])
+def test_nl2br_escapes_the_text_and_keeps_its_line_breaks(text: str, html: str) -> None:
+    assert render._nl2br(text) == html
+
+
 # -- header injection and non-ASCII ------------------------------------------------------
 
 @pytest.mark.parametrize("separator", ["\r\n", "\n", "\r", "\u2028", "\r\n\t", "\x00"])
