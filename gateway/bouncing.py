@@ -1,7 +1,8 @@
 """Addresses our mail bounced at, and when we stop sending them automatic mail.
 
 In: the recipients of delivery reports (`record_bounces`, from the inbound pipeline), signs
-of life (`clear_on_mail_from`: a mail a person sent from the address). Out: which
+of life (`clear_on_mail_from`: a mail a person, or their out-of-office, sent from the
+address). Out: which
 recipients are *dead* for the outbox (`dead_recipients`), and the list and reset for
 `ticketgw bounces`.
 
@@ -79,7 +80,8 @@ def record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]], r
 
 
 def clear_on_mail_from(session: Session, address: str) -> None:
-    """The address wrote to us (a person, not an auto-responder): it works again."""
+    """Mail came from the address (a person, or its out-of-office reply; not a bounce or a
+    list): the mailbox exists, it works again."""
     if address:
         clear(session, address)
 

@@ -135,7 +135,9 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
                        parsed.message_id, sender, parsed.subject)
 
     automatic = understood.context.automatic
-    if not automatic:       # a person wrote from it: automatic answers may go there again
+    if not automatic or understood.context.automatic_kind == "auto_reply":
+        # a person wrote from it, or its out-of-office answered one of our mails: the
+        # mailbox exists, automatic answers may go there again
         bouncing.clear_on_mail_from(session, sender)
     if isinstance(decision, NewTicketDecision):
         created = [_create(session, app, new, parsed, mail_id)

@@ -126,6 +126,37 @@ def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
     assert next(m for m in outbox(app) if m.id == status.id).status == "sent"
 
 
+def test_an_out_of_office_reply_from_a_dead_address_ends_the_mark(
+        app: App, customer: None, tmp_path: Path) -> None:
+    """An auto-responder that answers proves the mailbox exists (the bounce may have been a
+    passing fault of the customer's server); a mailing list's mail from it does not."""
+    with running_listener(app) as port:
+        send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
+        process_due(app)
+        deliver(app, tmp_path)
+        ack = next(m for m in outbox(app) if m.event == "ack")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("", ["support@support.example.com"], dsn(ack.message_id, "5.1.1"))
+        process_due(app)
+        with app.db.read() as session:
+            assert bouncing.dead_address(session, CUSTOMER) is not None
+
+        send(port, customer_mail("Newsletter", message_id="<list@acme>",
+                                 Precedence="bulk", List_Id="<news.acme.example>"))
+        [listed] = process_due(app)
+        with app.db.read() as session:
+            assert bouncing.dead_address(session, CUSTOMER) is not None, listed
+
+        send(port, customer_mail("Automatic reply: We received your request",
+                                 message_id="<ooo@acme>", In_Reply_To=ack.message_id,
+                                 Auto_Submitted="auto-replied",
+                                 body="I am out of the office until Monday.\n"), sender="")
+        [ooo] = process_due(app)
+        assert "auto-submitted" in ooo.reason or "out-of-office" in ooo.reason, ooo
+        with app.db.read() as session:
+            assert bouncing.dead_address(session, CUSTOMER) is None
+
+
 def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
                                                       tmp_path: Path, run_cli: Any,
                                                       database_url: str) -> None:
