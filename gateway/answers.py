@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,27 +39,11 @@ from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import QueuedMail, enqueue_many
 from gateway.outbound.render import FaqArticle, GuideAnswer
 from gateway.settings import QueueSettings, TemplateSettings
-from gateway.store.models import (
-    Article,
-    AutoAnswer,
-    CustomerUser,
-    Queue,
-    Template,
-    Ticket,
-    TicketMessageId,
-    table_of,
-    utcnow,
-)
-from gateway.tickets import storable
+from gateway.store.models import AutoAnswer, table_of, utcnow
+from gateway.ticket_facts import TicketFacts, ticket_facts
 
 log = logging.getLogger(__name__)
 
-_ticket = table_of(Ticket)
-_queue = table_of(Queue)
-_template = table_of(Template)
-_customer = table_of(CustomerUser)
-_article = table_of(Article)
-_message_id = table_of(TicketMessageId)
 _auto = table_of(AutoAnswer)
 # one statement checks the sender's limit and takes a slot: INSERT … SELECT … WHERE count < limit
 _CLAIM_AUTO_ANSWER = insert(_auto).from_select(
@@ -71,72 +54,6 @@ _CLAIM_AUTO_ANSWER = insert(_auto).from_select(
             _auto.c.address_key == bindparam("key", type_=String),
             _auto.c.sent > bindparam("since", type_=DateTime)).scalar_subquery()
         < bindparam("limit", type_=Integer))).returning(_auto.c.id)
-
-
-@dataclass(frozen=True)
-class TicketFacts:
-    id: int
-    number: str
-    title: str
-    priority: int
-    queue: QueueSettings
-    template: TemplateSettings | None
-    customer_name: str
-    registered: bool                  # a customer user (may see customers-only FAQ articles)
-    address: str                      # where the customer's mail goes ("" if none)
-    language: str
-    reply_token: str | None
-    thread: tuple[str, ...]           # the ticket's Message-IDs, oldest first
-
-
-def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
-    row = session.execute(
-        select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
-               _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
-               _customer.c.language.label("customer_language"))
-        .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
-                     .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
-        .where(_ticket.c.id == ticket_id)).one()
-    queue = _queue_settings(app, row.queue_key)
-    template = _template_settings(app, row.template_key)
-    thread = tuple(session.execute(
-        select(_article.c.message_id).where(_article.c.ticket_id == ticket_id,
-                                            _article.c.message_id.is_not(None))
-        .order_by(_article.c.created, _article.c.id)).scalars())
-    address = row.email or row.contact_email or ""
-    return TicketFacts(
-        id=ticket_id, number=row.number, title=row.title, priority=row.priority, queue=queue,
-        template=template, customer_name=row.customer_name or "",
-        registered=row.customer_user_id is not None, address=address,
-        language=row.customer_language or queue.language, reply_token=row.reply_token,
-        thread=thread)
-
-
-def new_ticket_facts(app: App, ticket_id: int, *, number: str, title: str, priority: int,
-                     queue: str, template: str | None, customer_name: str, registered: bool,
-                     address: str, customer_language: str | None, reply_token: str | None,
-                     thread: tuple[str, ...]) -> TicketFacts:
-    """The facts of a ticket its creator just wrote, as `ticket_facts` would read them back
-    (the mail path saves those two queries for every new ticket)."""
-    queue_settings = _queue_settings(app, queue)
-    return TicketFacts(
-        id=ticket_id, number=number, title=storable(title).strip(), priority=priority,
-        queue=queue_settings, template=_template_settings(app, template),
-        customer_name=customer_name, registered=registered, address=address,
-        language=customer_language or queue_settings.language, reply_token=reply_token,
-        thread=tuple(storable(m) for m in thread))
-
-
-def _queue_settings(app: App, key: str) -> QueueSettings:
-    queue = next((q for q in app.settings.queue if q.id == key), None)
-    if queue is None:                 # a queue removed from the config: answer as the default
-        queue = QueueSettings.model_validate({"id": key, "from": app.settings.outbound.from_})
-    return queue
-
-
-def _template_settings(app: App, key: str | None) -> TemplateSettings | None:
-    return next((t for t in app.settings.template if t.id == key), None) if key else None
 
 
 def _queue_identity(queue: QueueSettings) -> MailIdentity:

@@ -44,6 +44,7 @@ from gateway.settings import FilesSettings
 from gateway.store.blobs import StoredBlob, record_blob
 from gateway.store.models import Ticket, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
+from gateway.ticket_facts import ticket_facts
 from gateway.tickets import NewArticle, NewAttachment, add_article
 from gateway.tokens import hash_token
 
@@ -166,7 +167,7 @@ def create_area(session: Session, app: App, ticket_id: int, *, created_by: str,
         raise InvalidInput("the download limit cannot be negative (0 = no limit)")
     limit = policy.download_limit if download_limit is None else (download_limit or None)
     if mail_to is None:
-        mail_to = answers.ticket_facts(session, app, ticket_id).address
+        mail_to = ticket_facts(session, app, ticket_id).address
     now = now or utcnow()
     token = secrets.token_urlsafe(TOKEN_BYTES)
     expires = now + timedelta(days=days)
@@ -199,7 +200,7 @@ def files_command(session: Session, app: App, ticket_id: int, days: str, *,
     done, for the staff member; "#files DAYS: why" when it could not be done (the pipeline
     then tells them by mail)."""
     label = f"#files {days}".rstrip()
-    address = answers.ticket_facts(session, app, ticket_id).address
+    address = ticket_facts(session, app, ticket_id).address
     if not address:
         return f"{label}: the ticket has no customer address to send the link to"
     created = create_area(session, app, ticket_id, created_by=actor,
@@ -304,7 +305,7 @@ _ARTICLE_TEXT = {
 def _attach_to_ticket(session: Session, app: App, area: OpenArea,
                       staged: Sequence[StagedFile], now: datetime) -> int:
     assert area.ticket_id is not None
-    facts = answers.ticket_facts(session, app, area.ticket_id)
+    facts = ticket_facts(session, app, area.ticket_id)
     subject, _ = _ARTICLE_TEXT.get(facts.language, _ARTICLE_TEXT["en"])
     lines = [f"{subject}:", ""] + [f"- {s.filename} ({s.size} bytes, SHA-256 {s.sha256})"
                                    for s in staged]

@@ -45,6 +45,7 @@ from gateway.routing import (
 from gateway.staff_commands import Command, authenticated, parse_commands
 from gateway.store.models import ReceivedMail, table_of
 from gateway.ticket_actions import assign, change_state
+from gateway.ticket_facts import TicketFacts, new_ticket_facts
 from gateway.tickets import (
     NewArticle,
     NewAttachment,
@@ -278,7 +279,7 @@ def _agent_name(app: App, parsed: ParsedMessage) -> str:
 
 
 def _create(session: Session, app: App, decision: NewTicketDecision, parsed: ParsedMessage,
-            mail_id: int | None) -> tuple[answers.TicketFacts, NewTicketDecision]:
+            mail_id: int | None) -> tuple[TicketFacts, NewTicketDecision]:
     """The new ticket, what its answers need to know about it (without reading back what
     was just written), and the decision with the guide answers it got. A "not solved"
     reply to an FAQ answer starts the ticket with the stored question, then adds the reply,
@@ -312,7 +313,7 @@ def _create(session: Session, app: App, decision: NewTicketDecision, parsed: Par
         remember_message_ids(session, ref.id, [decision.question.answer_message_id])
         thread.append(parsed.message_id)
     customer = decision.customer
-    return answers.new_ticket_facts(
+    return new_ticket_facts(
         app, ref.id, number=ref.number, title=decision.title, priority=decision.priority,
         queue=decision.queue, template=decision.template,
         customer_name=customer.name if customer else "", registered=customer is not None,

@@ -1,0 +1,94 @@
+"""What an answer needs to know about its ticket, read once per event.
+
+In: a ticket id (`ticket_facts`: one query for the ticket, its queue, template and customer,
+one for its thread), or what the creator of a ticket just wrote (`new_ticket_facts`, no
+query). Out: `TicketFacts`, with the queue's and template's settings from the config.
+
+Guarantees: the customer's language decides, else the queue's; a queue or template that was
+removed from the config is answered for as the default queue / without a template, never an
+error (its tickets still exist).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from gateway.app import App
+from gateway.settings import QueueSettings, TemplateSettings
+from gateway.store.models import Article, CustomerUser, Queue, Template, Ticket, table_of
+from gateway.tickets import storable
+
+_ticket = table_of(Ticket)
+_queue = table_of(Queue)
+_template = table_of(Template)
+_customer = table_of(CustomerUser)
+_article = table_of(Article)
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    id: int
+    number: str
+    title: str
+    priority: int
+    queue: QueueSettings
+    template: TemplateSettings | None
+    customer_name: str
+    registered: bool                  # a customer user (may see customers-only FAQ articles)
+    address: str                      # where the customer's mail goes ("" if none)
+    language: str
+    reply_token: str | None
+    thread: tuple[str, ...]           # the ticket's Message-IDs, oldest first
+
+
+def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
+    row = session.execute(
+        select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
+               _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
+               _customer.c.language.label("customer_language"))
+        .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
+                     .outerjoin(_template, _template.c.id == _ticket.c.template_id)
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+        .where(_ticket.c.id == ticket_id)).one()
+    queue = _queue_settings(app, row.queue_key)
+    template = _template_settings(app, row.template_key)
+    thread = tuple(session.execute(
+        select(_article.c.message_id).where(_article.c.ticket_id == ticket_id,
+                                            _article.c.message_id.is_not(None))
+        .order_by(_article.c.created, _article.c.id)).scalars())
+    address = row.email or row.contact_email or ""
+    return TicketFacts(
+        id=ticket_id, number=row.number, title=row.title, priority=row.priority, queue=queue,
+        template=template, customer_name=row.customer_name or "",
+        registered=row.customer_user_id is not None, address=address,
+        language=row.customer_language or queue.language, reply_token=row.reply_token,
+        thread=thread)
+
+
+def new_ticket_facts(app: App, ticket_id: int, *, number: str, title: str, priority: int,
+                     queue: str, template: str | None, customer_name: str, registered: bool,
+                     address: str, customer_language: str | None, reply_token: str | None,
+                     thread: tuple[str, ...]) -> TicketFacts:
+    """The facts of a ticket its creator just wrote, as `ticket_facts` would read them back
+    (the mail path saves those two queries for every new ticket)."""
+    queue_settings = _queue_settings(app, queue)
+    return TicketFacts(
+        id=ticket_id, number=number, title=storable(title).strip(), priority=priority,
+        queue=queue_settings, template=_template_settings(app, template),
+        customer_name=customer_name, registered=registered, address=address,
+        language=customer_language or queue_settings.language, reply_token=reply_token,
+        thread=tuple(storable(m) for m in thread))
+
+
+def _queue_settings(app: App, key: str) -> QueueSettings:
+    queue = next((q for q in app.settings.queue if q.id == key), None)
+    if queue is None:                 # a queue removed from the config: answer as the default
+        queue = QueueSettings.model_validate({"id": key, "from": app.settings.outbound.from_})
+    return queue
+
+
+def _template_settings(app: App, key: str | None) -> TemplateSettings | None:
+    return next((t for t in app.settings.template if t.id == key), None) if key else None
