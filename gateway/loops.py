@@ -31,11 +31,8 @@ from dataclasses import dataclass
 from email.message import Message
 
 from gateway.bounces import Bounce, BouncedRecipient
+from gateway.loop_mail import AddressOwner, Found, Mail, MailKind
 from gateway.loop_rules import (
-    AddressOwner,
-    Found,
-    Mail,
-    MailKind,
     rule_arf,
     rule_auto_response_suppress,
     rule_auto_submitted,
