@@ -532,55 +532,32 @@ def test_missing_language_falls_back_to_english(tmp_path: Path,
                               ticket_number=NUMBER)
 
 
+@pytest.mark.parametrize(("name", "part"), [
+    ("follow-up.en.subject.j2", "subject"),
+    ("_greeting.en.txt.j2", "text"),            # included by follow-up.en.txt.j2
+])
 def test_an_edited_template_is_used_after_the_recheck_interval(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Templates are looked up once per `RECHECK_SECONDS`, not per mail; an admin's edit
-    is picked up once that has passed, without a restart."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, part: str) -> None:
+    """Templates, the event's own and those they include, are looked up and checked once
+    per `RECHECK_SECONDS`, not per mail; an admin's edit is picked up once that has
+    passed, without a restart."""
     overrides = tmp_path / "overrides"
     overrides.mkdir()
-    subject = overrides / "follow-up.en.subject.j2"
-    subject.write_text("First wording", "utf-8")
+    template = overrides / name
+    template.write_text("First wording", "utf-8")
     renderer = MailRenderer(base_url=BASE_URL, override_dir=overrides)
 
-    def subject_of(renderer: MailRenderer) -> str:
+    def rendered() -> str:
         parts = renderer.render_parts("follow-up", "en", CASES["follow-up"]["context"],
                                       ticket_number=NUMBER)
-        return parts.subject.removesuffix(f" [Ticket#{NUMBER}]")
-    assert subject_of(renderer) == "First wording"
-    _edit(subject, "Second wording")
-    assert subject_of(renderer) == "First wording"
-    _after_the_recheck_interval(monkeypatch)
-    assert subject_of(renderer) == "Second wording"
-
-
-def _edit(path: Path, text: str) -> None:
-    path.write_text(text, "utf-8")
-    os.utime(path, (time.time() + 5, time.time() + 5))   # a visibly newer file
-
-
-def _after_the_recheck_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+        return str(getattr(parts, part))
+    assert rendered().startswith("First wording")
+    template.write_text("Second wording", "utf-8")
+    os.utime(template, (time.time() + 5, time.time() + 5))   # a visibly newer file
+    assert rendered().startswith("First wording")
     clock = time.monotonic() + render.RECHECK_SECONDS + 0.1
     monkeypatch.setattr(render, "time", SimpleNamespace(monotonic=lambda: clock))
-
-
-def test_an_edited_included_template_is_used_after_the_recheck_interval(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Included templates (greeting, closing, layout) are not checked per mail either, but
-    an edit to them is picked up after `RECHECK_SECONDS`, as one to the event's own."""
-    overrides = tmp_path / "overrides"
-    overrides.mkdir()
-    greeting = overrides / "_greeting.en.txt.j2"
-    greeting.write_text("Hello first,", "utf-8")
-    renderer = MailRenderer(base_url=BASE_URL, override_dir=overrides)
-
-    def text_of(renderer: MailRenderer) -> str:
-        return renderer.render_parts("follow-up", "en", CASES["follow-up"]["context"],
-                                     ticket_number=NUMBER).text
-    assert text_of(renderer).startswith("Hello first,")
-    _edit(greeting, "Hello second,")
-    assert text_of(renderer).startswith("Hello first,")
-    _after_the_recheck_interval(monkeypatch)
-    assert text_of(renderer).startswith("Hello second,")
+    assert rendered().startswith("Second wording")
 
 
 def test_shipped_templates_are_complete() -> None:
