@@ -4,9 +4,9 @@ In: a ticket id (`ticket_facts`: one query for the ticket, its queue, template a
 one for its thread), or what the creator of a ticket just wrote (`new_ticket_facts`, no
 query). Out: `TicketFacts`, with the queue's and template's settings from the config.
 
-Guarantees: the customer's language decides, else the queue's; a queue or template that was
-removed from the config is answered for as the default queue / without a template, never an
-error (its tickets still exist).
+Guarantees: the customer's language decides, else the queue's; a ticket whose queue or
+template was removed from the config (its tickets still exist) is answered from the
+gateway's default address (`[outbound] from`) / without a template, never an error.
 """
 
 from __future__ import annotations
