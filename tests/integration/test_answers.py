@@ -17,6 +17,7 @@ from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import process_due
 from gateway.store.models import OutboundMail, table_of
 from gateway.ticket_queries import ticket_detail
+from tests.integration.smtp_helpers import customer_mail
 
 _outbound = table_of(OutboundMail)
 QUEUE_ADDRESS = "support@support.example.com"
@@ -38,16 +39,10 @@ def deliver(app: App, *mails: EmailMessage, recipient: str = "incident@support.e
 
 
 def mail(subject: str = "Drucker defekt", sender: str = "max@acme.example",
-         body: str = "Er druckt nicht.\n", to: str = "incident@support.example.com",
-         **headers: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = headers.pop("message_id", f"<{abs(hash(subject + body))}@x>")
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
+         **fields: str) -> EmailMessage:
+    """`customer_mail` with the From header exactly as given (with a name, or without)."""
+    message = customer_mail(subject, sender=sender, **fields)
+    message.replace_header("From", sender)
     return message
 
 
