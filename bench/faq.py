@@ -53,12 +53,12 @@ from fastapi.testclient import TestClient
 from scratch import scratch_database  # bench/scratch.py
 
 from gateway.app import build_app, prepare_database
+from gateway.config.settings import settings_from_mapping
 from gateway.faq.queries import article_by_key
 from gateway.faq.search import PUBLIC, answer_hits, search, suggest
 from gateway.faq.source import ArticleSource, faq_files, read_sources
 from gateway.faq.store import save_articles
 from gateway.faq.text import words
-from gateway.settings import settings_from_mapping
 from gateway.web.app import create_web_app
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

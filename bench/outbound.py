@@ -52,12 +52,12 @@ from scratch import scratch_database  # bench/scratch.py: the run's own database
 from sqlalchemy import func, select
 
 from gateway.app import App, build_app, prepare_database
+from gateway.config.settings import DATABASE_URL_ENV, settings_from_mapping
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import drain, enqueue
 from gateway.outbound.transport import SmtpTransport
-from gateway.settings import DATABASE_URL_ENV, settings_from_mapping
 from gateway.store.models import OutboundMail, Queue, table_of
-from gateway.tickets import NewArticle, NewTicket, create_ticket
+from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 QUEUE_FROM = ("Service Desk", "support@support.example.com")

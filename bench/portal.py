@@ -39,9 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.tickets import PG_ADMIN_URL, database
 from gateway.app import build_app, prepare_database
-from gateway.customers import NewCustomer, add_customer
-from gateway.passwords import hash_password
-from gateway.settings import settings_from_mapping
+from gateway.config.settings import settings_from_mapping
 from gateway.store.models import (
     Article,
     CustomerUser,
@@ -49,7 +47,9 @@ from gateway.store.models import (
     Ticket,
     table_of,
 )
+from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.web.app import create_web_app
+from gateway.web.passwords import hash_password
 
 PASSWORD = "bench password 1"
 WORDS = ("printer", "network", "mailbox", "laptop", "login", "invoice", "vpn", "monitor")

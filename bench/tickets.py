@@ -1,7 +1,7 @@
 """Benchmark: tickets created per second, each with one article, through the real domain code.
 
 What is measured, per backend (SQLite in a temp dir, PostgreSQL in a fresh database):
-- tickets:  `gateway.tickets.create_ticket` with one inbound mail article (~4 KiB body), one
+- tickets:  `gateway.tickets.ticket.create_ticket` with one inbound mail article (~4 KiB body), one
             ticket per `app.db.write()` transaction: the day counter upsert, the ticket, its
             `created` history row, the article and its Message-ID row, then the commit.
             This is the domain's share of a new mail; parsing, routing and the ack are not in it.
@@ -46,9 +46,9 @@ from scratch import scratch_database  # bench/scratch.py: the run's own database
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
 
 from gateway.app import App, build_app, prepare_database
-from gateway.settings import DATABASE_URL_ENV, settings_from_mapping
+from gateway.config.settings import DATABASE_URL_ENV, settings_from_mapping
 from gateway.store.models import Queue, Ticket, table_of
-from gateway.tickets import NewArticle, NewTicket, create_ticket
+from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 WARMUP = 20  # unmeasured operations per kind and worker: connections, statement caches

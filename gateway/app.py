@@ -10,14 +10,14 @@ import logging
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from gateway.addressbook import AddressBook
-from gateway.config_sync import ConfiguredIds, sync_configuration
+from gateway.config.settings import Settings
+from gateway.config.sync import ConfiguredIds, sync_configuration
+from gateway.outbound.dkim import DkimKey, DkimSigner
 from gateway.outbound.render import MailRenderer
-from gateway.outbound.signing import DkimKey, DkimSigner
-from gateway.settings import Settings
+from gateway.routing.addressbook import AddressBook
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database, display_url
-from gateway.store.numbers import Numbering
+from gateway.tickets.numbers import Numbering
 
 log = logging.getLogger(__name__)
 

@@ -20,19 +20,19 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
-from gateway import answers, bouncing
-from gateway.addressbook import AddressBook
-from gateway.addresses import address_key
 from gateway.app import App
+from gateway.classify.loops import classify_parsed
 from gateway.errors import InvalidInput
 from gateway.faq.mail import answer_question
-from gateway.file_exchange import create_area_for_address, files_command
+from gateway.files.exchange import create_area_for_address, files_command
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.inbound.intake import stored_raw
-from gateway.loops import classify_parsed
-from gateway.message import ParsedMessage, ParseLimitExceeded
-from gateway.parsing import parse_message
-from gateway.routing import (
+from gateway.mail.addresses import address_key
+from gateway.mail.message import ParsedMessage, ParseLimitExceeded
+from gateway.mail.parse import parse_message
+from gateway.outbound import answers, bouncing
+from gateway.routing.addressbook import AddressBook
+from gateway.routing.rules import (
     AppendDecision,
     Decision,
     IgnoreDecision,
@@ -42,11 +42,11 @@ from gateway.routing import (
     guide_answers,
     route_message,
 )
-from gateway.staff_commands import Command, authenticated, parse_commands
 from gateway.store.models import ReceivedMail, table_of
-from gateway.ticket_actions import assign, change_state
-from gateway.ticket_facts import TicketFacts, new_ticket_facts
-from gateway.tickets import (
+from gateway.tickets.actions import assign, change_state
+from gateway.tickets.commands import Command, authenticated, parse_commands
+from gateway.tickets.facts import TicketFacts, new_ticket_facts
+from gateway.tickets.ticket import (
     NewArticle,
     NewAttachment,
     NewTicket,

@@ -24,11 +24,11 @@ from typing import Protocol
 import uvicorn
 
 from gateway.app import App
-from gateway.doorbell import Bell, doorbell
+from gateway.config.settings import Settings, host_port
+from gateway.inbound.doorbell import Bell, doorbell
 from gateway.inbound.intake import GroupCommitter
 from gateway.inbound.smtp import GatewayHandler, server_factory
 from gateway.jobs import build_scheduler
-from gateway.settings import Settings, host_port
 from gateway.web.app import create_web_app
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class OutboxComponent:
     name = "outbox"
 
     def __init__(self, app: App) -> None:
-        from gateway.answers import tell_staff_on_failure
+        from gateway.outbound.answers import tell_staff_on_failure
         from gateway.outbound.outbox import run_outbox
         from gateway.outbound.transport import transport_from_settings
 

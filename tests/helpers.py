@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from gateway.store.db import Database
-from gateway.store.numbers import Numbering
-from gateway.tickets import NewArticle, NewTicket, create_ticket
+from gateway.tickets.numbers import Numbering
+from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 
 
 def create_tickets_worker(url: str, queue_id: int, count: int, start_at: float,

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.config.settings import environment_problems
 from gateway.errors import NotFound
-from gateway.settings import environment_problems
 from gateway.store.db import display_url
 from gateway.store.migrate import head_revision
 from gateway.store.models import GuideQuestion, Queue, QueueStaff, Staff, Template, table_of
@@ -30,7 +30,7 @@ def init(path: Path, force: bool) -> None:
     """Write a commented sample config to PATH (default ./ticketgw.toml)."""
     if path.exists() and not force:
         raise click.ClickException(f"{path} exists already (use --force to overwrite it)")
-    sample = resources.files("gateway").joinpath("sample_config.toml").read_text("utf-8")
+    sample = resources.files("gateway.config").joinpath("sample_config.toml").read_text("utf-8")
     path.write_text(sample, encoding="utf-8")
     click.echo(f"wrote {path}; edit it, then: ticketgw --config {path} check-config")
 

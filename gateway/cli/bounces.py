@@ -2,17 +2,17 @@
 
 `bounces list --json` gives `address, status, permanent, count, dead, first_bounce,
 last_bounce, reason` per address, the most recent bounce first. Automatic mail to a dead
-address is held back (`outbox list --status suppressed`); see `gateway/bouncing.py`.
+address is held back (`outbox list --status suppressed`); see `gateway/outbound/bouncing.py`.
 """
 
 from __future__ import annotations
 
 import click
 
-from gateway import bouncing
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
 from gateway.errors import NotFound
+from gateway.outbound import bouncing
 
 _COLUMNS = ["address", "status", "count", "dead", "last_bounce", "reason"]
 

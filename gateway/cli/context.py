@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from gateway.app import App, build_app
-from gateway.settings import Settings, config_path_from_env, load_settings
+from gateway.config.settings import Settings, config_path_from_env, load_settings
 
 
 @dataclass

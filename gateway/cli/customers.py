@@ -8,13 +8,13 @@ import click
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
-from gateway.customers import (
+from gateway.errors import InvalidInput
+from gateway.tickets.customers import (
     NewCustomer,
     add_customer,
     import_customers,
     list_customers,
 )
-from gateway.errors import InvalidInput
 
 
 def register(cli: click.Group) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import bouncing
 from gateway.app import App
 from gateway.inbound.directory import DatabaseDirectory
-from gateway.message import ParseLimitExceeded
+from gateway.mail.message import ParseLimitExceeded
+from gateway.outbound import bouncing
 from gateway.pipeline import understand
-from gateway.routing import (
+from gateway.routing.rules import (
     AppendDecision,
     IgnoreDecision,
     NewTicketDecision,
@@ -17,7 +17,7 @@ from gateway.routing import (
     route_message,
 )
 from gateway.store.models import utcnow
-from gateway.tickets import priority_label
+from gateway.tickets.ticket import priority_label
 
 
 def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],

@@ -6,8 +6,8 @@ import click
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
-from gateway.file_exchange import MAX_DAYS, create_area, list_areas, revoke_area
-from gateway.tickets import find_ticket
+from gateway.files.exchange import MAX_DAYS, create_area, list_areas, revoke_area
+from gateway.tickets.ticket import find_ticket
 
 
 def register(cli: click.Group) -> None:

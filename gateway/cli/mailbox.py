@@ -24,8 +24,8 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.config.settings import MailboxSettings
 from gateway.errors import ConfigError, NotFound, TemporaryFailure
-from gateway.settings import MailboxSettings
 
 EXIT_CONFIG = 2
 

@@ -130,7 +130,7 @@ def outbox_retry(context: CliContext, mail_id: int | None, retry_all: bool,
     click.echo(f"requeued {len(ids)} mail(s)", err=True)
     if transport is None:
         return
-    from gateway.answers import tell_staff_on_failure
+    from gateway.outbound.answers import tell_staff_on_failure
 
     hook = tell_staff_on_failure(app)
     for start in range(0, len(ids), 100):

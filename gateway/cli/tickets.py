@@ -6,12 +6,12 @@ from typing import Any, cast
 
 import click
 
-from gateway import bouncing
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
 from gateway.errors import InvalidInput
-from gateway.ticket_queries import StateFilter, list_tickets, ticket_detail
-from gateway.tickets import (
+from gateway.outbound import bouncing
+from gateway.tickets.queries import StateFilter, list_tickets, ticket_detail
+from gateway.tickets.ticket import (
     PRIORITY_NAMES,
     State,
     find_ticket,
@@ -107,7 +107,7 @@ def _print_ticket(t: dict[str, Any]) -> None:
 def ticket_set(context: CliContext, number: str, state: str | None, priority: str | None) -> None:
     """Change a ticket's state and/or priority (recorded in its history). The customer gets
     a status mail for the states the config announces (`[outbound] status_mail_states`)."""
-    from gateway.ticket_actions import change_state  # loads the mail renderer
+    from gateway.tickets.actions import change_state  # loads the mail renderer
     if state is None and priority is None:
         raise InvalidInput("nothing to change: give --state and/or --priority")
     new_state = parse_state(state) if state is not None else None      # validate both first

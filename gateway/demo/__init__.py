@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway.app import App
-from gateway.customers import import_customers
 from gateway.faq.source import faq_files, read_sources
 from gateway.faq.store import save_articles
 from gateway.store.models import CustomerUser, Meta, Queue, Template, table_of, utcnow
-from gateway.tickets import NewArticle, NewTicket, State, create_ticket, set_state
+from gateway.tickets.customers import import_customers
+from gateway.tickets.ticket import NewArticle, NewTicket, State, create_ticket, set_state
 
 DEMO_MARKER = "demo_loaded"
 DEMO_FAQ_MARKER = "demo_faq_loaded"

@@ -19,13 +19,13 @@ from __future__ import annotations
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from gateway import answers
-from gateway.addresses import address_key
 from gateway.app import App
 from gateway.faq.search import CUSTOMERS, PUBLIC, answer_hits
 from gateway.faq.text import guess_language
 from gateway.inbound.directory import DatabaseDirectory
-from gateway.message import ParsedMessage
+from gateway.mail.addresses import address_key
+from gateway.mail.message import ParsedMessage
+from gateway.outbound import answers
 from gateway.outbound.render import FaqArticle
 from gateway.store.models import table_of, utcnow
 from gateway.store.models_faq import FaqMailAnswer

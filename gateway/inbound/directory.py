@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
-from gateway.addresses import address_key
-from gateway.routing import CustomerInfo, FaqAnswerInfo, TicketInfo
+from gateway.mail.addresses import address_key
+from gateway.routing.rules import CustomerInfo, FaqAnswerInfo, TicketInfo
 from gateway.store.models import (
     Article,
     CustomerUser,
@@ -27,7 +27,7 @@ from gateway.store.models import (
     table_of,
 )
 from gateway.store.models_faq import FaqMailAnswer
-from gateway.tickets import storable
+from gateway.tickets.ticket import storable
 
 _ticket = table_of(Ticket)
 _queue = table_of(Queue)

@@ -49,6 +49,7 @@ from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from gateway.app import App
+from gateway.config.settings import MailboxSettings
 from gateway.errors import TemporaryFailure
 from gateway.inbound import imap_state as state
 from gateway.inbound.imap_connect import (
@@ -61,7 +62,6 @@ from gateway.inbound.imap_connect import (
 from gateway.inbound.imap_fetch import fetch_batches, uid_set
 from gateway.inbound.imap_lock import MailboxLock
 from gateway.inbound.imap_state import AlreadyRecorded, Stored, UidSpace
-from gateway.settings import MailboxSettings
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from urllib.parse import unquote, urlsplit
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from gateway.config.settings import MailboxSettings
 from gateway.errors import ConfigError
-from gateway.settings import MailboxSettings
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 60.0        # seconds for connecting and for every read and write

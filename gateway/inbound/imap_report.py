@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from gateway.config.settings import Settings
 from gateway.errors import TemporaryFailure
-from gateway.settings import Settings
 from gateway.store.db import Database
 from gateway.store.models import MailboxState, table_of
 

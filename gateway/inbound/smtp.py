@@ -25,10 +25,10 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from gateway.addressbook import AddressBook, Verdict
 from gateway.errors import TemporaryFailure
 from gateway.inbound.data_reader import DataDecoder, RawSpool
 from gateway.inbound.intake import Envelope, GroupCommitter, Incoming, SpooledRaw
+from gateway.routing.addressbook import AddressBook, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,12 @@ from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from gateway.app import App
-from gateway.doorbell import Bell
+from gateway.inbound.doorbell import Bell
 from gateway.inbound.intake import stored_raw
 from gateway.pipeline import Outcome, Understood, route_and_apply, understand_stored
 from gateway.store.claims import claim_due
 from gateway.store.models import ReceivedMail, table_of, utcnow
-from gateway.tickets import storable
+from gateway.tickets.ticket import storable
 
 log = logging.getLogger(__name__)
 

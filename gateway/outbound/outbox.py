@@ -34,7 +34,7 @@ Guarantees:
   permanent), and a new row (same Message-ID and bytes) is made for each other outcome, so
   a retry only goes to the recipients who did not get the mail.
 - **No automatic mail to dead addresses.** At lease time an acknowledgment, notice,
-  rejection or FAQ answer whose every recipient is dead (`gateway/bouncing.py`) becomes
+  rejection or FAQ answer whose every recipient is dead (`gateway/outbound/bouncing.py`) becomes
   `suppressed`, with the reason in `last_error`; `requeue_failed` takes it back.
 - **Staff are told.** When a row becomes `failed`, `on_failed(session, mail, error)` runs in
   the recording transaction (under a savepoint: if it raises, the failure is still recorded
@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
-from gateway import bouncing
+from gateway.outbound import bouncing
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox_record import (
     Delivery,
@@ -67,7 +67,7 @@ from gateway.outbound.transport import DeliveryResult, Transport
 from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, table_of, utcnow
-from gateway.tickets import remember_message_ids, storable
+from gateway.tickets.ticket import remember_message_ids, storable
 
 if TYPE_CHECKING:   # app.py may come to build the outbox's parts: no import cycle
     from gateway.app import App
@@ -194,7 +194,7 @@ def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | Non
 
 def _hold_back_dead(session: Session, mails: list[QueuedMail],
                     now: datetime) -> list[QueuedMail]:
-    """Mark automatic mails to dead addresses `suppressed` (see `gateway/bouncing.py`);
+    """Mark automatic mails to dead addresses `suppressed` (see `gateway/outbound/bouncing.py`);
     the mails still to send."""
     automatic = [m for m in mails if m.event in bouncing.SUPPRESSED_EVENTS]
     if not automatic:

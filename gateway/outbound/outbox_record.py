@@ -20,7 +20,7 @@ from sqlmodel import Session
 from gateway.outbound.transport import DeliveryResult, Outcome
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, table_of, utcnow
-from gateway.tickets import storable
+from gateway.tickets.ticket import storable
 
 log = logging.getLogger("gateway.outbound.outbox")   # one log source for the outbox
 

@@ -37,6 +37,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 import gateway
+from gateway.outbound.dkim import DkimSigner
 from gateway.outbound.headers import (
     AutoSubmitted,
     MailIdentity,
@@ -49,8 +50,7 @@ from gateway.outbound.headers import (
     thread_references,
 )
 from gateway.outbound.mail import EVENTS, OutgoingMail
-from gateway.outbound.signing import DkimSigner
-from gateway.tickets import PRIORITY_NAMES
+from gateway.tickets.ticket import PRIORITY_NAMES
 
 __all__ = ["OPTIONAL_CONTEXT", "REQUIRED_CONTEXT", "FaqArticle", "GuideAnswer", "MailIdentity",
            "MailRenderer", "RenderError", "RenderedParts", "default_templates_dir"]

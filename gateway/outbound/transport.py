@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from gateway.config.settings import Settings
 from gateway.errors import ConfigError
-from gateway.settings import Settings
 
 Outcome = Literal["sent", "temporary", "permanent"]
 _BARE_EOL = re.compile(rb"\r\n|\r|\n")

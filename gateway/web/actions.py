@@ -25,15 +25,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from gateway import answers
 from gateway.app import App
+from gateway.config.settings import TemplateSettings
 from gateway.errors import InvalidInput
-from gateway.message import MailAddress, ParsedMessage
+from gateway.mail.message import MailAddress, ParsedMessage
+from gateway.outbound import answers
 from gateway.outbound.headers import MailIdentity, new_message_id
-from gateway.settings import TemplateSettings
 from gateway.store.models import Queue, Template, table_of, utcnow
-from gateway.ticket_actions import change_state
-from gateway.tickets import (
+from gateway.tickets.actions import change_state
+from gateway.tickets.ticket import (
     NewArticle,
     NewAttachment,
     NewTicket,

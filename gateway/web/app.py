@@ -36,7 +36,7 @@ from gateway.app import App
 from gateway.errors import DatabaseNotReady, TemporaryFailure
 from gateway.inbound.imap_report import mailbox_health, mailbox_metrics, mailbox_statuses
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
-from gateway.ticket_queries import count_tickets_by_state
+from gateway.tickets.queries import count_tickets_by_state
 from gateway.web import auth, faq, files, forms, tickets
 from gateway.web.i18n import text
 from gateway.web.pages import (

@@ -35,7 +35,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from gateway.file_exchange import StagedFile, UploadRefused
+from gateway.files.exchange import StagedFile, UploadRefused
 from gateway.store.blobs import BlobStore
 
 BATCH = 1024 * 1024            # bytes of the body handed to the parser per thread hop

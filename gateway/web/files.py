@@ -35,7 +35,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from gateway.file_exchange import (
+from gateway.files.exchange import (
     AreaPolicy,
     DownloadLimitReached,
     OpenArea,

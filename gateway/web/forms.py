@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gateway.settings import TEMPLATE_GROUPS, TemplateSettings
+from gateway.config.settings import TEMPLATE_GROUPS, TemplateSettings
 from gateway.web.actions import (
     TemplateForm,
     available,

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from starlette.datastructures import UploadFile
 
 from gateway.store.blobs import BlobStore
-from gateway.tickets import NewAttachment
+from gateway.tickets.ticket import NewAttachment
 
 CHUNK = 1024 * 1024
 MAX_FILES = 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.app import App
-from gateway.customers import NewCustomer, add_customer
+from gateway.tickets.customers import NewCustomer, add_customer
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from gateway.app import App
-from gateway.customers import NewCustomer, add_customer
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import process_due
 from gateway.store.models import OutboundMail, table_of
-from gateway.ticket_queries import ticket_detail
+from gateway.tickets.customers import NewCustomer, add_customer
+from gateway.tickets.queries import ticket_detail
 from tests.integration.smtp_helpers import customer_mail
 
 _outbound = table_of(OutboundMail)

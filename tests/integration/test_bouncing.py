@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gateway import answers, bouncing
 from gateway.app import App
-from gateway.bouncing import is_dead
 from gateway.inbound.worker import process_due
+from gateway.outbound import answers, bouncing
+from gateway.outbound.bouncing import is_dead
 from gateway.outbound.outbox import drain, requeue_failed
 from gateway.outbound.transport import MaildirTransport
 from gateway.store.models import OutboundMail, table_of
-from gateway.ticket_actions import change_state
-from gateway.tickets import State
+from gateway.tickets.actions import change_state
+from gateway.tickets.ticket import State
 from tests.conftest import write_config
 from tests.integration.smtp_helpers import customer_mail, running_listener, send
 

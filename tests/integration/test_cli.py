@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store.numbers import NUMBER_PATTERN
+from gateway.tickets.numbers import NUMBER_PATTERN
 from tests.conftest import write_config
 
 TEMPLATES = """

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from gateway.app import App
-from gateway.config_sync import sync_configuration
-from gateway.customers import NewCustomer, add_customer, import_customers, list_customers
+from gateway.config.sync import sync_configuration
 from gateway.errors import InvalidInput
 from gateway.store.models import CustomerUser, GuideQuestion, Queue, Template, table_of
+from gateway.tickets.customers import NewCustomer, add_customer, import_customers, list_customers
 from tests.conftest import BASE_CONFIG, make_settings
 
 
@@ -83,7 +83,7 @@ def test_instances_starting_together_sync_without_conflict(settings: object) -> 
     import threading
 
     from gateway.app import build_app, prepare_database
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
     assert isinstance(settings, Settings)
     apps = [build_app(settings) for _ in range(4)]

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from gateway.app import App, build_app, prepare_database
-from gateway.customers import NewCustomer, add_customer
-from gateway.ticket_queries import ticket_detail
+from gateway.tickets.customers import NewCustomer, add_customer
+from gateway.tickets.queries import ticket_detail
 from tests.conftest import make_settings
 from tests.integration.test_answers import deliver, outbox
 from tests.integration.test_faq import load_demo_faq

@@ -11,12 +11,12 @@ from pathlib import Path
 from sqlalchemy import insert, select
 
 from gateway.app import App
-from gateway.file_exchange import StagedFile, create_area, find_area, record_uploads
+from gateway.files.exchange import StagedFile, create_area, find_area, record_uploads
 from gateway.jobs import _sweep_file_areas
 from gateway.store.models import Attachment, Blob, ReceivedMail, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
-from gateway.tickets import find_ticket
-from gateway.tokens import hash_token
+from gateway.tickets.ticket import find_ticket
+from gateway.web.tokens import hash_token
 from tests.web.conftest import customers  # noqa: F401  (the fixture)
 from tests.web.test_tickets import ticket_by_mail
 

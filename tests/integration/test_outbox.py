@@ -48,7 +48,7 @@ from gateway.outbound.transport import (
 )
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, Queue, TicketMessageId, table_of, utcnow
-from gateway.tickets import NewArticle, NewTicket, create_ticket
+from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 from tests.conftest import make_settings, write_config
 
 _outbound = table_of(OutboundMail)

@@ -20,7 +20,7 @@ from gateway.inbound.intake import stored_raw
 from gateway.inbound.worker import process_due
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
-from gateway.ticket_queries import list_tickets, ticket_detail
+from gateway.tickets.queries import list_tickets, ticket_detail
 from tests.conftest import drop_connections
 from tests.integration.smtp_helpers import (
     customer_mail,
@@ -227,7 +227,7 @@ def test_a_bug_in_the_handler_is_451_not_500(app: App, monkeypatch: pytest.Monke
 
 
 def test_a_reply_to_a_closed_ticket_reopens_it(app: App, customer: None) -> None:
-    from gateway.tickets import State, find_ticket, set_state
+    from gateway.tickets.ticket import State, find_ticket, set_state
 
     with running_listener(app) as port:
         send(port, customer_mail(message_id="<closed-1@acme>"))
@@ -248,7 +248,7 @@ def test_a_reply_to_a_closed_ticket_reopens_it(app: App, customer: None) -> None
 
 def test_with_reopen_off_a_reply_to_a_closed_ticket_opens_a_follow_up(
         app: App, customer: None) -> None:
-    from gateway.tickets import State, find_ticket, set_state
+    from gateway.tickets.ticket import State, find_ticket, set_state
 
     app.settings = app.settings.model_copy(update={"tickets": app.settings.tickets.model_copy(
         update={"reopen_on_reply": False})})

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from gateway.app import App
 from gateway.errors import InvalidInput, NotFound
 from gateway.store.models import Queue, TicketMessageId, table_of
-from gateway.store.numbers import NUMBER_PATTERN, Numbering
-from gateway.ticket_queries import list_tickets, ticket_detail
-from gateway.tickets import (
+from gateway.tickets.numbers import NUMBER_PATTERN, Numbering
+from gateway.tickets.queries import list_tickets, ticket_detail
+from gateway.tickets.ticket import (
     NewArticle,
     NewAttachment,
     NewTicket,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.customers import parse_customer_csv
+from gateway.tickets.customers import parse_customer_csv
 
 
 def test_good_rows_keep_exact_case() -> None:

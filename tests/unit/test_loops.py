@@ -1,4 +1,4 @@
-"""Automatic mail, bounces and out-of-office replies (`gateway.loops`), one rule at a time,
+"""Automatic mail, bounces and out-of-office replies (`gateway.classify.loops`), one rule at a time,
 with small inline mails. The real-world corpus is in test_loops_corpus.py."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from textwrap import dedent
 
 import pytest
 
-import gateway.loops as loops
-from gateway.loops import (
+import gateway.classify.loops as loops
+from gateway.classify.loops import (
     RULES,
     AddressOwner,
     Classification,

@@ -1,4 +1,4 @@
-"""`gateway.loops` against the real mails in ../shared/corpus (read-only, never copied here).
+"""`gateway.classify.loops` against the real mails in ../shared/corpus (read-only, never copied here).
 
 - sisimai: every mail in expected-bounces.json must not be answered, and at least 95% must
   get the kind that matches sisimai's reason. Which reasons are which:
@@ -27,7 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.loops import Bounce, Classification, MailKind, classify_message, classify_parsed
+from gateway.classify.loops import (
+    Bounce,
+    Classification,
+    MailKind,
+    classify_message,
+    classify_parsed,
+)
 from tests.unit.test_loops import classify_raw, parse_mail
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -241,7 +247,7 @@ def test_original_message_id_when_the_report_contains_the_original(
 
 def test_the_same_through_the_gateway_parser(sisimai: list[Case]) -> None:
     """What the pipeline does: `parsing.parse_message` then `classify_parsed`."""
-    from gateway.parsing import parse_message
+    from gateway.mail.parse import parse_message
 
     received = datetime(2026, 3, 2, tzinfo=UTC)
     for case in sisimai:

@@ -11,8 +11,8 @@ import base64
 import binascii
 from datetime import UTC, datetime, timedelta, timezone
 
-from gateway.message import ParsedMessage
-from gateway.parsing import parse_message
+from gateway.mail.message import ParsedMessage
+from gateway.mail.parse import parse_message
 
 RECEIVED = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

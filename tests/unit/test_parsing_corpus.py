@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.message import ParsedMessage, ParseLimitExceeded
-from gateway.mime_outline import outline_mime
-from gateway.parsing import ParseLimits, parse_message
+from gateway.mail.message import ParsedMessage, ParseLimitExceeded
+from gateway.mail.mime_outline import outline_mime
+from gateway.mail.parse import ParseLimits, parse_message
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 ZAMMAD = CORPUS / "zammad"

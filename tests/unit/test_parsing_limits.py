@@ -14,9 +14,9 @@ from email.policy import compat32
 
 import pytest
 
-from gateway.message import ParseLimitExceeded
-from gateway.mime_outline import outline_mime
-from gateway.parsing import ParseLimits, parse_message
+from gateway.mail.message import ParseLimitExceeded
+from gateway.mail.mime_outline import outline_mime
+from gateway.mail.parse import ParseLimits, parse_message
 
 RECEIVED = datetime(2026, 11, 27, tzinfo=UTC)
 QUICK = 1.0          # seconds; the pre-scan needs milliseconds, the stdlib alone far more

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.parsing import parse_message
-from gateway.quotes import find_quote_start
+from gateway.mail.parse import parse_message
+from gateway.mail.quotes import find_quote_start
 
 NEW = "Hallo zusammen,\n\ndas Problem ist gelöst.\n\nGruß\nMax\n\n"
 

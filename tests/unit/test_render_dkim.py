@@ -17,9 +17,9 @@ from pathlib import Path
 import dkim
 import pytest
 
+from gateway.outbound.dkim import DkimKey, DkimSigner
 from gateway.outbound.headers import MailIdentity
 from gateway.outbound.render import MailRenderer
-from gateway.outbound.signing import DkimKey, DkimSigner
 
 QUEUE = MailIdentity("Service Desk", "support@support.example.com")
 CONTEXT = {"customer_name": "Jürgen Müller", "title": "Störung: Drucker"}

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.addressbook import AddressBook, Verdict, reply_token_of, split_plus
-from gateway.addresses import address_key
-from gateway.message import MailAddress, ParsedMessage
-from gateway.routing import (
+from gateway.config.settings import Settings, settings_from_mapping
+from gateway.mail.addresses import address_key
+from gateway.mail.message import MailAddress, ParsedMessage
+from gateway.routing.addressbook import AddressBook, Verdict, reply_token_of, split_plus
+from gateway.routing.rules import (
     AppendDecision,
     CustomerInfo,
     FaqAnswerInfo,
@@ -26,7 +27,6 @@ from gateway.routing import (
     clean_title,
     route_message,
 )
-from gateway.settings import Settings, settings_from_mapping
 from tests.conftest import BASE_CONFIG
 
 MAX = CustomerInfo(1, "mmuster", "acme", "de")

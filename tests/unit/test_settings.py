@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
-from gateway.settings import (
+from gateway.config.settings import (
     environment_problems,
     host_port,
     load_settings,
     merge_config,
     settings_from_mapping,
 )
+from gateway.errors import ConfigError
 
-SAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "sample_config.toml"
+SAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "config" / "sample_config.toml"
 
 
 def problems_of(tmp_path: Path, toml: str) -> list[str]:
@@ -230,7 +230,7 @@ max_suggestions = 9
 
 
 def test_faq_defaults() -> None:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
     faq = Settings().faq
     assert (faq.address, faq.template, faq.queue, faq.max_answers, faq.max_suggestions) == (

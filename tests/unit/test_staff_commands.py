@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.staff_commands import Command, authenticated, closing_state, parse_commands
-from gateway.tickets import State
+from gateway.tickets.commands import Command, authenticated, closing_state, parse_commands
+from gateway.tickets.ticket import State
 
 
 def test_commands_at_the_top_are_taken_out_of_the_text() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.addresses import address_key, validate_address
 from gateway.errors import InvalidInput
-from gateway.store.numbers import is_ticket_number
-from gateway.tickets import State, parse_priority, parse_state, priority_label
+from gateway.mail.addresses import address_key, validate_address
+from gateway.tickets.numbers import is_ticket_number
+from gateway.tickets.ticket import State, parse_priority, parse_state, priority_label
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from gateway.app import App
-from gateway.customers import NewCustomer, add_customer
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import process_due
 from gateway.store.models import OutboundMail, table_of
+from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.web.app import create_web_app
 
 _outbound = table_of(OutboundMail)
@@ -98,8 +98,8 @@ def password_from(message: EmailMessage) -> str:
 def set_password(app: App, username: str, password: str = PASSWORD) -> None:
     from sqlalchemy import update
 
-    from gateway.passwords import hash_password
     from gateway.store.models import CustomerUser
+    from gateway.web.passwords import hash_password
     with app.db.write() as session:
         session.execute(update(table_of(CustomerUser))
                         .where(table_of(CustomerUser).c.username == username)

@@ -10,10 +10,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from gateway import tokens
 from gateway.app import App, build_app, prepare_database
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from gateway.store.models import CustomerUser, Token, WebSession, table_of, utcnow
+from gateway.web import tokens
 from gateway.web.app import create_web_app
 from gateway.web.sessions import SESSION_COOKIE
 from tests.conftest import make_settings
@@ -256,7 +256,7 @@ def test_set_on_confirm_mode_sets_the_password_on_the_page(
     direct = build_app(customers_settings)
     prepare_database(direct, migrate=False)
     try:
-        from gateway.customers import NewCustomer, add_customer
+        from gateway.tickets.customers import NewCustomer, add_customer
         with direct.db.write() as session:
             add_customer(session, NewCustomer("mmuster", "max@acme.example", "Max", "acme"))
         client = TestClient(create_web_app(direct), follow_redirects=False)

@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from gateway.app import App
-from gateway.file_exchange import create_area, revoke_area
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.files.exchange import create_area, revoke_area
 from gateway.store.models import Article, Attachment, Blob, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
-from gateway.ticket_queries import ticket_detail
-from gateway.tickets import find_ticket
+from gateway.tickets.queries import ticket_detail
+from gateway.tickets.ticket import find_ticket
 from tests.conftest import make_settings
 from tests.web.conftest import mails, new_browser, text_of
 from tests.web.test_tickets import ticket_by_mail
@@ -280,7 +280,7 @@ def test_a_download_limit_holds_under_parallel_requests(app: App, ticket: str,
                                                         web: FastAPI) -> None:
     import threading
 
-    from gateway.file_exchange import DownloadLimitReached, claim_download, find_area
+    from gateway.files.exchange import DownloadLimitReached, claim_download, find_area
     token = new_area(app, ticket, download_limit=3)
     assert upload(new_browser(web), token, ("a.txt", b"x", "text/plain")).status_code == 303
     with app.db.read() as session:

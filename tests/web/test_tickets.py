@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from gateway.app import App
 from gateway.store.models import Article, Attachment, GuideAnswer, Ticket, table_of
-from gateway.ticket_actions import change_state
-from gateway.ticket_queries import ticket_detail
-from gateway.tickets import NewArticle, State, add_article, find_ticket
+from gateway.tickets.actions import change_state
+from gateway.tickets.queries import ticket_detail
+from gateway.tickets.ticket import NewArticle, State, add_article, find_ticket
 from tests.web.conftest import csrf_of, deliver, log_in, mail, mails, new_browser, set_password
 
 _ticket = table_of(Ticket)
@@ -231,7 +231,7 @@ def test_templates_are_grouped_and_create_the_ticket_a_mail_would(
 
 def test_a_template_of_another_organisation_is_404(app: App, customers: None,
                                                    web: FastAPI) -> None:
-    from gateway.settings import settings_from_mapping  # noqa: F401  (documents the source)
+    from gateway.config.settings import settings_from_mapping  # noqa: F401  (documents the source)
     restricted = app.settings.template[1].model_copy(update={"organisations": ["globex"]})
     object.__setattr__(app.settings, "template", [app.settings.template[0], restricted])
     client = logged_in(app, web, "mmuster")

@@ -13,15 +13,20 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from gateway.bounce_text import has_status_code, looks_like_bounce, read_bounce_text
-from gateway.bounces import Bounce, BouncedRecipient, read_delivery_status, read_report_fields
-from gateway.loop_mail import NULL_SENDER, Found, Mail, MailKind
-from gateway.mimetree import (
+from gateway.classify.bounce_text import has_status_code, looks_like_bounce, read_bounce_text
+from gateway.classify.bounces import (
+    Bounce,
+    BouncedRecipient,
+    read_delivery_status,
+    read_report_fields,
+)
+from gateway.classify.loop_mail import NULL_SENDER, Found, Mail, MailKind
+from gateway.classify.out_of_office import out_of_office_subject
+from gateway.mail.mimetree import (
     addresses_in,
     header_items,
 )
-from gateway.originals import OriginalMessage, merge_originals
-from gateway.out_of_office import out_of_office_subject
+from gateway.mail.originals import OriginalMessage, merge_originals
 
 # -- the rules ------------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from gateway.addresses import address_key, validate_address
+from gateway.config.settings import LANGUAGES
 from gateway.errors import InvalidInput
-from gateway.settings import LANGUAGES
+from gateway.mail.addresses import address_key, validate_address
 from gateway.store.models import CustomerUser, Organisation, table_of, utcnow
 
 CSV_COLUMNS = ("username", "email", "name", "organisation", "language")

@@ -25,14 +25,14 @@ from email.generator import BytesGenerator
 from email.message import Message
 from io import BytesIO
 
-from gateway.attachment_names import (
+from gateway.mail.attachment_names import (
     FORWARDED_TYPES,
     attachment_filename,
     content_id,
     message_filename,
     raw_filename,
 )
-from gateway.legacy_encodings import (
+from gateway.mail.legacy_encodings import (
     decode_uu_lines,
     extract_uuencoded,
     is_tnef,
@@ -40,8 +40,8 @@ from gateway.legacy_encodings import (
     strip_pgp_armor,
     unpack_tnef,
 )
-from gateway.message import ParsedAttachment, RawSpan
-from gateway.mime_text import (
+from gateway.mail.message import ParsedAttachment, RawSpan
+from gateway.mail.mime_text import (
     decode_bytes,
     header_text,
     html_meta_charset,

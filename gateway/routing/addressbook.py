@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.addresses import address_key
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.mail.addresses import address_key
 
 REPLY_TAG = re.compile(r"^r-([A-Za-z0-9_-]{16,64})$")
 

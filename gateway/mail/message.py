@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 
-from gateway.mime_stream import decoded_chunks
+from gateway.mail.mime_stream import decoded_chunks
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 
-from gateway.bounces import BOUNCE_CODE, REPLY_CODE, BouncedRecipient, short
-from gateway.mimetree import ADDRESS, addresses_in
-from gateway.originals import split_quoted_original
+from gateway.classify.bounces import BOUNCE_CODE, REPLY_CODE, BouncedRecipient, short
+from gateway.mail.mimetree import ADDRESS, addresses_in
+from gateway.mail.originals import split_quoted_original
 
 MAX_RECIPIENTS = 50
 WINDOW = 6           # lines after an address searched for its status code

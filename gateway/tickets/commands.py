@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.errors import InvalidInput
-from gateway.tickets import State, parse_priority, parse_state
+from gateway.tickets.ticket import State, parse_priority, parse_state
 
 _COMMAND = re.compile(r"^\s*#([a-zA-Z]+)\b\s*(.*?)\s*$")
 KNOWN = ("state", "priority", "internal", "assign", "files")

@@ -7,12 +7,12 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from gateway import answers
-from gateway.addresses import address_key
 from gateway.app import App
 from gateway.errors import InvalidInput
+from gateway.mail.addresses import address_key
+from gateway.outbound import answers
 from gateway.store.models import Staff, Ticket, table_of
-from gateway.tickets import State, record_change, set_state
+from gateway.tickets.ticket import State, record_change, set_state
 
 _ticket = table_of(Ticket)
 _staff = table_of(Staff)

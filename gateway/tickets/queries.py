@@ -20,7 +20,7 @@ from gateway.store.models import (
     TicketHistory,
     table_of,
 )
-from gateway.tickets import State, find_ticket, priority_label
+from gateway.tickets.ticket import State, find_ticket, priority_label
 
 StateFilter = Literal["all", "open", "closed"]
 

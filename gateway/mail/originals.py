@@ -24,7 +24,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from gateway.mimetree import (
+from gateway.mail.mimetree import (
     MAX_TEXT,
     ORIGINAL_TYPES,
     addresses_in,

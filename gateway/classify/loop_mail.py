@@ -17,10 +17,16 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Protocol, runtime_checkable
 
-from gateway.addresses import address_key
-from gateway.bounces import Bounce
-from gateway.mimetree import addresses_in, header_items, message_ids_in, repair_8bit, report_texts
-from gateway.originals import OriginalMessage, find_original
+from gateway.classify.bounces import Bounce
+from gateway.mail.addresses import address_key
+from gateway.mail.mimetree import (
+    addresses_in,
+    header_items,
+    message_ids_in,
+    repair_8bit,
+    report_texts,
+)
+from gateway.mail.originals import OriginalMessage, find_original
 
 
 class MailKind(StrEnum):

@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlmodel import Session
 
-from gateway.addresses import address_key
+from gateway.mail.addresses import address_key
 from gateway.store.models import BouncingAddress, table_of, utcnow
 from gateway.store.upsert import upsert_for
 

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway.app import App
-from gateway.settings import QueueSettings, TemplateSettings
+from gateway.config.settings import QueueSettings, TemplateSettings
 from gateway.store.models import Article, CustomerUser, Queue, Template, Ticket, table_of
-from gateway.tickets import storable
+from gateway.tickets.ticket import storable
 
 _ticket = table_of(Ticket)
 _queue = table_of(Queue)

@@ -29,18 +29,18 @@ from typing import Any
 from sqlalchemy import DateTime, Integer, String, bindparam, func, insert, select
 from sqlmodel import Session
 
-from gateway.addressbook import split_plus
-from gateway.addresses import address_key
 from gateway.app import App
+from gateway.config.settings import QueueSettings, TemplateSettings
 from gateway.faq import search as faq_search
-from gateway.message import ParsedMessage
+from gateway.mail.addresses import address_key
+from gateway.mail.message import ParsedMessage
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import QueuedMail, enqueue_many
 from gateway.outbound.render import FaqArticle, GuideAnswer
-from gateway.settings import QueueSettings, TemplateSettings
+from gateway.routing.addressbook import split_plus
 from gateway.store.models import AutoAnswer, table_of, utcnow
-from gateway.ticket_facts import TicketFacts, ticket_facts
+from gateway.tickets.facts import TicketFacts, ticket_facts
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from sqlalchemy import Table, delete, insert, select, text, update
 from sqlmodel import Session
 
-from gateway.addresses import address_key
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.mail.addresses import address_key
 from gateway.store.models import GuideQuestion, Queue, QueueStaff, Staff, Template, table_of
 
 _queue = table_of(Queue)

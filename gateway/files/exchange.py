@@ -36,17 +36,17 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
-from gateway import answers
 from gateway.app import App
+from gateway.config.settings import FilesSettings
 from gateway.errors import InvalidInput, NotFound
+from gateway.outbound import answers
 from gateway.outbound.headers import MailIdentity, new_message_id
-from gateway.settings import FilesSettings
 from gateway.store.blobs import StoredBlob, record_blob
 from gateway.store.models import Ticket, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
-from gateway.ticket_facts import ticket_facts
-from gateway.tickets import NewArticle, NewAttachment, add_article
-from gateway.tokens import hash_token
+from gateway.tickets.facts import ticket_facts
+from gateway.tickets.ticket import NewArticle, NewAttachment, add_article
+from gateway.web.tokens import hash_token
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import Message
 
-from gateway.mimetree import (
+from gateway.mail.mimetree import (
     ADDRESS,
     ORIGINAL_TYPES,
     STATUS_TYPES,
@@ -32,7 +32,7 @@ from gateway.mimetree import (
     text_field_blocks,
     walk,
 )
-from gateway.originals import OriginalMessage
+from gateway.mail.originals import OriginalMessage
 
 # RFC 3463 enhanced status codes. The look-arounds keep IP addresses ("10.5.1.1") and
 # versions ("v4.6.1") out; class 2 (success) only counts in a DSN's Status field.

@@ -24,8 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.errors import ConfigError
-from gateway.settings_values import (
+from gateway.config.values import (
     Address,
     AfterImport,
     BaseUrl,
@@ -43,6 +42,7 @@ from gateway.settings_values import (
     TimeZone,
     Transport,
 )
+from gateway.errors import ConfigError
 
 CONFIG_ENV = "TICKETGW_CONFIG"
 DATABASE_URL_ENV = "TICKETGW_DATABASE_URL"

@@ -32,8 +32,8 @@ from gateway.store.models import (
     table_of,
     utcnow,
 )
-from gateway.store.numbers import Numbering, next_ticket_number
 from gateway.store.upsert import upsert_for
+from gateway.tickets.numbers import Numbering, next_ticket_number
 
 
 class State(StrEnum):

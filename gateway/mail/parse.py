@@ -2,7 +2,7 @@
 
 In: the raw bytes exactly as received (an mbox "From " first line, CRLF or bare-CR line
 endings and broken header blocks are all accepted) and the time the mail was received.
-Out: a `ParsedMessage` (see gateway/message.py): decoded headers, addresses, Message-IDs,
+Out: a `ParsedMessage` (see gateway/mail/message.py): decoded headers, addresses, Message-IDs,
 date, body text with the offset where quoted history starts, sanitized HTML, attachments,
 signed/encrypted flags, the repairs made (`defects`) and the stdlib `Message` tree (`mime`)
 for the bounce classifier.
@@ -29,12 +29,12 @@ from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from types import MappingProxyType
 
-from gateway.message import MailAddress, ParsedMessage, ParseLimitExceeded, RawSpan
-from gateway.mime_body import extract_body
-from gateway.mime_outline import MimeOutline, ParseLimits, outline_mime, repair_header_block
-from gateway.mime_stream import STREAMED_ENCODINGS
-from gateway.mime_text import collapse_whitespace, decode_surrogates, header_text, unfold
-from gateway.quotes import find_quote_start
+from gateway.mail.message import MailAddress, ParsedMessage, ParseLimitExceeded, RawSpan
+from gateway.mail.mime_body import extract_body
+from gateway.mail.mime_outline import MimeOutline, ParseLimits, outline_mime, repair_header_block
+from gateway.mail.mime_stream import STREAMED_ENCODINGS
+from gateway.mail.mime_text import collapse_whitespace, decode_surrogates, header_text, unfold
+from gateway.mail.quotes import find_quote_start
 
 __all__ = ["ParseLimitExceeded", "ParseLimits", "parse_message"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from email.message import Message
 
-from gateway.mime_text import collapse_whitespace, header_text
+from gateway.mail.mime_text import collapse_whitespace, header_text
 
 FORWARDED_TYPES = frozenset({"message/rfc822", "message/global"})
 _EXTENSIONS = {

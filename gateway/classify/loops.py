@@ -30,9 +30,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from email.message import Message
 
-from gateway.bounces import Bounce, BouncedRecipient
-from gateway.loop_mail import AddressOwner, Found, Mail, MailKind
-from gateway.loop_rules import (
+from gateway.classify.bounces import Bounce, BouncedRecipient
+from gateway.classify.loop_mail import AddressOwner, Found, Mail, MailKind
+from gateway.classify.loop_rules import (
     rule_arf,
     rule_auto_response_suppress,
     rule_auto_submitted,
@@ -47,8 +47,8 @@ from gateway.loop_rules import (
     rule_precedence,
     rule_read_receipt,
 )
-from gateway.message import ParsedMessage
-from gateway.originals import OriginalMessage
+from gateway.mail.message import ParsedMessage
+from gateway.mail.originals import OriginalMessage
 
 __all__ = ["RULES", "AddressOwner", "Bounce", "BouncedRecipient", "Classification", "MailKind",
            "OriginalMessage", "classify_message", "classify_parsed"]

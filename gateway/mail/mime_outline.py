@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 
-from gateway.message import ParseLimitExceeded
+from gateway.mail.message import ParseLimitExceeded
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from tnefparse import TNEF  # type: ignore[import-untyped]
 
-from gateway.message import ParsedAttachment
+from gateway.mail.message import ParsedAttachment
 
 _UU_BEGIN = re.compile(r"^begin [0-7]{3,4} ([^\n]+)\n", re.MULTILINE)
 _UU_END = re.compile(r"^end[ \t]*$\n?", re.MULTILINE)

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from gateway.addressbook import AddressBook, Destination, reply_token_of
-from gateway.addresses import address_key
-from gateway.message import ParsedMessage
-from gateway.settings import Settings, TemplateSettings
+from gateway.config.settings import Settings, TemplateSettings
+from gateway.mail.addresses import address_key
+from gateway.mail.message import ParsedMessage
+from gateway.routing.addressbook import AddressBook, Destination, reply_token_of
 
 REPORTS = ("read-receipt", "arf")         # classifier rules for reports about a mail
 SUBJECT_TAG = re.compile(r"\[Ticket#(\d{16,20})\]", re.IGNORECASE)
