@@ -62,7 +62,7 @@ from gateway.faq.text import words
 from gateway.web.app import create_web_app
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEMO_FAQ = Path(__file__).resolve().parent.parent / "gateway" / "demo" / "faq"
+DEMO_FAQ = Path(__file__).resolve().parent.parent / "gateway" / "cli" / "demo" / "faq"
 QUERIES = ["Drucker leere Seiten", "VPN Verbindung bricht ab", "Passwort abgelaufen",
            "printer blank pages", "password expired", "Druckers Toner", "Netzlaufwerk",
            "email phone Outlook"]

@@ -1,7 +1,10 @@
 """The composition root: settings in, every long-lived object out, built once.
 
 Nothing else in the code base creates engines, stores or transports; tests build their own
-`App` from their own settings (see tests/conftest.py).
+`App` from their own settings (see tests/conftest.py). Only the entry points (`cli/`, the web
+app factory `web/app.py`, `service.py`) import this module; they hand each stage the parts it
+uses (`App.stages` for the pipeline, `App.answering` for what sends answers, or a single part
+such as `App.db`), never the `App` itself.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from zoneinfo import ZoneInfo
 
 from gateway.config.settings import Settings
 from gateway.config.sync import ConfiguredIds, sync_configuration
+from gateway.outbound.answers import Answering
 from gateway.outbound.dkim import DkimKey, DkimSigner
 from gateway.outbound.render import MailRenderer
+from gateway.pipeline import Stages
 from gateway.routing.addressbook import AddressBook
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database, display_url
@@ -31,6 +36,18 @@ class App:
     addressbook: AddressBook
     renderer: MailRenderer
     configured_ids: ConfiguredIds = field(default_factory=ConfiguredIds)
+
+    @property
+    def answering(self) -> Answering:
+        """What composing answers uses (the current settings and the renderer)."""
+        return Answering(self.settings, self.renderer)
+
+    @property
+    def stages(self) -> Stages:
+        """What the stages of one mail use (`pipeline.Stages`)."""
+        return Stages(settings=self.settings, addressbook=self.addressbook, blobs=self.blobs,
+                      numbering=self.numbering, answering=self.answering,
+                      configured_ids=self.configured_ids)
 
     def close(self) -> None:
         self.db.dispose()

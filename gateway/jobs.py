@@ -12,51 +12,52 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from gateway.app import App
+from gateway.config.settings import WebSettings
+from gateway.store.blobs import BlobStore
+from gateway.store.db import Database
 from gateway.store.housekeeping import purge_expired_tokens, sweep_file_areas
 from gateway.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(app: App) -> AsyncIOScheduler:
+def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
-    scheduler.add_job(_purge_tokens, "interval", args=[app], minutes=30,
+    scheduler.add_job(_purge_tokens, "interval", args=[db], minutes=30,
                       id="purge-expired-tokens", next_run_time=utcnow())
-    scheduler.add_job(_sweep_sessions, "interval", args=[app], minutes=30,
+    scheduler.add_job(_sweep_sessions, "interval", args=[db, web], minutes=30,
                       id="sweep-web-sessions", next_run_time=utcnow())
-    scheduler.add_job(_sweep_file_areas, "interval", args=[app], minutes=30,
+    scheduler.add_job(_sweep_file_areas, "interval", args=[db, blobs], minutes=30,
                       id="sweep-file-areas", next_run_time=utcnow())
     return scheduler
 
 
-def _sweep_sessions(app: App) -> None:
+def _sweep_sessions(db: Database, web: WebSettings) -> None:
     """Expired portal sessions are refused when used; this removes the ones never used again."""
     from datetime import timedelta
 
     from gateway.web.sessions import SessionPolicy, sweep_sessions
 
-    web = app.settings.web
     policy = SessionPolicy(idle=timedelta(minutes=web.session_idle_minutes),
                            maximum=timedelta(hours=web.session_max_hours))
-    with app.db.write() as session:
+    with db.write() as session:
         removed = sweep_sessions(session, policy)
     if removed:
         log.info("removed %d expired web sessions", removed)
 
 
-def _purge_tokens(app: App) -> None:
-    with app.db.write() as session:
+def _purge_tokens(db: Database) -> None:
+    with db.write() as session:
         removed = purge_expired_tokens(session, utcnow())
     if removed:
         log.info("purged %d expired tokens", removed)
 
 
-def _sweep_file_areas(app: App) -> None:
+def _sweep_file_areas(db: Database, blobs: BlobStore) -> None:
     """Expired and revoked file-exchange areas: closed, their files removed unless a ticket
     (or another area) holds them."""
-    with app.db.write() as session:
-        areas, removed = sweep_file_areas(session, app.blobs, utcnow())
+    with db.write() as session:
+        areas, removed = sweep_file_areas(session, blobs, utcnow())
     if areas:
         log.info("closed %d file-exchange areas, removed %d files", areas, removed)

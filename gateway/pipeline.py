@@ -20,8 +20,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
-from gateway.app import App
 from gateway.classify.loops import classify_parsed
+from gateway.config.settings import Settings, StaffSettings
+from gateway.config.sync import ConfiguredIds
 from gateway.errors import InvalidInput
 from gateway.faq.mail import answer_question
 from gateway.files.exchange import create_area_for_address, files_command
@@ -31,6 +32,7 @@ from gateway.mail.addresses import address_key
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.parse import parse_message
 from gateway.outbound import answers, bouncing
+from gateway.outbound.answers import Answering
 from gateway.routing.addressbook import AddressBook
 from gateway.routing.rules import (
     AppendDecision,
@@ -42,10 +44,12 @@ from gateway.routing.rules import (
     guide_answers,
     route_message,
 )
+from gateway.store.blobs import BlobStore
 from gateway.store.models import ReceivedMail, table_of
 from gateway.tickets.actions import assign, change_state
 from gateway.tickets.commands import Command, authenticated, parse_commands
 from gateway.tickets.facts import TicketFacts, new_ticket_facts
+from gateway.tickets.numbers import Numbering
 from gateway.tickets.ticket import (
     NewArticle,
     NewAttachment,
@@ -58,6 +62,20 @@ from gateway.tickets.ticket import (
 )
 
 _received = table_of(ReceivedMail)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """What the stages of one mail use, built by the composition root (`App.stages`): the
+    settings, the address book, the blob store for attachments, the ticket numbering, what
+    answers need, and the ids of configured queues and templates (a per-process cache)."""
+
+    settings: Settings
+    addressbook: AddressBook
+    blobs: BlobStore
+    numbering: Numbering
+    answering: Answering
+    configured_ids: ConfiguredIds
 
 
 @dataclass(frozen=True)
@@ -98,8 +116,8 @@ def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
     return Understood(parsed, context, bounced)
 
 
-def understand_stored(app: App, *, raw: bytes, received: datetime, envelope_from: str | None,
-                      envelope_to: Sequence[str],
+def understand_stored(addressbook: AddressBook, *, raw: bytes, received: datetime,
+                      envelope_from: str | None, envelope_to: Sequence[str],
                       truncated_from: int | None = None) -> Understood | Outcome:
     """The pure half for one stored mail (no database): what it is, or the quarantine
     outcome when it breaks a parser limit. Runs before the write transaction, so parsing
@@ -107,7 +125,7 @@ def understand_stored(app: App, *, raw: bytes, received: datetime, envelope_from
     attachments are incomplete and are left out."""
     try:
         understood = understand(raw, received=received, envelope_from=envelope_from,
-                                envelope_to=envelope_to, addressbook=app.addressbook)
+                                envelope_to=envelope_to, addressbook=addressbook)
     except ParseLimitExceeded as exc:
         return Outcome("quarantined", f"parser limit: {exc}", "parse-limit")
     if truncated_from is None:
@@ -116,16 +134,16 @@ def understand_stored(app: App, *, raw: bytes, received: datetime, envelope_from
                    truncated_from=truncated_from)
 
 
-def route_and_apply(session: Session, app: App, understood: Understood,
+def route_and_apply(session: Session, stages: Stages, understood: Understood,
                     mail_id: int | None) -> Outcome:
     """The half that needs the database: route against it and apply the decision, in the
     caller's transaction."""
-    decision = route_message(understood.parsed, understood.context, settings=app.settings,
-                             addressbook=app.addressbook, directory=DatabaseDirectory(session))
-    return apply_decision(session, app, decision, understood, mail_id)
+    decision = route_message(understood.parsed, understood.context, settings=stages.settings,
+                             addressbook=stages.addressbook, directory=DatabaseDirectory(session))
+    return apply_decision(session, stages, decision, understood, mail_id)
 
 
-def apply_decision(session: Session, app: App, decision: Decision, understood: Understood,
+def apply_decision(session: Session, stages: Stages, decision: Decision, understood: Understood,
                    mail_id: int | None) -> Outcome:
     parsed = understood.parsed
     sender = parsed.from_.address if parsed.from_ else ""
@@ -141,48 +159,52 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
         # mailbox exists, automatic answers may go there again
         bouncing.clear_on_mail_from(session, sender)
     if isinstance(decision, NewTicketDecision):
-        created = [_create(session, app, new, parsed, mail_id)
+        created = [_create(session, stages, new, parsed, mail_id)
                    for new in (decision, *decision.also)]
         for facts, new in created:
-            answers.ticket_created(session, app, facts, parsed, automatic=automatic,
+            answers.ticket_created(session, stages.answering, facts, parsed, automatic=automatic,
                                    answers=new.guide_answers, missing=new.missing_required)
         first = created[0][0]
         result = outcome("created", first.id, first.number)
         if decision.also:
             result = replace(result, reason=f"{result.reason}: "
                                             f"{', '.join(f.number for f, _ in created)}")
-        return _offer_upload(session, app, understood, result, first.id, sender)
+        return _offer_upload(session, stages, understood, result, first.id, sender)
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
             and not decision.internal:
-        note = staff_mail(session, app, decision, parsed, mail_id)
+        note = staff_mail(session, stages, decision, parsed, mail_id)
         return replace(outcome("appended", decision.ticket.id, decision.ticket.number),
                        reason=f"{decision.reason}; {note}")
     if isinstance(decision, AppendDecision):
-        article = _article(app, parsed, mail_id, sender="customer", internal=decision.internal)
+        article = _article(stages.blobs, parsed, mail_id, sender="customer",
+                           internal=decision.internal)
         add_article(session, decision.ticket.id, article)
         if decision.reopen:
-            change_state(session, app, decision.ticket.id, State.OPEN, actor=f"mail:{sender}")
+            change_state(session, stages.answering, decision.ticket.id, State.OPEN,
+                         actor=f"mail:{sender}")
         if decision.internal:
             return outcome("appended", decision.ticket.id, decision.ticket.number)
-        answers.customer_replied(session, app, decision.ticket.id, parsed, automatic=automatic)
-        return _offer_upload(session, app, understood,
+        answers.customer_replied(session, stages.answering, decision.ticket.id, parsed,
+                                 automatic=automatic)
+        return _offer_upload(session, stages, understood,
                              outcome("appended", decision.ticket.id, decision.ticket.number),
                              decision.ticket.id, sender)
     if isinstance(decision, IgnoreDecision) and decision.faq_question:
-        return replace(outcome("ignored"), reason=answer_question(session, app, parsed, mail_id))
+        reason = answer_question(session, stages.answering, parsed, mail_id)
+        return replace(outcome("ignored"), reason=reason)
     if isinstance(decision, IgnoreDecision):
         ticket = decision.ticket
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
             add_article(session, ticket.id,
-                        _article(app, parsed, mail_id, sender="system", internal=True))
+                        _article(stages.blobs, parsed, mail_id, sender="system", internal=True))
         bouncing.record_bounces(session, understood.bounced, decision.reason,
                                 ticket.id if ticket else None)
         return outcome("ignored", ticket.id if ticket else None,
                        ticket.number if ticket else None)
     assert isinstance(decision, RejectDecision)
     if decision.answer and decision.rule in REJECT_REASONS:
-        template = next((t for t in app.settings.template if t.id == decision.template), None)
-        answers.rejected(session, app, parsed, reason=decision.rule, template=template,
+        template = next((t for t in stages.settings.template if t.id == decision.template), None)
+        answers.rejected(session, stages.answering, parsed, reason=decision.rule, template=template,
                          language=decision.language)
     return outcome("rejected")
 
@@ -190,7 +212,7 @@ def apply_decision(session: Session, app: App, decision: Decision, understood: U
 REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available")
 
 
-def _offer_upload(session: Session, app: App, understood: Understood, result: Outcome,
+def _offer_upload(session: Session, stages: Stages, understood: Understood, result: Outcome,
                   ticket_id: int, sender: str) -> Outcome:
     """A mail over the size limit kept only its text: its sender gets a file-exchange link
     for the attachments instead of a bounce (never an automatic sender)."""
@@ -200,13 +222,13 @@ def _offer_upload(session: Session, app: App, understood: Understood, result: Ou
     note = f"over the size limit ({size} bytes): only its text was kept"
     if understood.context.automatic or not sender:
         return replace(result, reason=f"{result.reason}; {note}, nothing sent")
-    area = create_area_for_address(session, app, ticket_id, sender, too_large=size)
+    area = create_area_for_address(session, stages.answering, ticket_id, sender, too_large=size)
     sent = f"file-exchange link mailed to {area.mailed_to}" if area.mailed_to else \
         f"no file-exchange link: {sender} cannot be written to"
     return replace(result, reason=f"{result.reason}; {note}, {sent}")
 
 
-def staff_mail(session: Session, app: App, decision: AppendDecision, parsed: ParsedMessage,
+def staff_mail(session: Session, stages: Stages, decision: AppendDecision, parsed: ParsedMessage,
                mail_id: int | None) -> str:
     """A staff member's mail to a ticket: commands run, then the answer goes to the customer
     from the queue's address (the agent's own address never reaches them), or stays an
@@ -215,36 +237,37 @@ def staff_mail(session: Session, app: App, decision: AppendDecision, parsed: Par
     ticket_id = decision.ticket.id
     remember_message_ids(session, ticket_id, [parsed.message_id])
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    authserv_id = app.settings.inbound.authserv_id
+    authserv_id = stages.settings.inbound.authserv_id
     results = parsed.mime.get_all("Authentication-Results", []) if parsed.mime else []
     if authserv_id and not authenticated([str(r) for r in results], sender, authserv_id):
-        add_article(session, ticket_id, _article(app, parsed, mail_id, sender="staff",
+        add_article(session, ticket_id, _article(stages.blobs, parsed, mail_id, sender="staff",
                                                  internal=True))
         return (f"not authenticated by {authserv_id} (no DMARC/DKIM pass for {sender}): kept "
                 "as an internal note, no commands run, nothing sent")
     command_mail = parse_commands(text)
-    done = [_run_command(session, app, ticket_id, command, sender)
+    done = [_run_command(session, stages, ticket_id, command, sender)
             for command in command_mail.commands]
     failed = [(e.line, e.reason) for e in command_mail.errors]
     failed += [(line, reason) for line, _, reason in (d.partition(": ") for d in done) if reason]
     done = [d for d in done if ": " not in d]
     if failed:
-        answers.command_failed(session, app, ticket_id, staff_address=sender,
-                               agent_name=_agent_name(app, parsed), errors=failed, done=done,
+        answers.command_failed(session, stages.answering, ticket_id, staff_address=sender,
+                               agent_name=_agent_name(stages.settings.staff, parsed),
+                               errors=failed, done=done,
                                in_reply_to=parsed.message_id)
         done += [f"{line}: {reason}" for line, reason in failed]
     if command_mail.internal or not command_mail.text.strip():
         add_article(session, ticket_id, replace(
-            _article(app, parsed, mail_id, sender="staff", internal=True),
+            _article(stages.blobs, parsed, mail_id, sender="staff", internal=True),
             channel="note", body=command_mail.text))
         done.append("internal note, nothing sent to the customer")
     else:
-        agent = _agent_name(app, parsed)
-        message_id = answers.staff_answered(session, app, ticket_id, agent_name=agent,
+        agent = _agent_name(stages.settings.staff, parsed)
+        message_id = answers.staff_answered(session, stages.answering, ticket_id, agent_name=agent,
                                             text=command_mail.text,
                                             in_reply_to=parsed.message_id)
         add_article(session, ticket_id, replace(
-            _article(app, parsed, mail_id, sender="staff", internal=False),
+            _article(stages.blobs, parsed, mail_id, sender="staff", internal=False),
             direction="out", body=command_mail.text, quote_start=None, body_html=None,
             message_id=message_id, from_address=agent))   # never the agent's own address
         done.append("answer sent to the customer" if message_id else
@@ -252,11 +275,12 @@ def staff_mail(session: Session, app: App, decision: AppendDecision, parsed: Par
     return "; ".join(done)
 
 
-def _run_command(session: Session, app: App, ticket_id: int, command: Command,
+def _run_command(session: Session, stages: Stages, ticket_id: int, command: Command,
                  sender: str) -> str:
     actor = f"staff:{sender}"
     if command.name == "state":
-        changed = change_state(session, app, ticket_id, State(command.value), actor=actor)
+        changed = change_state(session, stages.answering, ticket_id, State(command.value),
+                               actor=actor)
         return f"#state {command.value}" + ("" if changed else " (unchanged)")
     if command.name == "priority":
         set_priority(session, ticket_id, int(command.value), actor=actor)
@@ -267,33 +291,33 @@ def _run_command(session: Session, app: App, ticket_id: int, command: Command,
         except InvalidInput as exc:
             return f"#assign {command.value}: {exc}"
     if command.name == "files":
-        return files_command(session, app, ticket_id, command.value, actor=actor)
+        return files_command(session, stages.answering, ticket_id, command.value, actor=actor)
     return f"#{command.name}"
 
 
-def _agent_name(app: App, parsed: ParsedMessage) -> str:
+def _agent_name(staff: Sequence[StaffSettings], parsed: ParsedMessage) -> str:
     sender = parsed.from_.address if parsed.from_ else ""
-    configured = next((s.name for s in app.settings.staff
+    configured = next((s.name for s in staff
                        if address_key(s.email).lower() == address_key(sender).lower()), "")
     return configured or (parsed.from_.name if parsed.from_ else "") or sender
 
 
-def _create(session: Session, app: App, decision: NewTicketDecision, parsed: ParsedMessage,
+def _create(session: Session, stages: Stages, decision: NewTicketDecision, parsed: ParsedMessage,
             mail_id: int | None) -> tuple[TicketFacts, NewTicketDecision]:
     """The new ticket, what its answers need to know about it (without reading back what
     was just written), and the decision with the guide answers it got. A "not solved"
     reply to an FAQ answer starts the ticket with the stored question, then adds the reply,
     and remembers our answer's Message-ID, so later replies to it join this ticket."""
-    ids = app.configured_ids
+    ids = stages.configured_ids
     first, first_mail_id = parsed, mail_id
     if decision.question is not None:
         first_mail_id = decision.question.received_mail_id
         stored = session.execute(select(_received.c.raw, _received.c.size,
                                         _received.c.raw_sha256, _received.c.received)
                                  .where(_received.c.id == first_mail_id)).one()
-        first = parse_message(stored_raw(app.blobs, stored.raw, stored.size, stored.raw_sha256),
+        first = parse_message(stored_raw(stages.blobs, stored.raw, stored.size, stored.raw_sha256),
                               received=stored.received)
-        template = next((t for t in app.settings.template if t.id == decision.template), None)
+        template = next((t for t in stages.settings.template if t.id == decision.template), None)
         given, missing = guide_answers(first, template)
         decision = replace(decision, guide_answers=given, missing_required=missing)
     reply_token = secrets.token_urlsafe(18)
@@ -304,17 +328,19 @@ def _create(session: Session, app: App, decision: NewTicketDecision, parsed: Par
         customer_user_id=decision.customer.id if decision.customer else None,
         contact_email=decision.contact, reply_token=reply_token,
         guide_answers=decision.guide_answers, follows=decision.related_ticket,
-        first_article=_article(app, first, first_mail_id, sender="customer", internal=False)),
-        numbering=app.numbering, actor=f"mail:{decision.contact}")
+        first_article=_article(stages.blobs, first, first_mail_id, sender="customer",
+                               internal=False)),
+        numbering=stages.numbering, actor=f"mail:{decision.contact}")
     thread = [first.message_id]
     if decision.question is not None:
-        add_article(session, ref.id, _article(app, parsed, mail_id, sender="customer",
+        add_article(session, ref.id, _article(stages.blobs, parsed, mail_id, sender="customer",
                                               internal=False))
         remember_message_ids(session, ref.id, [decision.question.answer_message_id])
         thread.append(parsed.message_id)
     customer = decision.customer
     return new_ticket_facts(
-        app, ref.id, number=ref.number, title=decision.title, priority=decision.priority,
+        stages.settings, ref.id, number=ref.number, title=decision.title,
+        priority=decision.priority,
         queue=decision.queue, template=decision.template,
         customer_name=customer.name if customer else "", registered=customer is not None,
         address=(customer.email if customer else "") or decision.contact,
@@ -322,11 +348,11 @@ def _create(session: Session, app: App, decision: NewTicketDecision, parsed: Par
         thread=tuple(m for m in thread if m)), decision
 
 
-def _article(app: App, parsed: ParsedMessage, mail_id: int | None, *, sender: str,
+def _article(blobs: BlobStore, parsed: ParsedMessage, mail_id: int | None, *, sender: str,
              internal: bool) -> NewArticle:
     attachments = []
     for attachment in parsed.attachments:
-        blob = app.blobs.put(attachment.chunks())
+        blob = blobs.put(attachment.chunks())
         attachments.append(NewAttachment(
             filename=attachment.filename, content_type=attachment.content_type,
             sha256=blob.sha256, size=blob.size, content_id=attachment.content_id,

@@ -206,7 +206,7 @@ def worker_process_main(settings: Settings, bell: Bell) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_app(settings)
     try:
-        run_worker(app, stop, bell)
+        run_worker(app.db, app.stages, stop, bell)
     finally:
         app.close()
 
@@ -225,7 +225,7 @@ class OutboxComponent:
         self.thread = threading.Thread(
             target=run_outbox, name="ticketgw-outbox",
             args=(app, self.stop_event, transport_from_settings(app.settings), self.wake_event),
-            kwargs={"on_failed": tell_staff_on_failure(app)}, daemon=True)
+            kwargs={"on_failed": tell_staff_on_failure(app.answering)}, daemon=True)
 
     async def start(self) -> None:
         self.thread.start()
@@ -263,7 +263,7 @@ class SchedulerComponent:
     name = "scheduler"
 
     def __init__(self, app: App) -> None:
-        self.scheduler = build_scheduler(app)
+        self.scheduler = build_scheduler(app.db, app.blobs, app.settings.web)
 
     async def start(self) -> None:
         self.scheduler.start()

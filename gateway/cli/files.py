@@ -38,7 +38,7 @@ def files_new(context: CliContext, number: str, expires_days: int | None,
     with app.db.write() as session:
         ticket = find_ticket(session, number)
         assert ticket.id is not None
-        created = create_area(session, app, ticket.id, created_by="cli",
+        created = create_area(session, app.answering, ticket.id, created_by="cli",
                               expires_days=expires_days, download_limit=download_limit)
     click.echo(created.url)
     expires = created.expires.strftime("%Y-%m-%d %H:%M UTC")

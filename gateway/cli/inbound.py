@@ -117,12 +117,12 @@ def _process(context: CliContext, mail_ids: list[int], *, label: str) -> None:
 
     app = context.app()
     results = []
-    leased = lease_ids(app, mail_ids)
+    leased = lease_ids(app.db, mail_ids)
     with click.progressbar(length=len(leased), label=label, file=sys.stderr,
                            hidden=len(mail_ids) < 2) as bar:
         for start in range(0, len(leased), PROCESS_BATCH):
             chunk = leased[start:start + PROCESS_BATCH]
-            results += process_batch(app, chunk)
+            results += process_batch(app.db, app.stages, chunk)
             bar.update(len(chunk))
     if len(results) == 1:
         r = results[0]

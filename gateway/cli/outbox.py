@@ -132,7 +132,7 @@ def outbox_retry(context: CliContext, mail_id: int | None, retry_all: bool,
         return
     from gateway.outbound.answers import tell_staff_on_failure
 
-    hook = tell_staff_on_failure(app)
+    hook = tell_staff_on_failure(app.answering)
     for start in range(0, len(ids), 100):
         chunk = ids[start:start + 100]
         for delivery in drain(app.db, transport, limit=len(chunk), mail_ids=chunk,

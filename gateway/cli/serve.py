@@ -20,7 +20,7 @@ def register(cli: click.Group) -> None:
 
 def _prepare(context: CliContext, *, with_demo: bool) -> App:
     if with_demo:
-        from gateway.demo import demo_overlay
+        from gateway.cli.demo import demo_overlay
 
         context.overlay = demo_overlay()
     app = context.app(require_schema=False)
@@ -28,9 +28,9 @@ def _prepare(context: CliContext, *, with_demo: bool) -> App:
     # `ticketgw db upgrade` having been run, so no schema change happens by surprise
     prepare_database(app, migrate=with_demo)
     if with_demo:
-        from gateway.demo import load_demo
+        from gateway.cli.demo import load_demo
 
-        if load_demo(app):
+        if load_demo(app.db, app.numbering):
             click.echo("demo data loaded: customers mmuster, emusterfrau, jdoe, jsmith; "
                        "5 tickets; templates incident, sap-incident, change, order; "
                        "10 FAQ articles (faq@support.example.com answers by mail)", err=True)

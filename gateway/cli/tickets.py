@@ -117,7 +117,7 @@ def ticket_set(context: CliContext, number: str, state: str | None, priority: st
         found = find_ticket(session, number, for_update=True)
         assert found.id is not None
         if new_state is not None:
-            changed = change_state(session, app, found.id, new_state, actor="cli")
+            changed = change_state(session, app.answering, found.id, new_state, actor="cli")
             click.echo(f"Ticket#{found.number}: state {found.state} -> {new_state.value}"
                        if changed else f"Ticket#{found.number}: state is {found.state} already")
         if new_priority is not None:

@@ -1,10 +1,10 @@
 """Answering mail to the FAQ address with matching articles.
 
-In: the session of the mail's transaction, the app, the parsed question and its stored
-mail's id. Out: the reason for the processing log (outcome `ignored`, rule `faq-address`)
-and, when answered, a `faq-answer` mail in the outbox plus a `faq_mail_answer` row (so a
-"not solved" reply finds the question again; see `routing._route_faq`). No ticket is
-opened.
+In: the session of the mail's transaction, an `answers.Answering` (settings and renderer),
+the parsed question and its stored mail's id. Out: the reason for the processing log
+(outcome `ignored`, rule `faq-address`) and, when answered, a `faq-answer` mail in the outbox
+plus a `faq_mail_answer` row (so a "not solved" reply finds the question again; see
+`routing.rules._route_faq`). No ticket is opened.
 
 Rules: one search per question (`search.answer_hits`: subject and the new text of the body,
 typo alternatives, good matches only, at most `[faq] max_answers`); registered customers
@@ -19,13 +19,13 @@ from __future__ import annotations
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from gateway.app import App
 from gateway.faq.search import CUSTOMERS, PUBLIC, answer_hits
 from gateway.faq.text import guess_language
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.mail.addresses import address_key
 from gateway.mail.message import ParsedMessage
 from gateway.outbound import answers
+from gateway.outbound.answers import Answering
 from gateway.outbound.render import FaqArticle
 from gateway.store.models import table_of, utcnow
 from gateway.store.models_faq import FaqMailAnswer
@@ -34,25 +34,27 @@ _answer = table_of(FaqMailAnswer)
 DEFAULT_LANGUAGE = "de"
 
 
-def answer_question(session: Session, app: App, parsed: ParsedMessage,
+def answer_question(session: Session, answering: Answering, parsed: ParsedMessage,
                     mail_id: int | None) -> str:
     """Answer a question sent to the FAQ address; what was done, for the log."""
     sender = parsed.from_.address if parsed.from_ else ""
     if not sender:
         return "a question to the FAQ address without a sender address: not answered"
-    if not answers.claim_auto_answer(session, app, sender, "faq-answer"):
+    if not answers.claim_auto_answer(session, answering, sender, "faq-answer"):
+        limit = answering.settings.outbound.max_auto_replies_per_hour
         return (f"a question to the FAQ address, not answered: {sender} reached the limit of "
-                f"{app.settings.outbound.max_auto_replies_per_hour} automatic answers per hour")
+                f"{limit} automatic answers per hour")
     customer = DatabaseDirectory(session).customer_by_address(sender)
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     question = f"{parsed.subject}\n{text}"
     language = (customer.language if customer else None) or guess_language(question) \
         or DEFAULT_LANGUAGE
     hits = answer_hits(session, question, visibilities=CUSTOMERS if customer else PUBLIC,
-                       limit=app.settings.faq.max_answers)
-    articles = [FaqArticle(hit.title, hit.snippet.text, f"{app.renderer.base_url}/faq/{hit.key}")
+                       limit=answering.settings.faq.max_answers)
+    base_url = answering.renderer.base_url
+    articles = [FaqArticle(hit.title, hit.snippet.text, f"{base_url}/faq/{hit.key}")
                 for hit in hits]
-    message_id = answers.faq_answered(session, app, parsed, language=language,
+    message_id = answers.faq_answered(session, answering, parsed, language=language,
                                       articles=articles)
     if message_id is None:
         return f"a question to the FAQ address, not answered: cannot write to {sender}"

@@ -1,8 +1,9 @@
 """The file exchange (issue #7): token-secured areas where a customer uploads files for a
 ticket and downloads them again.
 
-In: the caller's session (one transaction), the app, a ticket id, a token from a URL, or
-uploads already streamed to staging files (`StagedFile`, see `web/file_uploads.py`).
+In: the caller's session (one transaction), an `answers.Answering` (settings and renderer),
+the blob store for uploads, a ticket id, a token from a URL, or uploads already streamed to
+staging files (`StagedFile`, see `web/file_uploads.py`).
 Out: `file_area` / `file_area_file` rows, a ticket article carrying the uploaded files, and
 queued mails (the link to the customer, the notification to the queue's staff). Nothing
 here commits: an area and its mail, or an upload and its article, commit together.
@@ -36,12 +37,12 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
-from gateway.app import App
 from gateway.config.settings import FilesSettings
 from gateway.errors import InvalidInput, NotFound
 from gateway.outbound import answers
+from gateway.outbound.answers import Answering
 from gateway.outbound.headers import MailIdentity, new_message_id
-from gateway.store.blobs import StoredBlob, record_blob
+from gateway.store.blobs import BlobStore, StoredBlob, record_blob
 from gateway.store.models import Ticket, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
 from gateway.tickets.facts import ticket_facts
@@ -141,9 +142,9 @@ class CreatedArea:
     mailed_to: str              # "" when no mail was queued
 
 
-def file_url(app: App, token: str) -> str:
+def file_url(base_url: str, token: str) -> str:
     """The link, built from `[web] base_url` (never from a request's Host header)."""
-    return f"{app.settings.web.base_url.rstrip('/')}/files/{token}"
+    return f"{base_url.rstrip('/')}/files/{token}"
 
 
 def plausible_token(token: str) -> bool:
@@ -152,22 +153,22 @@ def plausible_token(token: str) -> bool:
 
 # -- creating and ending areas -----------------------------------------------------------------
 
-def create_area(session: Session, app: App, ticket_id: int, *, created_by: str,
+def create_area(session: Session, answering: Answering, ticket_id: int, *, created_by: str,
                 mail_to: str | None = None, expires_days: int | None = None,
                 download_limit: int | None = None, too_large: int | None = None,
                 now: datetime | None = None) -> CreatedArea:
     """Open an area for a ticket and mail its link to `mail_to` (None: the ticket's
     customer; "": nobody). `download_limit` 0 means none; None takes the config's.
     `too_large`: the size of a mail over the inbound limit, which the link mail explains."""
-    policy = AreaPolicy.from_settings(app.settings.files)
-    days = expires_days if expires_days is not None else app.settings.files.expiry_days
+    policy = AreaPolicy.from_settings(answering.settings.files)
+    days = expires_days if expires_days is not None else answering.settings.files.expiry_days
     if not 1 <= days <= MAX_DAYS:
         raise InvalidInput(f"expiry of {days} days: give 1 to {MAX_DAYS}")
     if download_limit is not None and download_limit < 0:
         raise InvalidInput("the download limit cannot be negative (0 = no limit)")
     limit = policy.download_limit if download_limit is None else (download_limit or None)
     if mail_to is None:
-        mail_to = ticket_facts(session, app, ticket_id).address
+        mail_to = ticket_facts(session, answering.settings, ticket_id).address
     now = now or utcnow()
     token = secrets.token_urlsafe(TOKEN_BYTES)
     expires = now + timedelta(days=days)
@@ -176,34 +177,35 @@ def create_area(session: Session, app: App, ticket_id: int, *, created_by: str,
         created_by=created_by[:400], mailed_to="", expires=expires, download_limit=limit,
         download_count=0, revoked=None, closed=None)).scalar_one()
     mailed = ""
-    if mail_to and answers.file_link(session, app, ticket_id, to_address=mail_to, token=token,
+    if mail_to and answers.file_link(session, answering, ticket_id, to_address=mail_to, token=token,
                                      expires=expires, too_large=too_large):
         mailed = mail_to
         session.execute(update(_area).where(_area.c.id == area_id).values(mailed_to=mailed))
     log.info("file area %d for ticket id %d by %s (link mailed to %s)", area_id, ticket_id,
              created_by, mailed or "nobody")
-    return CreatedArea(area_id, token, file_url(app, token), expires, mailed)
+    url = file_url(answering.settings.web.base_url, token)
+    return CreatedArea(area_id, token, url, expires, mailed)
 
 
-def create_area_for_address(session: Session, app: App, ticket_id: int, address: str, *,
+def create_area_for_address(session: Session, answering: Answering, ticket_id: int, address: str, *,
                             too_large: int, created_by: str = "mail") -> CreatedArea:
     """For a mail over the inbound size limit (`too_large` bytes), whose text was kept: an
     area for its ticket, the link queued to `address` with why, in the caller's
     transaction."""
-    return create_area(session, app, ticket_id, created_by=created_by, mail_to=address,
+    return create_area(session, answering, ticket_id, created_by=created_by, mail_to=address,
                        too_large=too_large)
 
 
-def files_command(session: Session, app: App, ticket_id: int, days: str, *,
+def files_command(session: Session, answering: Answering, ticket_id: int, days: str, *,
                   actor: str) -> str:
     """Staff's `#files [DAYS]`: an area whose link goes to the ticket's customer. What was
     done, for the staff member; "#files DAYS: why" when it could not be done (the pipeline
     then tells them by mail)."""
     label = f"#files {days}".rstrip()
-    address = ticket_facts(session, app, ticket_id).address
+    address = ticket_facts(session, answering.settings, ticket_id).address
     if not address:
         return f"{label}: the ticket has no customer address to send the link to"
-    created = create_area(session, app, ticket_id, created_by=actor,
+    created = create_area(session, answering, ticket_id, created_by=actor,
                           expires_days=int(days) if days else None)
     if not created.mailed_to:
         revoke_area(session, created.id)      # nobody can ever use it
@@ -274,21 +276,21 @@ def check_limits(policy: AreaPolicy, area: OpenArea, staged: Sequence[StagedFile
         raise UploadRefused("area-full", policy.max_total_size)
 
 
-def record_uploads(session: Session, app: App, area: OpenArea, staged: Sequence[StagedFile],
-                   *, now: datetime | None = None) -> int | None:
+def record_uploads(session: Session, answering: Answering, blobs: BlobStore, area: OpenArea,
+                   staged: Sequence[StagedFile], *, now: datetime | None = None) -> int | None:
     """Store the staged files as blobs of the area (the area must be locked: `find_area(...,
     lock=True)`), attach them to the ticket as one article and notify the queue's staff;
     the article id (None for an area without a ticket). Staging files are adopted or gone
     when this returns; on an exception the caller removes what is left."""
-    check_limits(AreaPolicy.from_settings(app.settings.files), area, staged)
+    check_limits(AreaPolicy.from_settings(answering.settings.files), area, staged)
     now = now or utcnow()
     uploader = f"link:{area.mailed_to}" if area.mailed_to else "link"
     for item in staged:
         record_blob(session, StoredBlob(item.sha256, item.size))
-        app.blobs.adopt(item.path, item.sha256)    # after the row: see housekeeping
+        blobs.adopt(item.path, item.sha256)    # after the row: see housekeeping
     article_id = None
     if area.ticket_id is not None:
-        article_id = _attach_to_ticket(session, app, area, staged, now)
+        article_id = _attach_to_ticket(session, answering, area, staged, now)
     session.execute(insert(_file), [
         {"area_id": area.id, "sha256": s.sha256, "filename": s.filename,
          "content_type": s.content_type, "size": s.size, "uploaded": now,
@@ -302,10 +304,10 @@ _ARTICLE_TEXT = {
 }
 
 
-def _attach_to_ticket(session: Session, app: App, area: OpenArea,
+def _attach_to_ticket(session: Session, answering: Answering, area: OpenArea,
                       staged: Sequence[StagedFile], now: datetime) -> int:
     assert area.ticket_id is not None
-    facts = ticket_facts(session, app, area.ticket_id)
+    facts = ticket_facts(session, answering.settings, area.ticket_id)
     subject, _ = _ARTICLE_TEXT.get(facts.language, _ARTICLE_TEXT["en"])
     lines = [f"{subject}:", ""] + [f"- {s.filename} ({s.size} bytes, SHA-256 {s.sha256})"
                                    for s in staged]
@@ -318,7 +320,7 @@ def _attach_to_ticket(session: Session, app: App, area: OpenArea,
         attachments=tuple(NewAttachment(filename=s.filename, content_type=s.content_type,
                                         sha256=s.sha256, size=s.size) for s in staged)),
         now=now)
-    answers.notify_staff(session, app, facts, kind="files", body=body, in_reply_to=message_id)
+    answers.notify_staff(session, answering, facts, kind="files", body=body, in_reply_to=message_id)
     return article_id
 
 

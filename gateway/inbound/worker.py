@@ -18,7 +18,8 @@ never blocks the queue:
    transaction takes more mails only for `TRANSACTION_BUDGET` and ends early when received
    mail waits for SQLite's write lock (`store/priority.py`). A transaction that cannot
    commit at all is tried again mail by mail.
-A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
+In: the database and the `pipeline.Stages` (built once per worker process by the composition
+root). A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
 Leases are committed with `db.write(durable=False)`: a power failure may forget a lease (and
 its attempt count), which only repeats work; the mails' results are written durably.
 """
@@ -37,11 +38,11 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
-from gateway.app import App
 from gateway.inbound.doorbell import Bell
 from gateway.inbound.intake import stored_raw
-from gateway.pipeline import Outcome, Understood, route_and_apply, understand_stored
+from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
 from gateway.store.claims import claim_due
+from gateway.store.db import Database
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets.ticket import storable
 
@@ -68,12 +69,12 @@ class Processed:
     reason: str
 
 
-def lease_batch(app: App, limit: int = 20) -> list[int]:
+def lease_batch(db: Database, limit: int = 20) -> list[int]:
     """Claim up to `limit` due mails for this worker; mails that already used all their
     attempts (their worker died each time) are quarantined instead."""
     now = utcnow()
     leased: list[int] = []
-    with app.db.write(durable=False) as session:
+    with db.write(durable=False) as session:
         for row in claim_due(session, _received, status="pending", now=now, limit=limit,
                              columns=("id", "attempts")):
             if row.attempts >= MAX_ATTEMPTS:
@@ -91,12 +92,12 @@ def lease_batch(app: App, limit: int = 20) -> list[int]:
     return leased
 
 
-def lease_ids(app: App, mail_ids: list[int]) -> list[int]:
+def lease_ids(db: Database, mail_ids: list[int]) -> list[int]:
     """Lease these pending mails now (for `ingest` and `quarantine retry`, which process
     what they stored at once); mails another worker holds are left to it."""
     now = utcnow()
     leased: list[int] = []
-    with app.db.write(durable=False) as session:
+    with db.write(durable=False) as session:
         for start in range(0, len(mail_ids), 500):
             rows = session.execute(
                 select(_received.c.id, _received.c.attempts)
@@ -121,27 +122,28 @@ class _Leased:
     error: Exception | None = None       # understanding it failed (a bug): kept and counted
 
 
-def process_leased(app: App, mail_id: int) -> Processed:
+def process_leased(db: Database, stages: Stages, mail_id: int) -> Processed:
     """Process one leased mail; failures are recorded, never raised."""
-    return process_batch(app, [mail_id])[0]
+    return process_batch(db, stages, [mail_id])[0]
 
 
-def process_batch(app: App, mail_ids: Sequence[int]) -> list[Processed]:
+def process_batch(db: Database, stages: Stages, mail_ids: Sequence[int]) -> list[Processed]:
     """Process leased mails (see the module's docstring); failures are recorded, never
     raised. One `Processed` per mail that still exists, in the order given."""
     results: list[Processed] = []
-    for rows in _read_by_size(app, mail_ids):
-        leased = [_understand(app, row) for row in rows]
+    for rows in _read_by_size(db, mail_ids):
+        leased = [_understand(stages, row) for row in rows]
         done = len(results)
         while len(results) - done < len(leased):
-            results += _apply_some(app, leased[len(results) - done:])
+            results += _apply_some(db, stages, leased[len(results) - done:])
     for result in results:
         log.info("inbound %d: %s %s (%s)", result.mail_id, result.outcome,
                  result.ticket_number or "-", result.reason)
     return results
 
 
-def _apply_some(app: App, leased: list[_Leased], *, careful: bool = False) -> list[Processed]:
+def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,
+                careful: bool = False) -> list[Processed]:
     """Apply mails in one write transaction until they are done, `TRANSACTION_BUDGET` is
     spent or received mail waits for the write lock (SQLite has only one); the results of
     the mails it took. The first pass runs without savepoints (two statements less per
@@ -149,32 +151,32 @@ def _apply_some(app: App, leased: list[_Leased], *, careful: bool = False) -> li
     each mail in a savepoint. A transaction that cannot commit is retried mail by mail."""
     results: list[Processed] = []
     try:
-        with app.db.write() as session:
+        with db.write() as session:
             pending = _still_pending(session, [mail.id for mail in leased])
-            deadline = time.monotonic() + _budget(app)
+            deadline = time.monotonic() + _budget(db)
             records: list[dict[str, object]] = []      # the outcomes, written together
             for mail in leased:
                 if mail.id not in pending:
                     results.append(Processed(mail.id, "done", None, "already done"))
                 elif careful:
-                    results.append(_apply_in_savepoint(session, app, mail))
+                    results.append(_apply_in_savepoint(session, stages, mail))
                 else:
-                    results.append(_apply_directly(session, app, mail, records))
-                if time.monotonic() > deadline or _urgent_waiting(app):
+                    results.append(_apply_directly(session, stages, mail, records))
+                if time.monotonic() > deadline or _urgent_waiting(db):
                     break
             _record(session, records)
     except _FailedWithoutSavepoint as failed:
         log.info("inbound %d failed (%s); applying its batch again with savepoints",
                  failed.mail_id, failed.__cause__)
-        return _apply_some(app, leased, careful=True)
+        return _apply_some(db, stages, leased, careful=True)
     except Exception as exc:
         taken = leased[:max(len(results), 1)]
         if len(taken) == 1:
-            return [_record_failure(app, taken[0].id, exc)]
+            return [_record_failure(db, taken[0].id, exc)]
         log.warning("inbound: %d mails could not commit together (%s); one by one",
                     len(taken), exc)
         return [result for mail in taken
-                for result in _apply_some(app, [mail], careful=True)]
+                for result in _apply_some(db, stages, [mail], careful=True)]
     return results
 
 
@@ -186,19 +188,19 @@ class _FailedWithoutSavepoint(Exception):
         self.mail_id = mail_id
 
 
-def _apply_directly(session: Session, app: App, mail: _Leased,
+def _apply_directly(session: Session, stages: Stages, mail: _Leased,
                     records: list[dict[str, object]]) -> Processed:
     """One mail without a savepoint of its own; a failure aborts the whole transaction.
     Its outcome is added to `records`, for the caller to write."""
     if mail.error is not None:       # understanding it failed: nothing was written for it
         return _recorded_failure(session, mail, mail.error)
     try:
-        return _apply_one(session, app, mail, records)
+        return _apply_one(session, stages, mail, records)
     except Exception as exc:
         raise _FailedWithoutSavepoint(mail.id) from exc
 
 
-def _apply_one(session: Session, app: App, mail: _Leased,
+def _apply_one(session: Session, stages: Stages, mail: _Leased,
                records: list[dict[str, object]]) -> Processed:
     """Route and apply one understood mail in the caller's transaction; its outcome is
     added to `records` (`_record` writes them)."""
@@ -207,24 +209,24 @@ def _apply_one(session: Session, app: App, mail: _Leased,
     outcome = mail.understood
     assert outcome is not None
     if isinstance(outcome, Understood):
-        outcome = route_and_apply(session, app, outcome, mail.id)
+        outcome = route_and_apply(session, stages, outcome, mail.id)
     records.append(_record_values(mail.id, outcome))
     return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason)
 
 
-def _budget(app: App) -> float:
-    return TRANSACTION_BUDGET["sqlite" if app.db.is_sqlite else "postgresql"]
+def _budget(db: Database) -> float:
+    return TRANSACTION_BUDGET["sqlite" if db.is_sqlite else "postgresql"]
 
 
-def _urgent_waiting(app: App) -> bool:
-    return app.db.turns is not None and app.db.turns.urgent_waiting()
+def _urgent_waiting(db: Database) -> bool:
+    return db.turns is not None and db.turns.urgent_waiting()
 
 
-def _read_by_size(app: App, mail_ids: Sequence[int]) -> Iterator[list[Any]]:
+def _read_by_size(db: Database, mail_ids: Sequence[int]) -> Iterator[list[Any]]:
     """The leased rows (with their raw mail), in groups of at most `GROUP_BYTES` (or one
     mail): a batch of large mails is read and parsed a few at a time, not all at once.
     The usual batch, one group, takes a single read transaction."""
-    with app.db.read() as session:
+    with db.read() as session:
         sizes = {row.id: row.size for row in session.execute(
             select(_received.c.id, _received.c.size).where(_received.c.id.in_(list(mail_ids))))}
         groups = _groups(mail_ids, sizes)
@@ -232,7 +234,7 @@ def _read_by_size(app: App, mail_ids: Sequence[int]) -> Iterator[list[Any]]:
     if groups:
         yield first
     for group in groups[1:]:
-        with app.db.read() as session:
+        with db.read() as session:
             rows = _read_leased(session, group)
         yield rows
 
@@ -260,10 +262,10 @@ def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
 
 
-def _understand(app: App, row: Any) -> _Leased:
+def _understand(stages: Stages, row: Any) -> _Leased:
     try:
         understood = understand_stored(
-            app, raw=stored_raw(app.blobs, row.raw, row.size, row.raw_sha256),
+            stages.addressbook, raw=stored_raw(stages.blobs, row.raw, row.size, row.raw_sha256),
             received=row.received,
             envelope_from=_envelope_from(row.source, row.envelope_from),
             envelope_to=row.envelope_to, truncated_from=row.truncated_from)
@@ -280,11 +282,11 @@ def _still_pending(session: Session, mail_ids: list[int]) -> set[int]:
         .with_for_update()).scalars())
 
 
-def _apply_in_savepoint(session: Session, app: App, mail: _Leased) -> Processed:
+def _apply_in_savepoint(session: Session, stages: Stages, mail: _Leased) -> Processed:
     try:
         with session.begin_nested():
             records: list[dict[str, object]] = []
-            processed = _apply_one(session, app, mail, records)
+            processed = _apply_one(session, stages, mail, records)
             _record(session, records)
             return processed
     except Exception as exc:
@@ -341,12 +343,12 @@ def _failure_values(attempts: int, error: str) -> dict[str, object]:
     return {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1], "last_error": error}
 
 
-def _record_failure(app: App, mail_id: int, exc: Exception) -> Processed:
+def _record_failure(db: Database, mail_id: int, exc: Exception) -> Processed:
     """Record a failure in a transaction of its own (the mail's own one could not commit)."""
     error = _error_text(exc)
     log.error("inbound %d: processing failed: %s", mail_id, error)
     try:
-        with app.db.write() as session:
+        with db.write() as session:
             attempts = session.execute(select(_received.c.attempts)
                                        .where(_received.c.id == mail_id)).scalar_one()
             values = _failure_values(attempts, error)
@@ -358,19 +360,19 @@ def _record_failure(app: App, mail_id: int, exc: Exception) -> Processed:
     return Processed(mail_id, str(values.get("outcome", "pending")), None, error)
 
 
-def process_due(app: App, limit: int = 20) -> list[Processed]:
+def process_due(db: Database, stages: Stages, limit: int = 20) -> list[Processed]:
     """Lease and process one batch; the processed mails (empty when nothing was due)."""
-    return process_batch(app, lease_batch(app, limit))
+    return process_batch(db, stages, lease_batch(db, limit))
 
 
-def run_worker(app: App, stop: threading.Event, wake: Bell | None = None,
+def run_worker(db: Database, stages: Stages, stop: threading.Event, wake: Bell | None = None,
                idle_poll: float = 0.5) -> None:
     """Process mail until `stop` is set; sleeps `idle_poll` seconds (or until the bell
     rings) when nothing is due. A database outage is waited out, not fatal."""
     log.info("inbound worker started")
     while not stop.is_set():
         try:
-            done = process_due(app)
+            done = process_due(db, stages)
         except Exception:
             log.exception("inbound worker: could not lease mail; retrying")
             done = []

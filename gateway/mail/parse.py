@@ -14,7 +14,7 @@ replaced (a Message-ID derived from SHA-256 of the raw bytes; the received time)
 text is decoded in a fallback charset, and each repair is listed in `defects`.
 
 Performance: one parse with `policy=compat32` (about 13x cheaper than the default policy,
-see /work/shared/docs/performance-notes.md); headers and bodies are decoded once, here.
+see docs/contributing/performance.md); headers and bodies are decoded once, here.
 """
 
 from __future__ import annotations

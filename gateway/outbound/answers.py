@@ -1,7 +1,8 @@
 """Which mails a ticket event causes, rendered and queued in the caller's transaction.
 
-In: the session of the transaction that made the change, the app, and what happened (a
-ticket created from a mail, a customer reply, a rejection, a state change, a staff answer).
+In: the session of the transaction that made the change, an `Answering` (the settings and the
+renderer), and what happened (a ticket created from a mail, a customer reply, a rejection, a
+state change, a staff answer).
 Out: rows in the outbox (`outbound.outbox.enqueue`), nothing sent yet: the change and its
 mails commit together or not at all.
 
@@ -23,21 +24,21 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, bindparam, func, insert, select
 from sqlmodel import Session
 
-from gateway.app import App
-from gateway.config.settings import QueueSettings, TemplateSettings
+from gateway.config.settings import QueueSettings, Settings, TemplateSettings
 from gateway.faq import search as faq_search
 from gateway.mail.addresses import address_key
 from gateway.mail.message import ParsedMessage
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import QueuedMail, enqueue_many
-from gateway.outbound.render import FaqArticle, GuideAnswer
+from gateway.outbound.render import FaqArticle, GuideAnswer, MailRenderer
 from gateway.routing.addressbook import split_plus
 from gateway.store.models import AutoAnswer, table_of, utcnow
 from gateway.tickets.facts import TicketFacts, ticket_facts
@@ -56,6 +57,15 @@ _CLAIM_AUTO_ANSWER = insert(_auto).from_select(
         < bindparam("limit", type_=Integer))).returning(_auto.c.id)
 
 
+@dataclass(frozen=True)
+class Answering:
+    """What composing an answer uses: the settings (identities, staff, queues, templates,
+    limits) and the renderer (templates, base URL, DKIM). Built by the composition root."""
+
+    settings: Settings
+    renderer: MailRenderer
+
+
 def _queue_identity(queue: QueueSettings) -> MailIdentity:
     return _identity(queue.from_, queue.name or queue.id)
 
@@ -67,16 +77,16 @@ def _identity(mailbox: str, fallback_name: str) -> MailIdentity:
     return MailIdentity(identity.name or fallback_name, identity.address)
 
 
-def reply_address(app: App, facts: TicketFacts) -> str | None:
+def reply_address(answering: Answering, facts: TicketFacts) -> str | None:
     """`support+r-TOKEN@domain`: the ticket's own address (routing's `reply-token` rule)."""
-    if not app.settings.outbound.reply_addresses or not facts.reply_token:
+    if not answering.settings.outbound.reply_addresses or not facts.reply_token:
         return None
     base = _queue_identity(facts.queue).address
     local, _, domain = split_plus(base)[0].rpartition("@")
     return f"{local}+r-{facts.reply_token}@{domain}"
 
 
-def claim_auto_answer(session: Session, app: App, address: str, event: str) -> bool:
+def claim_auto_answer(session: Session, answering: Answering, address: str, event: str) -> bool:
     """Take one of the sender's automatic answers of the hour (RFC 3834 §2), in the caller's
     transaction; False when the limit is reached. Every automatic answer (ack, follow-up,
     reject, faq-answer) is sent only after this said yes."""
@@ -84,17 +94,17 @@ def claim_auto_answer(session: Session, app: App, address: str, event: str) -> b
     result = session.execute(_CLAIM_AUTO_ANSWER, {
         "key": address_key(address), "event": event, "now": now,
         "since": now - timedelta(hours=1),
-        "limit": app.settings.outbound.max_auto_replies_per_hour})
+        "limit": answering.settings.outbound.max_auto_replies_per_hour})
     return result.first() is not None
 
 
-def _render(app: App, event: str, language: str, context: dict[str, object], *,
+def _render(answering: Answering, event: str, language: str, context: dict[str, object], *,
             sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
             in_reply_to: str | None = None, reply_to: str | None = None) -> OutgoingMail | None:
     """The finished mail, or None (logged) when it cannot be written."""
     references = (*facts.thread, *( [in_reply_to] if in_reply_to else [])) if facts else ()
     try:
-        return app.renderer.render(
+        return answering.renderer.render(
             event, language, context, sender=sender, to=to, reply_to=reply_to,
             ticket_number=facts.number if facts else None, in_reply_to=in_reply_to,
             references=references, ticket_id=facts.id if facts else None)
@@ -103,19 +113,20 @@ def _render(app: App, event: str, language: str, context: dict[str, object], *,
         return None
 
 
-def _enqueue(session: Session, app: App, mails: Sequence[OutgoingMail | None]) -> None:
+def _enqueue(session: Session, answering: Answering, mails: Sequence[OutgoingMail | None]) -> None:
     """Queue the mails one event causes together (`outbox.enqueue_many`)."""
     enqueue_many(session, [mail for mail in mails if mail is not None],
-                 deadline=timedelta(hours=app.settings.outbound.delivery_deadline_hours))
+                 deadline=timedelta(hours=answering.settings.outbound.delivery_deadline_hours))
 
 
-def _queue_mail(session: Session, app: App, event: str, language: str, context: dict[str, object],
-                *, sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
+def _queue_mail(session: Session, answering: Answering, event: str, language: str,
+                context: dict[str, object], *, sender: MailIdentity,
+                to: Sequence[tuple[str, str]], facts: TicketFacts | None,
                 in_reply_to: str | None = None, reply_to: str | None = None) -> str | None:
     """Render and enqueue one mail; its Message-ID, or None when it cannot be written."""
-    mail = _render(app, event, language, context, sender=sender, to=to, facts=facts,
+    mail = _render(answering, event, language, context, sender=sender, to=to, facts=facts,
                    in_reply_to=in_reply_to, reply_to=reply_to)
-    _enqueue(session, app, [mail])
+    _enqueue(session, answering, [mail])
     return mail.message_id if mail else None
 
 
@@ -136,36 +147,38 @@ def _template_name(template: TemplateSettings | None, language: str) -> str:
 
 # -- the events -------------------------------------------------------------------------------
 
-def ticket_created(session: Session, app: App, ticket: int | TicketFacts,
+def ticket_created(session: Session, answering: Answering, ticket: int | TicketFacts,
                    parsed: ParsedMessage | None, *, automatic: bool,
                    answers: Sequence[tuple[str, str]], missing: Sequence[str]) -> None:
     """Acknowledge to the customer (unless automatic or rate-limited); notify the staff.
     `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`)."""
-    facts = ticket if isinstance(ticket, TicketFacts) else ticket_facts(session, app, ticket)
+    facts = (ticket if isinstance(ticket, TicketFacts)
+             else ticket_facts(session, answering.settings, ticket))
     in_reply_to = parsed.message_id if parsed else None
     body = parsed.body_text if parsed else ""
     mails = []
-    if facts.address and not automatic and claim_auto_answer(session, app, facts.address, "ack"):
+    if (facts.address and not automatic
+            and claim_auto_answer(session, answering, facts.address, "ack")):
         labels = _labels(facts.template, facts.language)
-        mails.append(_render(app, "ack", facts.language, {
+        mails.append(_render(answering, "ack", facts.language, {
             "customer_name": facts.customer_name, "title": facts.title,
             "template_name": _template_name(facts.template, facts.language),
             "priority": facts.priority,
             "answers": [GuideAnswer(labels.get(k, k), v) for k, v in answers],
             "missing": [labels.get(k, k) for k in missing],
-            "faq": faq_suggestions(session, app, facts, parsed)},
+            "faq": faq_suggestions(session, answering, facts, parsed)},
             sender=_queue_identity(facts.queue), to=[(facts.customer_name, facts.address)],
-            facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts)))
-    mails += _staff_notices(app, facts, kind="new", body=body, in_reply_to=in_reply_to)
-    _enqueue(session, app, mails)
+            facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(answering, facts)))
+    mails += _staff_notices(answering, facts, kind="new", body=body, in_reply_to=in_reply_to)
+    _enqueue(session, answering, mails)
 
 
-def faq_suggestions(session: Session, app: App, facts: TicketFacts,
+def faq_suggestions(session: Session, answering: Answering, facts: TicketFacts,
                     parsed: ParsedMessage | None) -> list[FaqArticle]:
     """Up to `[faq] max_suggestions` FAQ articles in the ticket's language that match its
     title and first text well (one indexed query; none when nothing fits or the FAQ is
     empty)."""
-    limit = app.settings.faq.max_suggestions
+    limit = answering.settings.faq.max_suggestions
     if limit <= 0:
         return []
     body = parsed.body_text[:parsed.quote_start] if parsed and parsed.quote_start else (
@@ -174,57 +187,59 @@ def faq_suggestions(session: Session, app: App, facts: TicketFacts,
                               language=facts.language,
                               visibilities=faq_search.CUSTOMERS if facts.registered
                               else faq_search.PUBLIC)
-    return [FaqArticle(hit.title, hit.snippet.text, f"{app.renderer.base_url}/faq/{hit.key}")
+    return [FaqArticle(hit.title, hit.snippet.text, f"{answering.renderer.base_url}/faq/{hit.key}")
             for hit in hits]
 
 
-def faq_answered(session: Session, app: App, parsed: ParsedMessage, *, language: str,
+def faq_answered(session: Session, answering: Answering, parsed: ParsedMessage, *, language: str,
                  articles: Sequence[FaqArticle]) -> str | None:
     """The answer to a question sent to the FAQ address, from that address; its Message-ID.
     The caller claims the answer first (`claim_auto_answer`)."""
     sender = parsed.from_.address if parsed.from_ else ""
     name = parsed.from_.name if parsed.from_ else ""
-    identity = MailIdentity.parse(app.settings.outbound.from_)
-    return _queue_mail(session, app, "faq-answer", language, {
+    identity = MailIdentity.parse(answering.settings.outbound.from_)
+    return _queue_mail(session, answering, "faq-answer", language, {
         "customer_name": name, "question": parsed.subject or "FAQ", "articles": list(articles)},
-        sender=MailIdentity(identity.name, app.settings.faq.address), to=[(name, sender)],
+        sender=MailIdentity(identity.name, answering.settings.faq.address), to=[(name, sender)],
         facts=None, in_reply_to=parsed.message_id)
 
 
-def customer_replied(session: Session, app: App, ticket_id: int, parsed: ParsedMessage,
+def customer_replied(session: Session, answering: Answering, ticket_id: int, parsed: ParsedMessage,
                      *, automatic: bool) -> None:
-    facts = ticket_facts(session, app, ticket_id)
+    facts = ticket_facts(session, answering.settings, ticket_id)
     mails = []
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
-            and claim_auto_answer(session, app, facts.address, "follow-up")):
-        mails.append(_render(app, "follow-up", facts.language,
+            and claim_auto_answer(session, answering, facts.address, "follow-up")):
+        mails.append(_render(answering, "follow-up", facts.language,
                              {"customer_name": facts.customer_name, "title": facts.title},
                              sender=_queue_identity(facts.queue),
                              to=[(facts.customer_name, facts.address)], facts=facts,
-                             in_reply_to=parsed.message_id, reply_to=reply_address(app, facts)))
+                             in_reply_to=parsed.message_id,
+                             reply_to=reply_address(answering, facts)))
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    mails += _staff_notices(app, facts, kind="reply", body=text, in_reply_to=parsed.message_id)
-    _enqueue(session, app, mails)
+    mails += _staff_notices(answering, facts, kind="reply", body=text,
+                            in_reply_to=parsed.message_id)
+    _enqueue(session, answering, mails)
 
 
-def notify_staff(session: Session, app: App, facts: TicketFacts, *, kind: str, body: str,
-                 in_reply_to: str | None) -> None:
+def notify_staff(session: Session, answering: Answering, facts: TicketFacts, *, kind: str,
+                 body: str, in_reply_to: str | None) -> None:
     """Queue a notice to each of the queue's staff (`_staff_notices`)."""
-    _enqueue(session, app, _staff_notices(app, facts, kind=kind, body=body,
+    _enqueue(session, answering, _staff_notices(answering, facts, kind=kind, body=body,
                                           in_reply_to=in_reply_to))
 
 
-def _staff_notices(app: App, facts: TicketFacts, *, kind: str, body: str,
+def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body: str,
                    in_reply_to: str | None) -> list[OutgoingMail | None]:
     """To each of the queue's staff; their reply goes to the ticket's reply address (or the
     queue address) and threads by the References this mail carries."""
-    staff = {s.email: s for s in app.settings.staff}
-    reply_to = reply_address(app, facts) or _queue_identity(facts.queue).address
+    staff = {s.email: s for s in answering.settings.staff}
+    reply_to = reply_address(answering, facts) or _queue_identity(facts.queue).address
     notices = []
     for email in facts.queue.staff:
         person = staff.get(email)
         language = person.language if person else facts.queue.language
-        notices.append(_render(app, "staff-notify", language, {
+        notices.append(_render(answering, "staff-notify", language, {
             "kind": kind, "customer_name": facts.customer_name,
             "customer_address": facts.address, "title": facts.title, "body": body,
             "priority": facts.priority,
@@ -234,60 +249,62 @@ def _staff_notices(app: App, facts: TicketFacts, *, kind: str, body: str,
     return notices
 
 
-def rejected(session: Session, app: App, parsed: ParsedMessage, *, reason: str,
+def rejected(session: Session, answering: Answering, parsed: ParsedMessage, *, reason: str,
              template: TemplateSettings | None, language: str) -> None:
     """Explain a refusal to the sender, from the gateway's default identity."""
     sender = parsed.from_.address if parsed.from_ else ""
-    if not sender or not claim_auto_answer(session, app, sender, "reject"):
+    if not sender or not claim_auto_answer(session, answering, sender, "reject"):
         return
-    _queue_mail(session, app, "reject", language, {
+    _queue_mail(session, answering, "reject", language, {
         "customer_name": parsed.from_.name if parsed.from_ else "", "reason": reason,
         "original_subject": parsed.subject,
         "template_name": _template_name(template, language)},
-        sender=MailIdentity.parse(app.settings.outbound.from_),
+        sender=MailIdentity.parse(answering.settings.outbound.from_),
         to=[(parsed.from_.name if parsed.from_ else "", sender)], facts=None,
         in_reply_to=parsed.message_id)
 
 
-def state_changed(session: Session, app: App, ticket_id: int, old: str, new: str) -> None:
-    if new not in app.settings.outbound.status_mail_states:
+def state_changed(session: Session, answering: Answering, ticket_id: int, old: str,
+                  new: str) -> None:
+    if new not in answering.settings.outbound.status_mail_states:
         return
-    facts = ticket_facts(session, app, ticket_id)
+    facts = ticket_facts(session, answering.settings, ticket_id)
     if not facts.address:
         return
-    _queue_mail(session, app, "status", facts.language, {
+    _queue_mail(session, answering, "status", facts.language, {
         "customer_name": facts.customer_name, "title": facts.title, "old_state": old,
         "new_state": new}, sender=_queue_identity(facts.queue),
         to=[(facts.customer_name, facts.address)], facts=facts,
         in_reply_to=facts.thread[-1] if facts.thread else None,
-        reply_to=reply_address(app, facts))
+        reply_to=reply_address(answering, facts))
 
 
-def staff_answered(session: Session, app: App, ticket_id: int, *, agent_name: str,
+def staff_answered(session: Session, answering: Answering, ticket_id: int, *, agent_name: str,
                    text: str, in_reply_to: str | None) -> str | None:
     """The staff member's answer to the customer, from the queue's address; its Message-ID."""
-    facts = ticket_facts(session, app, ticket_id)
+    facts = ticket_facts(session, answering.settings, ticket_id)
     if not facts.address:
         return None
-    return _queue_mail(session, app, "staff-answer", facts.language, {
+    return _queue_mail(session, answering, "staff-answer", facts.language, {
         "customer_name": facts.customer_name, "title": facts.title,
         "agent_name": agent_name, "body": text}, sender=_queue_identity(facts.queue),
         to=[(facts.customer_name, facts.address)], facts=facts,
         in_reply_to=facts.thread[-1] if facts.thread else in_reply_to,
-        reply_to=reply_address(app, facts))
+        reply_to=reply_address(answering, facts))
 
 
-def delivery_failed(session: Session, app: App, *, ticket_id: int | None, recipient: str,
-                    original_subject: str, diagnostic: str) -> None:
+def delivery_failed(session: Session, answering: Answering, *, ticket_id: int | None,
+                    recipient: str, original_subject: str, diagnostic: str) -> None:
     """Tell the queue's staff that a mail of ours was refused."""
-    facts = ticket_facts(session, app, ticket_id) if ticket_id else None
-    queue = facts.queue if facts else (app.settings.queue[0] if app.settings.queue else None)
+    facts = ticket_facts(session, answering.settings, ticket_id) if ticket_id else None
+    queues = answering.settings.queue
+    queue = facts.queue if facts else (queues[0] if queues else None)
     if queue is None:
         return
-    staff = {s.email: s for s in app.settings.staff}
+    staff = {s.email: s for s in answering.settings.staff}
     for email in queue.staff:
         person = staff.get(email)
-        _queue_mail(session, app, "delivery-failed",
+        _queue_mail(session, answering, "delivery-failed",
                     person.language if person else queue.language, {
                         "recipient": recipient, "original_subject": original_subject,
                         "diagnostic": diagnostic},
@@ -295,44 +312,44 @@ def delivery_failed(session: Session, app: App, *, ticket_id: int | None, recipi
                     facts=facts)
 
 
-def tell_staff_on_failure(app: App) -> Callable[[Session, QueuedMail, str], None]:
+def tell_staff_on_failure(answering: Answering) -> Callable[[Session, QueuedMail, str], None]:
     """The outbox's `on_failed` hook: a mail of ours was refused (5xx) or its deadline
     passed; the queue's staff get a `delivery-failed` mail in the recording transaction."""
 
     def hook(session: Session, mail: QueuedMail, error: str) -> None:
-        delivery_failed(session, app, ticket_id=mail.ticket_id,
+        delivery_failed(session, answering, ticket_id=mail.ticket_id,
                         recipient=", ".join(mail.recipients), original_subject=mail.subject,
                         diagnostic=error)
 
     return hook
 
 
-def command_failed(session: Session, app: App, ticket_id: int, *, staff_address: str,
+def command_failed(session: Session, answering: Answering, ticket_id: int, *, staff_address: str,
                    agent_name: str, errors: Sequence[tuple[str, str]],
                    done: Sequence[str], in_reply_to: str | None) -> None:
     """Tell a staff member which of their #commands could not be carried out, and why."""
-    facts = ticket_facts(session, app, ticket_id)
-    person = next((s for s in app.settings.staff if s.email == staff_address), None)
-    _queue_mail(session, app, "command-failed",
+    facts = ticket_facts(session, answering.settings, ticket_id)
+    person = next((s for s in answering.settings.staff if s.email == staff_address), None)
+    _queue_mail(session, answering, "command-failed",
                 person.language if person else facts.queue.language,
                 {"agent_name": agent_name, "title": facts.title, "errors": list(errors),
                  "done": list(done)},
                 sender=_queue_identity(facts.queue), to=[(agent_name, staff_address)],
-                facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(app, facts))
+                facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(answering, facts))
 
 
-def file_link(session: Session, app: App, ticket_id: int, *, to_address: str, token: str,
-              expires: datetime, too_large: int | None = None) -> str | None:
+def file_link(session: Session, answering: Answering, ticket_id: int, *, to_address: str,
+              token: str, expires: datetime, too_large: int | None = None) -> str | None:
     """A file-exchange link for a ticket, from the queue's address, in the customer's language
     when `to_address` is the ticket's customer (else the queue's); its Message-ID, or None
     when the address cannot be written."""
-    facts = ticket_facts(session, app, ticket_id)
+    facts = ticket_facts(session, answering.settings, ticket_id)
     is_customer = bool(facts.address) and address_key(to_address) == address_key(facts.address)
     name = facts.customer_name if is_customer else ""
     language = facts.language if is_customer else facts.queue.language
-    return _queue_mail(session, app, "file-link", language,
+    return _queue_mail(session, answering, "file-link", language,
                        {"customer_name": name, "token": token, "expires": expires,
                         "too_large": too_large},
                        sender=_queue_identity(facts.queue), to=[(name, to_address)],
                        facts=facts, in_reply_to=facts.thread[-1] if facts.thread else None,
-                       reply_to=reply_address(app, facts))
+                       reply_to=reply_address(answering, facts))

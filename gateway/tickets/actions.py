@@ -7,10 +7,10 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from gateway.app import App
 from gateway.errors import InvalidInput
 from gateway.mail.addresses import address_key
 from gateway.outbound import answers
+from gateway.outbound.answers import Answering
 from gateway.store.models import Staff, Ticket, table_of
 from gateway.tickets.ticket import State, record_change, set_state
 
@@ -18,14 +18,14 @@ _ticket = table_of(Ticket)
 _staff = table_of(Staff)
 
 
-def change_state(session: Session, app: App, ticket_id: int, state: State, *,
+def change_state(session: Session, answering: Answering, ticket_id: int, state: State, *,
                  actor: str) -> bool:
     """Set the state; the customer gets a status mail when the state is one the config
     announces. False when the ticket had that state already."""
     old = set_state(session, ticket_id, state, actor=actor)
     if old is None:
         return False
-    answers.state_changed(session, app, ticket_id, old, state.value)
+    answers.state_changed(session, answering, ticket_id, old, state.value)
     return True
 
 

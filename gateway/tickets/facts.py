@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session
 
-from gateway.app import App
-from gateway.config.settings import QueueSettings, TemplateSettings
+from gateway.config.settings import QueueSettings, Settings, TemplateSettings
 from gateway.store.models import Article, CustomerUser, Queue, Template, Ticket, table_of
 from gateway.tickets.ticket import storable
 
@@ -44,7 +43,7 @@ class TicketFacts:
     thread: tuple[str, ...]           # the ticket's Message-IDs, oldest first
 
 
-def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
+def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> TicketFacts:
     row = session.execute(
         select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
                _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
@@ -53,8 +52,8 @@ def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
                      .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
         .where(_ticket.c.id == ticket_id)).one()
-    queue = _queue_settings(app, row.queue_key)
-    template = _template_settings(app, row.template_key)
+    queue = _queue_settings(settings, row.queue_key)
+    template = _template_settings(settings, row.template_key)
     thread = tuple(session.execute(
         select(_article.c.message_id).where(_article.c.ticket_id == ticket_id,
                                             _article.c.message_id.is_not(None))
@@ -68,27 +67,27 @@ def ticket_facts(session: Session, app: App, ticket_id: int) -> TicketFacts:
         thread=thread)
 
 
-def new_ticket_facts(app: App, ticket_id: int, *, number: str, title: str, priority: int,
+def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: str, priority: int,
                      queue: str, template: str | None, customer_name: str, registered: bool,
                      address: str, customer_language: str | None, reply_token: str | None,
                      thread: tuple[str, ...]) -> TicketFacts:
     """The facts of a ticket its creator just wrote, as `ticket_facts` would read them back
     (the mail path saves those two queries for every new ticket)."""
-    queue_settings = _queue_settings(app, queue)
+    queue_settings = _queue_settings(settings, queue)
     return TicketFacts(
         id=ticket_id, number=number, title=storable(title).strip(), priority=priority,
-        queue=queue_settings, template=_template_settings(app, template),
+        queue=queue_settings, template=_template_settings(settings, template),
         customer_name=customer_name, registered=registered, address=address,
         language=customer_language or queue_settings.language, reply_token=reply_token,
         thread=tuple(storable(m) for m in thread))
 
 
-def _queue_settings(app: App, key: str) -> QueueSettings:
-    queue = next((q for q in app.settings.queue if q.id == key), None)
+def _queue_settings(settings: Settings, key: str) -> QueueSettings:
+    queue = next((q for q in settings.queue if q.id == key), None)
     if queue is None:                 # a queue removed from the config: answer as the default
-        queue = QueueSettings.model_validate({"id": key, "from": app.settings.outbound.from_})
+        queue = QueueSettings.model_validate({"id": key, "from": settings.outbound.from_})
     return queue
 
 
-def _template_settings(app: App, key: str | None) -> TemplateSettings | None:
-    return next((t for t in app.settings.template if t.id == key), None) if key else None
+def _template_settings(settings: Settings, key: str | None) -> TemplateSettings | None:
+    return next((t for t in settings.template if t.id == key), None) if key else None

@@ -1,8 +1,9 @@
 """What the portal's forms change: a ticket from a template, a reply to a ticket.
 
-In: the caller's session, the app, the logged-in `PortalUser`, the form's values and the
-attachments (already stored as blobs, see `uploads`). Out: the ticket changes and their
-mails, in the caller's transaction.
+In: the caller's session, an `answers.Answering` (settings and renderer), the ticket
+numbering, the logged-in `PortalUser`, the form's values and the attachments (already stored
+as blobs, see `uploads`). Out: the ticket changes and their mails, in the caller's
+transaction.
 
 Guarantees (issue #5): a ticket made here is the ticket the same mail to the template's
 address would make — same queue, priority, guide answers, a first article whose body has
@@ -25,14 +26,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from gateway.app import App
 from gateway.config.settings import TemplateSettings
 from gateway.errors import InvalidInput
 from gateway.mail.message import MailAddress, ParsedMessage
 from gateway.outbound import answers
+from gateway.outbound.answers import Answering
 from gateway.outbound.headers import MailIdentity, new_message_id
 from gateway.store.models import Queue, Template, table_of, utcnow
 from gateway.tickets.actions import change_state
+from gateway.tickets.numbers import Numbering
 from gateway.tickets.ticket import (
     NewArticle,
     NewAttachment,
@@ -81,9 +83,9 @@ def body_of(template: TemplateSettings, form: TemplateForm, language: str) -> st
     return "\n".join(lines) + ("\n\n" if lines and form.text else "") + form.text
 
 
-def _message(app: App, user: PortalUser, subject: str, body: str) -> ParsedMessage:
+def _message(answering: Answering, user: PortalUser, subject: str, body: str) -> ParsedMessage:
     """The form as the mail it stands for (what `answers` reads: Message-ID, text)."""
-    domain = MailIdentity.parse(app.settings.outbound.from_).address.rpartition("@")[2]
+    domain = MailIdentity.parse(answering.settings.outbound.from_).address.rpartition("@")[2]
     now = utcnow()
     sender = MailAddress(user.name, user.email)
     return ParsedMessage(
@@ -101,13 +103,14 @@ def _article(user: PortalUser, message: ParsedMessage,
                       message_id=message.message_id, attachments=tuple(attachments))
 
 
-def create_from_template(session: Session, app: App, user: PortalUser,
+def create_from_template(session: Session, answering: Answering, numbering: Numbering,
+                         user: PortalUser,
                          template: TemplateSettings, form: TemplateForm,
                          attachments: Sequence[NewAttachment]) -> TicketRef:
     if not available(template, user):
         raise InvalidInput(f"template {template.id} is not available to this user")
     subject = " ".join(form.subject.split())
-    message = _message(app, user, subject, body_of(template, form, user.language))
+    message = _message(answering, user, subject, body_of(template, form, user.language))
     queue_id = session.execute(select(_queue.c.id).where(_queue.c.key == template.queue)
                                ).scalar_one()
     template_id = session.execute(select(_template.c.id).where(_template.c.key == template.id)
@@ -119,18 +122,18 @@ def create_from_template(session: Session, app: App, user: PortalUser,
         customer_user_id=user.id, contact_email=user.email,
         reply_token=secrets.token_urlsafe(18), guide_answers=form.answers,
         first_article=_article(user, message, attachments)),
-        numbering=app.numbering, actor=f"web:{user.username}")
-    answers.ticket_created(session, app, ref.id, message, automatic=False,
+        numbering=numbering, actor=f"web:{user.username}")
+    answers.ticket_created(session, answering, ref.id, message, automatic=False,
                            answers=form.answers, missing=missing)
     return ref
 
 
-def reply(session: Session, app: App, user: PortalUser, ticket_id: int, number: str,
+def reply(session: Session, answering: Answering, user: PortalUser, ticket_id: int, number: str,
           title: str, state: str, text: str, attachments: Sequence[NewAttachment]) -> None:
-    if state == State.CLOSED.value and not app.settings.tickets.reopen_on_reply:
+    if state == State.CLOSED.value and not answering.settings.tickets.reopen_on_reply:
         raise ReplyRefused(number)
-    message = _message(app, user, f"Re: {title}", text)
+    message = _message(answering, user, f"Re: {title}", text)
     add_article(session, ticket_id, _article(user, message, attachments))
     if state == State.CLOSED.value:
-        change_state(session, app, ticket_id, State.OPEN, actor=f"web:{user.username}")
-    answers.customer_replied(session, app, ticket_id, message, automatic=False)
+        change_state(session, answering, ticket_id, State.OPEN, actor=f"web:{user.username}")
+    answers.customer_replied(session, answering, ticket_id, message, automatic=False)

@@ -59,7 +59,8 @@ def create_web_app(app: App) -> FastAPI:
                   openapi_url=None)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_DatabaseCollector(app))
-    portal = Portal(app)
+    portal = Portal(settings=app.settings, db=app.db, blobs=app.blobs,
+                    numbering=app.numbering, answering=app.answering)
     stylesheet = (STATIC_DIR / "portal.css").read_bytes()
 
     @web.middleware("http")

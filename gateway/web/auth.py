@@ -58,7 +58,7 @@ def set_password(session: Session, user_id: int, password: str, *, must_change: 
 
 
 def password_problem(visitor: Visitor, portal: Portal, new: str, repeat: str) -> str | None:
-    minimum = portal.app.settings.web.min_password_length
+    minimum = portal.settings.web.min_password_length
     if len(new) < minimum:
         return text(visitor.language, "password_too_short", n=minimum)
     if new != repeat:
@@ -68,8 +68,7 @@ def password_problem(visitor: Visitor, portal: Portal, new: str, repeat: str) ->
 
 def build_router(portal: Portal) -> APIRouter:
     router = APIRouter()
-    app = portal.app
-    web = app.settings.web
+    web = portal.settings.web
     set_on_confirm = web.password_mode == "set-on-confirm"  # noqa: S105 (a mode, not a password)
 
     @router.get("/login")
@@ -85,7 +84,7 @@ def build_router(portal: Portal) -> APIRouter:
         visitor = portal.visitor(request)
         portal.check_csrf(visitor, csrf)
         keys = limits.attempt_keys(username, visitor.address)
-        with app.db.write() as session:
+        with portal.db.write() as session:
             if not limits.allowed(session, "login", keys, portal.limit):
                 return portal.render(visitor, "login.html", 429, error="rate_limited",
                                      username=username)
@@ -123,7 +122,7 @@ def build_router(portal: Portal) -> APIRouter:
         visitor = portal.visitor(request)
         portal.check_csrf(visitor, csrf)
         if visitor.session_value:
-            with app.db.write() as session:
+            with portal.db.write() as session:
                 end_session(session, visitor.session_value)
         response = portal.redirect("/login")
         portal.clear_session_cookie(response)
@@ -136,13 +135,13 @@ def build_router(portal: Portal) -> APIRouter:
 
     def mail_token(username: str) -> None:
         """After the answer: the same answer whether or not the username exists."""
-        with app.db.write() as session:
+        with portal.db.write() as session:
             found = _user_by_name(session, username)
             if found is None:
                 return
             issued = tokens.issue(session, found[0].id, tokens.PASSWORD_LOST,
                                   minutes=web.token_minutes)
-            send_password_token(session, app, found[0], issued.token, issued.expires)
+            send_password_token(session, portal.answering, found[0], issued.token, issued.expires)
 
     @router.post("/password/lost")
     def lost(request: Request, background: BackgroundTasks, username: str = Form(""),
@@ -150,7 +149,7 @@ def build_router(portal: Portal) -> APIRouter:
         visitor = portal.visitor(request)
         portal.check_csrf(visitor, csrf)
         keys = limits.attempt_keys(username, visitor.address)
-        with app.db.write() as session:
+        with portal.db.write() as session:
             if not limits.allowed(session, "password-lost", keys, portal.limit):
                 return portal.render(visitor, "password_lost.html", 429, sent=False,
                                      error="rate_limited")
@@ -163,7 +162,7 @@ def build_router(portal: Portal) -> APIRouter:
     @router.get("/password/confirm")
     def confirm_form(request: Request, token: str = "") -> Response:
         visitor = portal.visitor(request)
-        with app.db.read() as session:
+        with portal.db.read() as session:
             user_id = tokens.peek(session, token, tokens.PASSWORD_LOST) if token else None
             user = load_user(session, user_id) if user_id else None
         if user is None:
@@ -186,7 +185,7 @@ def build_router(portal: Portal) -> APIRouter:
         if set_here:
             problem = password_problem(visitor, portal, new_password, repeat_password)
             if problem:
-                with app.db.read() as session:
+                with portal.db.read() as session:
                     user_id = tokens.peek(session, token, tokens.PASSWORD_LOST)
                     user = load_user(session, user_id) if user_id else None
                 if user is None:
@@ -194,7 +193,7 @@ def build_router(portal: Portal) -> APIRouter:
                 return portal.render(visitor, "password_confirm.html", 400, valid=True,
                                      token=token, username=user.username, error=problem,
                                      done=None, set_here=True)
-        with app.db.write() as session:
+        with portal.db.write() as session:
             user_id = tokens.consume(session, token, tokens.PASSWORD_LOST)
             user = load_user(session, user_id) if user_id else None
             if user is None:
@@ -205,7 +204,7 @@ def build_router(portal: Portal) -> APIRouter:
             else:
                 password = passwords.generate_password()
                 set_password(session, user.id, password, must_change=True)
-                send_new_password(session, app, user, password)
+                send_new_password(session, portal.answering, user, password)
                 done = "password_mailed"
         return portal.render(visitor, "password_confirm.html", valid=True, token="",
                              username=user.username, error=None, done=done)
@@ -224,7 +223,7 @@ def build_router(portal: Portal) -> APIRouter:
         problem = password_problem(visitor, portal, new_password, repeat_password)
         if problem is None and new_password == current_password:
             problem = text(visitor.language, "password_same")
-        with app.db.write() as session:
+        with portal.db.write() as session:
             found = _user_by_name(session, visitor.user.username)
             keys = limits.attempt_keys(visitor.user.username, visitor.address)
             if problem is None and not limits.allowed(session, "login", keys, portal.limit):

@@ -51,7 +51,6 @@ def _visible_article(session: Session, key: str, visitor: Visitor) -> ArticleVie
 
 def build_router(portal: Portal) -> APIRouter:
     router = APIRouter()
-    app = portal.app
 
     def not_found(visitor: Visitor) -> Response:
         return portal.render(visitor, "error.html", 404,
@@ -63,7 +62,7 @@ def build_router(portal: Portal) -> APIRouter:
         language = lang if lang in LANGUAGE_FILTERS else visitor.language
         query = " ".join(q.split())[:MAX_QUERY]
         seen = visibilities(visitor)
-        with app.db.read() as session:
+        with portal.db.read() as session:
             page = category_page(session, category or None, visibilities=seen,
                                  language=None if language == "all" else language)
             result = search(session, query, visibilities=seen) if query else None
@@ -81,7 +80,7 @@ def build_router(portal: Portal) -> APIRouter:
     @router.get("/faq/{key}")
     def article(request: Request, key: str) -> Response:
         visitor = portal.visitor(request)
-        with app.db.read() as session:
+        with portal.db.read() as session:
             view = _visible_article(session, key, visitor)
         if view is None:
             return not_found(visitor)
@@ -101,7 +100,7 @@ def build_router(portal: Portal) -> APIRouter:
         voter = hashlib.sha256(f"faq-vote:{visitor.browser_id}".encode()).hexdigest()
 
         def work() -> Response:
-            with app.db.write() as session:
+            with portal.db.write() as session:
                 view = _visible_article(session, key, visitor)
                 if view is None:
                     return not_found(visitor)

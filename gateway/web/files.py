@@ -67,8 +67,7 @@ def download_type(content_type: str) -> str:
 
 def build_router(portal: Portal) -> APIRouter:
     router = APIRouter()
-    app = portal.app
-    files = app.settings.files
+    files = portal.settings.files
     policy = AreaPolicy.from_settings(files)
     limit = limits.Limit(window=timedelta(minutes=files.rate_limit_minutes),
                          per_user=files.rate_limit_per_address,
@@ -84,13 +83,13 @@ def build_router(portal: Portal) -> APIRouter:
         """The area, or the refusal: 429 past the guessing limit, else 404 for every bad
         token alike (and the failure counted)."""
         keys = [f"addr:{visitor.address}"]
-        with app.db.read() as session:
+        with portal.db.read() as session:
             if not limits.allowed(session, ATTEMPTS, keys, limit):
                 return refuse(visitor, 429, text(visitor.language, "rate_limited"))
             area = find_area(session, token)
         if area is not None:
             return area
-        with app.db.write() as session:
+        with portal.db.write() as session:
             limits.record(session, ATTEMPTS, keys, limit)
         return refuse(visitor, 404, text(visitor.language, "files_invalid"))
 
@@ -137,7 +136,7 @@ def build_router(portal: Portal) -> APIRouter:
             return found
         area = found
         try:
-            staged = await receive_files(request, app.blobs, upload_limits(area),
+            staged = await receive_files(request, portal.blobs, upload_limits(area),
                                          drain_limit=policy.max_total_size)
         except ClientDisconnect:               # the browser went away: nothing was kept
             log.info("file area %d: upload aborted by the client", area.id)
@@ -153,11 +152,11 @@ def build_router(portal: Portal) -> APIRouter:
 
         def commit() -> Response:
             try:
-                with app.db.write() as session:
+                with portal.db.write() as session:
                     current = find_area(session, token, lock=True)
                     if current is None:        # expired or revoked while uploading
                         return refuse(visitor, 404, text(visitor.language, "files_invalid"))
-                    record_uploads(session, app, current, staged)
+                    record_uploads(session, portal.answering, portal.blobs, current, staged)
             except UploadRefused as refused:   # a parallel upload filled the area
                 return page(visitor, token, area, 413, refusal_text(visitor, refused))
             finally:
@@ -179,9 +178,9 @@ def build_router(portal: Portal) -> APIRouter:
     def new_link(visitor: Visitor, number: str) -> Response:
         user = visitor.user
         assert user is not None
-        with app.db.write() as session:
+        with portal.db.write() as session:
             found = find_visible_ticket(session, user, number,
-                                        organisation=app.settings.web.organisation_tickets)
+                                        organisation=portal.settings.web.organisation_tickets)
             if found is None:
                 return portal.render(visitor, "error.html", 404,
                                      message=text(visitor.language, "not_found"))
@@ -190,8 +189,8 @@ def build_router(portal: Portal) -> APIRouter:
                 return refuse(visitor, 429, text(visitor.language, "rate_limited"),
                               f"/tickets/{quote(number)}")
             limits.record(session, NEW_AREAS, keys, portal.limit)
-            created = create_area(session, app, found.id, created_by=f"web:{user.username}",
-                                  mail_to=user.email)
+            created = create_area(session, portal.answering, found.id,
+                                  created_by=f"web:{user.username}", mail_to=user.email)
         response = portal.render(visitor, "files_created.html", number=number,
                                  link=created.url, mailed=bool(created.mailed_to),
                                  expires=created.expires)
@@ -209,11 +208,11 @@ def build_router(portal: Portal) -> APIRouter:
             return refuse(visitor, 404, text(visitor.language, "not_found"), back)
         handle = None
         try:
-            with app.db.write() as session:
+            with portal.db.write() as session:
                 wanted = claim_download(session, found, int(file_id))
                 if wanted is None:
                     return refuse(visitor, 404, text(visitor.language, "not_found"), back)
-                handle = app.blobs.open(wanted.sha256)   # a missing file counts nothing
+                handle = portal.blobs.open(wanted.sha256)   # a missing file counts nothing
         except DownloadLimitReached:
             return refuse(visitor, 410, text(visitor.language, "files_used_up"), back)
         except BaseException:

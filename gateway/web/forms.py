@@ -38,11 +38,10 @@ def _name(template: TemplateSettings, language: str) -> str:
 
 def build_router(portal: Portal) -> APIRouter:
     router = APIRouter()
-    app = portal.app
-    web = app.settings.web
+    web = portal.settings.web
 
     def templates_for(user: PortalUser) -> list[TemplateSettings]:
-        return [t for t in app.settings.template if available(t, user)]
+        return [t for t in portal.settings.template if available(t, user)]
 
     def find(user: PortalUser, template_id: str) -> TemplateSettings | None:
         return next((t for t in templates_for(user) if t.id == template_id), None)
@@ -111,17 +110,18 @@ def build_router(portal: Portal) -> APIRouter:
                 return form_page(visitor, template, 400, text(
                     visitor.language, "required_missing", fields=", ".join(missing)), values)
             try:
-                stored = store_uploads(app.blobs, files, web.max_upload_size)
+                stored = store_uploads(portal.blobs, files, web.max_upload_size)
             except TooLarge:
                 return form_page(visitor, template, 413, text(
                     visitor.language, "too_large", size=human_size(web.max_upload_size)),
                     values)
             chosen_priority = int(priority) if priority in ("1", "2", "3", "4", "5") \
                 else template.priority
-            with app.db.write() as session:
-                ref = create_from_template(session, app, user, template, TemplateForm(
-                    subject=subject, text=values.get("text", "").strip(),
-                    priority=chosen_priority, answers=tuple(answers)), stored)
+            with portal.db.write() as session:
+                form = TemplateForm(subject=subject, text=values.get("text", "").strip(),
+                                    priority=chosen_priority, answers=tuple(answers))
+                ref = create_from_template(session, portal.answering, portal.numbering, user,
+                                           template, form, stored)
             return portal.redirect(f"/tickets/{quote(ref.number)}?created=1")
 
         try:

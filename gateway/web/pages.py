@@ -1,5 +1,6 @@
-"""What every portal page shares: the `Portal` (app, secret key, policies, page templates),
-the `Visitor` of one request (user, language, CSRF token), rendering and redirects.
+"""What every portal page shares: the `Portal` (the parts pages use, secret key, policies,
+page templates), the `Visitor` of one request (user, language, CSRF token), rendering and
+redirects.
 
 Guarantees:
 - Page templates are Jinja2 with autoescaping on; `t(key)` gives the visitor's language.
@@ -25,8 +26,12 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.app import App
+from gateway.config.settings import Settings
 from gateway.errors import ConfigError
+from gateway.outbound.answers import Answering
+from gateway.store.blobs import BlobStore
+from gateway.store.db import Database
+from gateway.tickets.numbers import Numbering
 from gateway.web import i18n
 from gateway.web.limits import Limit
 from gateway.web.sessions import (
@@ -68,9 +73,15 @@ class Visitor:
 
 
 class Portal:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        web = app.settings.web
+    """What every page uses: the settings, the database, the blob store, the ticket numbering
+    and what answers need, handed in by the web app factory; and the portal's own session and
+    rate-limit policies and page templates."""
+
+    def __init__(self, *, settings: Settings, db: Database, blobs: BlobStore,
+                 numbering: Numbering, answering: Answering) -> None:
+        self.settings, self.db, self.blobs = settings, db, blobs
+        self.numbering, self.answering = numbering, answering
+        web = settings.web
         self.secret = _secret_key(web.secret_key_env)
         self.secure_cookies = web.base_url.lower().startswith("https://")
         self.policy = SessionPolicy(idle=timedelta(minutes=web.session_idle_minutes),
@@ -78,7 +89,7 @@ class Portal:
         self.limit = Limit(window=timedelta(minutes=web.rate_limit_minutes),
                            per_user=web.rate_limit_per_user,
                            per_address=web.rate_limit_per_address)
-        self.timezone = ZoneInfo(app.settings.tickets.timezone)
+        self.timezone = ZoneInfo(settings.tickets.timezone)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
@@ -98,7 +109,7 @@ class Portal:
         value = request.cookies.get(SESSION_COOKIE)
         user = None
         if value:
-            with self.app.db.write() as session:
+            with self.db.write() as session:
                 user = resume_session(session, value, self.policy)
         browser = str(request.cookies.get(BROWSER_COOKIE)
                       or getattr(request.state, "browser_id", ""))

@@ -69,8 +69,7 @@ def human_size(size: int) -> str:
 
 def build_router(portal: Portal) -> APIRouter:
     router = APIRouter()
-    app = portal.app
-    web = app.settings.web
+    web = portal.settings.web
     org = web.organisation_tickets
 
     @router.get("/tickets")
@@ -80,7 +79,7 @@ def build_router(portal: Portal) -> APIRouter:
         assert visitor.user is not None
         state = filter if filter in queries.FILTERS else "all"
         sort = sort if sort in queries.SORTS else queries.DEFAULT_SORT
-        with app.db.read() as session:
+        with portal.db.read() as session:
             result = queries.list_tickets(session, visitor.user, organisation=org,
                                           state=state, q=q[:200], sort=sort, page=page,
                                           page_size=web.page_size)
@@ -97,13 +96,13 @@ def build_router(portal: Portal) -> APIRouter:
     def show(visitor: Visitor, number: str, status: int = 200, error: str | None = None,
              notice: str | None = None) -> Response:
         assert visitor.user is not None
-        with app.db.read() as session:
+        with portal.db.read() as session:
             view = queries.ticket_view(session, visitor.user, number, organisation=org)
         if view is None:
             return not_found(visitor)
         return portal.render(visitor, "ticket.html", status, ticket=view, error=error,
                              notice=notice, safe_html=safe_html, human_size=human_size,
-                             reopen=app.settings.tickets.reopen_on_reply)
+                             reopen=portal.settings.tickets.reopen_on_reply)
 
     def not_found(visitor: Visitor) -> Response:
         return portal.render(visitor, "error.html", 404, message=text(visitor.language,
@@ -132,21 +131,21 @@ def build_router(portal: Portal) -> APIRouter:
         files = chosen(form.getlist("attachments"))
 
         def work() -> Response:
-            with app.db.read() as session:
+            with portal.db.read() as session:
                 found = queries.find_visible_ticket(session, user, number, organisation=org)
             if found is None:
                 return not_found(visitor)
             if not body and not files:
                 return show(visitor, number, 400, text(visitor.language, "reply_empty"))
             try:
-                stored = store_uploads(app.blobs, files, web.max_upload_size)
+                stored = store_uploads(portal.blobs, files, web.max_upload_size)
             except TooLarge:
                 return show(visitor, number, 413, text(visitor.language, "too_large",
                                                        size=human_size(web.max_upload_size)))
             try:
-                with app.db.write() as session:
-                    reply(session, app, user, found.id, number, found.title, found.state, body,
-                          stored)
+                with portal.db.write() as session:
+                    reply(session, portal.answering, user, found.id, number, found.title,
+                          found.state, body, stored)
             except ReplyRefused:
                 return show(visitor, number, 409, text(visitor.language, "reply_closed"))
             return portal.redirect(f"/tickets/{quote(number)}?replied=1")
@@ -162,12 +161,12 @@ def build_router(portal: Portal) -> APIRouter:
         assert visitor.user is not None
         if not attachment_id.isdigit() or len(attachment_id) > 18:
             return not_found(visitor)
-        with app.db.read() as session:
+        with portal.db.read() as session:
             found = queries.find_attachment(session, visitor.user, number, int(attachment_id),
                                             organisation=org)
         if found is None:
             return not_found(visitor)
-        handle = app.blobs.open(found.sha256)
+        handle = portal.blobs.open(found.sha256)
 
         def chunks() -> object:
             with handle:

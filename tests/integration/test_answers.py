@@ -35,7 +35,7 @@ def deliver(app: App, *mails: EmailMessage, recipient: str = "incident@support.e
     accept_many(app.db, blobs=app.blobs, items=[Incoming(m.as_bytes(), Envelope(
         source="smtp", mail_from=sender if sender is not None else str(m["From"]),
         rcpt_to=(recipient,))) for m in mails])
-    return process_due(app)
+    return process_due(app.db, app.stages)
 
 
 def mail(subject: str = "Drucker defekt", sender: str = "max@acme.example",

@@ -83,7 +83,7 @@ def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
         app: App, customer: None, tmp_path: Path) -> None:
     with running_listener(app) as port:
         send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
-        [created] = process_due(app)
+        [created] = process_due(app.db, app.stages)
         assert created.outcome == "created"
         deliver(app, tmp_path)
         ack = next(m for m in outbox(app) if m.event == "ack")
@@ -92,14 +92,14 @@ def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
         # the customer's server says the address does not exist
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("", ["support@support.example.com"], dsn(ack.message_id, "5.1.1"))
-        [bounced] = process_due(app)
+        [bounced] = process_due(app.db, app.stages)
         assert bounced.outcome == "ignored"
 
         # a status mail is automatic: held back, with the reason
         with app.db.write() as session:
             ticket_id = session.execute(select(_outbound.c.ticket_id)
                                         .where(_outbound.c.id == ack.id)).scalar_one()
-            change_state(session, app, ticket_id, State.CLOSED, actor="test")
+            change_state(session, app.answering, ticket_id, State.CLOSED, actor="test")
         deliver(app, tmp_path)
         status = next(m for m in outbox(app) if m.event == "status")
         assert status.status == "suppressed"
@@ -108,14 +108,14 @@ def test_a_dead_address_gets_no_automatic_mail_until_it_writes_again(
 
         # a person's answer is not automatic: it is sent
         with app.db.write() as session:
-            answers.staff_answered(session, app, ticket_id, agent_name="Anna Agent",
+            answers.staff_answered(session, app.answering, ticket_id, agent_name="Anna Agent",
                                    text="Please check the cable.", in_reply_to=None)
         deliver(app, tmp_path)
         assert next(m for m in outbox(app) if m.event == "staff-answer").status == "sent"
 
         # the customer writes again (a person): the mark ends, automatic mail goes out
         send(port, customer_mail("Noch ein Drucker", message_id="<second@acme>"))
-        [second] = process_due(app)
+        [second] = process_due(app.db, app.stages)
         assert second.outcome == "created"
         deliver(app, tmp_path)
         acks = [m for m in outbox(app) if m.event == "ack"]
@@ -132,18 +132,18 @@ def test_an_out_of_office_reply_from_a_dead_address_ends_the_mark(
     passing fault of the customer's server); a mailing list's mail from it does not."""
     with running_listener(app) as port:
         send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
-        process_due(app)
+        process_due(app.db, app.stages)
         deliver(app, tmp_path)
         ack = next(m for m in outbox(app) if m.event == "ack")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("", ["support@support.example.com"], dsn(ack.message_id, "5.1.1"))
-        process_due(app)
+        process_due(app.db, app.stages)
         with app.db.read() as session:
             assert bouncing.dead_address(session, CUSTOMER) is not None
 
         send(port, customer_mail("Newsletter", message_id="<list@acme>",
                                  Precedence="bulk", List_Id="<news.acme.example>"))
-        [listed] = process_due(app)
+        [listed] = process_due(app.db, app.stages)
         with app.db.read() as session:
             assert bouncing.dead_address(session, CUSTOMER) is not None, listed
 
@@ -151,7 +151,7 @@ def test_an_out_of_office_reply_from_a_dead_address_ends_the_mark(
                                  message_id="<ooo@acme>", In_Reply_To=ack.message_id,
                                  Auto_Submitted="auto-replied",
                                  body="I am out of the office until Monday.\n"), sender="")
-        [ooo] = process_due(app)
+        [ooo] = process_due(app.db, app.stages)
         assert "auto-submitted" in ooo.reason or "out-of-office" in ooo.reason, ooo
         with app.db.read() as session:
             assert bouncing.dead_address(session, CUSTOMER) is None
@@ -163,11 +163,11 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
     config = write_config(tmp_path / "ticketgw.toml", database_url)
     with running_listener(app) as port:
         send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
-        process_due(app)
+        process_due(app.db, app.stages)
         ack = next(m for m in outbox(app) if m.event == "ack")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("", ["support@support.example.com"], dsn(ack.message_id, "5.2.2"))
-        process_due(app)
+        process_due(app.db, app.stages)
     result = run_cli("--config", str(config), "bounces", "list", "--json")
     [row] = json.loads(result.stdout)
     assert (row["address"], row["status"], row["count"], row["dead"]) == (

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from gateway.app import App
-from gateway.demo import DEMO_FAQ_DIR
+from gateway.cli.demo import DEMO_FAQ_DIR
 from gateway.faq.queries import article_by_key, category_page, list_articles
 from gateway.faq.search import CUSTOMERS, PUBLIC, answer_hits, search, suggest
 from gateway.faq.source import faq_files, read_sources

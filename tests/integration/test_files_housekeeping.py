@@ -35,7 +35,7 @@ def area_with_files(app: App, ticket_id: int | None, *contents: bytes) -> tuple[
     """An area (with a ticket, or a bare one) holding these files; its id and token."""
     with app.db.write() as session:
         if ticket_id is not None:
-            created = create_area(session, app, ticket_id, created_by="test", mail_to="")
+            created = create_area(session, app.answering, ticket_id, created_by="test", mail_to="")
             area_id, token = created.id, created.token
         else:
             token = secrets.token_urlsafe(32)
@@ -45,7 +45,7 @@ def area_with_files(app: App, ticket_id: int | None, *contents: bytes) -> tuple[
                 download_count=0)).scalar_one()
         area = find_area(session, token, lock=True)
         assert area is not None
-        record_uploads(session, app, area, [stage(app, c, f"f{i}") for i, c in
+        record_uploads(session, app.answering, app.blobs, area, [stage(app, c, f"f{i}") for i, c in
                                             enumerate(contents)])
     return area_id, token
 
@@ -73,7 +73,7 @@ def test_sweep_removes_only_what_nothing_else_holds(app: App,
                         .values(expires=utcnow() - timedelta(minutes=1)))
         session.execute(_area.update().where(_area.c.id == revoked).values(revoked=utcnow()))
 
-    _sweep_file_areas(app)
+    _sweep_file_areas(app.db, app.blobs)
 
     with app.db.read() as session:
         closed = dict(session.execute(select(_area.c.id, _area.c.closed)).all())
@@ -88,5 +88,5 @@ def test_sweep_removes_only_what_nothing_else_holds(app: App,
         assert app.blobs.path_for(sha).exists() == (sha in kept), content[:4]
     assert not [p for p in app.blobs.root.rglob(".incoming-*")]
 
-    _sweep_file_areas(app)                     # a second run finds nothing more to do
+    _sweep_file_areas(app.db, app.blobs)                     # a second run finds nothing more to do
     assert shas(app, Blob) == kept

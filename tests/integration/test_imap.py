@@ -180,7 +180,7 @@ def count(app: App, table: Any) -> int:
 
 def process_all(app: App) -> list[Any]:
     done: list[Any] = []
-    while batch := process_due(app, limit=50):
+    while batch := process_due(app.db, app.stages, limit=50):
         done += batch
     return done
 

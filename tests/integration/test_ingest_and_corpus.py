@@ -193,7 +193,7 @@ def test_every_corpus_mail_through_smtp(app: App) -> None:
                 client.rset()
     assert all(not reason.startswith("4") for reason in refused.values()), refused
     done: list[Any] = []
-    while batch := process_due(app, limit=50):
+    while batch := process_due(app.db, app.stages, limit=50):
         done += batch
     outcomes = Counter(r.outcome for r in done)
     print(f"\ncorpus through SMTP: {len(mails)} mails, refused by the protocol "
@@ -216,7 +216,7 @@ def test_sisimai_bounces_open_no_ticket_and_get_no_answer(app: App) -> None:
              for name in names]
     ids = accept_many(app.db, items, blobs=app.blobs)
     done = []
-    while batch := process_due(app, limit=50):
+    while batch := process_due(app.db, app.stages, limit=50):
         done += batch
     by_id = {r.mail_id: r for r in done}
     no_ticket = [name for name, mail_id in zip(names, ids, strict=True)

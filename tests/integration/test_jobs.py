@@ -7,10 +7,10 @@ from gateway.jobs import _purge_tokens, _sweep_file_areas, _sweep_sessions, buil
 
 
 def test_the_housekeeping_jobs_are_scheduled_and_run(app: App) -> None:
-    scheduler = build_scheduler(app)
+    scheduler = build_scheduler(app.db, app.blobs, app.settings.web)
     assert {job.id for job in scheduler.get_jobs()} == {"purge-expired-tokens",
                                                         "sweep-web-sessions",
                                                         "sweep-file-areas"}
-    _purge_tokens(app)
-    _sweep_sessions(app)
-    _sweep_file_areas(app)
+    _purge_tokens(app.db)
+    _sweep_sessions(app.db, app.settings.web)
+    _sweep_file_areas(app.db, app.blobs)

@@ -42,14 +42,14 @@ def test_new_ticket_then_replies_by_header_and_by_tag(app: App, customer: None) 
     with running_listener(app) as port:
         send(port, customer_mail(message_id="<first@acme>",
                                  body="Betroffenes System: HP 2. OG\n"))
-        [first] = process_due(app)
+        [first] = process_due(app.db, app.stages)
         assert first.outcome == "created"
         number = first.ticket_number
         send(port, customer_mail(subject="Re: Drucker defekt", message_id="<second@acme>",
                                  In_Reply_To="<first@acme>", body="Noch da.\n"))
         send(port, customer_mail(subject=f"AW: Drucker [Ticket#{number}]",
                                  message_id="<third@acme>", body="Und jetzt?\n"))
-        results = process_due(app)
+        results = process_due(app.db, app.stages)
     assert [(r.outcome, r.ticket_number) for r in results] == [
         ("appended", number), ("appended", number)]
     with app.db.read() as session:
@@ -63,11 +63,11 @@ def test_new_ticket_then_replies_by_header_and_by_tag(app: App, customer: None) 
 def test_a_stranger_using_a_valid_tag_gets_a_new_ticket(app: App, customer: None) -> None:
     with running_listener(app) as port:
         send(port, customer_mail(message_id="<a@acme>"))
-        [first] = process_due(app)
+        [first] = process_due(app.db, app.stages)
         send(port, customer_mail(subject=f"Re: [Ticket#{first.ticket_number}] mine now",
                                  sender="mallory@evil.example", message_id="<b@evil>"),
              sender="mallory@evil.example")
-        [second] = process_due(app)
+        [second] = process_due(app.db, app.stages)
     assert second.outcome == "created" and second.ticket_number != first.ticket_number
     assert "may not write to ticket" in second.reason
 
@@ -75,11 +75,11 @@ def test_a_stranger_using_a_valid_tag_gets_a_new_ticket(app: App, customer: None
 def test_an_auto_responder_is_kept_but_never_opens_or_reopens(app: App, customer: None) -> None:
     with running_listener(app) as port:
         send(port, customer_mail(message_id="<c@acme>"))
-        [first] = process_due(app)
+        [first] = process_due(app.db, app.stages)
         send(port, customer_mail(subject="Automatische Antwort: Drucker defekt",
                                  message_id="<ooo@acme>", In_Reply_To="<c@acme>",
                                  Auto_Submitted="auto-replied", body="Ich bin im Urlaub.\n"))
-        [reply] = process_due(app)
+        [reply] = process_due(app.db, app.stages)
     assert reply.outcome == "appended" and reply.ticket_number == first.ticket_number
     with app.db.read() as session:
         detail = ticket_detail(session, str(first.ticket_number))
@@ -92,7 +92,7 @@ def test_the_same_mail_delivered_twice_is_one_article(app: App, customer: None) 
     with running_listener(app) as port:
         send(port, message)
         send(port, message)
-        results = process_due(app)
+        results = process_due(app.db, app.stages)
     assert [r.outcome for r in results] == ["created", "ignored"]
     assert "received before" in results[1].reason
     assert len(tickets(app)) == 1
@@ -151,7 +151,7 @@ def test_lmtp_answers_per_recipient_and_stores_once(app: App, customer: None) ->
                                    ["incident@support.example.com",
                                     "change@support.example.com"], raw)
     assert len(replies) == 2 and all(r.startswith("250 2.0.0") for r in replies)
-    results = process_due(app)
+    results = process_due(app.db, app.stages)
     assert [r.outcome for r in results] == ["created"]       # one mail, one ticket
     with app.db.read() as session:
         row = session.execute(select(_received)).one()
@@ -172,7 +172,7 @@ def test_database_down_during_data_is_451_and_the_retry_makes_one_ticket(
     down.dispose()
     with running_listener(app) as port:
         send(port, message)                                   # the sending MTA retries
-    assert [r.outcome for r in process_due(app)] == ["created"]
+    assert [r.outcome for r in process_due(app.db, app.stages)] == ["created"]
     assert len(tickets(app)) == 1
 
 
@@ -190,7 +190,7 @@ def test_a_postgresql_restart_between_mails_loses_nothing(app: App, customer: No
         except smtplib.SMTPDataError as refused:
             assert refused.smtp_code == 451
             send(port, after)                                 # the sending MTA retries
-    assert sorted(r.outcome for r in process_due(app)) == ["created", "created"]
+    assert sorted(r.outcome for r in process_due(app.db, app.stages)) == ["created", "created"]
     assert sorted(str(t["title"]) for t in tickets(app)) == ["Erste Mail", "Zweite Mail"]
 
 
@@ -210,7 +210,7 @@ def test_sqlite_locked_during_data_is_451(app: App, customer: None) -> None:
         impatient.dispose()
     with running_listener(app) as port:
         send(port, customer_mail(message_id="<locked@acme>"))
-    assert [r.outcome for r in process_due(app)] == ["created"]
+    assert [r.outcome for r in process_due(app.db, app.stages)] == ["created"]
 
 
 def test_a_bug_in_the_handler_is_451_not_500(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,14 +231,14 @@ def test_a_reply_to_a_closed_ticket_reopens_it(app: App, customer: None) -> None
 
     with running_listener(app) as port:
         send(port, customer_mail(message_id="<closed-1@acme>"))
-        [first] = process_due(app)
+        [first] = process_due(app.db, app.stages)
         with app.db.write() as session:
             ticket = find_ticket(session, str(first.ticket_number))
             assert ticket.id is not None
             set_state(session, ticket.id, State.CLOSED, actor="cli")
         send(port, customer_mail(subject="Re: Drucker defekt", message_id="<closed-2@acme>",
                                  In_Reply_To="<closed-1@acme>", body="Wieder kaputt.\n"))
-        [reply] = process_due(app)
+        [reply] = process_due(app.db, app.stages)
     assert (reply.outcome, reply.ticket_number) == ("appended", first.ticket_number)
     with app.db.read() as session:
         detail = ticket_detail(session, str(first.ticket_number))
@@ -254,14 +254,14 @@ def test_with_reopen_off_a_reply_to_a_closed_ticket_opens_a_follow_up(
         update={"reopen_on_reply": False})})
     with running_listener(app) as port:
         send(port, customer_mail(message_id="<f-1@acme>"))
-        [first] = process_due(app)
+        [first] = process_due(app.db, app.stages)
         with app.db.write() as session:
             ticket = find_ticket(session, str(first.ticket_number))
             assert ticket.id is not None
             set_state(session, ticket.id, State.CLOSED, actor="cli")
         send(port, customer_mail(subject="Re: Drucker defekt", message_id="<f-2@acme>",
                                  In_Reply_To="<f-1@acme>", body="Wieder kaputt.\n"))
-        [follow_up] = process_due(app)
+        [follow_up] = process_due(app.db, app.stages)
     assert follow_up.outcome == "created" and follow_up.ticket_number != first.ticket_number
     with app.db.read() as session:
         detail = ticket_detail(session, str(follow_up.ticket_number))
@@ -298,7 +298,7 @@ def test_a_large_mail_is_spooled_to_disk_and_kept_byte_for_byte(app: App,
     assert (large.raw, large.size) == (b"", len(raw))        # in the blob store, not the row
     assert stored_raw(app.blobs, large.raw, large.size, large.raw_sha256) == raw
     assert rows[1].raw == small                               # small mails stay in the row
-    assert [r.outcome for r in process_due(app)] == ["created", "created"]
+    assert [r.outcome for r in process_due(app.db, app.stages)] == ["created", "created"]
     with app.db.read() as session:
         number = next(t["number"] for t in tickets(app) if t["title"] == "Drucker defekt")
         detail = ticket_detail(session, str(number))
@@ -358,7 +358,7 @@ def test_one_mail_to_two_templates_makes_one_ticket_each_when_configured(
     with running_listener(app) as port:
         send(port, customer_mail(to="incident@support.example.com, change@support.example.com"),
              recipients=("incident@support.example.com", "change@support.example.com"))
-    [result] = process_due(app)
+    [result] = process_due(app.db, app.stages)
     assert result.outcome == "created"
     made = tickets(app)
     assert sorted(str(t["template"]) for t in made) == ["change", "incident"]
@@ -380,7 +380,7 @@ def test_a_mail_over_the_size_limit_keeps_its_text_and_gets_a_file_link(
         row = session.execute(select(_received)).one()
     assert row.truncated_from == len(raw)
     assert raw.startswith(row.raw) and len(row.raw) == 256 * 1024     # only the beginning
-    [result] = process_due(app)
+    [result] = process_due(app.db, app.stages)
     assert result.outcome == "created"
     assert "over the size limit" in result.reason
     number = str(tickets(app)[0]["number"])

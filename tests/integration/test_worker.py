@@ -64,7 +64,7 @@ def bug(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
 def test_a_failing_mail_rolls_back_alone_and_is_quarantined_after_three_attempts(
         app: App, customer: None, bug: dict[str, bool], run_cli: Any) -> None:
     first, failing, last = store(app, "Drucker", "boom Scanner", "Monitor")
-    results = {r.mail_id: r for r in process_due(app)}
+    results = {r.mail_id: r for r in process_due(app.db, app.stages)}
     assert results[first].outcome == results[last].outcome == "created"
     assert results[failing].outcome == "pending"
     assert "boom: a bug after the ticket was written" in results[failing].reason
@@ -76,21 +76,21 @@ def test_a_failing_mail_rolls_back_alone_and_is_quarantined_after_three_attempts
 
     for attempt in range(2, MAX_ATTEMPTS + 1):
         make_due(app, failing)
-        [again] = process_due(app)
+        [again] = process_due(app.db, app.stages)
         assert row(app, failing).attempts == attempt
     assert again.outcome == "quarantined"
     quarantined = row(app, failing)
     assert quarantined.status == "quarantined"
     assert quarantined.reason.startswith(f"failed {MAX_ATTEMPTS} times; last error: "
                                          "RuntimeError: boom")
-    assert process_due(app) == []                          # the queue is not blocked
+    assert process_due(app.db, app.stages) == []                          # the queue is not blocked
     assert tickets(app) == ["Drucker", "Monitor"]
 
     bug["on"] = False                                      # the bug is fixed: retry it
     with app.db.write() as session:
         session.execute(update(_received).where(_received.c.id == failing)
                         .values(status="pending", attempts=0, next_attempt=utcnow()))
-    [fixed] = process_due(app)
+    [fixed] = process_due(app.db, app.stages)
     assert fixed.outcome == "created"
     assert tickets(app) == ["Drucker", "Monitor", "boom Scanner"]
 
@@ -101,7 +101,7 @@ def test_a_batch_with_a_failing_mail_keeps_every_other_mails_work(
     subjects[3] = "boom 3"
     subjects[7] = "boom 7"
     ids = store(app, *subjects)
-    results = {r.mail_id: r.outcome for r in process_due(app)}
+    results = {r.mail_id: r.outcome for r in process_due(app.db, app.stages)}
     assert [results[i] for i in ids] == ["created"] * 3 + ["pending"] + ["created"] * 3 + [
         "pending"]
     assert tickets(app) == sorted(s for s in subjects if not s.startswith("boom"))

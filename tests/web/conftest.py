@@ -117,7 +117,7 @@ def deliver(app: App, message: EmailMessage,
             recipient: str = "incident@support.example.com") -> list[Any]:
     accept_many(app.db, blobs=app.blobs, items=[Incoming(message.as_bytes(), Envelope(
         source="smtp", mail_from=str(message["From"]), rcpt_to=(recipient,)))])
-    return process_due(app)
+    return process_due(app.db, app.stages)
 
 
 def mail(subject: str, sender: str = "max@acme.example", body: str = "Er druckt nicht.\n",

@@ -56,7 +56,7 @@ def ticket(app: App, customers: None) -> str:
 def new_area(app: App, number: str, **options: Any) -> str:
     with app.db.write() as session:
         ticket_id = find_ticket(session, number).id or 0
-        return create_area(session, app, ticket_id, created_by="test", **options).token
+        return create_area(session, app.answering, ticket_id, created_by="test", **options).token
 
 
 def upload(client: TestClient, token: str, *files: tuple[str, bytes, str]) -> Any:

@@ -45,7 +45,7 @@ def test_my_tickets_lists_only_mine_with_filters_search_and_pages(
     mine = [ticket_by_mail(app, f"Drucker {i}", body=f"Text Nummer {i}\n") for i in range(3)]
     ticket_by_mail(app, "Fremdes Ticket", sender="jane@globex.example")
     with app.db.write() as session:
-        change_state(session, app, find_ticket(session, mine[0]).id or 0, State.CLOSED,
+        change_state(session, app.answering, find_ticket(session, mine[0]).id or 0, State.CLOSED,
                      actor="test")
     client = logged_in(app, web, "mmuster")
     page = client.get("/tickets")
@@ -161,7 +161,7 @@ def test_internal_notes_are_never_shown(app: App, customers: None, web: FastAPI)
 def test_a_reply_is_what_a_mail_reply_gives(app: App, customers: None, web: FastAPI) -> None:
     number = ticket_by_mail(app, "Antwort bitte")
     with app.db.write() as session:
-        change_state(session, app, find_ticket(session, number).id or 0, State.CLOSED,
+        change_state(session, app.answering, find_ticket(session, number).id or 0, State.CLOSED,
                      actor="test")
     before = len(mails(app))
     client = logged_in(app, web, "mmuster")

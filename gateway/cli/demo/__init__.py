@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from gateway.app import App
 from gateway.faq.source import faq_files, read_sources
 from gateway.faq.store import save_articles
+from gateway.store.db import Database
 from gateway.store.models import CustomerUser, Meta, Queue, Template, table_of, utcnow
 from gateway.tickets.customers import import_customers
+from gateway.tickets.numbers import Numbering
 from gateway.tickets.ticket import NewArticle, NewTicket, State, create_ticket, set_state
 
 DEMO_MARKER = "demo_loaded"
@@ -35,15 +36,15 @@ def demo_overlay() -> dict[str, Any]:
     return tomllib.loads(_files.joinpath("demo.toml").read_text(encoding="utf-8"))
 
 
-def load_demo(app: App) -> bool:
+def load_demo(db: Database, numbering: Numbering) -> bool:
     """Add demo customers, tickets and FAQ unless this database has them; True if it added
     any. The demo queues and templates must already be synced (`prepare_database`)."""
     added = False
-    with app.db.write() as session:
+    with db.write() as session:
         if session.get(Meta, DEMO_MARKER) is None:
             import_customers(session,
                              _files.joinpath("customers.csv").read_text(encoding="utf-8"))
-            _create_demo_tickets(session, app)
+            _create_demo_tickets(session, numbering)
             session.add(Meta(key=DEMO_MARKER, value=utcnow().isoformat()))
             added = True
         if session.get(Meta, DEMO_FAQ_MARKER) is None:
@@ -73,7 +74,7 @@ _TICKETS = [
 ]
 
 
-def _create_demo_tickets(session: Session, app: App) -> None:
+def _create_demo_tickets(session: Session, numbering: Numbering) -> None:
     customers = {row.username: row for row in session.execute(select(table_of(CustomerUser)))}
     templates = {row.key: row for row in session.execute(select(table_of(Template)))}
     queues = {row.id: row for row in session.execute(select(table_of(Queue)))}
@@ -90,7 +91,7 @@ def _create_demo_tickets(session: Session, app: App) -> None:
                 from_address=f"{customer.name} <{customer.email}>",
                 to_addresses=template.addresses[0],
                 body=body + "\n\n" + "\n".join(f"{k}: {v}" for k, v in answers.items()))),
-            numbering=app.numbering, actor="demo", now=created)
+            numbering=numbering, actor="demo", now=created)
         if state != State.NEW.value:
             set_state(session, ref.id, State(state), actor=f"staff:{queue.from_address}",
                       now=created + timedelta(hours=2))
