@@ -120,7 +120,7 @@ def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
     import smtplib
     from email.message import EmailMessage
 
-    from tests.integration.test_outbox import ScriptedRelay, running_relay
+    from tests.integration.outbound.test_outbox import ScriptedRelay, running_relay
 
     smtp_port, web_port = free_port(), free_port()
     with running_relay(ScriptedRelay()) as relay:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.app import App
-from tests.integration.test_faq import load_demo_faq
+from tests.integration.faq.test_faq import load_demo_faq
 from tests.web.conftest import csrf_of, log_in, new_browser, set_password
 
 

@@ -22,8 +22,8 @@ from gateway.app import App, build_app, prepare_database
 from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.tickets.queries import ticket_detail
 from tests.conftest import make_settings
-from tests.integration.test_answers import deliver, outbox
-from tests.integration.test_faq import load_demo_faq
+from tests.integration.outbound.test_answers import deliver, outbox
+from tests.integration.faq.test_faq import load_demo_faq
 from tests.maildir import Maildir
 from tests.serve_helpers import TICKETGW, free_port, serve_config, serving, stop_cleanly
 
@@ -232,7 +232,7 @@ def test_thanks_to_an_faq_answer_changes_nothing(faq_app: App) -> None:
 
 
 def test_acknowledgments_suggest_matching_articles_only(faq_app: App) -> None:
-    from tests.integration.test_answers import mail
+    from tests.integration.outbound.test_answers import mail
 
     deliver(faq_app, mail("Drucker im 2. OG druckt nicht", sender="max@acme.example",
                           body="Seit heute Morgen druckt der Drucker nur leere Seiten.\n",
@@ -248,7 +248,7 @@ def test_acknowledgments_suggest_matching_articles_only(faq_app: App) -> None:
 
 def test_no_suggestions_without_faq_content_or_when_turned_off(database_url: str,
                                                                tmp_path: Path) -> None:
-    from tests.integration.test_answers import mail
+    from tests.integration.outbound.test_answers import mail
 
     for name, faq, load in (("empty", {"address": FAQ_ADDRESS}, False),
                             ("off", {"address": FAQ_ADDRESS, "max_suggestions": 0}, True)):

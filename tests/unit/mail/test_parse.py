@@ -1,8 +1,8 @@
 """parse_message with small hand-written mails: one behaviour per test.
 
 The mails are written inline so each test shows exactly what goes in. Real mails from
-../shared/corpus are in test_parsing_corpus.py; quote markers in test_parsing_quotes.py;
-parser limits in test_parsing_limits.py.
+tests/corpus are in test_parse_corpus.py; quote markers in test_quotes.py; parser limits
+in test_parse_limits.py.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from gateway.classify.loops import (
     classify_message,
     classify_parsed,
 )
-from tests.unit.test_loops import classify_raw, parse_mail
+from tests.unit.classify.test_loops import classify_raw, parse_mail
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 

@@ -14,7 +14,7 @@ from gateway.app import App
 from gateway.store.models import table_of
 from gateway.store.models_files import FileArea
 from gateway.web.app import create_web_app
-from tests.integration.test_answers import customer, deliver, mail, outbox  # noqa: F401
+from tests.integration.outbound.test_answers import customer, deliver, mail, outbox  # noqa: F401
 
 STAFF = "anna.agent@example.com"
 

@@ -15,7 +15,7 @@ from gateway.config.settings import (
 )
 from gateway.errors import ConfigError
 
-SAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "config" / "sample_config.toml"
+SAMPLE = Path(__file__).resolve().parents[3] / "gateway" / "config" / "sample_config.toml"
 
 
 def problems_of(tmp_path: Path, toml: str) -> list[str]:
