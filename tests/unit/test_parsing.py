@@ -1,7 +1,7 @@
 """parse_message with small hand-written mails: one behaviour per test.
 
 The mails are written inline so each test shows exactly what goes in. Real mails from
-../shared/corpus are in test_parsing_corpus.py; quote markers in test_parsing_quotes.py;
+tests/corpus are in test_parsing_corpus.py; quote markers in test_parsing_quotes.py;
 parser limits in test_parsing_limits.py.
 """
 
