@@ -33,7 +33,8 @@ POSTGRES_SERVER = os.environ.get("TGW_TEST_POSTGRES",
 SELECTED = [b.strip() for b in os.environ.get("TGW_TEST_DATABASES", "sqlite,postgresql")
             .split(",") if b.strip()]
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+# The real mails the corpus tests read (provenance and licences: tests/corpus/SOURCES.md).
+CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

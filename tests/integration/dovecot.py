@@ -7,7 +7,9 @@ outside that directory is touched; the system Dovecot, if any, is left alone. `s
 the master and every process it started (as systemd would: sessions die with it);
 `restart()` starts it again on the same ports; `cleanup()` stops it and removes the directory.
 
-Recipe and gotchas: docs/contributing/testing.md. Found here besides:
+Recipe: docs/contributing/testing.md. Known Dovecot gotchas handled here: mail does not run
+as root (the `dovecot` user owns it), and in the configuration a `{` must end its line.
+Found here besides:
 - the directory must be traversable by the auth process: pytest's tmp_path (0700) is not;
 - the master daemonizes and keeps stderr open: start it with stderr in a file, not a pipe;
 - stopping only the master leaves imap and imap-login processes, and their sessions, alive;

@@ -1,7 +1,7 @@
-"""parse_message on every real mail in ../shared/corpus, and against Zammad's gold results.
+"""parse_message on every real mail in tests/corpus, and against Zammad's gold results.
 
-The corpus is read in place (it is not copied into this repo). When it is missing, these
-tests fail and say so: a parser that was never run on real mail is not tested.
+When the corpus is missing, these tests fail and say so: a parser that was never run on
+real mail is not tested.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import yaml
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.mime_outline import outline_mime
 from gateway.mail.parse import ParseLimits, parse_message
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 ZAMMAD = CORPUS / "zammad"
 RECEIVED = datetime(2026, 11, 27, tzinfo=UTC)
 PER_MAIL_SECONDS = 2.0          # the slowest corpus mail (1.5 MB) takes ~60 ms here
@@ -37,7 +37,7 @@ UNSAFE_HTML = re.compile(r"<\s*(script|style|iframe|object|embed|form|meta|base|
 def corpus_dir() -> Path:
     if not (CORPUS / "SOURCES.md").is_file():
         pytest.fail(f"mail corpus not found at {CORPUS}: the parser tests need the real mails "
-                    "of ../shared/corpus (see its SOURCES.md)")
+                    "of tests/corpus (see its SOURCES.md)")
     return CORPUS
 
 
@@ -45,7 +45,7 @@ def corpus_mails() -> list[tuple[str, bytes]]:
     """(name, raw bytes) of every mail file; the mbox is split into its messages."""
     mails: list[tuple[str, bytes]] = []
     for path in sorted(corpus_dir().rglob("*")):
-        if not path.is_file() or path.suffix in NOT_MAIL:
+        if not path.is_file() or path.suffix in NOT_MAIL or path.parent.name == "LICENSES":
             continue
         name = str(path.relative_to(CORPUS))
         if path.parent.name == "mailbox":
