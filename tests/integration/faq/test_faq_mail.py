@@ -22,8 +22,8 @@ from gateway.app import App, build_app, prepare_database
 from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.tickets.queries import ticket_detail
 from tests.conftest import make_settings
-from tests.integration.outbound.test_answers import deliver, outbox
 from tests.integration.faq.test_faq import load_demo_faq
+from tests.integration.outbound.test_answers import deliver, outbox
 from tests.maildir import Maildir
 from tests.serve_helpers import TICKETGW, free_port, serve_config, serving, stop_cleanly
 

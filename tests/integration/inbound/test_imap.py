@@ -47,8 +47,8 @@ from gateway.inbound.worker import process_due
 from gateway.store.models import ImapImport, ReceivedMail, Ticket, table_of
 from tests.conftest import REPO, make_settings, write_config
 from tests.integration.dovecot import INSTALL_HINT, Dovecot, dovecot_binary
-from tests.integration.smtp_helpers import running_listener
 from tests.integration.inbound.test_ingest_and_corpus import corpus_mails
+from tests.integration.smtp_helpers import running_listener
 from tests.serve_helpers import free_port
 
 PASSWORD_ENV = "TGW_TEST_IMAP_PASSWORD"

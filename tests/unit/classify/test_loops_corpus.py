@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from gateway.loops import Bounce, Classification, MailKind, classify_message, classify_parsed
+
 from tests.conftest import CORPUS
 from tests.unit.test_loops import classify_raw, parse_mail
 
