@@ -22,15 +22,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import Message
 
+from gateway.mail.mime_walk import ORIGINAL_TYPES, STATUS_TYPES, attached_message, walk
 from gateway.mail.mimetree import (
     ADDRESS,
-    ORIGINAL_TYPES,
-    STATUS_TYPES,
-    attached_message,
     field_blocks,
     part_text,
     text_field_blocks,
-    walk,
 )
 from gateway.mail.originals import OriginalMessage
 

@@ -16,80 +16,17 @@ import functools
 import html
 import quopri
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 
-MAX_PARTS = 200            # MIME parts looked at per mail
-MAX_TEXT = 200_000         # characters read per text part
-MAX_DEPTH = 8              # nesting of multiparts / attached messages followed
+from gateway.mail.mime_walk import STATUS_TYPES, payload_of, transfer_encoding, walk
 
-# Parts that carry a returned mail (RFC 3462, RFC 6532, and what MTAs send instead).
-ORIGINAL_TYPES = frozenset({"message/rfc822", "message/global", "text/rfc822-headers",
-                            "message/rfc822-headers", "message/global-headers", "text/rfc822"})
-STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+MAX_TEXT = 200_000         # characters read per text part
 
 ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
-
-
-@dataclass(frozen=True)
-class Part:
-    message: Message
-    content_type: str          # lower-case type/subtype
-    inside_original: bool      # below a returned-message part: not the report's own words
-    depth: int                 # 0 for the mail itself
-
-    @property
-    def broken_multipart(self) -> bool:
-        """A multipart whose boundary was never found: its whole body is one text."""
-        return self.content_type.startswith("multipart/") and not self.message.is_multipart()
-
-
-def walk(mime: Message | None) -> Iterator[Part]:
-    """Every part, depth first, bounded. Does not descend into delivery-status field blocks
-    (the parser stores those as pseudo-messages)."""
-    if mime is None:
-        return
-    stack: list[tuple[Message, int, bool]] = [(mime, 0, False)]
-    seen = 0
-    while stack and seen < MAX_PARTS:
-        message, depth, inside = stack.pop()
-        seen += 1
-        ctype = content_type(message)
-        yield Part(message, ctype, inside, depth)
-        if depth >= MAX_DEPTH or ctype in STATUS_TYPES:
-            continue
-        payload = payload_of(message)
-        if isinstance(payload, list):
-            below = inside or ctype in ORIGINAL_TYPES
-            stack.extend((child, depth + 1, below) for child in reversed(payload)
-                         if isinstance(child, Message))
-
-
-def payload_of(message: Message) -> object:
-    """The undecoded payload: a list of parts, a str, or None when unreadable."""
-    try:
-        return message.get_payload()
-    except Exception:     # a broken part is skipped, never fatal
-        return None
-
-
-def attached_message(part: Message) -> Message | None:
-    """The mail inside a `message/*` part, if the parser made one."""
-    payload = payload_of(part)
-    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-        return payload[0]
-    return None
-
-
-def content_type(message: Message) -> str:
-    try:
-        return message.get_content_type().lower()
-    except Exception:
-        return "text/plain"
 
 
 def repair_8bit(text: str) -> str:
@@ -156,8 +93,7 @@ def part_text(message: Message) -> str:
         payload = message.get_payload(decode=True)
         raw = message.get_payload()
         if (isinstance(raw, str) and "\r" in raw
-                and str(message.get("content-transfer-encoding", "")).strip().lower()
-                == "quoted-printable"):
+                and transfer_encoding(message) == "quoted-printable"):
             # soft line breaks before a bare CR (old Mac files) are not seen by the decoder
             payload = quopri.decodestring(
                 normalise_newlines(raw).encode("ascii", "surrogateescape"))

@@ -24,15 +24,13 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
+from gateway.mail.mime_walk import ORIGINAL_TYPES, attached_message, walk
 from gateway.mail.mimetree import (
     MAX_TEXT,
-    ORIGINAL_TYPES,
     addresses_in,
-    attached_message,
     header_items,
     message_ids_in,
     part_text,
-    walk,
 )
 
 
