@@ -51,7 +51,8 @@ class Part:
 def walk(mime: Message | None, *, max_parts: int | None = MAX_PARTS,
          max_depth: int | None = MAX_DEPTH, into_status: bool = False) -> Iterator[Part]:
     """Every part, depth first (pre-order), at most `max_parts` of them and none deeper than
-    `max_depth` (None: no such bound; only for a caller that bounds the walk itself).
+    `max_depth` (None: no such bound; for the parser, which must see every part of the
+    tree the stdlib built, and raises on its own limits instead of stopping).
 
     The field blocks of a delivery-status part are not parts of the mail and are left out,
     unless `into_status` (the parser counts them: so does the stdlib's parser)."""
