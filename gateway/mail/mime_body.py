@@ -46,17 +46,14 @@ from gateway.mail.legacy_encodings import (
     unpack_tnef,
 )
 from gateway.mail.message import ParsedAttachment, RawSpan
-from gateway.mail.mime_text import (
-    decode_bytes,
-    header_text,
+from gateway.mail.mime_html import (
     html_meta_charset,
     html_to_text,
     html_too_deep,
-    normalize_newlines,
     sanitize_html,
     strip_tags,
-    to_bytes,
 )
+from gateway.mail.mime_text import decode_bytes, header_text, normalize_newlines, to_bytes
 from gateway.mail.mime_walk import children, content_type, transfer_encoding
 
 _SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature",
