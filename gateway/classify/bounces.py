@@ -22,13 +22,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import Message
 
+from gateway.mail.mime_text import part_text
 from gateway.mail.mime_walk import ORIGINAL_TYPES, STATUS_TYPES, attached_message, walk
-from gateway.mail.mimetree import (
-    ADDRESS,
-    field_blocks,
-    part_text,
-    text_field_blocks,
-)
+from gateway.mail.mimetree import ADDRESS, field_blocks, text_field_blocks
 from gateway.mail.originals import OriginalMessage
 
 # RFC 3463 enhanced status codes. The look-arounds keep IP addresses ("10.5.1.1") and

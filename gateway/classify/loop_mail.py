@@ -19,13 +19,8 @@ from typing import Protocol, runtime_checkable
 
 from gateway.classify.bounces import Bounce
 from gateway.mail.addresses import address_key
-from gateway.mail.mimetree import (
-    addresses_in,
-    header_items,
-    message_ids_in,
-    repair_8bit,
-    report_texts,
-)
+from gateway.mail.mime_text import collapse_whitespace, header_items, repair_8bit
+from gateway.mail.mimetree import addresses_in, message_ids_in, report_texts
 from gateway.mail.originals import OriginalMessage, find_original
 
 
@@ -72,7 +67,7 @@ class Mail:
         self.headers: dict[str, str] = {}
         for name, value in headers.items():
             self.headers.setdefault(str(name).lower(),
-                                    " ".join(repair_8bit(str(value or "")).split()))
+                                    collapse_whitespace(repair_8bit(str(value or ""))))
         self.mime = mime
         self.body_text = body_text or ""
         self.our_domains = tuple(d.lower() for d in our_domains if d)

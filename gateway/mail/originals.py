@@ -24,14 +24,9 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
+from gateway.mail.mime_text import MAX_TEXT, header_items, part_text
 from gateway.mail.mime_walk import ORIGINAL_TYPES, attached_message, walk
-from gateway.mail.mimetree import (
-    MAX_TEXT,
-    addresses_in,
-    header_items,
-    message_ids_in,
-    part_text,
-)
+from gateway.mail.mimetree import addresses_in, message_ids_in
 
 
 @dataclass(frozen=True)
