@@ -1,7 +1,7 @@
 """Non-standard bounces, read from their prose (qmail, Exim, Gmail, Yahoo, Lotus Notes,
 old Sendmail, Zoho, ... — everything that is not an RFC 3464 `message/delivery-status`).
 
-In: the report's own text (`mimetree.report_texts`), the addresses known not to be the bounced
+In: the report's own text (`loop_mail.report_texts`), the addresses known not to be the bounced
 recipient (the sender of the original, the bounce's own From/To), the bounce's Subject and
 its `X-Failed-Recipients` header (Exim, Gmail). Out: `BouncedRecipient`s with the RFC 3463
 status found next to each address, and `looks_like_bounce` for the decision itself.
@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Sequence
 
 from gateway.classify.bounces import BOUNCE_CODE, REPLY_CODE, BouncedRecipient, short
-from gateway.mail.mimetree import ADDRESS, addresses_in
+from gateway.mail.addresses import ADDRESS, addresses_in
 from gateway.mail.originals import split_quoted_original
 
 MAX_RECIPIENTS = 50

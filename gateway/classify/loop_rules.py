@@ -22,8 +22,8 @@ from gateway.classify.bounces import (
 )
 from gateway.classify.loop_mail import NULL_SENDER, Found, Mail, MailKind
 from gateway.classify.out_of_office import out_of_office_subject
+from gateway.mail.addresses import addresses_in
 from gateway.mail.mime_text import header_items
-from gateway.mail.mimetree import addresses_in
 from gateway.mail.originals import OriginalMessage, merge_originals
 
 # -- the rules ------------------------------------------------------------------------------

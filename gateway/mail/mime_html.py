@@ -107,6 +107,13 @@ def strip_tags(html: str) -> str:
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
 
 
+def tags_removed(html: str) -> str:
+    """HTML with each tag replaced by a space and entities decoded, nothing else: what the
+    readers of automatic mail search (`strip_tags` also tidies whitespace for people).
+    [^<>] rather than [^>]: a run of "<" without ">" stays linear."""
+    return htmllib.unescape(re.sub(r"<[^<>]*>", " ", html))
+
+
 def html_to_text(html: str) -> str:
     """Readable plain text for an HTML body (for reading and quote detection, not display)."""
     if not html.strip():
