@@ -14,7 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 
-from gateway.classify.bounces import BOUNCE_CODE, REPLY_CODE, BouncedRecipient, short
+from gateway.classify.bounces import (
+    BOUNCE_CODE,
+    REPLY_CODE,
+    BouncedRecipient,
+    reply_code_status,
+    short,
+)
 from gateway.mail.addresses import ADDRESS, addresses_in
 from gateway.mail.originals import split_quoted_original
 
@@ -177,12 +183,9 @@ def _status_near(address: str, lines: list[str]) -> tuple[str, str]:
         for offset, nearby in enumerate(lines[index: index + WINDOW + 1]):
             if offset and _names_other_address(nearby, lowered):
                 break
-            code = BOUNCE_CODE.search(nearby)
-            if code:
-                return code.group(0), short(nearby)
-            reply = REPLY_CODE.search(nearby)
-            if reply:
-                return f"{reply.group(1)[0]}.0.0", short(nearby)
+            status = _first_code(nearby)
+            if status:
+                return status, short(nearby)
     return "", ""
 
 
@@ -193,11 +196,9 @@ def _names_other_address(line: str, address: str) -> bool:
 
 
 def _first_code(text: str) -> str:
+    """The first 4.x.x/5.x.x code in `text`, else the class of an SMTP reply code, else ""."""
     code = BOUNCE_CODE.search(text)
-    if code:
-        return code.group(0)
-    reply = REPLY_CODE.search(text)
-    return f"{reply.group(1)[0]}.0.0" if reply else ""
+    return code.group(0) if code else reply_code_status(text)
 
 
 def _quote(text: str) -> str:

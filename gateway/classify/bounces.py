@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from email.message import Message
 
 from gateway.mail.addresses import ADDRESS
-from gateway.mail.mime_text import MAX_TEXT, header_items, part_text
+from gateway.mail.mime_text import MAX_TEXT, collapse_whitespace, header_items, part_text
 from gateway.mail.mime_walk import ORIGINAL_TYPES, STATUS_TYPES, attached_message, payload_of, walk
 from gateway.mail.originals import OriginalMessage
 
@@ -183,11 +183,14 @@ def _status_of(status_field: str, diagnostic: str) -> str:
     precise = ENHANCED.search(diagnostic)
     if precise and (not status or (status.endswith(".0.0") and precise.group(1) == status[0])):
         return ".".join(precise.groups())
-    if not status:
-        reply = REPLY_CODE.search(diagnostic)
-        if reply:
-            return f"{reply.group(1)[0]}.0.0"
-    return status
+    return status or reply_code_status(diagnostic)
+
+
+def reply_code_status(text: str) -> str:
+    """The RFC 3463 class a bare SMTP reply code in `text` stands for ("550 ..." -> "5.0.0",
+    "421-..." -> "4.0.0"), or "" when the text quotes none."""
+    reply = REPLY_CODE.search(text)
+    return f"{reply.group(1)[0]}.0.0" if reply else ""
 
 
 def _severity(recipient: BouncedRecipient) -> int:
@@ -196,7 +199,7 @@ def _severity(recipient: BouncedRecipient) -> int:
 
 def short(text: str, limit: int = 200) -> str:
     """One line, at most `limit` characters."""
-    text = " ".join(text.split())
+    text = collapse_whitespace(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
