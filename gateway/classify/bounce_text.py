@@ -1,7 +1,7 @@
 """Non-standard bounces, read from their prose (qmail, Exim, Gmail, Yahoo, Lotus Notes,
 old Sendmail, Zoho, ... — everything that is not an RFC 3464 `message/delivery-status`).
 
-In: the report's own text (`mimetree.report_texts`), the addresses known not to be the bounced
+In: the report's own text (`loop_mail.report_texts`), the addresses known not to be the bounced
 recipient (the sender of the original, the bounce's own From/To), the bounce's Subject and
 its `X-Failed-Recipients` header (Exim, Gmail). Out: `BouncedRecipient`s with the RFC 3463
 status found next to each address, and `looks_like_bounce` for the decision itself.
@@ -14,8 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 
-from gateway.classify.bounces import BOUNCE_CODE, REPLY_CODE, BouncedRecipient, short
-from gateway.mail.mimetree import ADDRESS, addresses_in
+from gateway.classify.bounces import (
+    BOUNCE_CODE,
+    REPLY_CODE,
+    BouncedRecipient,
+    reply_code_status,
+    short,
+)
+from gateway.mail.addresses import ADDRESS, addresses_in
 from gateway.mail.originals import split_quoted_original
 
 MAX_RECIPIENTS = 50
@@ -177,12 +183,9 @@ def _status_near(address: str, lines: list[str]) -> tuple[str, str]:
         for offset, nearby in enumerate(lines[index: index + WINDOW + 1]):
             if offset and _names_other_address(nearby, lowered):
                 break
-            code = BOUNCE_CODE.search(nearby)
-            if code:
-                return code.group(0), short(nearby)
-            reply = REPLY_CODE.search(nearby)
-            if reply:
-                return f"{reply.group(1)[0]}.0.0", short(nearby)
+            status = _first_code(nearby)
+            if status:
+                return status, short(nearby)
     return "", ""
 
 
@@ -193,11 +196,9 @@ def _names_other_address(line: str, address: str) -> bool:
 
 
 def _first_code(text: str) -> str:
+    """The first 4.x.x/5.x.x code in `text`, else the class of an SMTP reply code, else ""."""
     code = BOUNCE_CODE.search(text)
-    if code:
-        return code.group(0)
-    reply = REPLY_CODE.search(text)
-    return f"{reply.group(1)[0]}.0.0" if reply else ""
+    return code.group(0) if code else reply_code_status(text)
 
 
 def _quote(text: str) -> str:

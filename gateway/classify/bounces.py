@@ -11,6 +11,11 @@ policy). Out: frozen dataclasses —
   mail system's bounce). The prose of non-standard bounces is read by `bounce_text`.
 - `read_report_fields`: the fields of an RFC 5965 (ARF) feedback report or an RFC 8098
   read receipt.
+- `field_blocks` / `text_field_blocks`: the `Name: value` groups all three report kinds are
+  written in, from a report part or from plain text.
+
+Parts are found with `mime_walk.walk` (at most MAX_PARTS parts, MAX_DEPTH levels) and read
+with `mime_text`'s lenient readers (at most MAX_TEXT characters per text).
 
 Pure: no I/O. Never raises on malformed input: what cannot be read is left out.
 """
@@ -22,16 +27,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import Message
 
-from gateway.mail.mimetree import (
-    ADDRESS,
-    ORIGINAL_TYPES,
-    STATUS_TYPES,
-    attached_message,
-    field_blocks,
-    part_text,
-    text_field_blocks,
-    walk,
-)
+from gateway.mail.addresses import ADDRESS
+from gateway.mail.mime_text import MAX_TEXT, collapse_whitespace, header_items, part_text
+from gateway.mail.mime_walk import ORIGINAL_TYPES, STATUS_TYPES, attached_message, payload_of, walk
 from gateway.mail.originals import OriginalMessage
 
 # RFC 3463 enhanced status codes. The look-arounds keep IP addresses ("10.5.1.1") and
@@ -185,11 +183,14 @@ def _status_of(status_field: str, diagnostic: str) -> str:
     precise = ENHANCED.search(diagnostic)
     if precise and (not status or (status.endswith(".0.0") and precise.group(1) == status[0])):
         return ".".join(precise.groups())
-    if not status:
-        reply = REPLY_CODE.search(diagnostic)
-        if reply:
-            return f"{reply.group(1)[0]}.0.0"
-    return status
+    return status or reply_code_status(diagnostic)
+
+
+def reply_code_status(text: str) -> str:
+    """The RFC 3463 class a bare SMTP reply code in `text` stands for ("550 ..." -> "5.0.0",
+    "421-..." -> "4.0.0"), or "" when the text quotes none."""
+    reply = REPLY_CODE.search(text)
+    return f"{reply.group(1)[0]}.0.0" if reply else ""
 
 
 def _severity(recipient: BouncedRecipient) -> int:
@@ -198,7 +199,7 @@ def _severity(recipient: BouncedRecipient) -> int:
 
 def short(text: str, limit: int = 200) -> str:
     """One line, at most `limit` characters."""
-    text = " ".join(text.split())
+    text = collapse_whitespace(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -214,3 +215,50 @@ def read_report_fields(mime: Message | None, content_types: Collection[str]) -> 
                     merged.setdefault(name, value)
             return merged
     return {}
+
+
+# -- field blocks (RFC 3464 §2.1, RFC 5965 §3, RFC 8098 §3) -----------------------------------
+
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
+
+
+def field_blocks(part: Message) -> list[dict[str, str]]:
+    """The field groups of a report part: one dict (lower-case names, first value wins) per
+    block. Handles the parser's list-of-blocks form and a part left as text."""
+    payload = payload_of(part)
+    if isinstance(payload, list):
+        blocks = []
+        for block in payload:
+            if isinstance(block, Message):
+                fields: dict[str, str] = {}
+                for name, value in header_items(block):
+                    fields.setdefault(name, value)
+                blocks.append(fields)
+        if any(blocks):
+            return [b for b in blocks if b]
+        payload = "\n\n".join(part_text(b) for b in payload if isinstance(b, Message))
+    text = payload if isinstance(payload, str) else part_text(part)
+    return text_field_blocks(text)
+
+
+def text_field_blocks(text: str) -> list[dict[str, str]]:
+    """Blank-line separated `Name: value` groups found in text (continuation lines joined)."""
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    last = ""
+    for line in text[:MAX_TEXT].splitlines():
+        stripped = line.strip()
+        if not stripped:
+            if current:
+                blocks.append(current)
+            current, last = {}, ""
+            continue
+        match = _FIELD.match(stripped)
+        if match and not (line[:1] in (" ", "\t") and last):
+            last = match.group(1).lower()
+            current.setdefault(last, match.group(2).strip())
+        elif last and line[:1] in (" ", "\t"):
+            current[last] = f"{current[last]} {stripped}"
+    if current:
+        blocks.append(current)
+    return blocks

@@ -3,8 +3,10 @@ and the mail's inputs normalised once.
 
 In: headers, MIME tree, readable text, the envelope sender, and our addresses and domains.
 Out: a `Mail` whose readings (sender addresses, reverse path, report type, whether a mail
-system sent it, its original message) are computed on first use and then kept, so the
-rules that need the same reading pay for it once. Nothing here decides a mail's kind.
+system sent it, its own words - `report_texts` -, its original message) are computed on
+first use and then kept, so the rules that need the same reading pay for it once. Nothing
+here decides a mail's kind. Never raises on a malformed tree: parts are walked with
+`mime_walk` and read with `mime_text`'s lenient readers, both bounded.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 from gateway.classify.bounces import Bounce
-from gateway.mail.addresses import address_key
-from gateway.mail.mimetree import (
-    addresses_in,
+from gateway.mail.addresses import address_key, addresses_in
+from gateway.mail.mime_html import tags_removed
+from gateway.mail.mime_text import (
+    MAX_TEXT,
+    collapse_whitespace,
     header_items,
-    message_ids_in,
+    normalize_newlines,
+    part_text,
     repair_8bit,
-    report_texts,
 )
-from gateway.mail.originals import OriginalMessage, find_original
+from gateway.mail.mime_walk import STATUS_TYPES, walk
+from gateway.mail.originals import OriginalMessage, find_original, message_ids_in
 
 
 class MailKind(StrEnum):
@@ -72,7 +77,7 @@ class Mail:
         self.headers: dict[str, str] = {}
         for name, value in headers.items():
             self.headers.setdefault(str(name).lower(),
-                                    " ".join(repair_8bit(str(value or "")).split()))
+                                    collapse_whitespace(repair_8bit(str(value or ""))))
         self.mime = mime
         self.body_text = body_text or ""
         self.our_domains = tuple(d.lower() for d in our_domains if d)
@@ -178,6 +183,28 @@ def reverse_path(value: str) -> str:
     if text.startswith("<"):
         text = text[1:].split(">", 1)[0]
     return text.strip()
+
+
+def report_texts(mime: Message | None, body_text: str) -> list[str]:
+    """The mail's own words: text parts not inside a returned message (HTML, tags stripped,
+    only when there is no plain text; also a multipart whose boundary is broken), or the
+    caller's body text when the tree has none."""
+    plain: list[str] = []
+    markup: list[str] = []
+    for part in walk(mime):
+        if part.inside_original or part.content_type in STATUS_TYPES:
+            continue
+        readable = part.content_type in ("text/plain", "text/html") or part.broken_multipart
+        if readable and not part.message.is_multipart():
+            text = part_text(part.message)
+            if part.content_type == "text/html":
+                markup.append(tags_removed(text))
+            else:
+                plain.append(text)
+    texts = plain or markup
+    if any(t.strip() for t in texts):
+        return texts
+    return [normalize_newlines(body_text[:MAX_TEXT])]
 
 
 def _addresses_or_word(value: str) -> list[str]:

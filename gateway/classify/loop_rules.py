@@ -22,10 +22,8 @@ from gateway.classify.bounces import (
 )
 from gateway.classify.loop_mail import NULL_SENDER, Found, Mail, MailKind
 from gateway.classify.out_of_office import out_of_office_subject
-from gateway.mail.mimetree import (
-    addresses_in,
-    header_items,
-)
+from gateway.mail.addresses import addresses_in
+from gateway.mail.mime_text import header_items
 from gateway.mail.originals import OriginalMessage, merge_originals
 
 # -- the rules ------------------------------------------------------------------------------
@@ -45,10 +43,10 @@ def rule_own_address(mail: Mail) -> Found | None:
 
 def rule_arf(mail: Mail) -> Found | None:
     """An abuse/feedback report, RFC 5965 (`multipart/report; report-type=feedback-report`)."""
-    fields = read_report_fields(mail.mime, ("message/feedback-report",))
-    if not fields and mail.report_type != "feedback-report":
+    report = _report(mail, "message/feedback-report", "feedback-report")
+    if report is None:
         return None
-    original = mail.original(fields)
+    fields, original = report
     kind = fields.get("feedback-type", "") or "unknown"
     return Found(MailKind.COMPLAINT, f"feedback report (RFC 5965), Feedback-Type: {kind}"
                  + _about(original), Bounce((), original), original)
@@ -82,10 +80,10 @@ def rule_dsn(mail: Mail) -> Found | None:
 
 def rule_read_receipt(mail: Mail) -> Found | None:
     """A read receipt (message disposition notification, RFC 8098)."""
-    fields = read_report_fields(mail.mime, ("message/disposition-notification",))
-    if not fields and mail.report_type != "disposition-notification":
+    report = _report(mail, "message/disposition-notification", "disposition-notification")
+    if report is None:
         return None
-    original = mail.original(fields)
+    fields, original = report
     disposition = fields.get("disposition", "") or "unknown"
     return Found(MailKind.AUTOMATIC, f"read receipt (RFC 8098), Disposition: {disposition}"
                  + _about(original), None, original)
@@ -233,6 +231,16 @@ def rule_no_reply(mail: Mail) -> Found | None:
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+def _report(mail: Mail, part_type: str, report_type: str,
+            ) -> tuple[dict[str, str], OriginalMessage] | None:
+    """A report is known by its fields part (`part_type`) or by the multipart/report's
+    report-type (RFC 6522): its fields ({} if none) and the original it is about."""
+    fields = read_report_fields(mail.mime, (part_type,))
+    if not fields and mail.report_type != report_type:
+        return None
+    return fields, mail.original(fields)
+
 
 def precedence(mail: Mail) -> str:
     words = mail.header("precedence").lower().split()

@@ -46,11 +46,9 @@ def raw_filename(part: Message) -> str | None:
 
 def attachment_filename(part: Message, ctype: str, number: int, hint: str | None) -> str:
     """RFC 2183 filename, else Content-Type name, else the description, else made up."""
-    raw = raw_filename(part)
-    if raw:
-        name = _safe_filename(header_text(raw, hint))
-        if name:
-            return name
+    name = _given_name(part, hint)
+    if name:
+        return name
     extension = _EXTENSIONS.get(ctype, ".bin")
     description = _safe_filename(header_text(str(part.get("content-description", "")), hint))
     if description:
@@ -61,11 +59,9 @@ def attachment_filename(part: Message, ctype: str, number: int, hint: str | None
 def message_filename(part: Message, inner: Message | None, ctype: str) -> str:
     """A forwarded mail is named after its subject (as mail clients do), else its
     Content-Description ("Undelivered Message"), else "Forwarded message"."""
-    explicit = raw_filename(part)
-    if explicit:
-        name = _safe_filename(header_text(explicit))
-        if name:
-            return name
+    name = _given_name(part, None)
+    if name:
+        return name
     extension = _EXTENSIONS.get(ctype, ".txt")
     candidates = [inner.get("subject") if inner is not None and ctype in FORWARDED_TYPES
                   else None, part.get("content-description")]
@@ -75,6 +71,13 @@ def message_filename(part: Message, inner: Message | None, ctype: str) -> str:
             if name:
                 return name + extension
     return ("Forwarded message" if ctype in FORWARDED_TYPES else "attachment") + extension
+
+
+def _given_name(part: Message, hint: str | None) -> str:
+    """The name the part gives itself (filename or Content-Type name), decoded and made
+    safe; "" when it gives none."""
+    raw = raw_filename(part)
+    return _safe_filename(header_text(raw, hint)) if raw else ""
 
 
 def _safe_filename(name: str) -> str:

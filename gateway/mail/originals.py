@@ -1,9 +1,10 @@
 """The original mail a bounce, complaint or read receipt is about.
 
-In: the report's MIME tree (stdlib `Message`) and its own text (`mimetree.report_texts`),
+In: the report's MIME tree (stdlib `Message`) and its own words (`loop_mail.report_texts`),
 plus report fields and the report's own Message-IDs. Out: an `OriginalMessage` — the
 original's Message-IDs (ours first, when our domains are known), Subject, From/To — which is
-what the gateway matches against the Message-IDs and reply addresses it sent.
+what the gateway matches against the Message-IDs and reply addresses it sent. Also
+`message_ids_in`, the Message-IDs of one header value as the classifiers read them.
 
 Sources, best first: an attached `message/rfc822` or `text/rfc822-headers` part (also one
 whose headers slipped into its body, or a body part that carries the returned mail's headers
@@ -24,16 +25,9 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from gateway.mail.mimetree import (
-    MAX_TEXT,
-    ORIGINAL_TYPES,
-    addresses_in,
-    attached_message,
-    header_items,
-    message_ids_in,
-    part_text,
-    walk,
-)
+from gateway.mail.addresses import addresses_in
+from gateway.mail.mime_text import MAX_TEXT, header_items, part_text
+from gateway.mail.mime_walk import ORIGINAL_TYPES, attached_message, walk
 
 
 @dataclass(frozen=True)
@@ -52,6 +46,7 @@ class OriginalMessage:
                     or self.to_addresses)
 
 
+MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _ID_LINE = re.compile(r"^[ \t>]*Message-I[dD][ \t]*:[ \t]*(?:\n[ \t]+)?"
                       r"(<[^<>\s]+>|[^\s<>]+@[^\s<>]+)", re.M | re.I)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*[ \t]*:")
@@ -127,6 +122,16 @@ def original_from_headers(items: list[tuple[str, str]], source: str) -> Original
         from_addresses=addresses_in(all_of("from", "sender", "reply-to", "return-path")),
         to_addresses=addresses_in(all_of("to", "cc")),
         source=source)
+
+
+def message_ids_in(value: str) -> list[str]:
+    """Message-IDs in a header value, as "<id>"; a bare `id@host` is accepted too."""
+    found = [f"<{m}>" for m in MESSAGE_ID.findall(value) if m]
+    if not found:
+        bare = value.strip().strip("<>").split()
+        if bare and "@" in bare[0]:
+            found = [f"<{bare[0].strip('<>')}>"]
+    return found
 
 
 def merge_originals(found: list[OriginalMessage], exclude_ids: Collection[str],

@@ -34,6 +34,7 @@ from gateway.mail.mime_body import extract_body
 from gateway.mail.mime_outline import MimeOutline, ParseLimits, outline_mime, repair_header_block
 from gateway.mail.mime_stream import STREAMED_ENCODINGS
 from gateway.mail.mime_text import collapse_whitespace, decode_surrogates, header_text, unfold
+from gateway.mail.mime_walk import content_type, transfer_encoding, walk
 from gateway.mail.quotes import find_quote_start
 
 __all__ = ["ParseLimitExceeded", "ParseLimits", "parse_message"]
@@ -124,18 +125,16 @@ def _parse_with_large_bodies_left_out(source: bytes, outline: MimeOutline,
         position = leaf.end
     pieces.append(source[position:])
     tree = _parse_tree(b"".join(pieces))
-    leaves = [part for part in tree.walk() if not part.is_multipart()]
-    if [(p.get_content_type(), _encoding(p)) for p in leaves] != [
+    leaves = [part.message for part in walk(tree, max_parts=None, max_depth=None,
+                                            into_status=True)
+              if not part.message.is_multipart()]
+    if [(content_type(p), transfer_encoding(p)) for p in leaves] != [
             (leaf.content_type, leaf.encoding) for leaf in outline.leaf_spans]:
         defects.append("mime: structure differs from the pre-scan; large parts in memory")
         return _parse_tree(source), {}
     spans = dict(zip(map(id, outline.leaf_spans), leaves, strict=True))
     return tree, {id(spans[id(leaf)]): RawSpan(source, leaf.start, leaf.end, leaf.encoding)
                   for leaf in large}
-
-
-def _encoding(part: Message) -> str:
-    return str(part.get("content-transfer-encoding", "")).strip().lower()
 
 
 def _parse_tree(source: bytes) -> Message:
@@ -147,27 +146,23 @@ def _parse_tree(source: bytes) -> Message:
 
 def _check_tree(tree: Message, limits: ParseLimits) -> tuple[list[Message], list[str]]:
     """Count the real tree (the pre-scan is a model of the parser, this is the parser's
-    result); collect the message/* parts in document order and the parser's defects."""
+    result); collect the message/* parts in document order and the parser's defects.
+
+    The walk stops one part past either limit, at the first part that breaks one: every
+    part before it in document order has been seen, so the reason is the same as if the
+    whole tree had been counted."""
     message_parts: list[Message] = []
     defects: list[str] = []
-    parts = 0
-    stack: list[tuple[Message, int]] = [(tree, 1)]
-    while stack:
-        part, depth = stack.pop()
-        parts += 1
-        if depth > limits.max_depth:
-            raise ParseLimitExceeded(f"nesting depth {depth} > {limits.max_depth}")
-        if parts > limits.max_parts:
-            raise ParseLimitExceeded(f"MIME parts {parts} > {limits.max_parts}")
-        defects.extend(f"mime: {type(d).__name__}" for d in part.defects)
-        if part.get_content_maintype() == "message":
-            message_parts.append(part)
-        # Only multiparts and message/* are asked for their payload: on a leaf, compat32's
-        # get_payload() decodes with the declared charset and can raise for a bogus one.
-        payload = part.get_payload() if part.is_multipart() else None
-        if isinstance(payload, list):
-            stack.extend((child, depth + 1) for child in reversed(payload)
-                         if isinstance(child, Message))
+    parts = walk(tree, max_parts=limits.max_parts + 1, max_depth=limits.max_depth,
+                 into_status=True)
+    for count, part in enumerate(parts, start=1):
+        if part.depth + 1 > limits.max_depth:
+            raise ParseLimitExceeded(f"nesting depth {part.depth + 1} > {limits.max_depth}")
+        if count > limits.max_parts:
+            raise ParseLimitExceeded(f"MIME parts {count} > {limits.max_parts}")
+        defects.extend(f"mime: {type(d).__name__}" for d in part.message.defects)
+        if part.content_type.startswith("message/"):
+            message_parts.append(part.message)
     return message_parts, defects
 
 
