@@ -26,10 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from gateway.loops import Bounce, Classification, MailKind, classify_message, classify_parsed
 
+from gateway.classify.loops import (
+    Bounce,
+    Classification,
+    MailKind,
+    classify_message,
+    classify_parsed,
+)
 from tests.conftest import CORPUS
-from tests.unit.test_loops import classify_raw, parse_mail
+from tests.unit.classify.test_loops import classify_raw, parse_mail
 
 
 @pytest.fixture(scope="module")
