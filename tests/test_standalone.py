@@ -5,8 +5,8 @@ checkout (the sibling "shared" folder our machines have) or to a build machine's
 path (under the work, root, home or Users folders) works on our machines and fails on
 theirs. The test corpus lives in `tests/corpus/`, the contributor docs in
 `docs/contributing/`. The corpus's own mails are third-party data and may name any path
-(an Exim bounce names a user's home); they are not searched. `.ci/run` also runs the whole suite from a fresh clone in an empty
-temporary folder, which proves the same from the outside.
+(an Exim bounce names a user's home); they are not searched. `.ci/run` also runs the whole
+suite from a fresh clone in an empty temporary folder, which proves the same from outside.
 """
 
 from __future__ import annotations
