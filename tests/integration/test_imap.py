@@ -319,7 +319,7 @@ import os, signal, sys
 from pathlib import Path
 from gateway.app import build_app
 from gateway.inbound.imap import MailboxPoller
-from gateway.config.settings import load_settings
+from gateway.config.loading import load_settings
 
 settings = load_settings(Path(sys.argv[1]))
 app = build_app(settings)
@@ -482,7 +482,7 @@ def test_two_instances_poll_one_mailbox_one_at_a_time(dovecot: Dovecot, user: st
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
     instance_a = subprocess.Popen(
         [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from gateway.app import build_app; from gateway.config.settings import load_settings; "
+         "from gateway.app import build_app; from gateway.config.loading import load_settings; "
          "from gateway.inbound.imap import MailboxPoller; "
          "s = load_settings(Path(sys.argv[1])); "
          "MailboxPoller(build_app(s), s.mailbox[0]).run()", str(config)],

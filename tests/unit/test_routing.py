@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.settings import Settings, settings_from_mapping
+from gateway.config.loading import settings_from_mapping
+from gateway.config.settings import Settings
 from gateway.mail.addresses import address_key
 from gateway.mail.message import MailAddress, ParsedMessage
 from gateway.routing.addressbook import AddressBook, Verdict, reply_token_of, split_plus
