@@ -32,16 +32,16 @@ from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.parse import parse_message
 from gateway.outbound import answers, bouncing
 from gateway.routing.addressbook import AddressBook
-from gateway.routing.rules import (
+from gateway.routing.context import MailContext
+from gateway.routing.decisions import (
     AppendDecision,
     Decision,
     IgnoreDecision,
-    MailContext,
     NewTicketDecision,
     RejectDecision,
-    guide_answers,
-    route_message,
 )
+from gateway.routing.mail_fields import guide_answers
+from gateway.routing.rules import route_message
 from gateway.store.models import ReceivedMail, table_of
 from gateway.tickets.actions import assign, change_state
 from gateway.tickets.commands import Command, authenticated, parse_commands
