@@ -32,6 +32,7 @@ from sqlmodel import Session
 from gateway.app import App
 from gateway.errors import ConfigError, TemporaryFailure
 from gateway.outbound.mail import OutgoingMail
+from gateway.outbound.maildir import MaildirTransport
 from gateway.outbound.outbox import (
     QueuedMail,
     drain,
@@ -40,12 +41,8 @@ from gateway.outbound.outbox import (
     record_result,
     run_outbox,
 )
-from gateway.outbound.transport import (
-    DeliveryResult,
-    MaildirTransport,
-    SmtpTransport,
-    transport_from_settings,
-)
+from gateway.outbound.smtp import SmtpTransport
+from gateway.outbound.transport import DeliveryResult, transport_from_settings
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, Queue, TicketMessageId, table_of, utcnow
 from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
