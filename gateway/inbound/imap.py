@@ -20,13 +20,14 @@ Guarantees:
 - **Push and safety net.** With IDLE (RFC 2177) new mail is imported within seconds; IDLE is
   renewed after `min(poll_interval, 24 min)`, well before the 29-minute limit, and every
   renewal runs a full check. Without IDLE the folder is checked every `poll_interval`, with
-  a NOOP every 4 minutes in between to keep the session (RFC 3501 §5.4).
+  a NOOP every 4 minutes in between to keep the session (RFC 3501 §5.4). See `imap_wait`.
 - **Failures.** Every socket operation has a timeout. Any failure ends the session; the
-  poller reconnects after a delay with jitter that doubles per failure (1 s to 5 min; a
-  refused login 60 s to 30 min, so a wrong password does not hammer the server). The
-  failure is logged and recorded for `ticketgw mailbox status`, /healthz and /metrics. A
-  message the server will not deliver, or an `after` action it refuses, is reported but
-  ends nothing: the other mail is imported, and that one is tried again at the next check.
+  poller reconnects after a delay with jitter that doubles per failure (`imap_backoff`: 1 s
+  to 5 min; a refused login 60 s to 30 min, so a wrong password does not hammer the
+  server). The failure is logged and recorded for `ticketgw mailbox status`, /healthz and
+  /metrics. A message the server will not deliver, or an `after` action it refuses, is
+  reported but ends nothing: the other mail is imported, and that one is tried again at
+  the next check.
 - **One poller per mailbox.** On PostgreSQL the poller holds a session advisory lock on a
   dedicated connection while it polls; other instances stand by and take over within
   seconds when it dies. Even two pollers at once could not store a mail twice (the import
@@ -41,7 +42,6 @@ import random
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +52,7 @@ from gateway.app import App
 from gateway.config.settings import MailboxSettings
 from gateway.errors import TemporaryFailure
 from gateway.inbound import imap_state as state
+from gateway.inbound.imap_backoff import Backoff
 from gateway.inbound.imap_connect import (
     COMMAND_TIMEOUT,
     ImapFailure,
@@ -62,31 +63,13 @@ from gateway.inbound.imap_connect import (
 from gateway.inbound.imap_fetch import fetch_batches, uid_set
 from gateway.inbound.imap_lock import MailboxLock
 from gateway.inbound.imap_state import AlreadyRecorded, Stored, UidSpace
+from gateway.inbound.imap_wait import IDLE_RENEW, mail_announced_since_select, wait_for_mail
 
 log = logging.getLogger(__name__)
 
-IDLE_RENEW = 24 * 60.0      # RFC 2177 §3: re-issue IDLE at least every 29 minutes
-NOOP_INTERVAL = 4 * 60.0
 BATCH_MESSAGES = 100        # per FETCH and per transaction
 BATCH_BYTES = 16 * 1024**2
 STANDBY_RETRY = 5.0         # seconds between tries for the lock of another instance's mailbox
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delays between failed attempts: doubling per failure, with jitter (so instances and
-    mailboxes do not retry in step); slower for refused logins."""
-
-    first: float = 1.0
-    maximum: float = 300.0
-    auth_first: float = 60.0
-    auth_maximum: float = 1800.0
-
-    def delay(self, kind: str, failures: int) -> float:
-        first, maximum = ((self.auth_first, self.auth_maximum) if kind == "auth"
-                          else (self.first, self.maximum))
-        ceiling = min(maximum, first * 2 ** min(max(failures - 1, 0), 30))
-        return random.uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)
@@ -195,9 +178,11 @@ class MailboxPoller:
                     self.stop_event.wait(random.uniform(0.1, 0.5))   # no tight loop
                     continue
                 self.failures = 0
-                if _mail_announced_since_select(client):
+                if mail_announced_since_select(client):
                     continue   # it came while we checked: IDLE would not announce it again
-                self._wait(client)
+                wait_for_mail(client, self.stop_event,
+                              poll_interval=float(self.mailbox.poll_interval),
+                              idle_renew=self.idle_renew, use_idle=self.use_idle)
         except ImapFailure:
             raise
         except IMAPClientAbortError as exc:
@@ -346,49 +331,6 @@ class MailboxPoller:
                         "\\Deleted but not expunged (a bare EXPUNGE would also remove mail "
                         "others flagged)", self.name)
 
-    # -- waiting for mail ------------------------------------------------------------------
-    def _wait(self, client: IMAPClient) -> None:
-        if self.use_idle and client.has_capability("IDLE"):
-            self._idle(client, min(float(self.mailbox.poll_interval), self.idle_renew))
-        else:
-            self._poll_wait(client, float(self.mailbox.poll_interval))
-
-    def _idle(self, client: IMAPClient, period: float) -> None:
-        """IDLE until new mail is announced, `period` ends or we are stopped."""
-        client.idle()
-        deadline = time.monotonic() + period
-        empty_wakeups = 0
-        while not self.stop_event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            window = min(1.0, remaining)
-            started = time.monotonic()
-            responses = client.idle_check(timeout=window)
-            if any(_says_bye(r) for r in responses):
-                raise ImapFailure("connection", "the server ended the session (BYE)")
-            if any(_announces_mail(r) for r in responses):
-                break
-            # a closed socket reads as "ready" with nothing in it, again and again
-            if not responses and window >= 0.5 and time.monotonic() - started < window / 4:
-                empty_wakeups += 1
-                if empty_wakeups >= 3:
-                    raise ImapFailure("connection", "connection closed during IDLE")
-            else:
-                empty_wakeups = 0
-        client.idle_done()
-
-    def _poll_wait(self, client: IMAPClient, interval: float) -> None:
-        deadline = time.monotonic() + interval
-        while not self.stop_event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.stop_event.wait(min(NOOP_INTERVAL, remaining)):
-                return
-            if time.monotonic() < deadline:
-                _, responses = client.noop()
-                if any(_announces_mail(r) for r in responses):
-                    return
-
 
 class _Watermark:
     """The highest UID below which every candidate is recorded (or gone): what the cursor
@@ -404,20 +346,3 @@ class _Watermark:
             self.value = self.candidates[self.next]
             self.next += 1
         return self.value
-
-
-def _mail_announced_since_select(client: IMAPClient) -> bool:
-    """Did the server announce new mail (an untagged EXISTS) during our last commands?
-    imapclient keeps such responses to itself (imaplib stashes them until the next SELECT);
-    without this peek, mail that arrives during a check waits for the next full check."""
-    stash = getattr(getattr(client, "_imap", None), "untagged_responses", None)
-    return isinstance(stash, dict) and len(stash.get("EXISTS", ())) > 1   # 1: the SELECT's
-
-
-def _announces_mail(response: object) -> bool:
-    return (isinstance(response, tuple) and len(response) >= 2
-            and isinstance(response[0], int) and response[1] in (b"EXISTS", b"RECENT"))
-
-
-def _says_bye(response: object) -> bool:
-    return isinstance(response, tuple) and bool(response) and response[0] == b"BYE"

@@ -39,7 +39,8 @@ from sqlalchemy import func, select
 from gateway.app import App, build_app, prepare_database
 from gateway.config.settings import MailboxSettings
 from gateway.errors import ConfigError
-from gateway.inbound.imap import Backoff, MailboxPoller
+from gateway.inbound.imap import MailboxPoller
+from gateway.inbound.imap_backoff import Backoff
 from gateway.inbound.imap_connect import target_of
 from gateway.inbound.imap_fetch import uid_set
 from gateway.inbound.imap_report import mailbox_statuses
