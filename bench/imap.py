@@ -126,7 +126,8 @@ def run_gateway(app: App, server: Dovecot, user: str, count: int, after: str) ->
                               url=f"imap://{server.host}:{server.port}/INBOX", user=user,
                               password_env=PASSWORD_ENV, after=after)
     start = time.perf_counter()
-    result = MailboxPoller(app, mailbox).check_once()
+    result = MailboxPoller(app.db, app.blobs, mailbox,
+                           base_dir=app.settings.base_dir).check_once()
     elapsed = time.perf_counter() - start
     stored = _count(app) - before
     if (stored, result.stored, result.backlog) != (count, count, 0):

@@ -245,7 +245,8 @@ class ImapComponent:
     def __init__(self, app: App, wake: Callable[[], None] | None = None) -> None:
         from gateway.inbound.imap import MailboxPoller
 
-        self.pollers = [MailboxPoller(app, mailbox, wake=wake)
+        self.pollers = [MailboxPoller(app.db, app.blobs, mailbox,
+                                      base_dir=app.settings.base_dir, wake=wake)
                         for mailbox in app.settings.mailbox]
 
     async def start(self) -> None:

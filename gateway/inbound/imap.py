@@ -1,6 +1,7 @@
 """IMAP import: one poller per `[[mailbox]]`, each in its own thread (imapclient blocks).
 
-In: a mailbox's settings and the app. Out: every mail of the folder stored once in
+In: a mailbox's settings, the database and blob store it stores into, and the config file's
+directory (where `oauth2_token_command` runs). Out: every mail of the folder stored once in
 `received_mail` (source `imap`), then marked `\\Seen`, deleted or moved as `after` says.
 
 Guarantees:
@@ -48,7 +49,6 @@ from dataclasses import dataclass
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from gateway.app import App
 from gateway.config.settings import MailboxSettings
 from gateway.errors import TemporaryFailure
 from gateway.inbound import imap_state as state
@@ -64,6 +64,8 @@ from gateway.inbound.imap_fetch import fetch_batches, uid_set
 from gateway.inbound.imap_lock import MailboxLock
 from gateway.inbound.imap_state import AlreadyRecorded, Stored, UidSpace
 from gateway.inbound.imap_wait import IDLE_RENEW, mail_announced_since_select, wait_for_mail
+from gateway.store.blobs import BlobStore
+from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +87,15 @@ class MailboxPoller:
     """Imports one mailbox until stopped: `start()` runs it in a thread, `stop()` ends it
     within about a second (a batch being stored is finished first)."""
 
-    def __init__(self, app: App, mailbox: MailboxSettings, *,
-                 wake: Callable[[], None] | None = None,
+    def __init__(self, db: Database, blobs: BlobStore, mailbox: MailboxSettings, *,
+                 base_dir: str, wake: Callable[[], None] | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  backoff: Backoff | None = None, timeout: float = COMMAND_TIMEOUT,
                  idle_renew: float = IDLE_RENEW, use_idle: bool = True,
                  standby_retry: float = STANDBY_RETRY,
                  on_committed: Callable[[Stored], None] | None = None) -> None:
-        self.app, self.mailbox, self.name = app, mailbox, mailbox.name
+        self.db, self.blobs, self.mailbox, self.name = db, blobs, mailbox, mailbox.name
+        self.base_dir = base_dir                # the config file's: oauth2_token_command
         self.target = target_of(mailbox)
         self.after, _, self.move_to = mailbox.after.partition(":")
         self.wake, self.ssl_context, self.timeout = wake, ssl_context, timeout
@@ -100,7 +103,7 @@ class MailboxPoller:
         self.idle_renew, self.use_idle, self.standby_retry = idle_renew, use_idle, standby_retry
         self.on_committed = on_committed        # tests: "crash" between commit and change
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.lock = MailboxLock(app, mailbox.name)
+        self.lock = MailboxLock(db, mailbox.name)
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.failures = 0
@@ -150,7 +153,7 @@ class MailboxPoller:
         log.log(level, "mailbox %s: %s failure (%d in a row): %s; next attempt in %.1f s",
                 self.name, exc.kind, self.failures, exc, delay)
         try:
-            state.record_failure(self.app.db, self.name, kind=exc.kind, message=str(exc),
+            state.record_failure(self.db, self.name, kind=exc.kind, message=str(exc),
                                  owner=self.owner)
         except Exception:   # the database is what failed: the log has it
             log.debug("mailbox %s: could not record the failure", self.name, exc_info=True)
@@ -158,7 +161,7 @@ class MailboxPoller:
     # -- one session ---------------------------------------------------------------------------
     def connect(self) -> IMAPClient:
         self._once.discard("move-target")   # a new session looks at the target folder again
-        return open_session(self.mailbox, self.target, base_dir=self.app.settings.base_dir,
+        return open_session(self.mailbox, self.target, base_dir=self.base_dir,
                             ssl_context=self.ssl_context, timeout=self.timeout)
 
     def _session(self) -> None:
@@ -227,21 +230,21 @@ class MailboxPoller:
             self._once.add("move-target")
         messages = int(selected[b"EXISTS"])
         space = UidSpace(self.name, self.target.folder, int(selected[b"UIDVALIDITY"]))
-        cursor = state.load_cursor(self.app.db, self.name)
+        cursor = state.load_cursor(self.db, self.name)
         if (cursor.folder, cursor.uidvalidity) != (space.folder, space.uidvalidity):
             if cursor.uidvalidity is not None:
                 log.warning("mailbox %s: %s UIDVALIDITY %s, now %s %s: looking at every "
                             "message again (stored ones are recognised by content)",
                             self.name, cursor.folder, cursor.uidvalidity, space.folder,
                             space.uidvalidity)
-            cursor = state.reset_cursor(self.app.db, space)
+            cursor = state.reset_cursor(self.db, space)
         self._problems = []
         changed = self._finish_pending(client, space)
         candidates: list[int] = []
         if messages:
             candidates = sorted(uid for uid in client.search(["UID", f"{cursor.last_uid + 1}:*"])
                                 if uid > cursor.last_uid)
-        known = state.recorded(self.app.db, space, candidates) if candidates else {}
+        known = state.recorded(self.db, space, candidates) if candidates else {}
         new = [uid for uid in candidates if uid not in known]
         mark = _Watermark(cursor.last_uid, candidates, set(known))
         stored = duplicates = 0
@@ -253,13 +256,13 @@ class MailboxPoller:
                 break
             left -= len(batch.uids)
             stuck += batch.unfetchable
-            result = state.store_batch(self.app.db, space, batch.fetched,
+            result = state.store_batch(self.db, space, batch.fetched,
                                        last_uid=mark.advance([*batch.stored_uids, *batch.gone]),
-                                       backlog=left + len(stuck), blobs=self.app.blobs)
+                                       backlog=left + len(stuck), blobs=self.blobs)
             if self.on_committed is not None:
                 self.on_committed(result)
             if self._change(client, result.uids):
-                state.mark_done(self.app.db, space, result.uids)
+                state.mark_done(self.db, space, result.uids)
                 changed += len(result.uids)
             stored, duplicates = stored + len(result.mail_ids), duplicates + result.duplicates
             if result.mail_ids:
@@ -269,7 +272,7 @@ class MailboxPoller:
                 if self.wake is not None:
                     self.wake()
         backlog = left + len(stuck)
-        state.record_success(self.app.db, self.name, messages=messages, backlog=backlog,
+        state.record_success(self.db, self.name, messages=messages, backlog=backlog,
                              owner=self.owner)
         if stuck:
             self._problems.append(f"the server sent no content for UID(s) {uid_set(stuck)}; "
@@ -277,13 +280,13 @@ class MailboxPoller:
         if self._problems:   # reported, but the session goes on: one bad message blocks none
             problem = "; ".join(self._problems)
             log.warning("mailbox %s: %s", self.name, problem)
-            state.record_failure(self.app.db, self.name, kind="message", message=problem,
+            state.record_failure(self.db, self.name, kind="message", message=problem,
                                  owner=self.owner)
         return CheckResult(messages, stored, duplicates, changed, backlog)
 
     def _finish_pending(self, client: IMAPClient, space: UidSpace) -> int:
         """Carry out the `after` action for messages stored but not yet changed."""
-        uids = state.pending(self.app.db, space)
+        uids = state.pending(self.db, space)
         if not uids:
             return 0
         present = sorted(client.search(["UID", uid_set(uids)]))
@@ -291,7 +294,7 @@ class MailboxPoller:
                  len(present))
         if not self._change(client, present):
             return 0
-        state.mark_done(self.app.db, space, uids)
+        state.mark_done(self.db, space, uids)
         return len(present)
 
     def _change(self, client: IMAPClient, uids: Sequence[int]) -> bool:

@@ -113,7 +113,8 @@ def pollers() -> Iterator[list[MailboxPoller]]:
 
 
 def poller_for(app: App, **options: Any) -> MailboxPoller:
-    return MailboxPoller(app, app.settings.mailbox[0], backoff=FAST, **options)
+    return MailboxPoller(app.db, app.blobs, app.settings.mailbox[0],
+                         base_dir=app.settings.base_dir, backoff=FAST, **options)
 
 
 def mail(n: int, tag: str = "m") -> bytes:
@@ -324,7 +325,7 @@ from gateway.config.loading import load_settings
 
 settings = load_settings(Path(sys.argv[1]))
 app = build_app(settings)
-poller = MailboxPoller(app, settings.mailbox[0],
+poller = MailboxPoller(app.db, app.blobs, settings.mailbox[0], base_dir=settings.base_dir,
                        on_committed=lambda stored: os.kill(os.getpid(), signal.SIGKILL))
 poller.check_once()
 """
@@ -486,7 +487,8 @@ def test_two_instances_poll_one_mailbox_one_at_a_time(dovecot: Dovecot, user: st
          "from gateway.app import build_app; from gateway.config.loading import load_settings; "
          "from gateway.inbound.imap import MailboxPoller; "
          "s = load_settings(Path(sys.argv[1])); "
-         "MailboxPoller(build_app(s), s.mailbox[0]).run()", str(config)],
+         "a = build_app(s); "
+         "MailboxPoller(a.db, a.blobs, s.mailbox[0], base_dir=s.base_dir).run()", str(config)],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: status(app).owner == f"{socket.gethostname()}:{instance_a.pid}", 20,
