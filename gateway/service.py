@@ -224,7 +224,8 @@ class OutboxComponent:
         self.stop_event, self.wake_event = threading.Event(), threading.Event()
         self.thread = threading.Thread(
             target=run_outbox, name="ticketgw-outbox",
-            args=(app, self.stop_event, transport_from_settings(app.settings), self.wake_event),
+            args=(app.db, self.stop_event, transport_from_settings(app.settings),
+                  self.wake_event),
             kwargs={"on_failed": tell_staff_on_failure(app)}, daemon=True)
 
     async def start(self) -> None:

@@ -471,7 +471,7 @@ def test_two_drainers_send_every_mail_exactly_once(
 def test_run_outbox_sends_when_woken_and_stops(app: App, relay: ScriptedRelay) -> None:
     stop, wake = threading.Event(), threading.Event()
     thread = threading.Thread(target=run_outbox,
-                              args=(app, stop, smtp_to(relay), wake, 30.0))
+                              args=(app.db, stop, smtp_to(relay), wake, 30.0))
     thread.start()
     try:
         time.sleep(0.2)                                 # idle: waiting on `wake`
