@@ -53,7 +53,7 @@ from fastapi.testclient import TestClient
 from scratch import scratch_database  # bench/scratch.py
 
 from gateway.app import build_app, prepare_database
-from gateway.config.settings import settings_from_mapping
+from gateway.config.loading import settings_from_mapping
 from gateway.faq.queries import article_by_key
 from gateway.faq.search import PUBLIC, answer_hits, search, suggest
 from gateway.faq.source import ArticleSource, faq_files, read_sources

@@ -54,7 +54,8 @@ sys.path.insert(0, str(REPO))   # tests/integration/dovecot.py: the same Dovecot
 from scratch import scratch_database  # noqa: E402 - bench/scratch.py, the run's own database
 
 from gateway.app import App, build_app, prepare_database  # noqa: E402
-from gateway.config.settings import DATABASE_URL_ENV, MailboxSettings, settings_from_mapping  # noqa: E402
+from gateway.config.loading import settings_from_mapping  # noqa: E402
+from gateway.config.settings import DATABASE_URL_ENV, MailboxSettings  # noqa: E402
 from gateway.inbound.imap import BATCH_MESSAGES, MailboxPoller  # noqa: E402
 from gateway.store.models import ReceivedMail, table_of  # noqa: E402
 from tests.integration.dovecot import INSTALL_HINT, PASSWORD, Dovecot, dovecot_binary  # noqa: E402
@@ -125,7 +126,8 @@ def run_gateway(app: App, server: Dovecot, user: str, count: int, after: str) ->
                               url=f"imap://{server.host}:{server.port}/INBOX", user=user,
                               password_env=PASSWORD_ENV, after=after)
     start = time.perf_counter()
-    result = MailboxPoller(app, mailbox).check_once()
+    result = MailboxPoller(app.db, app.blobs, mailbox,
+                           base_dir=app.settings.base_dir).check_once()
     elapsed = time.perf_counter() - start
     stored = _count(app) - before
     if (stored, result.stored, result.backlog) != (count, count, 0):

@@ -52,10 +52,11 @@ from scratch import scratch_database  # bench/scratch.py: the run's own database
 from sqlalchemy import func, select
 
 from gateway.app import App, build_app, prepare_database
-from gateway.config.settings import DATABASE_URL_ENV, settings_from_mapping
+from gateway.config.loading import settings_from_mapping
+from gateway.config.settings import DATABASE_URL_ENV
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import drain, enqueue
-from gateway.outbound.transport import SmtpTransport
+from gateway.outbound.smtp import SmtpTransport
 from gateway.store.models import OutboundMail, Queue, table_of
 from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 

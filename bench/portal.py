@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.tickets import PG_ADMIN_URL, database
 from gateway.app import build_app, prepare_database
-from gateway.config.settings import settings_from_mapping
+from gateway.config.loading import settings_from_mapping
 from gateway.store.models import (
     Article,
     CustomerUser,

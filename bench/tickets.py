@@ -46,7 +46,8 @@ from scratch import scratch_database  # bench/scratch.py: the run's own database
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
 
 from gateway.app import App, build_app, prepare_database
-from gateway.config.settings import DATABASE_URL_ENV, settings_from_mapping
+from gateway.config.loading import settings_from_mapping
+from gateway.config.settings import DATABASE_URL_ENV
 from gateway.store.models import Queue, Ticket, table_of
 from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 

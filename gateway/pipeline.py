@@ -34,16 +34,16 @@ from gateway.mail.parse import parse_message
 from gateway.outbound import answers, bouncing
 from gateway.outbound.answers import Answering
 from gateway.routing.addressbook import AddressBook
-from gateway.routing.rules import (
+from gateway.routing.context import MailContext
+from gateway.routing.decisions import (
     AppendDecision,
     Decision,
     IgnoreDecision,
-    MailContext,
     NewTicketDecision,
     RejectDecision,
-    guide_answers,
-    route_message,
 )
+from gateway.routing.mail_fields import guide_answers
+from gateway.routing.rules import route_message
 from gateway.store.blobs import BlobStore
 from gateway.store.models import ReceivedMail, table_of
 from gateway.tickets.actions import assign, change_state

@@ -224,7 +224,8 @@ class OutboxComponent:
         self.stop_event, self.wake_event = threading.Event(), threading.Event()
         self.thread = threading.Thread(
             target=run_outbox, name="ticketgw-outbox",
-            args=(app, self.stop_event, transport_from_settings(app.settings), self.wake_event),
+            args=(app.db, self.stop_event, transport_from_settings(app.settings),
+                  self.wake_event),
             kwargs={"on_failed": tell_staff_on_failure(app.answering)}, daemon=True)
 
     async def start(self) -> None:
@@ -245,7 +246,8 @@ class ImapComponent:
     def __init__(self, app: App, wake: Callable[[], None] | None = None) -> None:
         from gateway.inbound.imap import MailboxPoller
 
-        self.pollers = [MailboxPoller(app, mailbox, wake=wake)
+        self.pollers = [MailboxPoller(app.db, app.blobs, mailbox,
+                                      base_dir=app.settings.base_dir, wake=wake)
                         for mailbox in app.settings.mailbox]
 
     async def start(self) -> None:

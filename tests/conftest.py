@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 
 from gateway.app import App, build_app, prepare_database
 from gateway.cli import cli
-from gateway.config.settings import Settings, settings_from_mapping
+from gateway.config.loading import settings_from_mapping
+from gateway.config.settings import Settings
 from gateway.store.migrate import upgrade
 
 POSTGRES_SERVER = os.environ.get("TGW_TEST_POSTGRES",

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
-from gateway.config.settings import environment_problems
+from gateway.config.loading import environment_problems
 from gateway.errors import NotFound
 from gateway.store.db import display_url
 from gateway.store.migrate import head_revision

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from gateway.app import App, build_app
-from gateway.config.settings import Settings, config_path_from_env, load_settings
+from gateway.config.loading import config_path_from_env, load_settings
+from gateway.config.settings import Settings
 
 
 @dataclass

@@ -9,13 +9,13 @@ from gateway.inbound.directory import DatabaseDirectory
 from gateway.mail.message import ParseLimitExceeded
 from gateway.outbound import bouncing
 from gateway.pipeline import understand
-from gateway.routing.rules import (
+from gateway.routing.decisions import (
     AppendDecision,
     IgnoreDecision,
     NewTicketDecision,
     RejectDecision,
-    route_message,
 )
+from gateway.routing.rules import route_message
 from gateway.store.models import utcnow
 from gateway.tickets.ticket import priority_label
 

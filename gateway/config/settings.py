@@ -1,28 +1,26 @@
-"""Configuration: one TOML file in, validated frozen `Settings` out.
+"""The configuration's shape: one frozen pydantic model per TOML section, and `Settings`.
 
-In: a path (`--config`, `TICKETGW_CONFIG`) or none; with none, the embedded defaults of the
-contract (SQLite in ./var/, SMTP on 127.0.0.1:2525, web on 127.0.0.1:8080, outbound mail
-into the Maildir ./var/outbox/).
+In: a mapping as parsed from the TOML file, plus `source` and `base_dir` (set by
+`loading.settings_from_mapping`, never by the file itself).
 
-Out: `Settings`, immutable. Relative paths are resolved against the directory of the config
-file (the current directory when there is none), so a service started from elsewhere finds
-the same files.
+Out: `Settings`, immutable, with the values derived from it (`path`, `data_dir`,
+`database_url`, ...). Relative paths are resolved against `base_dir`, the directory of the
+config file (the current directory when there is none), so a service started from
+elsewhere finds the same files.
 
-Guarantees: `load_settings` either returns valid settings or raises `ConfigError` listing
-*every* problem as "FILE: key: problem" (unknown keys included: a typo is an error, not a
-silently ignored setting). Secrets are never read from the file: the file names environment
-variables (`*_env` keys) and only those are read.
+Guarantees: every section refuses unknown keys (a typo is an error, not a silently ignored
+setting), and the defaults are the contract's (SQLite in ./var/, SMTP on 127.0.0.1:2525, web
+on 127.0.0.1:8080, outbound mail into the Maildir ./var/outbox/). Secrets are never settings:
+the file names environment variables (`*_env` keys) and only those are read.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.config.values import (
     Address,
@@ -44,11 +42,9 @@ from gateway.config.values import (
 )
 from gateway.errors import ConfigError
 
-CONFIG_ENV = "TICKETGW_CONFIG"
 DATABASE_URL_ENV = "TICKETGW_DATABASE_URL"
 TEMPLATE_GROUPS = ("change", "incident", "service-request")
 LANGUAGES = ("de", "en")
-
 
 
 class _Section(BaseModel):
@@ -273,177 +269,3 @@ def host_port(listen: str) -> tuple[str, int]:
     """`127.0.0.1:8080` -> ("127.0.0.1", 8080); `[::1]:25` -> ("::1", 25)."""
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
-
-
-def _duplicates(values: list[str]) -> list[str]:
-    seen: set[str] = set()
-    return sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
-
-
-def _entries(data: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
-    value = data.get(section, [])
-    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
-
-
-def _cross_reference_problems(data: Mapping[str, Any]) -> list[str]:
-    """Checks between sections: ids are unique and every reference points somewhere. Works
-    on the raw file, so these problems are reported together with the per-key ones."""
-    problems: list[str] = []
-    queues, templates = _entries(data, "queue"), _entries(data, "template")
-    queue_ids = [str(q.get("id")) for q in queues]
-    template_ids = {str(t.get("id")) for t in templates}
-    for dup in _duplicates(queue_ids):
-        problems.append(f"queue: id {dup!r} is used twice")
-    for dup in _duplicates([str(t.get("id")) for t in templates]):
-        problems.append(f"template: id {dup!r} is used twice")
-    for dup in _duplicates([str(s.get("email")) for s in _entries(data, "staff")]):
-        problems.append(f"staff: {dup!r} is listed twice")
-    for dup in _duplicates([str(m.get("name")) for m in _entries(data, "mailbox")]):
-        problems.append(f"mailbox: name {dup!r} is used twice")
-    addresses = [str(a).lower() for t in templates for a in t.get("addresses", [])
-                 if isinstance(t.get("addresses"), list)]
-    for dup in _duplicates(addresses):
-        problems.append(f"template: address {dup!r} opens two templates")
-    for i, template in enumerate(templates):
-        if "queue" in template and str(template["queue"]) not in queue_ids:
-            problems.append(f"template[{i}].queue: unknown queue {template['queue']!r} "
-                            f"(known: {', '.join(queue_ids) or 'none'})")
-    problems += _faq_problems(data, queue_ids, template_ids)
-    for i, route in enumerate(_entries(data, "route")):
-        if route.get("template") and str(route["template"]) not in template_ids:
-            problems.append(f"route[{i}].template: unknown template {route['template']!r}")
-        if route.get("queue") and str(route["queue"]) not in queue_ids:
-            problems.append(f"route[{i}].queue: unknown queue {route['queue']!r}")
-        if not route.get("template") and not route.get("queue"):
-            problems.append(f"route[{i}]: needs a template or a queue")
-    return problems
-
-
-def _faq_problems(data: Mapping[str, Any], queue_ids: list[str],
-                  template_ids: set[str]) -> list[str]:
-    faq = data.get("faq")
-    if not isinstance(faq, dict):
-        return []
-    problems = []
-    if faq.get("template") and str(faq["template"]) not in template_ids:
-        problems.append(f"faq.template: unknown template {faq['template']!r}")
-    if faq.get("queue") and str(faq["queue"]) not in queue_ids:
-        problems.append(f"faq.queue: unknown queue {faq['queue']!r}")
-    if faq.get("template") and faq.get("queue"):
-        problems.append("faq: give a template or a queue for \"not solved\" tickets, not both")
-    if faq.get("address") and not queue_ids:
-        problems.append("faq.address: needs a [[queue]]: tickets from \"not solved\" replies "
-                        "go to one")
-    return problems
-
-
-# -- loading ----------------------------------------------------------------------------------
-
-def _format_location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + ("from" if part == "from_" else str(part))
-    return text or "(top level)"
-
-
-def _format_errors(source: str, error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors():
-        loc = tuple(p for p in item["loc"] if p not in ("function-after", "function-before"))
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see `ticketgw init` for every key)"
-        elif item["type"] == "missing":
-            message = "is required"
-        problems.append(f"{source}: {_format_location(loc)}: {message}")
-    return problems
-
-
-_IDENTITY_KEYS = ("id", "email", "name")   # what names an entry of [[queue]], [[staff]], ...
-
-
-def _identity(entry: Any) -> tuple[str, Any] | None:
-    if isinstance(entry, dict):
-        for key in _IDENTITY_KEYS:
-            if key in entry:
-                return key, entry[key]
-    return None
-
-
-def merge_config(user: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Add `overlay` to the user's config; the overlay only fills in: tables are merged, a
-    value the user set is kept, and list entries are appended unless the user has an entry
-    with the same id (or email, or name)."""
-    merged = dict(user)
-    for key, value in overlay.items():
-        if key not in merged:
-            merged[key] = value
-        elif isinstance(value, list) and isinstance(merged[key], list):
-            taken = {_identity(e) for e in merged[key]} - {None}
-            merged[key] = [*merged[key], *(e for e in value if _identity(e) not in taken
-                                          or _identity(e) is None)]
-        elif isinstance(value, dict) and isinstance(merged[key], dict):
-            merged[key] = merge_config(merged[key], value)
-    return merged
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse one TOML file; an unreadable or invalid file is a `ConfigError` naming it."""
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found (run `ticketgw init` to write one)"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-
-
-def settings_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
-    """Validate a parsed config; raises `ConfigError` with every problem found."""
-    for forbidden in ("source", "base_dir"):
-        if forbidden in data:
-            raise ConfigError([f"{source}: {forbidden}: unknown key"])
-    problems = [f"{source}: {p}" for p in _cross_reference_problems(data)]
-    try:
-        settings = Settings.model_validate({**data, "source": source, "base_dir": str(base_dir)})
-    except ValidationError as exc:
-        problems = _format_errors(source, exc) + problems
-    if problems:
-        raise ConfigError(problems)
-    return settings
-
-
-def config_path_from_env(explicit: str | None) -> Path | None:
-    """`--config` wins, then `TICKETGW_CONFIG`; None means the embedded defaults."""
-    value = explicit or os.environ.get(CONFIG_ENV)
-    return Path(value) if value else None
-
-
-def load_settings(path: Path | None, overlay: Mapping[str, Any] | None = None) -> Settings:
-    """Read and validate the config file (or the defaults), with an optional overlay (demo)."""
-    if path is None:
-        data: dict[str, Any] = {}
-        source, base_dir = "<embedded defaults>", Path.cwd()
-    else:
-        data = read_toml(path)
-        source, base_dir = str(path), path.resolve().parent
-    if overlay:
-        data = merge_config(data, overlay)
-        source += " + demo"
-    return settings_from_mapping(data, source, base_dir)
-
-
-def environment_problems(settings: Settings) -> list[str]:
-    """Secrets named in the config whose environment variables are not set."""
-    wanted = [("database.password_env", settings.database.password_env),
-              ("outbound.smtp_password_env", settings.outbound.smtp_password_env),
-              ("web.secret_key_env", settings.web.secret_key_env)]
-    wanted += [(f"mailbox[{i}].password_env", m.password_env)
-               for i, m in enumerate(settings.mailbox)]
-    return [f"{settings.source}: {key}: environment variable {name} is not set"
-            for key, name in wanted if name and not os.environ.get(name)]

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from gateway.mail.addresses import address_key
-from gateway.routing.rules import CustomerInfo, FaqAnswerInfo, TicketInfo
+from gateway.routing.context import CustomerInfo, FaqAnswerInfo, TicketInfo
 from gateway.store.models import (
     Article,
     CustomerUser,

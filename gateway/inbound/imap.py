@@ -1,6 +1,7 @@
 """IMAP import: one poller per `[[mailbox]]`, each in its own thread (imapclient blocks).
 
-In: a mailbox's settings and the app. Out: every mail of the folder stored once in
+In: a mailbox's settings, the database and blob store it stores into, and the config file's
+directory (where `oauth2_token_command` runs). Out: every mail of the folder stored once in
 `received_mail` (source `imap`), then marked `\\Seen`, deleted or moved as `after` says.
 
 Guarantees:
@@ -20,13 +21,14 @@ Guarantees:
 - **Push and safety net.** With IDLE (RFC 2177) new mail is imported within seconds; IDLE is
   renewed after `min(poll_interval, 24 min)`, well before the 29-minute limit, and every
   renewal runs a full check. Without IDLE the folder is checked every `poll_interval`, with
-  a NOOP every 4 minutes in between to keep the session (RFC 3501 §5.4).
+  a NOOP every 4 minutes in between to keep the session (RFC 3501 §5.4). See `imap_wait`.
 - **Failures.** Every socket operation has a timeout. Any failure ends the session; the
-  poller reconnects after a delay with jitter that doubles per failure (1 s to 5 min; a
-  refused login 60 s to 30 min, so a wrong password does not hammer the server). The
-  failure is logged and recorded for `ticketgw mailbox status`, /healthz and /metrics. A
-  message the server will not deliver, or an `after` action it refuses, is reported but
-  ends nothing: the other mail is imported, and that one is tried again at the next check.
+  poller reconnects after a delay with jitter that doubles per failure (`imap_backoff`: 1 s
+  to 5 min; a refused login 60 s to 30 min, so a wrong password does not hammer the
+  server). The failure is logged and recorded for `ticketgw mailbox status`, /healthz and
+  /metrics. A message the server will not deliver, or an `after` action it refuses, is
+  reported but ends nothing: the other mail is imported, and that one is tried again at
+  the next check.
 - **One poller per mailbox.** On PostgreSQL the poller holds a session advisory lock on a
   dedicated connection while it polls; other instances stand by and take over within
   seconds when it dies. Even two pollers at once could not store a mail twice (the import
@@ -41,17 +43,16 @@ import random
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from gateway.app import App
 from gateway.config.settings import MailboxSettings
 from gateway.errors import TemporaryFailure
 from gateway.inbound import imap_state as state
+from gateway.inbound.imap_backoff import Backoff
 from gateway.inbound.imap_connect import (
     COMMAND_TIMEOUT,
     ImapFailure,
@@ -62,31 +63,15 @@ from gateway.inbound.imap_connect import (
 from gateway.inbound.imap_fetch import fetch_batches, uid_set
 from gateway.inbound.imap_lock import MailboxLock
 from gateway.inbound.imap_state import AlreadyRecorded, Stored, UidSpace
+from gateway.inbound.imap_wait import IDLE_RENEW, mail_announced_since_select, wait_for_mail
+from gateway.store.blobs import BlobStore
+from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 
-IDLE_RENEW = 24 * 60.0      # RFC 2177 §3: re-issue IDLE at least every 29 minutes
-NOOP_INTERVAL = 4 * 60.0
 BATCH_MESSAGES = 100        # per FETCH and per transaction
 BATCH_BYTES = 16 * 1024**2
 STANDBY_RETRY = 5.0         # seconds between tries for the lock of another instance's mailbox
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delays between failed attempts: doubling per failure, with jitter (so instances and
-    mailboxes do not retry in step); slower for refused logins."""
-
-    first: float = 1.0
-    maximum: float = 300.0
-    auth_first: float = 60.0
-    auth_maximum: float = 1800.0
-
-    def delay(self, kind: str, failures: int) -> float:
-        first, maximum = ((self.auth_first, self.auth_maximum) if kind == "auth"
-                          else (self.first, self.maximum))
-        ceiling = min(maximum, first * 2 ** min(max(failures - 1, 0), 30))
-        return random.uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)
@@ -102,14 +87,15 @@ class MailboxPoller:
     """Imports one mailbox until stopped: `start()` runs it in a thread, `stop()` ends it
     within about a second (a batch being stored is finished first)."""
 
-    def __init__(self, app: App, mailbox: MailboxSettings, *,
-                 wake: Callable[[], None] | None = None,
+    def __init__(self, db: Database, blobs: BlobStore, mailbox: MailboxSettings, *,
+                 base_dir: str, wake: Callable[[], None] | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  backoff: Backoff | None = None, timeout: float = COMMAND_TIMEOUT,
                  idle_renew: float = IDLE_RENEW, use_idle: bool = True,
                  standby_retry: float = STANDBY_RETRY,
                  on_committed: Callable[[Stored], None] | None = None) -> None:
-        self.app, self.mailbox, self.name = app, mailbox, mailbox.name
+        self.db, self.blobs, self.mailbox, self.name = db, blobs, mailbox, mailbox.name
+        self.base_dir = base_dir                # the config file's: oauth2_token_command
         self.target = target_of(mailbox)
         self.after, _, self.move_to = mailbox.after.partition(":")
         self.wake, self.ssl_context, self.timeout = wake, ssl_context, timeout
@@ -117,7 +103,7 @@ class MailboxPoller:
         self.idle_renew, self.use_idle, self.standby_retry = idle_renew, use_idle, standby_retry
         self.on_committed = on_committed        # tests: "crash" between commit and change
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.lock = MailboxLock(app, mailbox.name)
+        self.lock = MailboxLock(db, mailbox.name)
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.failures = 0
@@ -167,7 +153,7 @@ class MailboxPoller:
         log.log(level, "mailbox %s: %s failure (%d in a row): %s; next attempt in %.1f s",
                 self.name, exc.kind, self.failures, exc, delay)
         try:
-            state.record_failure(self.app.db, self.name, kind=exc.kind, message=str(exc),
+            state.record_failure(self.db, self.name, kind=exc.kind, message=str(exc),
                                  owner=self.owner)
         except Exception:   # the database is what failed: the log has it
             log.debug("mailbox %s: could not record the failure", self.name, exc_info=True)
@@ -175,7 +161,7 @@ class MailboxPoller:
     # -- one session ---------------------------------------------------------------------------
     def connect(self) -> IMAPClient:
         self._once.discard("move-target")   # a new session looks at the target folder again
-        return open_session(self.mailbox, self.target, base_dir=self.app.settings.base_dir,
+        return open_session(self.mailbox, self.target, base_dir=self.base_dir,
                             ssl_context=self.ssl_context, timeout=self.timeout)
 
     def _session(self) -> None:
@@ -195,9 +181,11 @@ class MailboxPoller:
                     self.stop_event.wait(random.uniform(0.1, 0.5))   # no tight loop
                     continue
                 self.failures = 0
-                if _mail_announced_since_select(client):
+                if mail_announced_since_select(client):
                     continue   # it came while we checked: IDLE would not announce it again
-                self._wait(client)
+                wait_for_mail(client, self.stop_event,
+                              poll_interval=float(self.mailbox.poll_interval),
+                              idle_renew=self.idle_renew, use_idle=self.use_idle)
         except ImapFailure:
             raise
         except IMAPClientAbortError as exc:
@@ -242,21 +230,21 @@ class MailboxPoller:
             self._once.add("move-target")
         messages = int(selected[b"EXISTS"])
         space = UidSpace(self.name, self.target.folder, int(selected[b"UIDVALIDITY"]))
-        cursor = state.load_cursor(self.app.db, self.name)
+        cursor = state.load_cursor(self.db, self.name)
         if (cursor.folder, cursor.uidvalidity) != (space.folder, space.uidvalidity):
             if cursor.uidvalidity is not None:
                 log.warning("mailbox %s: %s UIDVALIDITY %s, now %s %s: looking at every "
                             "message again (stored ones are recognised by content)",
                             self.name, cursor.folder, cursor.uidvalidity, space.folder,
                             space.uidvalidity)
-            cursor = state.reset_cursor(self.app.db, space)
+            cursor = state.reset_cursor(self.db, space)
         self._problems = []
         changed = self._finish_pending(client, space)
         candidates: list[int] = []
         if messages:
             candidates = sorted(uid for uid in client.search(["UID", f"{cursor.last_uid + 1}:*"])
                                 if uid > cursor.last_uid)
-        known = state.recorded(self.app.db, space, candidates) if candidates else {}
+        known = state.recorded(self.db, space, candidates) if candidates else {}
         new = [uid for uid in candidates if uid not in known]
         mark = _Watermark(cursor.last_uid, candidates, set(known))
         stored = duplicates = 0
@@ -268,13 +256,13 @@ class MailboxPoller:
                 break
             left -= len(batch.uids)
             stuck += batch.unfetchable
-            result = state.store_batch(self.app.db, space, batch.fetched,
+            result = state.store_batch(self.db, space, batch.fetched,
                                        last_uid=mark.advance([*batch.stored_uids, *batch.gone]),
-                                       backlog=left + len(stuck), blobs=self.app.blobs)
+                                       backlog=left + len(stuck), blobs=self.blobs)
             if self.on_committed is not None:
                 self.on_committed(result)
             if self._change(client, result.uids):
-                state.mark_done(self.app.db, space, result.uids)
+                state.mark_done(self.db, space, result.uids)
                 changed += len(result.uids)
             stored, duplicates = stored + len(result.mail_ids), duplicates + result.duplicates
             if result.mail_ids:
@@ -284,7 +272,7 @@ class MailboxPoller:
                 if self.wake is not None:
                     self.wake()
         backlog = left + len(stuck)
-        state.record_success(self.app.db, self.name, messages=messages, backlog=backlog,
+        state.record_success(self.db, self.name, messages=messages, backlog=backlog,
                              owner=self.owner)
         if stuck:
             self._problems.append(f"the server sent no content for UID(s) {uid_set(stuck)}; "
@@ -292,13 +280,13 @@ class MailboxPoller:
         if self._problems:   # reported, but the session goes on: one bad message blocks none
             problem = "; ".join(self._problems)
             log.warning("mailbox %s: %s", self.name, problem)
-            state.record_failure(self.app.db, self.name, kind="message", message=problem,
+            state.record_failure(self.db, self.name, kind="message", message=problem,
                                  owner=self.owner)
         return CheckResult(messages, stored, duplicates, changed, backlog)
 
     def _finish_pending(self, client: IMAPClient, space: UidSpace) -> int:
         """Carry out the `after` action for messages stored but not yet changed."""
-        uids = state.pending(self.app.db, space)
+        uids = state.pending(self.db, space)
         if not uids:
             return 0
         present = sorted(client.search(["UID", uid_set(uids)]))
@@ -306,7 +294,7 @@ class MailboxPoller:
                  len(present))
         if not self._change(client, present):
             return 0
-        state.mark_done(self.app.db, space, uids)
+        state.mark_done(self.db, space, uids)
         return len(present)
 
     def _change(self, client: IMAPClient, uids: Sequence[int]) -> bool:
@@ -346,49 +334,6 @@ class MailboxPoller:
                         "\\Deleted but not expunged (a bare EXPUNGE would also remove mail "
                         "others flagged)", self.name)
 
-    # -- waiting for mail ------------------------------------------------------------------
-    def _wait(self, client: IMAPClient) -> None:
-        if self.use_idle and client.has_capability("IDLE"):
-            self._idle(client, min(float(self.mailbox.poll_interval), self.idle_renew))
-        else:
-            self._poll_wait(client, float(self.mailbox.poll_interval))
-
-    def _idle(self, client: IMAPClient, period: float) -> None:
-        """IDLE until new mail is announced, `period` ends or we are stopped."""
-        client.idle()
-        deadline = time.monotonic() + period
-        empty_wakeups = 0
-        while not self.stop_event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            window = min(1.0, remaining)
-            started = time.monotonic()
-            responses = client.idle_check(timeout=window)
-            if any(_says_bye(r) for r in responses):
-                raise ImapFailure("connection", "the server ended the session (BYE)")
-            if any(_announces_mail(r) for r in responses):
-                break
-            # a closed socket reads as "ready" with nothing in it, again and again
-            if not responses and window >= 0.5 and time.monotonic() - started < window / 4:
-                empty_wakeups += 1
-                if empty_wakeups >= 3:
-                    raise ImapFailure("connection", "connection closed during IDLE")
-            else:
-                empty_wakeups = 0
-        client.idle_done()
-
-    def _poll_wait(self, client: IMAPClient, interval: float) -> None:
-        deadline = time.monotonic() + interval
-        while not self.stop_event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.stop_event.wait(min(NOOP_INTERVAL, remaining)):
-                return
-            if time.monotonic() < deadline:
-                _, responses = client.noop()
-                if any(_announces_mail(r) for r in responses):
-                    return
-
 
 class _Watermark:
     """The highest UID below which every candidate is recorded (or gone): what the cursor
@@ -404,20 +349,3 @@ class _Watermark:
             self.value = self.candidates[self.next]
             self.next += 1
         return self.value
-
-
-def _mail_announced_since_select(client: IMAPClient) -> bool:
-    """Did the server announce new mail (an untagged EXISTS) during our last commands?
-    imapclient keeps such responses to itself (imaplib stashes them until the next SELECT);
-    without this peek, mail that arrives during a check waits for the next full check."""
-    stash = getattr(getattr(client, "_imap", None), "untagged_responses", None)
-    return isinstance(stash, dict) and len(stash.get("EXISTS", ())) > 1   # 1: the SELECT's
-
-
-def _announces_mail(response: object) -> bool:
-    return (isinstance(response, tuple) and len(response) >= 2
-            and isinstance(response[0], int) and response[1] in (b"EXISTS", b"RECENT"))
-
-
-def _says_bye(response: object) -> bool:
-    return isinstance(response, tuple) and bool(response) and response[0] == b"BYE"

@@ -1,6 +1,6 @@
 """One poller per mailbox across instances: a PostgreSQL session advisory lock.
 
-In: the app (its database URL) and a mailbox name. Out: `acquire()` True while this
+In: the database (its URL) and a mailbox name. Out: `acquire()` True while this
 instance holds the mailbox's lock. The lock is `pg_try_advisory_lock(key)` (key: 64 bits of
 SHA-256 of the name) on a connection of its own, outside the pool, held as long as the
 instance polls; PostgreSQL releases it when that connection ends, also when the process
@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from gateway.app import App
+from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ class MailboxLock:
     it is held for as long as this instance polls). Released when the connection ends,
     also when the process dies. SQLite: always held."""
 
-    def __init__(self, app: App, name: str) -> None:
+    def __init__(self, db: Database, name: str) -> None:
         self.name = name
-        self.url = None if app.db.is_sqlite else app.db.url
+        self.url = None if db.is_sqlite else db.url
         self._failing = False
         digest = hashlib.sha256(f"ticketgw:imap:{name}".encode()).digest()
         self.key = int.from_bytes(digest[:8], "big", signed=True)

@@ -48,7 +48,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
@@ -68,9 +68,6 @@ from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, table_of, utcnow
 from gateway.tickets.ticket import remember_message_ids, storable
-
-if TYPE_CHECKING:   # app.py may come to build the outbox's parts: no import cycle
-    from gateway.app import App
 
 log = logging.getLogger(__name__)
 __all__ = ["Delivery", "QueuedMail", "drain", "enqueue", "enqueue_many", "lease_due",
@@ -279,7 +276,7 @@ def _send(transport: Transport, mail: QueuedMail) -> DeliveryResult:
         return DeliveryResult("temporary", None, f"transport error: {exc!r}"[:1000])
 
 
-def run_outbox(app: App, stop: Flag, transport: Transport, wake: Flag | None = None,
+def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Flag | None = None,
                idle_poll: float = 1.0, *, on_failed: FailedHook | None = None,
                limit: int = BATCH) -> None:
     """Drain the outbox until `stop` is set; sleeps `idle_poll` seconds (or until `wake`)
@@ -288,7 +285,7 @@ def run_outbox(app: App, stop: Flag, transport: Transport, wake: Flag | None = N
     log.info("outbox started (%r)", transport)
     while not stop.is_set():
         try:
-            done = drain(app.db, transport, limit=limit, on_failed=on_failed, stop=stop)
+            done = drain(db, transport, limit=limit, on_failed=on_failed, stop=stop)
         except Exception:
             log.exception("outbox: could not lease mail; retrying")
             done = []

@@ -1,5 +1,9 @@
 """Routing: one parsed mail in, one decision out, with the name of the rule that decided.
 
+In: the parsed mail, its `context.MailContext` and a `context.Directory`; what the mail's own
+text says (title, priority, guide answers, "not solved") is read by `mail_fields`. Out: one
+of the frozen `decisions`.
+
 Pure: every fact about the world (tickets, customers, staff) comes through a `Directory`,
 so routing is tested with plain `.eml` files and an in-memory directory, and `ticketgw
 explain` runs the very same code read-only against the database.
@@ -20,133 +24,30 @@ reply to such an answer is ignored (`faq-reply`).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import replace
 
 from gateway.config.settings import Settings, TemplateSettings
 from gateway.mail.addresses import address_key
 from gateway.mail.message import ParsedMessage
 from gateway.routing.addressbook import AddressBook, Destination, reply_token_of
+from gateway.routing.context import Directory, MailContext, TicketInfo
+from gateway.routing.decisions import (
+    AppendDecision,
+    Decision,
+    FaqQuestion,
+    IgnoreDecision,
+    NewTicketDecision,
+    RejectDecision,
+)
+from gateway.routing.mail_fields import (
+    SUBJECT_TAG,
+    clean_title,
+    guide_answers,
+    mail_priority,
+    says_not_solved,
+)
 
 REPORTS = ("read-receipt", "arf")         # classifier rules for reports about a mail
-SUBJECT_TAG = re.compile(r"\[Ticket#(\d{16,20})\]", re.IGNORECASE)
-_REPLY_PREFIX = re.compile(r"^\s*((re|aw|wg|fwd?|sv|vs|antw|rif|tr|r|ref)\s*(\[\d+\])?\s*:\s*)+",
-                           re.IGNORECASE)
-
-
-# -- what routing needs to know -------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TicketInfo:
-    id: int
-    number: str
-    state: str
-    queue: str
-    customer_user_id: int | None
-    contact_key: str                       # address_key of the ticket's contact
-
-
-@dataclass(frozen=True)
-class CustomerInfo:
-    id: int
-    username: str
-    organisation: str                      # organisation key, "" if none
-    language: str
-    name: str = ""
-    email: str = ""                        # as stored (where the customer's mail goes)
-
-
-@dataclass(frozen=True)
-class FaqAnswerInfo:
-    """An answer we mailed to a question sent to the FAQ address."""
-
-    message_id: str                        # the answer's
-    received_mail_id: int                  # the question's stored mail
-    address_key: str                       # who asked
-    subject: str                           # the question's subject
-
-
-@dataclass(frozen=True)
-class FaqQuestion:
-    """The stored question a "not solved" ticket starts with, and our answer to it."""
-
-    received_mail_id: int
-    answer_message_id: str
-
-
-class Directory(Protocol):
-    def ticket_by_reply_token(self, token: str) -> TicketInfo | None: ...
-    def ticket_by_message_ids(self, ids: Sequence[str]) -> tuple[TicketInfo, str] | None: ...
-    def ticket_by_number(self, number: str) -> TicketInfo | None: ...
-    def customer_by_address(self, address: str) -> CustomerInfo | None: ...
-    def is_staff(self, address: str) -> bool: ...
-    def is_participant(self, ticket_id: int, address: str) -> bool: ...
-    def is_duplicate(self, message_id: str, body: str) -> bool: ...
-    def faq_answer_by_message_ids(self, ids: Sequence[str]) -> FaqAnswerInfo | None: ...
-
-
-# -- decisions ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class NewTicketDecision:
-    rule: str
-    reason: str
-    title: str
-    queue: str
-    template: str | None
-    priority: int
-    customer: CustomerInfo | None
-    contact: str
-    guide_answers: tuple[tuple[str, str], ...] = ()
-    missing_required: tuple[str, ...] = ()
-    related_ticket: str | None = None      # a closed ticket this one follows up
-    question: FaqQuestion | None = None    # "not solved": the ticket starts with this mail
-    # `[inbound] several_templates = "each"`: tickets for the mail's other template addresses
-    also: tuple[NewTicketDecision, ...] = ()
-
-
-@dataclass(frozen=True)
-class AppendDecision:
-    rule: str
-    reason: str
-    ticket: TicketInfo
-    sender_role: str                       # customer | participant | staff
-    reopen: bool
-    internal: bool = False                 # e.g. an out-of-office answer
-
-
-@dataclass(frozen=True)
-class IgnoreDecision:
-    rule: str
-    reason: str
-    ticket: TicketInfo | None = None       # e.g. the ticket a bounce belongs to
-    faq_question: bool = False             # a question to the FAQ address: answer it
-
-
-@dataclass(frozen=True)
-class RejectDecision:
-    rule: str            # no-subject | unknown-sender | template-not-available | no-route
-    reason: str
-    answer: bool                           # may we explain it to the sender?
-    template: str | None = None            # the template asked for, if any
-    language: str = "de"                   # the sender's (a customer's) or the queue's
-
-
-Decision = NewTicketDecision | AppendDecision | IgnoreDecision | RejectDecision
-
-
-@dataclass(frozen=True)
-class MailContext:
-    """What routing knows about the mail besides its content."""
-
-    recipients: tuple[str, ...]            # envelope recipients, else To + Cc
-    automatic: bool                        # loops.classify said: never answer it
-    automatic_kind: str = "human"          # human | bounce | complaint | auto_reply | list | ...
-    automatic_rule: str = ""               # the classifier's rule, e.g. read-receipt
-    automatic_reason: str = ""
-    original_message_ids: tuple[str, ...] = field(default_factory=tuple)  # what it reports on
 
 
 # -- the rules -------------------------------------------------------------------------------
@@ -316,20 +217,6 @@ def _decide(parsed: ParsedMessage, context: MailContext, settings: Settings,
         related_ticket=related)
 
 
-NOT_SOLVED = re.compile(
-    r"\b(?:nicht|noch\s+nicht|nicht\s+wirklich)\s+gel(?:ö|oe|o)st\b|\bungel(?:ö|oe)st\b"
-    r"|\bnot\s+(?:yet\s+|really\s+)?(?:solved|resolved)\b|\bunsolved\b|\bunresolved\b",
-    re.IGNORECASE)
-
-
-def says_not_solved(parsed: ParsedMessage) -> bool:
-    """"not solved" in the new text of a reply: above the quoted history, never in a
-    line quoted with ">" (our own answer explains the phrase)."""
-    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    own = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
-    return NOT_SOLVED.search(own) is not None
-
-
 def _route_faq(parsed: ParsedMessage, context: MailContext, settings: Settings,
                directory: Directory, sender: str) -> Decision:
     if context.automatic:
@@ -366,55 +253,3 @@ def _template(settings: Settings, destination: Destination) -> TemplateSettings 
     if destination.kind != "template":
         return None
     return next((t for t in settings.template if t.id == destination.target), None)
-
-
-def clean_title(subject: str) -> str:
-    """The subject as a ticket title: reply/forward prefixes and our tag removed."""
-    title = SUBJECT_TAG.sub("", subject)
-    title = _REPLY_PREFIX.sub("", title)
-    return " ".join(title.split())
-
-
-_X_PRIORITY = {"1": 5, "2": 4, "3": 3, "4": 2, "5": 1}
-_IMPORTANCE = {"high": 4, "normal": 3, "low": 2}
-_BODY_PRIORITY = re.compile(r"^\s*(priority|priorit[äa]t)\s*:\s*([1-5])\b", re.IGNORECASE | re.M)
-
-
-def mail_priority(parsed: ParsedMessage) -> int | None:
-    """A priority line in the body, else X-Priority (RFC-less but universal), else
-    Importance (RFC 2156); None: use the template's default."""
-    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    match = _BODY_PRIORITY.search(text)
-    if match:
-        return int(match.group(2))
-    x_priority = parsed.header("x-priority").strip()[:1]
-    if x_priority in _X_PRIORITY and x_priority != "3":
-        return _X_PRIORITY[x_priority]
-    importance = parsed.header("importance").strip().lower()
-    if importance in ("high", "low"):
-        return _IMPORTANCE[importance]
-    return None
-
-
-def guide_answers(parsed: ParsedMessage, template: TemplateSettings | None
-                  ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """Answers to the template's conversation guide from `Label: answer` lines (either
-    language's label, or the key, case-insensitive) above any quoted history, and the keys
-    of required questions still unanswered."""
-    if template is None or not template.guide:
-        return (), ()
-    names: dict[str, str] = {}
-    for question in template.guide:
-        names[question.key.lower()] = question.key
-        for label in question.label.values():
-            names[" ".join(label.lower().split())] = question.key
-    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        label, colon, value = line.partition(":")
-        key = names.get(" ".join(label.strip().lstrip("*-• ").lower().split()))
-        if colon and key and value.strip() and key not in found:
-            found[key] = value.strip()
-    ordered = tuple((q.key, found[q.key]) for q in template.guide if q.key in found)
-    missing = tuple(q.key for q in template.guide if q.required and q.key not in found)
-    return ordered, missing

@@ -231,7 +231,7 @@ def test_templates_are_grouped_and_create_the_ticket_a_mail_would(
 
 def test_a_template_of_another_organisation_is_404(app: App, customers: None,
                                                    web: FastAPI) -> None:
-    from gateway.config.settings import settings_from_mapping  # noqa: F401  (documents the source)
+    from gateway.config.loading import settings_from_mapping  # noqa: F401  (documents the source)
     restricted = app.settings.template[1].model_copy(update={"organisations": ["globex"]})
     object.__setattr__(app.settings, "template", [app.settings.template[0], restricted])
     client = logged_in(app, web, "mmuster")

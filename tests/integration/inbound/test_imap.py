@@ -39,7 +39,8 @@ from sqlalchemy import func, select
 from gateway.app import App, build_app, prepare_database
 from gateway.config.settings import MailboxSettings
 from gateway.errors import ConfigError
-from gateway.inbound.imap import Backoff, MailboxPoller
+from gateway.inbound.imap import MailboxPoller
+from gateway.inbound.imap_backoff import Backoff
 from gateway.inbound.imap_connect import target_of
 from gateway.inbound.imap_fetch import uid_set
 from gateway.inbound.imap_report import mailbox_statuses
@@ -112,7 +113,8 @@ def pollers() -> Iterator[list[MailboxPoller]]:
 
 
 def poller_for(app: App, **options: Any) -> MailboxPoller:
-    return MailboxPoller(app, app.settings.mailbox[0], backoff=FAST, **options)
+    return MailboxPoller(app.db, app.blobs, app.settings.mailbox[0],
+                         base_dir=app.settings.base_dir, backoff=FAST, **options)
 
 
 def mail(n: int, tag: str = "m") -> bytes:
@@ -319,11 +321,11 @@ import os, signal, sys
 from pathlib import Path
 from gateway.app import build_app
 from gateway.inbound.imap import MailboxPoller
-from gateway.config.settings import load_settings
+from gateway.config.loading import load_settings
 
 settings = load_settings(Path(sys.argv[1]))
 app = build_app(settings)
-poller = MailboxPoller(app, settings.mailbox[0],
+poller = MailboxPoller(app.db, app.blobs, settings.mailbox[0], base_dir=settings.base_dir,
                        on_committed=lambda stored: os.kill(os.getpid(), signal.SIGKILL))
 poller.check_once()
 """
@@ -482,10 +484,11 @@ def test_two_instances_poll_one_mailbox_one_at_a_time(dovecot: Dovecot, user: st
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
     instance_a = subprocess.Popen(
         [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from gateway.app import build_app; from gateway.config.settings import load_settings; "
+         "from gateway.app import build_app; from gateway.config.loading import load_settings; "
          "from gateway.inbound.imap import MailboxPoller; "
          "s = load_settings(Path(sys.argv[1])); "
-         "MailboxPoller(build_app(s), s.mailbox[0]).run()", str(config)],
+         "a = build_app(s); "
+         "MailboxPoller(a.db, a.blobs, s.mailbox[0], base_dir=s.base_dir).run()", str(config)],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: status(app).owner == f"{socket.gethostname()}:{instance_a.pid}", 20,

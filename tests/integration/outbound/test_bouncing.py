@@ -17,8 +17,8 @@ from gateway.app import App
 from gateway.inbound.worker import process_due
 from gateway.outbound import answers, bouncing
 from gateway.outbound.bouncing import is_dead
+from gateway.outbound.maildir import MaildirTransport
 from gateway.outbound.outbox import drain, requeue_failed
-from gateway.outbound.transport import MaildirTransport
 from gateway.store.models import OutboundMail, table_of
 from gateway.tickets.actions import change_state
 from gateway.tickets.ticket import State

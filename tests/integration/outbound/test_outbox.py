@@ -32,6 +32,7 @@ from sqlmodel import Session
 from gateway.app import App
 from gateway.errors import ConfigError, TemporaryFailure
 from gateway.outbound.mail import OutgoingMail
+from gateway.outbound.maildir import MaildirTransport
 from gateway.outbound.outbox import (
     QueuedMail,
     drain,
@@ -40,12 +41,8 @@ from gateway.outbound.outbox import (
     record_result,
     run_outbox,
 )
-from gateway.outbound.transport import (
-    DeliveryResult,
-    MaildirTransport,
-    SmtpTransport,
-    transport_from_settings,
-)
+from gateway.outbound.smtp import SmtpTransport
+from gateway.outbound.transport import DeliveryResult, transport_from_settings
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, Queue, TicketMessageId, table_of, utcnow
 from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
@@ -474,7 +471,7 @@ def test_two_drainers_send_every_mail_exactly_once(
 def test_run_outbox_sends_when_woken_and_stops(app: App, relay: ScriptedRelay) -> None:
     stop, wake = threading.Event(), threading.Event()
     thread = threading.Thread(target=run_outbox,
-                              args=(app, stop, smtp_to(relay), wake, 30.0))
+                              args=(app.db, stop, smtp_to(relay), wake, 30.0))
     thread.start()
     try:
         time.sleep(0.2)                                 # idle: waiting on `wake`

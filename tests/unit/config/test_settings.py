@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.settings import (
+from gateway.config.loading import (
     environment_problems,
-    host_port,
     load_settings,
     merge_config,
     settings_from_mapping,
 )
+from gateway.config.settings import host_port
 from gateway.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[3] / "gateway" / "config" / "sample_config.toml"

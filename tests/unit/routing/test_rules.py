@@ -10,23 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.settings import Settings, settings_from_mapping
+from gateway.config.loading import settings_from_mapping
+from gateway.config.settings import Settings
 from gateway.mail.addresses import address_key
 from gateway.mail.message import MailAddress, ParsedMessage
 from gateway.routing.addressbook import AddressBook, Verdict, reply_token_of, split_plus
-from gateway.routing.rules import (
+from gateway.routing.context import CustomerInfo, FaqAnswerInfo, MailContext, TicketInfo
+from gateway.routing.decisions import (
     AppendDecision,
-    CustomerInfo,
-    FaqAnswerInfo,
     FaqQuestion,
     IgnoreDecision,
-    MailContext,
     NewTicketDecision,
     RejectDecision,
-    TicketInfo,
-    clean_title,
-    route_message,
 )
+from gateway.routing.mail_fields import clean_title
+from gateway.routing.rules import route_message
 from tests.conftest import BASE_CONFIG
 
 MAX = CustomerInfo(1, "mmuster", "acme", "de")

@@ -1,0 +1,142 @@
+"""Loading the configuration: one TOML file (or none) in, validated frozen `Settings` out.
+
+In: a path (`--config`, else `TICKETGW_CONFIG`: `config_path_from_env`) or none; with none,
+the embedded defaults of `settings.py`. Optionally an overlay (the demo's) that only fills
+in (`merge_config`).
+
+Out: `Settings` (`load_settings`, `settings_from_mapping` for a mapping already parsed),
+whose `source` names the file(s) and whose `base_dir` is the file's directory (the current
+directory when there is none). `environment_problems` names the secrets whose environment
+variables are not set.
+
+Guarantees: `load_settings` either returns valid settings or raises `ConfigError` listing
+*every* problem as "FILE: key: problem": the per-key ones pydantic finds (unknown keys
+included) together with the checks between sections (`cross_references`). Secrets are
+never read from the file: the file names environment variables and only those are read.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.config.cross_references import cross_reference_problems
+from gateway.config.settings import Settings
+from gateway.errors import ConfigError
+
+CONFIG_ENV = "TICKETGW_CONFIG"
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + ("from" if part == "from_" else str(part))
+    return text or "(top level)"
+
+
+def _format_errors(source: str, error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if p not in ("function-after", "function-before"))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see `ticketgw init` for every key)"
+        elif item["type"] == "missing":
+            message = "is required"
+        problems.append(f"{source}: {_format_location(loc)}: {message}")
+    return problems
+
+
+_IDENTITY_KEYS = ("id", "email", "name")   # what names an entry of [[queue]], [[staff]], ...
+
+
+def _identity(entry: Any) -> tuple[str, Any] | None:
+    if isinstance(entry, dict):
+        for key in _IDENTITY_KEYS:
+            if key in entry:
+                return key, entry[key]
+    return None
+
+
+def merge_config(user: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Add `overlay` to the user's config; the overlay only fills in: tables are merged, a
+    value the user set is kept, and list entries are appended unless the user has an entry
+    with the same id (or email, or name)."""
+    merged = dict(user)
+    for key, value in overlay.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, list) and isinstance(merged[key], list):
+            taken = {_identity(e) for e in merged[key]} - {None}
+            merged[key] = [*merged[key], *(e for e in value if _identity(e) not in taken
+                                          or _identity(e) is None)]
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = merge_config(merged[key], value)
+    return merged
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse one TOML file; an unreadable or invalid file is a `ConfigError` naming it."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found (run `ticketgw init` to write one)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
+    """Validate a parsed config; raises `ConfigError` with every problem found."""
+    for forbidden in ("source", "base_dir"):
+        if forbidden in data:
+            raise ConfigError([f"{source}: {forbidden}: unknown key"])
+    problems = [f"{source}: {p}" for p in cross_reference_problems(data)]
+    try:
+        settings = Settings.model_validate({**data, "source": source, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        problems = _format_errors(source, exc) + problems
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def config_path_from_env(explicit: str | None) -> Path | None:
+    """`--config` wins, then `TICKETGW_CONFIG`; None means the embedded defaults."""
+    value = explicit or os.environ.get(CONFIG_ENV)
+    return Path(value) if value else None
+
+
+def load_settings(path: Path | None, overlay: Mapping[str, Any] | None = None) -> Settings:
+    """Read and validate the config file (or the defaults), with an optional overlay (demo)."""
+    if path is None:
+        data: dict[str, Any] = {}
+        source, base_dir = "<embedded defaults>", Path.cwd()
+    else:
+        data = read_toml(path)
+        source, base_dir = str(path), path.resolve().parent
+    if overlay:
+        data = merge_config(data, overlay)
+        source += " + demo"
+    return settings_from_mapping(data, source, base_dir)
+
+
+def environment_problems(settings: Settings) -> list[str]:
+    """Secrets named in the config whose environment variables are not set."""
+    wanted = [("database.password_env", settings.database.password_env),
+              ("outbound.smtp_password_env", settings.outbound.smtp_password_env),
+              ("web.secret_key_env", settings.web.secret_key_env)]
+    wanted += [(f"mailbox[{i}].password_env", m.password_env)
+               for i, m in enumerate(settings.mailbox)]
+    return [f"{settings.source}: {key}: environment variable {name} is not set"
+            for key, name in wanted if name and not os.environ.get(name)]
