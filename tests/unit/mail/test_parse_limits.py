@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import email
 import hashlib
+import html as htmllib
+import json
+import os
 import random
+import re
+import subprocess
+import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime
@@ -15,8 +21,10 @@ from email.policy import compat32
 import pytest
 
 from gateway.mail.message import ParseLimitExceeded
+from gateway.mail.mime_html import _FLAT_ELEMENTS, html_too_deep, strip_tags
 from gateway.mail.mime_outline import outline_mime
 from gateway.mail.parse import ParseLimits, parse_message
+from tests.conftest import REPO
 
 RECEIVED = datetime(2026, 11, 27, tzinfo=UTC)
 QUICK = 1.0          # seconds; the pre-scan needs milliseconds, the stdlib alone far more
@@ -200,6 +208,64 @@ def test_deeply_nested_html_is_not_handed_to_the_sanitizer() -> None:
     assert parsed.body_text == "deep text"
     assert parsed.body_html is None
     assert any("nested too deeply" in d for d in parsed.defects)
+
+
+_PARSE_UNCLOSED_HTML = """
+import json, sys
+from datetime import UTC, datetime
+from gateway.mail.parse import parse_message
+results = {}
+for name, html in (("unclosed", "<a" * 60_000),                     # html_too_deep's scan
+                   ("deep", "<div>" * 1001 + "x" + "<a" * 150_000)):  # too deep: strip_tags'
+    raw = (b"From: Max <max@acme.example>\\nSubject: HTML\\n"
+           b"Content-Type: text/html; charset=utf-8\\n\\n" + html.encode())
+    parsed = parse_message(raw, received=datetime(2026, 11, 27, tzinfo=UTC))
+    results[name] = [parsed.body_text, parsed.body_html is None]
+json.dump(results, sys.stdout)
+"""
+
+
+def test_html_whose_tags_never_close_is_parsed_in_linear_time() -> None:
+    """`"<a" * n` with no ">" (issue #14): `html_too_deep` and `strip_tags` tried a tag at
+    every "<" and scanned to the end of the text each time, so a 40 KB mail took 8-17 s,
+    these two several minutes. Now both look only up to the last ">". No timing is
+    asserted: the parse runs in a child process, and one still running after 20 s fails
+    the test. (Not a thread: the regex engine holds the GIL for a whole scan, so a
+    thread's join could not time out before the scan ended.)"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    try:
+        done = subprocess.run([sys.executable, "-c", _PARSE_UNCLOSED_HTML], env=env,
+                              capture_output=True, timeout=20, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("parsing HTML with unclosed tags took over 20 s", pytrace=False)
+    results = json.loads(done.stdout)
+    assert results["unclosed"] == ["<a" * 60_000, False]      # inscriptis keeps it as text
+    assert results["deep"] == ["x" + "<a" * 150_000, True]    # no tag after the last ">"
+
+
+def test_html_scans_find_what_they_found_before() -> None:
+    """Looking only up to the last ">" changes no result: compared with the unbounded
+    patterns on short random HTML (where their quadratic time does not matter)."""
+    tag = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^>]*?(/?)>")
+    pieces = ["<", ">", "a", "/", " ", "div", "p", "br/", "&amp;", "\n", "x", "<div>",
+              "</div>", "<a", "\xa0", "<<", "b>"]
+    rng = random.Random(14)
+    for _ in range(3000):
+        html = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        limit = rng.randint(0, 4)
+        depth, deep = 0, False
+        for match in tag.finditer(html):
+            if match.group(3) or match.group(2).lower() in _FLAT_ELEMENTS:
+                continue
+            depth = max(0, depth - 1) if match.group(1) else depth + 1
+            if depth > limit:
+                deep = True
+                break
+        assert html_too_deep(html, limit) == (deep and html.count("<") > limit), html
+        text = htmllib.unescape(re.sub(r"<[^>]*>", " ", html)).replace("\xa0", " ")
+        text = "\n".join(" ".join(line.split()) for line in text.splitlines())
+        assert strip_tags(html) == re.sub(r"\n{3,}", "\n\n", text).strip("\n"), html
 
 
 def test_a_large_attachment_is_decoded_piece_by_piece_not_held_twice() -> None:
