@@ -7,6 +7,7 @@ from typing import Any
 from gateway.app import App
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.mail.message import ParseLimitExceeded
+from gateway.mail.peek import peek_from_subject
 from gateway.outbound import bouncing
 from gateway.pipeline import understand
 from gateway.routing.decisions import (
@@ -27,7 +28,9 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         understood = understand(raw, received=utcnow(), envelope_from=sender,
                                 envelope_to=recipients, addressbook=app.addressbook)
     except ParseLimitExceeded as exc:
-        return {"outcome": "quarantined", "rule": "parse-limit", "reason": str(exc)}
+        from_address, subject = peek_from_subject(raw)
+        return {"from": from_address, "subject": subject, "outcome": "quarantined",
+                "rule": "parse-limit", "reason": str(exc)}
     parsed, context = understood.parsed, understood.context
     with app.db.read() as session:
         decision = route_message(parsed, context, settings=app.settings,
@@ -36,7 +39,7 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         dead_sender = bouncing.dead_address(session, parsed.from_.address if parsed.from_ else "")
     report: dict[str, Any] = {
         "message_id": parsed.message_id + (" (generated)" if parsed.message_id_generated else ""),
-        "from": parsed.from_.formatted() if parsed.from_ else "",
+        "from": parsed.from_.formatted() if parsed.from_ else _no_sender(parsed.defects),
         "subject": parsed.subject,
         "recipients": ", ".join(context.recipients),
         "automatic": (f"yes: {context.automatic_kind} ({context.automatic_reason})"
@@ -48,7 +51,8 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
             "reason": decision.reason, "queue": decision.queue,
             "template": decision.template,
             "customer": decision.customer.username if decision.customer else
-            f"none (unregistered contact {decision.contact})",
+            f"none (unregistered contact {decision.contact})" if decision.contact else
+            "none (no sender)",
             "priority": priority_label(decision.priority),
             "guide_answers": dict(decision.guide_answers),
             "missing_required": ", ".join(decision.missing_required),
@@ -84,3 +88,10 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         report["auto_reply"] = ("would be answered with matching FAQ articles (unless the "
                                 "sender's limit of automatic answers is reached)")
     return report
+
+
+def _no_sender(defects: tuple[str, ...]) -> str:
+    """Why the mail has no sender, when its From names nobody unambiguously."""
+    why = next((d.removeprefix("address: ") for d in defects
+                if d.startswith("address: ") and d.endswith("taken as no From")), "")
+    return f"none: {why}" if why else ""

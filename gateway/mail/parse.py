@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 
+from gateway.mail.addresses import parse_address_list
 from gateway.mail.message import MailAddress, ParsedMessage, ParseLimitExceeded, RawSpan
 from gateway.mail.mime_body import extract_body
 from gateway.mail.mime_outline import MimeOutline, ParseLimits, outline_mime, repair_header_block
@@ -43,6 +44,7 @@ GENERATED_ID_DOMAIN = "generated.ticketgw.invalid"   # .invalid: RFC 2606 §2, n
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
 _NOT_BLANK = re.compile(rb"\S")
 _DEFAULT_LIMITS = ParseLimits()
+MAX_NAME_CHARS = 256
 
 
 def parse_message(raw: bytes, *, received: datetime,
@@ -63,13 +65,16 @@ def parse_message(raw: bytes, *, received: datetime,
     message_id, generated = _message_id(tree, raw)
     date, date_from_header = _date(tree, received)
     body_text = "\n\n".join(t for t in (body.text, body.forwarded_text) if t)
+    from_ = _single_address(tree, "From", hint, defects)
+    sender = _single_address(tree, "Sender", hint, defects)
+    reply_to = _single_address(tree, "Reply-To", hint, defects)
     return ParsedMessage(
         message_id=message_id,
         message_id_generated=generated,
         subject=collapse_whitespace(headers.get("subject", "")),
-        from_=_first(_addresses(tree, "from", hint, limits)),
-        sender=_first(_addresses(tree, "sender", hint, limits)),
-        reply_to=_addresses(tree, "reply-to", hint, limits),
+        from_=from_,
+        sender=sender,
+        reply_to=(reply_to,) if reply_to else (),
         to=_addresses(tree, "to", hint, limits),
         cc=_addresses(tree, "cc", hint, limits),
         date=date,
@@ -204,35 +209,63 @@ def _raw_values(tree: Message, name: str) -> list[str]:
     return [str(value) for key, value in tree.raw_items() if key.strip().lower() == name]
 
 
-def _first(addresses: tuple[MailAddress, ...]) -> MailAddress | None:
-    return addresses[0] if addresses else None
+def _single_address(tree: Message, name: str, hint: str | None,
+                    defects: list[str]) -> MailAddress | None:
+    """The one address of a From, Sender or Reply-To; None, with a defect saying why, when
+    the header fields do not name exactly one address unambiguously (two fields, two
+    addresses, an address the readers of this mail could read differently: see
+    `addresses.parse_address_list`). Routing, the customer match and the staff check then
+    see no sender: such a header credits nobody."""
+    values = _raw_values(tree, name.lower())
+    if not values:
+        return None
+    if len(values) > 1:
+        defects.append(f"address: {len(values)} {name} fields; taken as no {name}")
+        return None
+    value = unfold(values[0])
+    read = parse_address_list(value)
+    mailbox = read.single()
+    if mailbox is None and "@" not in value and len(read.mailboxes) == 1:
+        # no "@" at all ("MAILER-DAEMON <>" of a bounce): names nobody, so it cannot be
+        # credited to anyone; kept as read, for the article's From
+        mailbox = read.mailboxes[0]
+    elif mailbox is None:
+        if value:
+            defects.append(f"address: {name} is not one unambiguous address "
+                           f"({read.why_not_single()}); taken as no {name}")
+        return None
+    return _mail_address(mailbox.display, mailbox.address, hint)
 
 
 def _addresses(tree: Message, name: str, hint: str | None,
                limits: ParseLimits) -> tuple[MailAddress, ...]:
-    """Every address in every `name` header (RFC 5322 §3.4), display names decoded."""
+    """Every address in every `name` header (RFC 5322 §3.4), display names decoded; a
+    broken list is read as well as possible (`addresses.parse_address_list`, which does
+    not recurse: a header of thousands of nested comments or groups is read like any)."""
     found: list[MailAddress] = []
     for value in _raw_values(tree, name):
-        pairs = getaddresses([unfold(value)])
-        if len(pairs) > limits.max_addresses_per_header:
-            raise ParseLimitExceeded(
-                f"addresses in {name}: {len(pairs)} > {limits.max_addresses_per_header}")
-        for display, address in pairs:
-            parsed = _mail_address(display, address, hint)
+        mailboxes = parse_address_list(unfold(value)).mailboxes
+        if len(mailboxes) > limits.max_addresses_per_header:
+            raise ParseLimitExceeded(f"addresses in {name}: {len(mailboxes)} > "
+                                     f"{limits.max_addresses_per_header}")
+        for mailbox in mailboxes:
+            parsed = _mail_address(mailbox.display, mailbox.address, hint)
             if parsed is not None:
                 found.append(parsed)
     return tuple(found)
 
 
 def _mail_address(display: str, address: str, hint: str | None) -> MailAddress | None:
-    name = collapse_whitespace(header_text(display, hint)) if display else ""
+    """A mailbox as the pipeline sees it; its display name cut at `MAX_NAME_CHARS` (a From
+    of thousands of nested comments has one that long, and it is shown, never matched)."""
+    name = collapse_whitespace(header_text(display, hint))[:MAX_NAME_CHARS] if display else ""
     address = decode_surrogates(address, hint).strip()
     if " " in address and "@" in address:
         # "John Doe john@example.com" without angle brackets: keep the name apart.
         words = address.split()
         at_words = [w for w in words if "@" in w]
         address = at_words[-1].strip("<>")
-        name = name or " ".join(w for w in words if w not in at_words)
+        name = name or " ".join(w for w in words if w not in at_words)[:MAX_NAME_CHARS]
     if not name and not address:
         return None
     return MailAddress(name=name, address=address)

@@ -100,7 +100,10 @@ def test_broken_addresses_are_kept_as_well_as_possible() -> None:
     assert [(a.name, a.address) for a in parsed.to] == [
         ("", "xxx"), ("John Doe", "john@example.com")]
     assert parsed.sender is not None and parsed.sender.address == "s@example.com"
-    assert len(parsed.reply_to) == 1
+    # a Reply-To that is not one unambiguous address names nobody (issue #14, item 8)
+    assert parsed.reply_to == ()
+    assert "address: Reply-To is not one unambiguous address (an unclosed quote); taken as " \
+           "no Reply-To" in parsed.defects
 
 
 def test_missing_message_id_is_generated_and_stable() -> None:
