@@ -74,8 +74,10 @@ def ingest(context: CliContext, files: tuple[str, ...], recipients: tuple[str, .
     """Store mail as an MTA pipe would deliver it (FILE or stdin), then process it.
 
     Exit 0 once every mail is stored (then ticketed, appended, ignored, rejected or
-    quarantined: never dropped); exit 75 (EX_TEMPFAIL) when it could not be stored, so the
-    MTA keeps the mail and retries. Any failure, even a broken config, is 75 here.
+    quarantined: never dropped), whatever happens while processing it: a mail that fails
+    there stays queued for the service's worker. An empty input is an empty mail, stored.
+    Exit 75 (EX_TEMPFAIL) only when it could not be stored, so the MTA keeps the mail and
+    retries. Any failure before the commit, even a broken config, is 75 here.
     """
     if sum(bool(x) for x in (files, mbox, maildir)) > 1:
         raise click.UsageError("give FILEs, --mbox or --maildir, not several")
@@ -85,7 +87,21 @@ def ingest(context: CliContext, files: tuple[str, ...], recipients: tuple[str, .
         click.echo(f"ticketgw ingest: not stored, try again later: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
     if not no_process:
-        _process(context, stored, label="processing")
+        _process_stored(context, stored, label="processing", command="ingest")
+
+
+def _process_stored(context: CliContext, mail_ids: list[int], *, label: str,
+                    command: str) -> None:
+    """`_process`, for mail that is already stored: a failure here must not fail the
+    command (the MTA would bounce a mail we keep), so it is one line on stderr and the
+    mail stays queued; the service's worker takes it up when its lease ends."""
+    try:
+        _process(context, mail_ids, label=label)
+    except Exception as exc:
+        first = ", ".join(map(str, mail_ids[:5])) + (", ..." if len(mail_ids) > 5 else "")
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        click.echo(f"ticketgw {command}: inbound {first} is stored, but processing it "
+                   f"failed ({error}); it stays queued for the service's worker", err=True)
 
 
 def _store(context: CliContext, files: tuple[str, ...], recipients: tuple[str, ...],
@@ -126,8 +142,11 @@ def _process(context: CliContext, mail_ids: list[int], *, label: str) -> None:
             bar.update(len(chunk))
     if len(results) == 1:
         r = results[0]
+        which = "".join(f", {label} {value[:200]!r}" for label, value in (
+            ("from", r.from_address), ("subject", r.subject)) if value) \
+            if r.outcome in ("quarantined", "pending") else ""
         click.echo(f"inbound {r.mail_id}: {r.outcome} {r.ticket_number or ''} ({r.reason})"
-                   .replace("  ", " "), err=True)
+                   .replace("  ", " ") + which, err=True)
     else:
         summary: dict[str, int] = {}
         for r in results:
@@ -266,7 +285,7 @@ def quarantine_retry(context: CliContext, mail_id: int | None, retry_all: bool,
                 processed=None))
     click.echo(f"requeued {len(ids)} mail(s)", err=True)
     if ids and not no_process:
-        _process(context, ids, label="reprocessing")
+        _process_stored(context, ids, label="reprocessing", command="quarantine retry")
 
 
 # -- explain ----------------------------------------------------------------------------------

@@ -18,6 +18,13 @@ never blocks the queue:
    transaction takes more mails only for `TRANSACTION_BUDGET` and ends early when received
    mail waits for SQLite's write lock (`store/priority.py`). A transaction that cannot
    commit at all is tried again mail by mail.
+Poison mail (issue #14): whatever a mail's bytes (empty, a header that blows the stdlib's
+recursion, a body that makes a bug raise), that mail alone is retried or quarantined and its
+companions in the batch go on. A `RecursionError` while understanding a mail comes back on
+every attempt, so that mail is quarantined at once, with one log line instead of a traceback
+thousands of lines long. Every quarantined or failing mail is recorded with its From and
+Subject (from the parser, or `mail.peek` when the parser failed), so the operator's lists
+(`ticketgw quarantine list`, `inbound list`) say which mail it is.
 In: the database and the `pipeline.Stages` (built once per worker process by the composition
 root). A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
 Leases are committed with `db.write(durable=False)`: a power failure may forget a lease (and
@@ -40,7 +47,10 @@ from sqlmodel import Session
 
 from gateway.inbound.doorbell import Bell
 from gateway.inbound.intake import stored_raw
+from gateway.mail.mime_text import collapse_whitespace
+from gateway.mail.peek import HEAD_BYTES, peek_from_subject
 from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
+from gateway.store.blobs import BlobStore
 from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.models import ReceivedMail, table_of, utcnow
@@ -67,23 +77,27 @@ class Processed:
     outcome: str
     ticket_number: str | None
     reason: str
+    from_address: str = ""      # as recorded for the operator's lists ("" if none)
+    subject: str = ""
 
 
-def lease_batch(db: Database, limit: int = 20) -> list[int]:
+def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None) -> list[int]:
     """Claim up to `limit` due mails for this worker; mails that already used all their
-    attempts (their worker died each time) are quarantined instead."""
+    attempts (their worker died each time) are quarantined instead, with the From and
+    Subject their header shows (read from `blobs` for a mail stored there)."""
     now = utcnow()
     leased: list[int] = []
     with db.write(durable=False) as session:
         for row in claim_due(session, _received, status="pending", now=now, limit=limit,
                              columns=("id", "attempts")):
             if row.attempts >= MAX_ATTEMPTS:
+                shown = _shown(*_peek_stored(session, row.id, blobs))
                 session.execute(update(_received).where(_received.c.id == row.id).values(
                     status="quarantined", outcome="quarantined", processed=now,
                     reason=f"processing did not finish in {row.attempts} attempts "
-                           "(the worker stopped each time)"))
-                log.error("inbound %d: quarantined after %d unfinished attempts", row.id,
-                          row.attempts)
+                           "(the worker stopped each time)", **shown))
+                log.error("inbound %d: quarantined after %d unfinished attempts%s", row.id,
+                          row.attempts, _which(shown))
                 continue
             leased.append(row.id)
         if leased:      # one statement for the batch, not one per mail
@@ -120,6 +134,8 @@ class _Leased:
     attempts: int
     understood: Understood | Outcome | None = None
     error: Exception | None = None       # understanding it failed (a bug): kept and counted
+    from_address: str = ""               # what the operator's lists show (`_shown`)
+    subject: str = ""
 
 
 def process_leased(db: Database, stages: Stages, mail_id: int) -> Processed:
@@ -137,8 +153,10 @@ def process_batch(db: Database, stages: Stages, mail_ids: Sequence[int]) -> list
         while len(results) - done < len(leased):
             results += _apply_some(db, stages, leased[len(results) - done:])
     for result in results:
-        log.info("inbound %d: %s %s (%s)", result.mail_id, result.outcome,
-                 result.ticket_number or "-", result.reason)
+        log.info("inbound %d: %s %s (%s)%s", result.mail_id, result.outcome,
+                 result.ticket_number or "-", result.reason,
+                 _which({"from_address": result.from_address, "subject": result.subject})
+                 if result.outcome in ("quarantined", "pending") else "")
     return results
 
 
@@ -172,7 +190,7 @@ def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,
     except Exception as exc:
         taken = leased[:max(len(results), 1)]
         if len(taken) == 1:
-            return [_record_failure(db, taken[0].id, exc)]
+            return [_record_failure(db, taken[0], exc)]
         log.warning("inbound: %d mails could not commit together (%s); one by one",
                     len(taken), exc)
         return [result for mail in taken
@@ -210,8 +228,10 @@ def _apply_one(session: Session, stages: Stages, mail: _Leased,
     assert outcome is not None
     if isinstance(outcome, Understood):
         outcome = route_and_apply(session, stages, outcome, mail.id)
-    records.append(_record_values(mail.id, outcome))
-    return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason)
+    values = _record_values(mail, outcome)
+    records.append(values)
+    return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason,
+                     str(values["from_address"] or ""), str(values["subject"] or ""))
 
 
 def _budget(db: Database) -> float:
@@ -240,11 +260,13 @@ def _read_by_size(db: Database, mail_ids: Sequence[int]) -> Iterator[list[Any]]:
 
 
 def _groups(mail_ids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
+    """The mails in order, cut into groups of at most `GROUP_BYTES` (a larger mail, or an
+    empty one, is a group or part of one like any other)."""
     groups: list[list[int]] = []
-    total = GROUP_BYTES
+    total = 0
     for mail_id in mail_ids:
         size = sizes.get(mail_id, 0)
-        if total + size > GROUP_BYTES:
+        if not groups or total + size > GROUP_BYTES:
             groups.append([])
             total = 0
         groups[-1].append(mail_id)
@@ -263,15 +285,64 @@ def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
 
 
 def _understand(stages: Stages, row: Any) -> _Leased:
+    """Parse and classify one leased mail (no database). A failure is kept for the write
+    transaction to count; a `RecursionError` would come back on every attempt, so that mail
+    is quarantined at once. From and Subject are kept for the operator's lists: the
+    parser's, or peeked at in the raw header when the parser did not get that far."""
+    raw = b""
     try:
+        raw = stored_raw(stages.blobs, row.raw, row.size, row.raw_sha256)
         understood = understand_stored(
-            stages.addressbook, raw=stored_raw(stages.blobs, row.raw, row.size, row.raw_sha256),
-            received=row.received,
+            stages.addressbook, raw=raw, received=row.received,
             envelope_from=_envelope_from(row.source, row.envelope_from),
             envelope_to=row.envelope_to, truncated_from=row.truncated_from)
+    except RecursionError:
+        from_address, subject = peek_from_subject(raw)
+        log.error("inbound %d: quarantined: it nests too deeply for the parser "
+                  "(RecursionError)%s", row.id, _which(_shown(from_address, subject)))
+        return _Leased(row.id, row.attempts, Outcome(
+            "quarantined", "parser limit: nested too deeply for the parser (RecursionError)",
+            "parse-limit"), from_address=from_address, subject=subject)
     except Exception as exc:
-        return _Leased(row.id, row.attempts, error=exc)
-    return _Leased(row.id, row.attempts, understood)
+        from_address, subject = peek_from_subject(raw)
+        return _Leased(row.id, row.attempts, error=exc, from_address=from_address,
+                       subject=subject)
+    if isinstance(understood, Outcome):              # a parser limit: refused unparsed
+        from_address, subject = peek_from_subject(raw)
+    else:
+        parsed = understood.parsed
+        from_address = parsed.from_.address if parsed.from_ and parsed.from_.address else \
+            collapse_whitespace(parsed.header("from"))[:1000]   # names nobody: as written
+        subject = parsed.subject
+    return _Leased(row.id, row.attempts, understood, from_address=from_address,
+                   subject=subject)
+
+
+def _shown(from_address: str, subject: str) -> dict[str, str | None]:
+    """The `received_mail` columns the operator's lists show ("" is stored as NULL)."""
+    return {"from_address": storable(from_address)[:1000] or None,
+            "subject": storable(subject)[:1000] or None}
+
+
+def _which(shown: dict[str, Any]) -> str:
+    """", from X, subject Y" for a log line (nothing for what is unknown)."""
+    return "".join(f", {label} {str(shown[key])[:200]!r}"
+                   for key, label in (("from_address", "from"), ("subject", "subject"))
+                   if shown.get(key))
+
+
+def _peek_stored(session: Session, mail_id: int, blobs: BlobStore | None) -> tuple[str, str]:
+    """From and Subject of a stored mail, read from its first `HEAD_BYTES` only."""
+    row = session.execute(select(_received.c.raw, _received.c.size, _received.c.raw_sha256)
+                          .where(_received.c.id == mail_id)).one()
+    head = bytes(row.raw[:HEAD_BYTES]) if row.raw else b""
+    if not head and row.size and blobs is not None:
+        try:
+            with blobs.open(row.raw_sha256) as handle:
+                head = handle.read(HEAD_BYTES)
+        except OSError:
+            head = b""
+    return peek_from_subject(head)
 
 
 def _still_pending(session: Session, mail_ids: list[int]) -> set[int]:
@@ -295,11 +366,12 @@ def _apply_in_savepoint(session: Session, stages: Stages, mail: _Leased) -> Proc
 
 def _recorded_failure(session: Session, mail: _Leased, exc: Exception) -> Processed:
     """Count the failed attempt in the open transaction (retry later, or quarantine)."""
-    log.error("inbound %d: processing failed", mail.id, exc_info=exc)
-    values = _failure_values(mail.attempts, _error_text(exc))
+    shown = _shown(mail.from_address, mail.subject)
+    log.error("inbound %d: processing failed%s", mail.id, _which(shown), exc_info=exc)
+    values = _failure_values(mail.attempts, _error_text(exc)) | shown
     session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
     return Processed(mail.id, str(values.get("outcome", "pending")), None,
-                     str(values["last_error"]))
+                     str(values["last_error"]), mail.from_address, mail.subject)
 
 
 def _envelope_from(source: str, stored: str) -> str | None:
@@ -319,16 +391,17 @@ def _record(session: Session, records: list[dict[str, object]]) -> None:
         session.execute(_RECORD, records)
 
 
-def _record_values(mail_id: int, outcome: Outcome) -> dict[str, object]:
+def _record_values(mail: _Leased, outcome: Outcome) -> dict[str, object]:
+    """The row's outcome; From and Subject as the outcome has them, else as `_understand`
+    read them (a quarantined mail's, a From that names nobody as written)."""
     return {
-        "mail_id": mail_id,
+        "mail_id": mail.id,
         "status": "quarantined" if outcome.outcome == "quarantined" else "done",
         "outcome": outcome.outcome, "reason": storable(outcome.reason)[:4000],
         "rule": outcome.rule, "ticket_id": outcome.ticket_id,
         "message_id": storable(outcome.message_id or "")[:1000] or None,
-        "from_address": storable(outcome.from_address or "")[:1000] or None,
-        "subject": storable(outcome.subject or "")[:1000] or None, "processed": utcnow(),
-        "last_error": None}
+        **_shown(outcome.from_address or mail.from_address, outcome.subject or mail.subject),
+        "processed": utcnow(), "last_error": None}
 
 
 def _error_text(exc: BaseException) -> str:
@@ -343,26 +416,28 @@ def _failure_values(attempts: int, error: str) -> dict[str, object]:
     return {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1], "last_error": error}
 
 
-def _record_failure(db: Database, mail_id: int, exc: Exception) -> Processed:
+def _record_failure(db: Database, mail: _Leased, exc: Exception) -> Processed:
     """Record a failure in a transaction of its own (the mail's own one could not commit)."""
     error = _error_text(exc)
-    log.error("inbound %d: processing failed: %s", mail_id, error)
+    shown = _shown(mail.from_address, mail.subject)
+    log.error("inbound %d: processing failed%s: %s", mail.id, _which(shown), error)
     try:
         with db.write() as session:
             attempts = session.execute(select(_received.c.attempts)
-                                       .where(_received.c.id == mail_id)).scalar_one()
-            values = _failure_values(attempts, error)
-            session.execute(update(_received).where(_received.c.id == mail_id).values(**values))
+                                       .where(_received.c.id == mail.id)).scalar_one()
+            values = _failure_values(attempts, error) | shown
+            session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
     except Exception:
         # the database itself is failing: the lease expires and the mail is retried then
-        log.exception("inbound %d: could not record the failure", mail_id)
-        return Processed(mail_id, "pending", None, error)
-    return Processed(mail_id, str(values.get("outcome", "pending")), None, error)
+        log.exception("inbound %d: could not record the failure", mail.id)
+        return Processed(mail.id, "pending", None, error, mail.from_address, mail.subject)
+    return Processed(mail.id, str(values.get("outcome", "pending")), None, error,
+                     mail.from_address, mail.subject)
 
 
 def process_due(db: Database, stages: Stages, limit: int = 20) -> list[Processed]:
     """Lease and process one batch; the processed mails (empty when nothing was due)."""
-    return process_batch(db, stages, lease_batch(db, limit))
+    return process_batch(db, stages, lease_batch(db, limit, stages.blobs))
 
 
 def run_worker(db: Database, stages: Stages, stop: threading.Event, wake: Bell | None = None,
