@@ -139,7 +139,8 @@ class Ticket(SQLModel, table=True):
     customer_user_id: int | None = Field(default=None, foreign_key="customer_user.id")
     contact_email: str = Field(default="", max_length=320)   # the sender, registered or not
     owner_staff_id: int | None = Field(default=None, foreign_key="staff.id")
-    reply_token: str | None = Field(default=None, unique=True, max_length=64)
+    reply_token: str | None = Field(default=None, unique=True, max_length=64)   # +r-: customers
+    staff_token: str | None = Field(default=None, unique=True, max_length=64)   # +s-: staff
     created: datetime = _time(default_factory=utcnow)
     updated: datetime = _time(default_factory=utcnow)
     closed: datetime | None = _time(default=None)
