@@ -288,3 +288,15 @@ def test_ingest_staff_mail_acts_only_with_our_mtas_pass(piped: Cli) -> None:
     entry = ingest(cli, passing, staff_address, ANNA)
     assert "answer sent to the customer" in entry["reason"]
     assert cli.ticket(number)["state"] == "closed"
+
+
+def test_check_config_warns_while_authserv_id_is_empty(run_cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticketgw.toml"
+    assert run_cli("init", str(path)).exit_code == 0
+    checked = run_cli("--config", str(path), "check-config")
+    assert checked.exit_code == 0 and checked.stdout.startswith(f"ok: {path}")
+    assert "config warning:" in checked.stderr
+    assert "inbound.authserv_id is empty" in checked.stderr
+    path.write_text(path.read_text().replace('authserv_id = ""', f'authserv_id = "{MX}"'))
+    checked = run_cli("--config", str(path), "check-config")
+    assert checked.exit_code == 0 and "warning" not in checked.stderr
