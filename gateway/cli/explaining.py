@@ -103,9 +103,10 @@ def _staff_commands(parsed: ParsedMessage) -> str:
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     mail = parse_commands(text)
     if mail.errors:
-        return ("the staff member is told: "
+        return ("not carried out, kept as an internal note, the staff member is told: "
                 + "; ".join(f"{e.line}: {e.reason}" for e in mail.errors))
     commands = ", ".join(f"#{c.name} {c.value}".rstrip() for c in mail.commands) or "none"
     sent = ("nothing sent (internal note)" if mail.internal or not mail.text.strip()
             else "the answer goes to the customer")
-    return f"{commands}; {sent}"
+    return f"{commands}; {sent}" + (", if every command can be carried out (else nothing "
+                                    "is)" if mail.commands else "")

@@ -347,13 +347,13 @@ def tell_staff_on_failure(answering: Answering) -> Callable[[Session, QueuedMail
 
 def command_failed(session: Session, answering: Answering, ticket_id: int, *, staff_address: str,
                    agent_name: str, errors: Sequence[tuple[str, str]],
-                   done: Sequence[str], in_reply_to: str | None) -> None:
-    """Tell a staff member which of their #commands could not be carried out, and why."""
+                   in_reply_to: str | None) -> None:
+    """Tell a staff member which lines of their command block were wrong, and that nothing
+    of their mail was carried out or sent (it is kept as an internal note)."""
     facts = ticket_facts(session, answering.settings, ticket_id)
     _queue_mail(session, answering, "command-failed", _staff_language(answering, facts,
                                                                       staff_address),
-                {"agent_name": agent_name, "title": facts.title, "errors": list(errors),
-                 "done": list(done)},
+                {"agent_name": agent_name, "title": facts.title, "errors": list(errors)},
                 sender=_queue_identity(facts.queue), to=[(agent_name, staff_address)],
                 facts=facts, in_reply_to=in_reply_to, reply_to=staff_reply_address(facts))
 

@@ -71,7 +71,7 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     "reject": ("customer_name", "reason", "original_subject"),
     "staff-notify": ("kind", "customer_name", "customer_address", "title", "body", "priority"),
     "delivery-failed": ("recipient", "original_subject", "diagnostic"),
-    "command-failed": ("agent_name", "title", "errors", "done"),
+    "command-failed": ("agent_name", "title", "errors"),
     "kept-as-note": ("agent_name", "title", "path", "detail"),
     "password-token": ("customer_name", "username", "token", "expires"),
     "new-password": ("customer_name", "username", "password"),
@@ -85,6 +85,7 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
     "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
+    "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
 }
 # Events about one ticket: `ticket_number` is required for them.
 TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify",

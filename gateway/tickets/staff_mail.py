@@ -10,9 +10,11 @@ processing log.
 Guarantees (docs/admin.md 5.2):
 - the answer goes to the customer from the queue's address, never from the agent's own, and
   without the quoted history;
-- a command that cannot be carried out is answered to the staff member (`command-failed`);
-  the rest of the mail still counts;
-- `#internal` keeps the text from the customer;
+- all or nothing: a command block with a line that is not a valid command, or a command
+  that cannot be carried out, runs nothing (the commands run in a savepoint that is rolled
+  back), sends nothing to the customer, keeps the mail as an internal note and mails the
+  staff member what was wrong (`command-failed`);
+- `#internal` in the block or anywhere in the text keeps the text from the customer;
 - a held-back mail is an internal note and its sender, a configured staff address, is told
   why (`kept-as-note`), unless the mail is automatic (RFC 3834 §2) or they had their
   `[outbound] max_auto_replies_per_hour` of such mails already.
@@ -52,16 +54,30 @@ def carry_out(session: Session, answering: Answering, ticket_id: int, parsed: Pa
     remember_message_ids(session, ticket_id, [parsed.message_id])
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     command_mail = parse_commands(text)
-    done = [_run_command(session, answering, ticket_id, command, sender)
-            for command in command_mail.commands]
     failed = [(e.line, e.reason) for e in command_mail.errors]
-    failed += [(line, reason) for line, _, reason in (d.partition(": ") for d in done) if reason]
-    done = [d for d in done if ": " not in d]
+    done: list[str] = []
+    if not failed:
+        savepoint = session.begin_nested()
+        try:
+            results = [_run_command(session, answering, ticket_id, command, sender)
+                       for command in command_mail.commands]
+        except BaseException:
+            savepoint.rollback()
+            raise
+        failed = [(line, reason) for line, _, reason in (r.partition(": ") for r in results)
+                  if reason]
+        if failed:
+            savepoint.rollback()        # all or nothing: not one command of the block counts
+        else:
+            savepoint.commit()
+            done = results
     if failed:
+        add_article(session, ticket_id, replace(article, internal=True))
         answers.command_failed(session, answering, ticket_id, staff_address=sender,
-                               agent_name=agent, errors=failed, done=done,
-                               in_reply_to=parsed.message_id)
-        done += [f"{line}: {reason}" for line, reason in failed]
+                               agent_name=agent, errors=failed, in_reply_to=parsed.message_id)
+        return "; ".join([f"{line}: {reason}" for line, reason in failed]
+                         + ["nothing carried out: kept as an internal note, nothing sent to "
+                            "the customer, the staff member is told what was wrong"])
     if command_mail.internal or not command_mail.text.strip():
         add_article(session, ticket_id, replace(
             article, internal=True, channel="note", body=command_mail.text, quote_start=None))

@@ -64,5 +64,6 @@ def test_a_files_command_that_cannot_be_done_is_answered(app: App,
     failed = [m for e, _, m in outbox(app) if e == "command-failed"]
     assert len(failed) == 1 and "1 to 365" in failed[0].get_body(("plain",)).get_content()
     assert "file-link" not in [e for e, _, _ in outbox(app)]
+    assert "staff-answer" not in [e for e, _, _ in outbox(app)]    # "Ok." stays a note
     with app.db.read() as session:
         assert session.execute(select(table_of(FileArea))).all() == []

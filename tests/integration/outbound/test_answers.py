@@ -237,19 +237,22 @@ def test_cli_state_change_sends_the_status_mail(app: App, customer: None, run_cl
 
 def test_a_command_that_cannot_be_done_is_answered_to_the_staff_member(
         app: App, customer: None) -> None:
+    """All or nothing: `#assign nobody` parses but cannot be done, so `#priority 2` before
+    it is rolled back and the answer stays an internal note."""
     [first] = deliver(app, mail(message_id="<e1@acme>"))
-    [done] = staff_answer(app, first.ticket_number,
-                          "#state erledigt\n#assign nobody\n#priority 2\n\nOk.\n",
+    before = len(outbox(app))
+    [done] = staff_answer(app, first.ticket_number, "#priority 2\n#assign nobody\n\nOk.\n",
                           "<e2@example.com>")
-    assert "#state erledigt" in done.reason
-    failed = [(e, r, m) for e, r, m in outbox(app) if e == "command-failed"]
-    assert [r for _, r, _ in failed] == [(STAFF,)]
-    text = failed[0][2].get_body(("plain",)).get_content()
-    assert "#state erledigt" in text and "#assign nobody" in text and "#priority 2" in text
+    assert "#assign nobody" in done.reason and "nothing carried out" in done.reason
+    assert [(e, r) for e, r, _ in outbox(app)[before:]] == [("command-failed", (STAFF,))]
+    failed = outbox(app)[-1][2]
+    text = failed.get_body(("plain",)).get_content()
+    assert "#assign nobody" in text and "nichts davon ausgeführt" in text
+    assert failed["Reply-To"].addresses[0].addr_spec == staff_address(app, first.ticket_number)
     with app.db.read() as session:
         detail = ticket_detail(session, str(first.ticket_number))
-    assert detail["priority"] == 2 and detail["state"] == "new"   # the rest still counts
-    assert [e for e, _, _ in outbox(app)][-1] == "staff-answer"
+    assert detail["priority"] == 3 and detail["state"] == "new"   # nothing counted
+    assert detail["articles"][-1]["internal"] is True
 
 
 @pytest.mark.parametrize("path", ["reply-token", "in-reply-to", "references", "subject-tag"])

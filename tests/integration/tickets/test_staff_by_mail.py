@@ -1,7 +1,7 @@
 """Who may act as staff, and who is the customer, driven the way users do it: SMTP into a
 real `ticketgw serve` (its outbox delivering into a Maildir), or `ticketgw ingest` as an
-MTA pipe, with the CLI to look. Issue #14, items 5 (forged staff mail) and 9 (customer
-mail that fails DMARC); docs/admin.md 5.2."""
+MTA pipe, with the CLI to look. Issue #14, items 5 (forged staff mail), 7 (a typo in a
+command must not leak a note) and 9 (customer mail that fails DMARC); docs/admin.md 5.2."""
 
 from __future__ import annotations
 
@@ -162,6 +162,35 @@ def test_serve_a_forged_staff_mail_on_the_customer_path_changes_nothing(served: 
     assert answer["From"].addresses[0].addr_spec == "support@support.example.com"
     assert cli.outcome("<genuine@example.com>")["rule"] == "staff-token"
     assert cli.ticket(number)["state"] == "closed"
+
+
+# -- item 7: a typo in a command ---------------------------------------------------------------
+
+def test_serve_a_typo_in_the_command_block_sends_nothing_to_the_customer(served: Any) -> None:
+    port, config, cli, outbox = served
+    number, _, staff_address = open_ticket(port, config, outbox, "Monitor flackert")
+
+    typo = message(f"Anna Agent <{ANNA}>", staff_address, f"Re: [Ticket#{number}]",
+                   "<typo@example.com>", "#internl\n#state pending\n\nDer Kunde hat "
+                   "gekündigt, bitte nicht erwähnen.\n")
+    smtp(port, typo, ANNA, staff_address)
+    failed = outbox.wait_for(lambda m: to(m) == ANNA and "Nicht ausgeführt" in str(m["Subject"]))
+    assert "#internl" in text_of(failed) and "unknown command #internl" in text_of(failed)
+    assert "nichts davon ausgeführt" in text_of(failed)
+    assert reply_to(failed) == staff_address
+    assert "nothing carried out" in cli.outcome("<typo@example.com>")["reason"]
+    ticket = cli.ticket(number)
+    assert ticket["state"] == "new"                       # #state pending did not run either
+    assert ticket["articles"][-1]["internal"] is True
+    assert "gekündigt" in ticket["articles"][-1]["body"]
+
+    below = message(f"Anna Agent <{ANNA}>", staff_address, f"Re: [Ticket#{number}]",
+                    "<below@example.com>", "Hallo Herr Mustermann,\nwir kümmern uns.\n\n"
+                    "#internal\nVertrag gekündigt.\n")
+    smtp(port, below, ANNA, staff_address)
+    assert "internal note" in cli.outcome("<below@example.com>")["reason"]
+    assert not {"staff-answer", "status"} & set(cli.events())
+    assert all("gekündigt" not in text_of(m) for m in outbox.messages() if to(m) == MAX)
 
 
 # -- items 5 and 9 with authserv_id, through the MTA pipe ----------------------------------------

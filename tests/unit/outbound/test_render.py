@@ -101,10 +101,11 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "command-failed": {
         "context": {"agent_name": "Anna Agent", "title": "Störung: Drucker im 2. OG",
-                    "errors": [("#state erledigt", "'erledigt' is not a state")],
-                    "done": ["#priority 4"]},
-        "ticket": True, "to": STAFF,
-        "expect": [NUMBER, "#state erledigt", "is not a state", "#priority 4"],
+                    "errors": [("#state erledigt", "'erledigt' is not a state")]},
+        "ticket": True, "to": STAFF, "reply_to": "support+s-ab12cd34ef56gh78@support.example.com",
+        "expect": [NUMBER, "#state erledigt", "is not a state"],
+        "expect_lang": {"de": ["nichts davon ausgeführt", "interne Notiz"],
+                        "en": ["nothing of it was carried out", "internal note"]},
     },
     "kept-as-note": {
         "context": {"agent_name": "Anna Agent", "title": "Störung: Drucker im 2. OG",
