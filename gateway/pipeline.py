@@ -7,7 +7,10 @@ and the ticket changes it caused, all in the same transaction.
 
 Guarantees: a mail that breaks a parser limit is quarantined with the reason (not retried);
 any other exception propagates, so the worker rolls back, counts the attempt and keeps the
-mail. `understand` + `route_message` are also what `ticketgw explain` runs, without `apply`.
+mail. `understand` + `checked` + `route_message` are also what `ticketgw explain` runs,
+without `apply`. Who may act as staff and who is the customer is decided by routing, from
+what `checked` puts into the mail's context (docs/admin.md 5.2); `tickets/staff_mail.py`
+then carries a staff answer out or keeps it as a note.
 """
 
 from __future__ import annotations
