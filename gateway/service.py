@@ -238,13 +238,13 @@ class OutboxComponent:
 
 
 class ImapComponent:
-    """One poller thread per `[[mailbox]]` (imapclient blocks); see gateway/inbound/imap.py.
+    """One poller thread per `[[mailbox]]` (imapclient blocks); see gateway/inbound/imap/poller.py.
     A mailbox's URL that cannot be used is a `ConfigError` here, before anything starts."""
 
     name = "imap"
 
     def __init__(self, app: App, wake: Callable[[], None] | None = None) -> None:
-        from gateway.inbound.imap import MailboxPoller
+        from gateway.inbound.imap.poller import MailboxPoller
 
         self.pollers = [MailboxPoller(app.db, app.blobs, mailbox,
                                       base_dir=app.settings.base_dir, wake=wake)
