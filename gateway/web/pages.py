@@ -68,7 +68,8 @@ class Visitor:
     session_value: str | None      # the session cookie, when it named a live session
     browser_id: str                # the per-browser random cookie (anchors CSRF before login)
     language: str
-    address: str                   # the client's IP address, for rate limits
+    address: str                   # for rate limits: the connecting peer, or the client a
+                                   # proxy of `[web] trusted_proxies` names (uvicorn)
 
     @property
     def csrf_anchor(self) -> str:
