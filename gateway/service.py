@@ -54,9 +54,16 @@ class WebComponent:
     name = "web"
 
     def __init__(self, app: App) -> None:
-        self.host, self.port = host_port(app.settings.web.listen)
+        web = app.settings.web
+        self.host, self.port = host_port(web.listen)
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS) unless
+        # told otherwise, and the portal's per-address limits key on the address it
+        # reports: only the configured proxies may name the client; without any, the
+        # header is not read at all and the connecting address counts.
         config = uvicorn.Config(create_web_app(app), host=self.host, port=self.port,
-                                log_level="warning", access_log=False, lifespan="off")
+                                log_level="warning", access_log=False, lifespan="off",
+                                proxy_headers=bool(web.trusted_proxies),
+                                forwarded_allow_ips=list(web.trusted_proxies))
         self.server = _QuietServer(config)
         self.task: asyncio.Task[None] | None = None
 

@@ -31,6 +31,7 @@ from gateway.config.values import (
     FileSize,
     Identifier,
     ImapUrl,
+    IpNetwork,
     Labels,
     Language,
     Listen,
@@ -118,6 +119,9 @@ class WebSettings(_Section):
     listen: Listen = "127.0.0.1:8080"
     base_url: BaseUrl = "http://127.0.0.1:8080"
     secret_key_env: EnvName = ""   # empty: a random key per start (sessions end on restart)
+    # addresses/networks of reverse proxies whose X-Forwarded-For names the client; empty:
+    # the header is ignored and every limit counts the connecting address (docs/admin.md 5.4)
+    trusted_proxies: list[IpNetwork] = Field(default_factory=list)
     # the customer portal (see docs/admin.md 1.8)
     password_mode: Literal["mail", "set-on-confirm"] = "mail"  # noqa: S105 (a mode)
     token_minutes: int = Field(default=30, gt=0, le=24 * 60)
