@@ -204,10 +204,12 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
             add_article(session, ticket.id,
                         _article(stages.blobs, parsed, mail_id, sender="system", internal=True))
-        bouncing.record_bounces(session, understood.bounced, decision.reason,
-                                ticket.id if ticket else None)
-        return outcome("ignored", ticket.id if ticket else None,
-                       ticket.number if ticket else None)
+        unverified = bouncing.record_bounces(session, understood.bounced,
+                                             understood.context.original_message_ids,
+                                             decision.reason, ticket.id if ticket else None)
+        result = outcome("ignored", ticket.id if ticket else None,
+                         ticket.number if ticket else None)
+        return replace(result, reason=f"{result.reason}; {unverified}") if unverified else result
     assert isinstance(decision, RejectDecision)
     if decision.answer and decision.rule in REJECT_REASONS:
         template = next((t for t in stages.settings.template if t.id == decision.template), None)

@@ -180,7 +180,8 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
     result = run_cli("--config", str(config), "explain", str(report), "--json")
     assert json.loads(result.stdout)["bounced_recipients"] == f"{CUSTOMER} 5.1.1 (hard)"
     with app.db.write() as session:
-        bouncing.record_bounces(session, [(CUSTOMER, "5.1.1", True)], "test", None)
+        bouncing.record_bounces(session, [(CUSTOMER, "5.1.1", True)], [ack.message_id], "test",
+                                None)
     mail = tmp_path / "customer.eml"
     mail.write_bytes(bytes(customer_mail("Wieder da", message_id="<back@acme>")))
     result = run_cli("--config", str(config), "explain", str(mail), "--json")
