@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -241,6 +242,9 @@ def server_factory(handler: GatewayHandler, *, max_size: int, timeout: float,
                    hostname: str | None = None) -> Any:
     """A protocol factory for `loop.create_server`."""
     protocol = GatewayLMTP if handler.lmtp else GatewaySMTP
+    # aiosmtpd would look the name up (a DNS query) for every session, on the event loop:
+    # a flood of connections must not stall the others on that, so it is looked up once
+    hostname = hostname or socket.getfqdn()
 
     def factory() -> SMTP:
         return protocol(handler, data_size_limit=max_size, enable_SMTPUTF8=True,
