@@ -67,7 +67,7 @@ class GatewayHandler:
         self.max_recipients = max_recipients
         self.lmtp = lmtp
         self.on_stored = on_stored       # wakes the worker: no polling delay
-        self.limits = limits or ClientLimits()   # shared by the listener's sessions
+        self.limits = limits or ClientLimits.from_settings()   # shared by its sessions
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope,
                           address: str, rcpt_options: list[str]) -> str:

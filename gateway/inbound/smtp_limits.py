@@ -47,17 +47,19 @@ def is_client_error(reply: str) -> bool:
 class ClientLimits:
     """The limits of one listener and the sessions it has open."""
 
-    max_sessions: int = 100
-    max_sessions_per_client: int = 20
-    soft_error_limit: int = 10
-    hard_error_limit: int = 20
-    error_sleep_time: float = 1.0
-    trusted_relays: Sequence[str] = ()
+    max_sessions: int
+    max_sessions_per_client: int
+    soft_error_limit: int
+    hard_error_limit: int
+    error_sleep_time: float
+    trusted_relays: Sequence[str]
     open_sessions: int = 0
     by_client: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, inbound: InboundSettings) -> ClientLimits:
+    def from_settings(cls, inbound: InboundSettings | None = None) -> ClientLimits:
+        """The configured limits (the defaults without `inbound`)."""
+        inbound = inbound or InboundSettings()
         return cls(max_sessions=inbound.max_sessions,
                    max_sessions_per_client=inbound.max_sessions_per_client,
                    soft_error_limit=inbound.soft_error_limit,
