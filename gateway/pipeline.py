@@ -96,6 +96,9 @@ class Understood:
     context: MailContext
     bounced: tuple[tuple[str, str, bool], ...] = ()   # (address, status, permanent)
     truncated_from: int | None = None     # over the size limit: only its beginning was kept
+    # the hop that handed it to us may be believed (inbound/hops.py): only then does an
+    # Authentication-Results header count (RFC 8601 §5)
+    hop_trusted: bool = True
 
 
 def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
@@ -118,16 +121,19 @@ def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
 
 def understand_stored(addressbook: AddressBook, *, raw: bytes, received: datetime,
                       envelope_from: str | None, envelope_to: Sequence[str],
-                      truncated_from: int | None = None) -> Understood | Outcome:
+                      truncated_from: int | None = None,
+                      hop_trusted: bool = True) -> Understood | Outcome:
     """The pure half for one stored mail (no database): what it is, or the quarantine
     outcome when it breaks a parser limit. Runs before the write transaction, so parsing
     never holds a lock. Of a mail cut at the size limit only the text counts: its
-    attachments are incomplete and are left out."""
+    attachments are incomplete and are left out. `hop_trusted`: see `Understood`."""
     try:
         understood = understand(raw, received=received, envelope_from=envelope_from,
                                 envelope_to=envelope_to, addressbook=addressbook)
     except ParseLimitExceeded as exc:
         return Outcome("quarantined", f"parser limit: {exc}", "parse-limit")
+    if not hop_trusted:
+        understood = replace(understood, hop_trusted=False)
     if truncated_from is None:
         return understood
     return replace(understood, parsed=replace(understood.parsed, attachments=()),
@@ -172,7 +178,8 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         return _offer_upload(session, stages, understood, result, first.id, sender)
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
             and not decision.internal:
-        note = staff_mail(session, stages, decision, parsed, mail_id)
+        note = staff_mail(session, stages, decision, parsed, mail_id,
+                          hop_trusted=understood.hop_trusted)
         return replace(outcome("appended", decision.ticket.id, decision.ticket.number),
                        reason=f"{decision.reason}; {note}")
     if isinstance(decision, AppendDecision):
@@ -197,10 +204,12 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
             add_article(session, ticket.id,
                         _article(stages.blobs, parsed, mail_id, sender="system", internal=True))
-        bouncing.record_bounces(session, understood.bounced, decision.reason,
-                                ticket.id if ticket else None)
-        return outcome("ignored", ticket.id if ticket else None,
-                       ticket.number if ticket else None)
+        unverified = bouncing.record_bounces(session, understood.bounced,
+                                             understood.context.original_message_ids,
+                                             decision.reason, ticket.id if ticket else None)
+        result = outcome("ignored", ticket.id if ticket else None,
+                         ticket.number if ticket else None)
+        return replace(result, reason=f"{result.reason}; {unverified}") if unverified else result
     assert isinstance(decision, RejectDecision)
     if decision.answer and decision.rule in REJECT_REASONS:
         template = next((t for t in stages.settings.template if t.id == decision.template), None)
@@ -229,21 +238,25 @@ def _offer_upload(session: Session, stages: Stages, understood: Understood, resu
 
 
 def staff_mail(session: Session, stages: Stages, decision: AppendDecision, parsed: ParsedMessage,
-               mail_id: int | None) -> str:
+               mail_id: int | None, *, hop_trusted: bool = True) -> str:
     """A staff member's mail to a ticket: commands run, then the answer goes to the customer
     from the queue's address (the agent's own address never reaches them), or stays an
-    internal note. The quoted notification is cut off. Returns what was done, for the log."""
+    internal note. The quoted notification is cut off. Returns what was done, for the log.
+    From an untrusted hop (`Understood.hop_trusted`) its Authentication-Results are ignored."""
     sender = parsed.from_.address if parsed.from_ else ""
     ticket_id = decision.ticket.id
     remember_message_ids(session, ticket_id, [parsed.message_id])
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     authserv_id = stages.settings.inbound.authserv_id
     results = parsed.mime.get_all("Authentication-Results", []) if parsed.mime else []
-    if authserv_id and not authenticated([str(r) for r in results], sender, authserv_id):
+    if authserv_id and not (hop_trusted and authenticated([str(r) for r in results], sender,
+                                                          authserv_id)):
         add_article(session, ticket_id, _article(stages.blobs, parsed, mail_id, sender="staff",
                                                  internal=True))
-        return (f"not authenticated by {authserv_id} (no DMARC/DKIM pass for {sender}): kept "
-                "as an internal note, no commands run, nothing sent")
+        why = (f"no DMARC/DKIM pass for {sender}" if hop_trusted else
+               "its Authentication-Results are ignored: the SMTP client is not a trusted relay")
+        return (f"not authenticated by {authserv_id} ({why}): kept as an internal note, no "
+                "commands run, nothing sent")
     command_mail = parse_commands(text)
     done = [_run_command(session, stages, ticket_id, command, sender)
             for command in command_mail.commands]

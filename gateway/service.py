@@ -28,6 +28,7 @@ from gateway.config.settings import Settings, host_port
 from gateway.inbound.doorbell import Bell, doorbell
 from gateway.inbound.intake import GroupCommitter
 from gateway.inbound.smtp import GatewayHandler, server_factory
+from gateway.inbound.smtp_limits import ClientLimits
 from gateway.jobs import build_scheduler
 from gateway.web.app import create_web_app
 
@@ -101,7 +102,8 @@ class ListenerComponent:
         inbound = app.settings.inbound
         self.handler = GatewayHandler(app.addressbook, committer,
                                       max_recipients=inbound.max_recipients, lmtp=lmtp,
-                                      max_size=inbound.max_message_size, on_stored=on_stored)
+                                      max_size=inbound.max_message_size, on_stored=on_stored,
+                                      limits=ClientLimits.from_settings(inbound))
         # SIZE and the hard limit: up to oversize_limit a mail is read (its text kept)
         self.factory = server_factory(self.handler,
                                       max_size=max(inbound.max_message_size,

@@ -57,6 +57,17 @@ def _check_listen(value: str) -> str:
     return value
 
 
+def _check_network(value: str) -> str:
+    """An IP address or a CIDR network: `192.0.2.7`, `10.0.0.0/8`, `::1/128`. Host bits
+    may be set (`127.0.0.1/8` is 127.0.0.0/8), as in Postfix's mynetworks."""
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network "
+                         "(e.g. \"192.0.2.7\", \"10.0.0.0/8\", \"::1/128\")") from None
+    return value.strip()
+
+
 def _check_env_name(value: str) -> str:
     if value and not _ENV_NAME.match(value):
         raise ValueError(f"{value!r} is not an environment variable name")
@@ -157,6 +168,7 @@ def _check_after(value: str) -> str:
 Size = Annotated[int, BeforeValidator(_parse_size)]
 FileSize = Annotated[int, BeforeValidator(_parse_size), AfterValidator(_check_file_size)]
 Listen = Annotated[str, AfterValidator(_check_listen)]
+Network = Annotated[str, AfterValidator(_check_network)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Address = Annotated[str, AfterValidator(_check_address)]
 Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
