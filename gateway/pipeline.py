@@ -98,6 +98,8 @@ class Understood:
     context: MailContext
     bounced: tuple[tuple[str, str, bool], ...] = ()   # (address, status, permanent)
     truncated_from: int | None = None     # over the size limit: only its beginning was kept
+    # the hop that handed it to us may be believed (inbound/hops.py): only then does an
+    # Authentication-Results header count (RFC 8601 §5)
     hop_trusted: bool = True
 
 
@@ -121,16 +123,19 @@ def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
 
 def understand_stored(addressbook: AddressBook, *, raw: bytes, received: datetime,
                       envelope_from: str | None, envelope_to: Sequence[str],
-                      truncated_from: int | None = None) -> Understood | Outcome:
+                      truncated_from: int | None = None,
+                      hop_trusted: bool = True) -> Understood | Outcome:
     """The pure half for one stored mail (no database): what it is, or the quarantine
     outcome when it breaks a parser limit. Runs before the write transaction, so parsing
     never holds a lock. Of a mail cut at the size limit only the text counts: its
-    attachments are incomplete and are left out."""
+    attachments are incomplete and are left out. `hop_trusted`: see `Understood`."""
     try:
         understood = understand(raw, received=received, envelope_from=envelope_from,
                                 envelope_to=envelope_to, addressbook=addressbook)
     except ParseLimitExceeded as exc:
         return Outcome("quarantined", f"parser limit: {exc}", "parse-limit")
+    if not hop_trusted:
+        understood = replace(understood, hop_trusted=False)
     if truncated_from is None:
         return understood
     return replace(understood, parsed=replace(understood.parsed, attachments=()),
@@ -223,10 +228,12 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
             add_article(session, ticket.id,
                         _article(stages.blobs, parsed, mail_id, sender="system", internal=True))
-        bouncing.record_bounces(session, understood.bounced, decision.reason,
-                                ticket.id if ticket else None)
-        return outcome("ignored", ticket.id if ticket else None,
-                       ticket.number if ticket else None)
+        unverified = bouncing.record_bounces(session, understood.bounced,
+                                             understood.context.original_message_ids,
+                                             decision.reason, ticket.id if ticket else None)
+        result = outcome("ignored", ticket.id if ticket else None,
+                         ticket.number if ticket else None)
+        return replace(result, reason=f"{result.reason}; {unverified}") if unverified else result
     assert isinstance(decision, RejectDecision)
     if decision.answer and decision.rule in REJECT_REASONS:
         template = next((t for t in stages.settings.template if t.id == decision.template), None)

@@ -39,6 +39,7 @@ from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from gateway.inbound.doorbell import Bell
+from gateway.inbound.hops import hop_trusted
 from gateway.inbound.intake import stored_raw
 from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
 from gateway.store.claims import claim_due
@@ -256,7 +257,8 @@ def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     rows = session.execute(select(
         _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
         _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
-        _received.c.source, _received.c.envelope_from, _received.c.envelope_to)
+        _received.c.source, _received.c.envelope_from, _received.c.envelope_to,
+        _received.c.client_address)
         .where(_received.c.id.in_(list(mail_ids)))).all()
     by_id = {row.id: row for row in rows}
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
@@ -268,7 +270,9 @@ def _understand(stages: Stages, row: Any) -> _Leased:
             stages.addressbook, raw=stored_raw(stages.blobs, row.raw, row.size, row.raw_sha256),
             received=row.received,
             envelope_from=_envelope_from(row.source, row.envelope_from),
-            envelope_to=row.envelope_to, truncated_from=row.truncated_from)
+            envelope_to=row.envelope_to, truncated_from=row.truncated_from,
+            hop_trusted=hop_trusted(row.source, row.client_address,
+                                    stages.settings.inbound.trusted_relays))
     except Exception as exc:
         return _Leased(row.id, row.attempts, error=exc)
     return _Leased(row.id, row.attempts, understood)

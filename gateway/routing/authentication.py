@@ -37,8 +37,8 @@ def check_sender(results_headers: Sequence[str], sender: str, authserv_id: str, 
     if not domain:
         return SenderCheck("none", "the mail has no From address to check")
     if not hop_trusted:
-        return SenderCheck("none", "the mail came over SMTP from a client that is not a "
-                                   "trusted relay: its Authentication-Results are not believed")
+        return SenderCheck("none", "its Authentication-Results are ignored: the SMTP client "
+                                   "is not a trusted relay")
     ours = next((h for h in (_uncommented(h) for h in results_headers)
                  if _authserv_id(h) == authserv_id.lower()), None)
     if ours is None:

@@ -261,6 +261,9 @@ class ReceivedMail(SQLModel, table=True):
     source: str = Field(max_length=16)                      # smtp | lmtp | imap | ingest
     envelope_from: str = Field(default="", max_length=1000)
     envelope_to: list[str] = Field(default_factory=list, sa_type=JSON)
+    # the SMTP/LMTP client's IP address (None for ingest and IMAP): whether the hop that
+    # handed it to us is trusted (inbound/hops.py, [inbound] trusted_relays)
+    client_address: str | None = Field(default=None, max_length=64)
     raw: bytes = Field(sa_type=LargeBinary)       # empty when over 1 MiB: see raw_sha256
     raw_sha256: str = Field(max_length=64, index=True)   # and the blob store (intake.py)
     size: int
