@@ -5,7 +5,7 @@ What is measured, per backend (SQLite in a temp dir, PostgreSQL in a fresh datab
 - baseline: `IMAPClient` connect, STARTTLS, LOGIN, SELECT, `UID SEARCH ALL`, then
             `UID FETCH (BODY.PEEK[])` in batches of 100 (the gateway's batch size), LOGOUT.
             The bytes are only counted.
-- gateway:  `MailboxPoller.check_once()` of gateway/inbound/imap.py, as `ticketgw serve` runs
+- gateway:  `MailboxPoller.check_once()` of gateway/inbound/imap/poller.py, as `ticketgw serve` runs
             it: connect, STARTTLS, LOGIN, SELECT, cursor, search, RFC822.SIZE, then per batch
             of 100: fetch, one transaction with the `received_mail` rows and their import
             records, the `after` action on the server (`--after`, default `seen`), the batch
@@ -56,7 +56,7 @@ from scratch import scratch_database  # noqa: E402 - bench/scratch.py, the run's
 from gateway.app import App, build_app, prepare_database  # noqa: E402
 from gateway.config.loading import settings_from_mapping  # noqa: E402
 from gateway.config.settings import DATABASE_URL_ENV, MailboxSettings  # noqa: E402
-from gateway.inbound.imap import BATCH_MESSAGES, MailboxPoller  # noqa: E402
+from gateway.inbound.imap.poller import BATCH_MESSAGES, MailboxPoller  # noqa: E402
 from gateway.store.models import ReceivedMail, table_of  # noqa: E402
 from tests.integration.dovecot import INSTALL_HINT, PASSWORD, Dovecot, dovecot_binary  # noqa: E402
 

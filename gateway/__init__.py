@@ -4,4 +4,4 @@ Customers open tickets by mail and answer by replying; staff answer from their o
 client; a small web view covers what mail cannot do. See README.md for the architecture.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"   # the one place the version is written (pyproject.toml reads it)

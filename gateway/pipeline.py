@@ -7,7 +7,10 @@ and the ticket changes it caused, all in the same transaction.
 
 Guarantees: a mail that breaks a parser limit is quarantined with the reason (not retried);
 any other exception propagates, so the worker rolls back, counts the attempt and keeps the
-mail. `understand` + `route_message` are also what `ticketgw explain` runs, without `apply`.
+mail. `understand` + `checked` + `route_message` are also what `ticketgw explain` runs,
+without `apply`. Who may act as staff and who is the customer is decided by routing, from
+what `checked` puts into the mail's context (docs/admin.md 5.2); `tickets/staff_mail.py`
+then carries a staff answer out or keeps it as a note.
 """
 
 from __future__ import annotations
@@ -21,19 +24,18 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway.classify.loops import classify_parsed
-from gateway.config.settings import Settings, StaffSettings
+from gateway.config.settings import Settings
 from gateway.config.sync import ConfiguredIds
-from gateway.errors import InvalidInput
 from gateway.faq.mail import answer_question
-from gateway.files.exchange import create_area_for_address, files_command
+from gateway.files.exchange import create_area_for_address
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.inbound.intake import stored_raw
-from gateway.mail.addresses import address_key
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.parse import parse_message
 from gateway.outbound import answers, bouncing
 from gateway.outbound.answers import Answering
 from gateway.routing.addressbook import AddressBook
+from gateway.routing.authentication import check_sender
 from gateway.routing.context import MailContext
 from gateway.routing.decisions import (
     AppendDecision,
@@ -46,8 +48,8 @@ from gateway.routing.mail_fields import guide_answers
 from gateway.routing.rules import route_message
 from gateway.store.blobs import BlobStore
 from gateway.store.models import ReceivedMail, table_of
-from gateway.tickets.actions import assign, change_state
-from gateway.tickets.commands import Command, authenticated, parse_commands
+from gateway.tickets import staff_mail
+from gateway.tickets.actions import change_state
 from gateway.tickets.facts import TicketFacts, new_ticket_facts
 from gateway.tickets.numbers import Numbering
 from gateway.tickets.ticket import (
@@ -57,8 +59,8 @@ from gateway.tickets.ticket import (
     State,
     add_article,
     create_ticket,
+    record_change,
     remember_message_ids,
-    set_priority,
 )
 
 _received = table_of(ReceivedMail)
@@ -96,6 +98,9 @@ class Understood:
     context: MailContext
     bounced: tuple[tuple[str, str, bool], ...] = ()   # (address, status, permanent)
     truncated_from: int | None = None     # over the size limit: only its beginning was kept
+    # the hop that handed it to us may be believed (inbound/hops.py): only then does an
+    # Authentication-Results header count (RFC 8601 §5)
+    hop_trusted: bool = True
 
 
 def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
@@ -118,16 +123,19 @@ def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
 
 def understand_stored(addressbook: AddressBook, *, raw: bytes, received: datetime,
                       envelope_from: str | None, envelope_to: Sequence[str],
-                      truncated_from: int | None = None) -> Understood | Outcome:
+                      truncated_from: int | None = None,
+                      hop_trusted: bool = True) -> Understood | Outcome:
     """The pure half for one stored mail (no database): what it is, or the quarantine
     outcome when it breaks a parser limit. Runs before the write transaction, so parsing
     never holds a lock. Of a mail cut at the size limit only the text counts: its
-    attachments are incomplete and are left out."""
+    attachments are incomplete and are left out. `hop_trusted`: see `Understood`."""
     try:
         understood = understand(raw, received=received, envelope_from=envelope_from,
                                 envelope_to=envelope_to, addressbook=addressbook)
     except ParseLimitExceeded as exc:
         return Outcome("quarantined", f"parser limit: {exc}", "parse-limit")
+    if not hop_trusted:
+        understood = replace(understood, hop_trusted=False)
     if truncated_from is None:
         return understood
     return replace(understood, parsed=replace(understood.parsed, attachments=()),
@@ -138,9 +146,23 @@ def route_and_apply(session: Session, stages: Stages, understood: Understood,
                     mail_id: int | None) -> Outcome:
     """The half that needs the database: route against it and apply the decision, in the
     caller's transaction."""
+    understood = checked(understood, stages.settings.inbound.authserv_id)
     decision = route_message(understood.parsed, understood.context, settings=stages.settings,
                              addressbook=stages.addressbook, directory=DatabaseDirectory(session))
     return apply_decision(session, stages, decision, understood, mail_id)
+
+
+def checked(understood: Understood, authserv_id: str) -> Understood:
+    """The mail with what our border MTA vouches for about its From in its context
+    (`routing/authentication.py`), which routing needs to decide who may act as staff and
+    who is the customer. Authentication-Results count only from a hop we trust
+    (`hop_trusted`); `ticketgw explain` runs this too."""
+    parsed = understood.parsed
+    headers = [str(h) for h in parsed.mime.get_all("Authentication-Results", [])] \
+        if parsed.mime is not None else []
+    check = check_sender(headers, parsed.from_.address if parsed.from_ else "", authserv_id,
+                         hop_trusted=understood.hop_trusted)
+    return replace(understood, context=replace(understood.context, sender_check=check))
 
 
 def apply_decision(session: Session, stages: Stages, decision: Decision, understood: Understood,
@@ -163,7 +185,8 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                    for new in (decision, *decision.also)]
         for facts, new in created:
             answers.ticket_created(session, stages.answering, facts, parsed, automatic=automatic,
-                                   answers=new.guide_answers, missing=new.missing_required)
+                                   answers=new.guide_answers, missing=new.missing_required,
+                                   unverified=new.unverified, claimed_ticket=new.claimed_ticket)
         first = created[0][0]
         result = outcome("created", first.id, first.number)
         if decision.also:
@@ -171,8 +194,16 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                                             f"{', '.join(f.number for f, _ in created)}")
         return _offer_upload(session, stages, understood, result, first.id, sender)
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
-            and not decision.internal:
-        note = staff_mail(session, stages, decision, parsed, mail_id)
+            and (not decision.internal or decision.held_back):
+        article = _article(stages.blobs, parsed, mail_id, sender="staff", internal=False)
+        if decision.held_back:
+            note = staff_mail.keep_as_note(
+                session, stages.answering, decision.ticket.id, parsed, article,
+                path=decision.rule, detail=understood.context.sender_check.detail,
+                automatic=automatic)
+        else:
+            note = staff_mail.carry_out(session, stages.answering, decision.ticket.id, parsed,
+                                        article)
         return replace(outcome("appended", decision.ticket.id, decision.ticket.number),
                        reason=f"{decision.reason}; {note}")
     if isinstance(decision, AppendDecision):
@@ -197,10 +228,12 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
             add_article(session, ticket.id,
                         _article(stages.blobs, parsed, mail_id, sender="system", internal=True))
-        bouncing.record_bounces(session, understood.bounced, decision.reason,
-                                ticket.id if ticket else None)
-        return outcome("ignored", ticket.id if ticket else None,
-                       ticket.number if ticket else None)
+        unverified = bouncing.record_bounces(session, understood.bounced,
+                                             understood.context.original_message_ids,
+                                             decision.reason, ticket.id if ticket else None)
+        result = outcome("ignored", ticket.id if ticket else None,
+                         ticket.number if ticket else None)
+        return replace(result, reason=f"{result.reason}; {unverified}") if unverified else result
     assert isinstance(decision, RejectDecision)
     if decision.answer and decision.rule in REJECT_REASONS:
         template = next((t for t in stages.settings.template if t.id == decision.template), None)
@@ -228,80 +261,6 @@ def _offer_upload(session: Session, stages: Stages, understood: Understood, resu
     return replace(result, reason=f"{result.reason}; {note}, {sent}")
 
 
-def staff_mail(session: Session, stages: Stages, decision: AppendDecision, parsed: ParsedMessage,
-               mail_id: int | None) -> str:
-    """A staff member's mail to a ticket: commands run, then the answer goes to the customer
-    from the queue's address (the agent's own address never reaches them), or stays an
-    internal note. The quoted notification is cut off. Returns what was done, for the log."""
-    sender = parsed.from_.address if parsed.from_ else ""
-    ticket_id = decision.ticket.id
-    remember_message_ids(session, ticket_id, [parsed.message_id])
-    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    authserv_id = stages.settings.inbound.authserv_id
-    results = parsed.mime.get_all("Authentication-Results", []) if parsed.mime else []
-    if authserv_id and not authenticated([str(r) for r in results], sender, authserv_id):
-        add_article(session, ticket_id, _article(stages.blobs, parsed, mail_id, sender="staff",
-                                                 internal=True))
-        return (f"not authenticated by {authserv_id} (no DMARC/DKIM pass for {sender}): kept "
-                "as an internal note, no commands run, nothing sent")
-    command_mail = parse_commands(text)
-    done = [_run_command(session, stages, ticket_id, command, sender)
-            for command in command_mail.commands]
-    failed = [(e.line, e.reason) for e in command_mail.errors]
-    failed += [(line, reason) for line, _, reason in (d.partition(": ") for d in done) if reason]
-    done = [d for d in done if ": " not in d]
-    if failed:
-        answers.command_failed(session, stages.answering, ticket_id, staff_address=sender,
-                               agent_name=_agent_name(stages.settings.staff, parsed),
-                               errors=failed, done=done,
-                               in_reply_to=parsed.message_id)
-        done += [f"{line}: {reason}" for line, reason in failed]
-    if command_mail.internal or not command_mail.text.strip():
-        add_article(session, ticket_id, replace(
-            _article(stages.blobs, parsed, mail_id, sender="staff", internal=True),
-            channel="note", body=command_mail.text))
-        done.append("internal note, nothing sent to the customer")
-    else:
-        agent = _agent_name(stages.settings.staff, parsed)
-        message_id = answers.staff_answered(session, stages.answering, ticket_id, agent_name=agent,
-                                            text=command_mail.text,
-                                            in_reply_to=parsed.message_id)
-        add_article(session, ticket_id, replace(
-            _article(stages.blobs, parsed, mail_id, sender="staff", internal=False),
-            direction="out", body=command_mail.text, quote_start=None, body_html=None,
-            message_id=message_id, from_address=agent))   # never the agent's own address
-        done.append("answer sent to the customer" if message_id else
-                    "answer kept: the ticket has no customer address to send it to")
-    return "; ".join(done)
-
-
-def _run_command(session: Session, stages: Stages, ticket_id: int, command: Command,
-                 sender: str) -> str:
-    actor = f"staff:{sender}"
-    if command.name == "state":
-        changed = change_state(session, stages.answering, ticket_id, State(command.value),
-                               actor=actor)
-        return f"#state {command.value}" + ("" if changed else " (unchanged)")
-    if command.name == "priority":
-        set_priority(session, ticket_id, int(command.value), actor=actor)
-        return f"#priority {command.value}"
-    if command.name == "assign":
-        try:
-            return f"#assign {assign(session, ticket_id, command.value, actor=actor)}"
-        except InvalidInput as exc:
-            return f"#assign {command.value}: {exc}"
-    if command.name == "files":
-        return files_command(session, stages.answering, ticket_id, command.value, actor=actor)
-    return f"#{command.name}"
-
-
-def _agent_name(staff: Sequence[StaffSettings], parsed: ParsedMessage) -> str:
-    sender = parsed.from_.address if parsed.from_ else ""
-    configured = next((s.name for s in staff
-                       if address_key(s.email).lower() == address_key(sender).lower()), "")
-    return configured or (parsed.from_.name if parsed.from_ else "") or sender
-
-
 def _create(session: Session, stages: Stages, decision: NewTicketDecision, parsed: ParsedMessage,
             mail_id: int | None) -> tuple[TicketFacts, NewTicketDecision]:
     """The new ticket, what its answers need to know about it (without reading back what
@@ -320,17 +279,20 @@ def _create(session: Session, stages: Stages, decision: NewTicketDecision, parse
         template = next((t for t in stages.settings.template if t.id == decision.template), None)
         given, missing = guide_answers(first, template)
         decision = replace(decision, guide_answers=given, missing_required=missing)
-    reply_token = secrets.token_urlsafe(18)
+    reply_token, staff_token = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     ref = create_ticket(session, NewTicket(
         title=decision.title, queue_id=ids.queue(session, decision.queue),
         priority=decision.priority,
         template_id=ids.template(session, decision.template) if decision.template else None,
         customer_user_id=decision.customer.id if decision.customer else None,
-        contact_email=decision.contact, reply_token=reply_token,
+        contact_email=decision.contact, reply_token=reply_token, staff_token=staff_token,
         guide_answers=decision.guide_answers, follows=decision.related_ticket,
         first_article=_article(stages.blobs, first, first_mail_id, sender="customer",
                                internal=False)),
         numbering=stages.numbering, actor=f"mail:{decision.contact}")
+    if decision.unverified:       # what `ticket show` tells staff besides the notice
+        record_change(session, ref.id, f"mail:{decision.contact}", "unverified", None,
+                      decision.unverified)
     thread = [first.message_id]
     if decision.question is not None:
         add_article(session, ref.id, _article(stages.blobs, parsed, mail_id, sender="customer",
@@ -345,7 +307,7 @@ def _create(session: Session, stages: Stages, decision: NewTicketDecision, parse
         customer_name=customer.name if customer else "", registered=customer is not None,
         address=(customer.email if customer else "") or decision.contact,
         customer_language=customer.language if customer else None, reply_token=reply_token,
-        thread=tuple(m for m in thread if m)), decision
+        staff_token=staff_token, thread=tuple(m for m in thread if m)), decision
 
 
 def _article(blobs: BlobStore, parsed: ParsedMessage, mail_id: int | None, *, sender: str,

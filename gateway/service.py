@@ -28,6 +28,7 @@ from gateway.config.settings import Settings, host_port
 from gateway.inbound.doorbell import Bell, doorbell
 from gateway.inbound.intake import GroupCommitter
 from gateway.inbound.smtp import GatewayHandler, server_factory
+from gateway.inbound.smtp_limits import ClientLimits
 from gateway.jobs import build_scheduler
 from gateway.web.app import create_web_app
 
@@ -54,9 +55,16 @@ class WebComponent:
     name = "web"
 
     def __init__(self, app: App) -> None:
-        self.host, self.port = host_port(app.settings.web.listen)
+        web = app.settings.web
+        self.host, self.port = host_port(web.listen)
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS) unless
+        # told otherwise, and the portal's per-address limits key on the address it
+        # reports: only the configured proxies may name the client; without any, the
+        # header is not read at all and the connecting address counts.
         config = uvicorn.Config(create_web_app(app), host=self.host, port=self.port,
-                                log_level="warning", access_log=False, lifespan="off")
+                                log_level="warning", access_log=False, lifespan="off",
+                                proxy_headers=bool(web.trusted_proxies),
+                                forwarded_allow_ips=list(web.trusted_proxies))
         self.server = _QuietServer(config)
         self.task: asyncio.Task[None] | None = None
 
@@ -94,7 +102,8 @@ class ListenerComponent:
         inbound = app.settings.inbound
         self.handler = GatewayHandler(app.addressbook, committer,
                                       max_recipients=inbound.max_recipients, lmtp=lmtp,
-                                      max_size=inbound.max_message_size, on_stored=on_stored)
+                                      max_size=inbound.max_message_size, on_stored=on_stored,
+                                      limits=ClientLimits.from_settings(inbound))
         # SIZE and the hard limit: up to oversize_limit a mail is read (its text kept)
         self.factory = server_factory(self.handler,
                                       max_size=max(inbound.max_message_size,
@@ -238,13 +247,13 @@ class OutboxComponent:
 
 
 class ImapComponent:
-    """One poller thread per `[[mailbox]]` (imapclient blocks); see gateway/inbound/imap.py.
+    """One poller thread per `[[mailbox]]` (imapclient blocks); see gateway/inbound/imap/poller.py.
     A mailbox's URL that cannot be used is a `ConfigError` here, before anything starts."""
 
     name = "imap"
 
     def __init__(self, app: App, wake: Callable[[], None] | None = None) -> None:
-        from gateway.inbound.imap import MailboxPoller
+        from gateway.inbound.imap.poller import MailboxPoller
 
         self.pollers = [MailboxPoller(app.db, app.blobs, mailbox,
                                       base_dir=app.settings.base_dir, wake=wake)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
 
 TICKETGW = [sys.executable, "-m", "gateway"]
 
@@ -32,6 +32,10 @@ def start(args: list[str], cwd: Path, *, env: Mapping[str, str] | None = None
     """`ticketgw ARGS` without the caller's TICKETGW_* variables (plus `env`), in a process
     group of its own: `stop` can then take its worker process down with it."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
+    # the gateway of this checkout, not the one the virtualenv was installed from (a git
+    # worktree shares the virtualenv of the main checkout)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), environment.get("PYTHONPATH", "")) if p)
     environment.update(env or {})
     return subprocess.Popen([*TICKETGW, *args], cwd=cwd, env=environment, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

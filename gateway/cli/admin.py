@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
-from gateway.config.loading import environment_problems
+from gateway.config.loading import config_warnings, environment_problems
 from gateway.errors import NotFound
 from gateway.store.db import display_url
 from gateway.store.migrate import head_revision
@@ -38,8 +38,11 @@ def init(path: Path, force: bool) -> None:
 @click.command("check-config")
 @pass_context
 def check_config(context: CliContext) -> None:
-    """Validate the config; print every problem and exit 2 if there is one."""
+    """Validate the config; print every problem and exit 2 if there is one. Warnings (valid
+    but unsafe settings) are printed too and do not change the exit code."""
     settings = context.settings          # raises ConfigError with every problem
+    for warning in config_warnings(settings):
+        click.echo(f"config warning: {warning}", err=True)
     problems = environment_problems(settings)
     if problems:
         for problem in problems:

@@ -6,10 +6,10 @@ from typing import Any
 
 from gateway.app import App
 from gateway.inbound.directory import DatabaseDirectory
-from gateway.mail.message import ParseLimitExceeded
+from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.peek import peek_from_subject
 from gateway.outbound import bouncing
-from gateway.pipeline import understand
+from gateway.pipeline import checked, understand
 from gateway.routing.decisions import (
     AppendDecision,
     IgnoreDecision,
@@ -18,6 +18,7 @@ from gateway.routing.decisions import (
 )
 from gateway.routing.rules import route_message
 from gateway.store.models import utcnow
+from gateway.tickets.commands import parse_commands
 from gateway.tickets.ticket import priority_label
 
 
@@ -31,6 +32,7 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         from_address, subject = peek_from_subject(raw)
         return {"from": from_address, "subject": subject, "outcome": "quarantined",
                 "rule": "parse-limit", "reason": str(exc)}
+    understood = checked(understood, app.settings.inbound.authserv_id)
     parsed, context = understood.parsed, understood.context
     with app.db.read() as session:
         decision = route_message(parsed, context, settings=app.settings,
@@ -44,10 +46,13 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         "recipients": ", ".join(context.recipients),
         "automatic": (f"yes: {context.automatic_kind} ({context.automatic_reason})"
                       if context.automatic else "no"),
+        "sender_check": f"{context.sender_check.result}: {context.sender_check.detail}",
     }
     if isinstance(decision, NewTicketDecision):
         report |= {
-            "outcome": "created (a new ticket)", "rule": decision.rule,
+            "outcome": "created (a new ticket"
+                       + (" from an unverified sender)" if decision.unverified else ")"),
+            "rule": decision.rule,
             "reason": decision.reason, "queue": decision.queue,
             "template": decision.template,
             "customer": decision.customer.username if decision.customer else
@@ -65,6 +70,8 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
                    "rule": decision.rule, "reason": decision.reason,
                    "ticket": decision.ticket.number, "sender_is": decision.sender_role,
                    "reopens": "yes" if decision.reopen else "no"}
+        if decision.sender_role == "staff" and not decision.internal:
+            report["staff_commands"] = _staff_commands(parsed)
     elif isinstance(decision, IgnoreDecision):
         report |= {"outcome": "ignored", "rule": decision.rule, "reason": decision.reason,
                    "ticket": decision.ticket.number if decision.ticket else None}
@@ -76,6 +83,11 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         answer = decision.answer
     report["auto_reply"] = ("would be answered" if answer else
                             "no automatic answer (automatic mail, loop or ignored)")
+    if isinstance(decision, NewTicketDecision) and decision.unverified:
+        report["auto_reply"] = ("no acknowledgment (the sender failed DMARC); the staff "
+                                "notice says why")
+    if isinstance(decision, AppendDecision) and decision.held_back and answer:
+        report["auto_reply"] = "the staff member is told why by mail (kept-as-note)"
     if understood.bounced:
         report["bounced_recipients"] = ", ".join(
             f"{address} {status or '(no status)'} ({'hard' if permanent else 'soft'})"
@@ -88,6 +100,20 @@ def explain_mail(app: App, raw: bytes, *, recipients: tuple[str, ...],
         report["auto_reply"] = ("would be answered with matching FAQ articles (unless the "
                                 "sender's limit of automatic answers is reached)")
     return report
+
+
+def _staff_commands(parsed: ParsedMessage) -> str:
+    """What a staff answer's command block would do (the pipeline's own parser)."""
+    text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
+    mail = parse_commands(text)
+    if mail.errors:
+        return ("not carried out, kept as an internal note, the staff member is told: "
+                + "; ".join(f"{e.line}: {e.reason}" for e in mail.errors))
+    commands = ", ".join(f"#{c.name} {c.value}".rstrip() for c in mail.commands) or "none"
+    sent = ("nothing sent (internal note)" if mail.internal or not mail.text.strip()
+            else "the answer goes to the customer")
+    return f"{commands}; {sent}" + (", if every command can be carried out (else nothing "
+                                    "is)" if mail.commands else "")
 
 
 def _no_sender(defects: tuple[str, ...]) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_option
 from gateway.errors import GatewayError, InvalidInput, NotFound
+from gateway.inbound.hops import describe_hop
 from gateway.inbound.intake import Envelope, Incoming, accept_many, stored_raw
 from gateway.store.models import ReceivedMail, Ticket, table_of, utcnow
 
@@ -199,6 +200,9 @@ def _show(context: CliContext, mail_id: int, as_json: bool, raw: bool) -> None:
         return
     data = {"id": row.id, "received": row.received.isoformat(), "source": row.source,
             "envelope_from": row.envelope_from, "envelope_to": row.envelope_to,
+            "client": row.client_address,
+            "hop": describe_hop(row.source, row.client_address,
+                                app.settings.inbound.trusted_relays),
             "size": row.size, "sha256": row.raw_sha256, "message_id": row.message_id,
             "from": row.from_address, "subject": row.subject, "status": row.status,
             "outcome": row.outcome, "reason": row.reason, "rule": row.rule,

@@ -69,7 +69,7 @@ def mailbox_list(context: CliContext, as_json: bool) -> None:
 @pass_context
 def mailbox_status(context: CliContext, name: str | None, as_json: bool) -> None:
     """How the import from each mailbox (or NAME) is doing, as the pollers recorded it."""
-    from gateway.inbound.imap_report import mailbox_statuses
+    from gateway.inbound.imap.report import mailbox_statuses
 
     names = [_find(context, name).name] if name else [m.name for m in context.settings.mailbox]
     with context.app().db.read() as session:
@@ -93,7 +93,7 @@ def mailbox_status(context: CliContext, name: str | None, as_json: bool) -> None
 @pass_context
 def mailbox_test(context: CliContext, name: str, as_json: bool) -> None:
     """Connect to mailbox NAME, log in and count its messages, without importing."""
-    from gateway.inbound.imap_connect import ImapFailure, close_quietly, open_session, target_of
+    from gateway.inbound.imap.connect import ImapFailure, close_quietly, open_session, target_of
 
     entry = _find(context, name)
     try:

@@ -140,3 +140,16 @@ def environment_problems(settings: Settings) -> list[str]:
                for i, m in enumerate(settings.mailbox)]
     return [f"{settings.source}: {key}: environment variable {name} is not set"
             for key, name in wanted if name and not os.environ.get(name)]
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What is valid but unsafe: `check-config` prints it and still succeeds."""
+    warnings = []
+    if not settings.inbound.authserv_id:
+        warnings.append(
+            f"{settings.source}: inbound.authserv_id is empty: staff answers and #commands "
+            "are believed from any mail to a ticket's staff reply address with a staff From, "
+            "without a DMARC/DKIM check, and customer mail that fails DMARC is appended as "
+            "the customer; set it to your border MTA's authserv-id (docs/admin.md 5.2)")
+    return warnings
+

@@ -31,10 +31,12 @@ from gateway.config.values import (
     FileSize,
     Identifier,
     ImapUrl,
+    IpNetwork,
     Labels,
     Language,
     Listen,
     Mailbox,
+    Network,
     Size,
     SystemId,
     TimeZone,
@@ -71,6 +73,10 @@ class TicketSettings(_Section):
     reopen_on_reply: bool = True
 
 
+def _default_trusted_relays() -> list[str]:
+    return ["127.0.0.1/8", "::1/128"]
+
+
 class InboundSettings(_Section):
     smtp: Listen = "127.0.0.1:2525"
     lmtp: Listen = ""
@@ -85,6 +91,26 @@ class InboundSettings(_Section):
     authserv_id: str = ""
     # one new mail to several template/queue addresses: one ticket (the first) or one each
     several_templates: Literal["first", "each"] = "first"
+    # SMTP/LMTP clients whose Authentication-Results we believe (RFC 8601 §5): the border
+    # MTA; they are also exempt from max_sessions_per_client (docs/admin.md 5.3)
+    trusted_relays: list[Network] = Field(default_factory=_default_trusted_relays)
+    # abuse limits per listener: sessions at once, in all and per client address (an IPv6
+    # client counts by its /64); more are answered 421 and disconnected
+    max_sessions: int = Field(default=100, gt=0)
+    max_sessions_per_client: int = Field(default=20, gt=0)
+    # errors (unknown recipients, relaying, bad commands) a session may make before each
+    # further error answer waits error_sleep_time x (errors - soft limit) seconds; at the
+    # hard limit the session ends with 421. Delivering a mail starts the count again.
+    soft_error_limit: int = Field(default=10, ge=0)
+    hard_error_limit: int = Field(default=20, gt=0)
+    error_sleep_time: float = Field(default=1.0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _error_limits_in_order(self) -> InboundSettings:
+        if self.soft_error_limit > self.hard_error_limit:
+            raise ValueError(f"soft_error_limit ({self.soft_error_limit}) must not be above "
+                             f"hard_error_limit ({self.hard_error_limit})")
+        return self
 
 
 StateName = Literal["new", "open", "pending", "closed"]
@@ -118,6 +144,9 @@ class WebSettings(_Section):
     listen: Listen = "127.0.0.1:8080"
     base_url: BaseUrl = "http://127.0.0.1:8080"
     secret_key_env: EnvName = ""   # empty: a random key per start (sessions end on restart)
+    # addresses/networks of reverse proxies whose X-Forwarded-For names the client; empty:
+    # the header is ignored and every limit counts the connecting address (docs/admin.md 5.4)
+    trusted_proxies: list[IpNetwork] = Field(default_factory=list)
     # the customer portal (see docs/admin.md 1.8)
     password_mode: Literal["mail", "set-on-confirm"] = "mail"  # noqa: S105 (a mode)
     token_minutes: int = Field(default=30, gt=0, le=24 * 60)

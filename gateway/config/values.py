@@ -4,6 +4,7 @@ admin understands, what is wrong with it. Used by `settings`; pure.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from email.utils import parseaddr
 from typing import Annotated, Any, Literal
@@ -54,6 +55,17 @@ def _check_listen(value: str) -> str:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not host:port (or \"\" to turn it off)")
     return value
+
+
+def _check_network(value: str) -> str:
+    """An IP address or a CIDR network: `192.0.2.7`, `10.0.0.0/8`, `::1/128`. Host bits
+    may be set (`127.0.0.1/8` is 127.0.0.0/8), as in Postfix's mynetworks."""
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network "
+                         "(e.g. \"192.0.2.7\", \"10.0.0.0/8\", \"::1/128\")") from None
+    return value.strip()
 
 
 def _check_env_name(value: str) -> str:
@@ -113,6 +125,22 @@ def _check_database_url(value: str) -> str:
     return value
 
 
+def _check_ip_network(value: str) -> str:
+    """An IP address or a network in CIDR form, written the way uvicorn compares it: a
+    value it could not read would be trusted as a literal name and never match, silently."""
+    text = value.strip()
+    try:
+        return str(ipaddress.ip_network(text) if "/" in text else ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network (e.g. \"127.0.0.1\", "
+                         "\"10.0.0.0/8\", \"::1\")") from None
+    raise ValueError(f"{value!r} has host bits set: write {str(network)!r}")
+
+
 def _check_system_id(value: str) -> str:
     if not re.fullmatch(r"\d\d", value):
         raise ValueError(f"{value!r} must be exactly two digits, e.g. \"10\"")
@@ -140,6 +168,7 @@ def _check_after(value: str) -> str:
 Size = Annotated[int, BeforeValidator(_parse_size)]
 FileSize = Annotated[int, BeforeValidator(_parse_size), AfterValidator(_check_file_size)]
 Listen = Annotated[str, AfterValidator(_check_listen)]
+Network = Annotated[str, AfterValidator(_check_network)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Address = Annotated[str, AfterValidator(_check_address)]
 Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
@@ -153,3 +182,4 @@ Transport = Annotated[str, AfterValidator(_check_transport)]
 BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
 ImapUrl = Annotated[str, AfterValidator(_check_imap_url)]
 AfterImport = Annotated[str, AfterValidator(_check_after)]
+IpNetwork = Annotated[str, AfterValidator(_check_ip_network)]

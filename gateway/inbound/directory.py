@@ -75,6 +75,9 @@ class DatabaseDirectory:
     def ticket_by_reply_token(self, token: str) -> TicketInfo | None:
         return self._one_ticket(_ticket.c.reply_token == token)
 
+    def ticket_by_staff_token(self, token: str) -> TicketInfo | None:
+        return self._one_ticket(_ticket.c.staff_token == token)
+
     def ticket_by_number(self, number: str) -> TicketInfo | None:
         return self._one_ticket(_ticket.c.number == number)
 

@@ -49,6 +49,7 @@ class Envelope:
     source: str                       # smtp | lmtp | imap | ingest
     mail_from: str | None = None      # "" is the null reverse-path <>; None: not known
     rcpt_to: tuple[str, ...] = ()
+    client_address: str | None = None  # the SMTP/LMTP client's IP; None for ingest and IMAP
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -90,7 +91,9 @@ def _row(item: Incoming, now: datetime, external: StoredBlob | None) -> dict[str
     return {
         "received": now, "source": item.envelope.source,
         "envelope_from": item.envelope.mail_from if item.envelope.mail_from is not None else "",
-        "envelope_to": list(item.envelope.rcpt_to), "raw": raw, "raw_sha256": digest,
+        "envelope_to": list(item.envelope.rcpt_to),
+        "client_address": (item.envelope.client_address or "")[:64] or None,
+        "raw": raw, "raw_sha256": digest,
         "size": size, "truncated_from": item.truncated_from, "status": "pending",
         "outcome": "pending", "attempts": 0, "next_attempt": now,
     }

@@ -12,12 +12,20 @@ Answers, per RFC 5321/3463 and the contract:
   MTA keeps the mail and retries. Nothing after DATA is ever a `5xx` for a mail we merely
   failed to understand: understanding happens later, in the worker.
 - LMTP answers once per accepted recipient (RFC 2033 §4.2); the mail is stored once.
+- The client's IP address is stored with the mail (`received_mail.client_address`): the
+  worker believes its `Authentication-Results` only from a trusted relay (`hops`).
+- Abuse limits (`smtp_limits`): a session beyond `max_sessions` (or, from an untrusted
+  client, `max_sessions_per_client`) gets `421 4.7.0` and is closed before the greeting;
+  client errors beyond `soft_error_limit` are answered ever more slowly (`asyncio.sleep`,
+  the event loop serves the other sessions meanwhile), and after `hard_error_limit` the
+  session gets `421 4.7.0` and is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +35,9 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from gateway.errors import TemporaryFailure
 from gateway.inbound.data_reader import DataDecoder, RawSpool
+from gateway.inbound.hops import peer_address
 from gateway.inbound.intake import Envelope, GroupCommitter, Incoming, SpooledRaw
+from gateway.inbound.smtp_limits import ClientLimits, is_client_error
 from gateway.routing.addressbook import AddressBook, Verdict
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,9 @@ NO_RELAY = "550 5.7.1 Relaying denied: not a domain served here"
 NO_MAILBOX = "550 5.1.1 No such recipient here"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 TOO_BIG = "552 5.3.4 Message too big for this system"
+# RFC 5321 §3.8: 421 names the server and closes the channel; the client tries again later
+TOO_MANY_SESSIONS = "421 4.7.0 {host} Too many connections, try again later"
+TOO_MANY_ERRORS = "421 4.7.0 {host} Too many errors, closing connection"
 
 
 class GatewayHandler:
@@ -46,13 +59,15 @@ class GatewayHandler:
 
     def __init__(self, addressbook: AddressBook, committer: GroupCommitter, *,
                  max_recipients: int, lmtp: bool, max_size: int | None = None,
-                 on_stored: Callable[[], None] | None = None) -> None:
+                 on_stored: Callable[[], None] | None = None,
+                 limits: ClientLimits | None = None) -> None:
         self.addressbook = addressbook
         self.committer = committer
         self.max_size = max_size      # larger mails keep only their beginning (see RawSpool)
         self.max_recipients = max_recipients
         self.lmtp = lmtp
         self.on_stored = on_stored       # wakes the worker: no polling delay
+        self.limits = limits or ClientLimits.from_settings()   # shared by its sessions
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -74,7 +89,7 @@ class GatewayHandler:
         incoming = Incoming(raw, Envelope(
             source="lmtp" if self.lmtp else "smtp",
             mail_from=_reverse_path(envelope.mail_from),
-            rcpt_to=tuple(envelope.rcpt_tos)),
+            rcpt_to=tuple(envelope.rcpt_tos), client_address=peer_address(session.peer)),
             truncated_from=getattr(envelope, "truncated_from", None))
         try:
             mail_id = await self.committer.submit(incoming)
@@ -125,9 +140,47 @@ class StreamingData(SMTP):
     large mails spooled to the blob store as they arrive. Everything else is aiosmtpd's."""
 
     line_length_limit = LONG_LINES     # also the StreamReader's buffer: the chunk size
+    _client: str | None = None         # the client's IP address
+    _refused = False                   # over a session limit: never served, never counted
+    _errors = 0                        # client errors since the session began or last stored
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:     # a new connection (STARTTLS would call this again)
+            self._client = peer_address(transport.get_extra_info("peername"))
+            refusal = self.event_handler.limits.admit(self._client)
+            if refusal is not None:
+                log.warning("smtp %s: session refused with 421: %s", self._client, refusal)
+                self._refused = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_MANY_SESSIONS.format(host=self.hostname).encode() + b"\r\n")
+                transport.close()      # sends the reply first
+                return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:              # aiosmtpd never saw this connection
+            return
+        self.event_handler.limits.release(self._client)
+        super().connection_lost(error)
 
     async def push(self, status: Any) -> None:
-        await super().push(_with_enhanced_code(status))
+        status = _with_enhanced_code(status)
+        if not (isinstance(status, str) and is_client_error(status)):
+            await super().push(status)
+            return
+        limits = self.event_handler.limits
+        self._errors += 1
+        delay = limits.error_delay(self._errors)
+        if delay:
+            log.info("smtp %s: error %d of this session (soft limit %d): answered after "
+                     "%.2f s", self._client, self._errors, limits.soft_error_limit, delay)
+            await asyncio.sleep(delay)       # this session waits, the others are served
+        await super().push(status)
+        if limits.too_many_errors(self._errors) and self.transport is not None:
+            log.warning("smtp %s: %d errors (hard_error_limit), session closed with 421",
+                        self._client, self._errors)
+            await super().push(TOO_MANY_ERRORS.format(host=self.hostname))
+            self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
@@ -158,6 +211,8 @@ class StreamingData(SMTP):
             raw if isinstance(raw, bytes) else b"")
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
+        if isinstance(status, str) and status.startswith("250"):
+            self._errors = 0               # it delivers mail: not (only) a prober
         await self.push(status)
 
     async def _read_data(self, spool: RawSpool) -> bytes | SpooledRaw | None:
@@ -187,6 +242,9 @@ def server_factory(handler: GatewayHandler, *, max_size: int, timeout: float,
                    hostname: str | None = None) -> Any:
     """A protocol factory for `loop.create_server`."""
     protocol = GatewayLMTP if handler.lmtp else GatewaySMTP
+    # aiosmtpd would look the name up (a DNS query) for every session, on the event loop:
+    # a flood of connections must not stall the others on that, so it is looked up once
+    hostname = hostname or socket.getfqdn()
 
     def factory() -> SMTP:
         return protocol(handler, data_size_limit=max_size, enable_SMTPUTF8=True,

@@ -46,6 +46,7 @@ from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from gateway.inbound.doorbell import Bell
+from gateway.inbound.hops import hop_trusted
 from gateway.inbound.intake import stored_raw
 from gateway.mail.mime_text import collapse_whitespace
 from gateway.mail.peek import HEAD_BYTES, peek_from_subject
@@ -278,7 +279,8 @@ def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     rows = session.execute(select(
         _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
         _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
-        _received.c.source, _received.c.envelope_from, _received.c.envelope_to)
+        _received.c.source, _received.c.envelope_from, _received.c.envelope_to,
+        _received.c.client_address)
         .where(_received.c.id.in_(list(mail_ids)))).all()
     by_id = {row.id: row for row in rows}
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
@@ -295,7 +297,9 @@ def _understand(stages: Stages, row: Any) -> _Leased:
         understood = understand_stored(
             stages.addressbook, raw=raw, received=row.received,
             envelope_from=_envelope_from(row.source, row.envelope_from),
-            envelope_to=row.envelope_to, truncated_from=row.truncated_from)
+            envelope_to=row.envelope_to, truncated_from=row.truncated_from,
+            hop_trusted=hop_trusted(row.source, row.client_address,
+                                    stages.settings.inbound.trusted_relays))
     except RecursionError:
         from_address, subject = peek_from_subject(raw)
         log.error("inbound %d: quarantined: it nests too deeply for the parser "

@@ -1,9 +1,12 @@
-"""Names for attachments and the ids that tie inline parts to HTML.
+"""Names for attachments and the ids that tie inline parts to HTML, and the one cleaning
+of every file name that enters the gateway.
 
-In: one MIME part (compat32 `Message`). Out: a file name that is never empty, has no path
-components or control characters and is at most 200 characters (RFC 2183 filename,
-RFC 2231 and RFC 2047 encodings decoded); or a Content-ID without angle brackets (RFC 2392).
-Nothing here raises for any part.
+In: one MIME part (compat32 `Message`), or any file name (`clean_filename`: a mail part's,
+a portal form's, a file-exchange upload's, a stored one about to be shown or downloaded).
+Out: a file name that is never empty, has no path components, no control, format or bidi
+characters and is at most 200 characters (RFC 2183 filename, RFC 2231 and RFC 2047
+encodings decoded); or a Content-ID without angle brackets (RFC 2392).
+Nothing here raises for any part or name.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def attachment_filename(part: Message, ctype: str, number: int, hint: str | None
     if name:
         return name
     extension = _EXTENSIONS.get(ctype, ".bin")
-    description = _safe_filename(header_text(str(part.get("content-description", "")), hint))
+    description = clean_filename(header_text(str(part.get("content-description", "")), hint))
     if description:
         return description + extension
     return f"attachment-{number}{extension}"
@@ -67,7 +70,7 @@ def message_filename(part: Message, inner: Message | None, ctype: str) -> str:
                   else None, part.get("content-description")]
     for candidate in candidates:
         if candidate:
-            name = _safe_filename(collapse_whitespace(header_text(str(candidate))))
+            name = clean_filename(collapse_whitespace(header_text(str(candidate))))
             if name:
                 return name + extension
     return ("Forwarded message" if ctype in FORWARDED_TYPES else "attachment") + extension
@@ -77,15 +80,22 @@ def _given_name(part: Message, hint: str | None) -> str:
     """The name the part gives itself (filename or Content-Type name), decoded and made
     safe; "" when it gives none."""
     raw = raw_filename(part)
-    return _safe_filename(header_text(raw, hint)) if raw else ""
+    return clean_filename(header_text(raw, hint)) if raw else ""
 
 
-def _safe_filename(name: str) -> str:
-    """Only the last path component, no control characters, not hidden, at most 200 chars."""
+def clean_filename(name: str, fallback: str = "") -> str:
+    """The one cleaning of a file name from outside (mail, portal forms, file exchange):
+    the last path component (`/` or `\\`), whitespace of any kind as one space, without
+    characters that are not printable (Unicode categories C* and Z* but the space: control
+    characters, NUL, and the bidi and zero-width format characters, so U+202E cannot show
+    `x\u202egpj.exe` as `xexe.jpg`), not hidden (no leading dots), at most 200 characters
+    with a short extension kept; `fallback` when nothing is left."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".").strip()
+    name = "".join(" " if ch.isspace() else ch for ch in name if ch.isprintable()
+                   or ch.isspace())
+    name = " ".join(name.split()).lstrip(".").strip()
     if len(name) > _MAX_NAME:
         _stem, dot, extension = name.rpartition(".")
         keep = extension if dot and len(extension) <= 10 else ""
         name = name[: _MAX_NAME - len(keep) - 1].rstrip() + ("." + keep if keep else "")
-    return name
+    return name or fallback

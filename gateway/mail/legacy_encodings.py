@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from tnefparse import TNEF  # type: ignore[import-untyped]
 
+from gateway.mail.attachment_names import clean_filename
 from gateway.mail.message import ParsedAttachment
 
 _UU_BEGIN = re.compile(r"^begin [0-7]{3,4} ([^\n]+)\n", re.MULTILINE)
@@ -86,7 +87,7 @@ def extract_uuencoded(text: str) -> tuple[str, list[ParsedAttachment]]:
         end = _UU_END.search(text, begin.end())
         if end is None:
             break
-        name = begin.group(1).strip().replace("\\", "/").rsplit("/", 1)[-1] or "uuencoded.bin"
+        name = clean_filename(begin.group(1), "uuencoded.bin")
         data = decode_uu_lines(text[begin.end():end.start()].encode("latin-1", "replace"))
         attachments.append(ParsedAttachment(name, content_type_for_name(name), data))
         kept.append(text[pos:begin.start()])
@@ -117,8 +118,7 @@ def _tnef_name(item: object) -> str:
     name = item.long_filename()  # type: ignore[attr-defined]
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
-    name = str(name).strip("\x00").strip().replace("\\", "/").rsplit("/", 1)[-1]
-    return name or "attachment.bin"
+    return clean_filename(str(name), "attachment.bin")   # like any other attachment name
 
 
 @dataclass(frozen=True)

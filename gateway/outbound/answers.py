@@ -10,6 +10,9 @@ Rules every answer follows:
 - the customer's language decides, else the queue's;
 - from the queue's identity; Reply-To is the ticket's own reply address when configured, so a
   reply threads even when a mail client drops In-Reply-To;
+- every mail to staff about a ticket (notices, command-failed, kept-as-note, delivery-failed)
+  has the ticket's staff reply address as Reply-To, a secret the customer never sees: only
+  mail to it may act as staff (docs/admin.md 5.2);
 - nothing automatic (acknowledgment, follow-up receipt, rejection, FAQ answer) goes to a
   sender that is itself automatic, and at most `max_auto_replies_per_hour` per address
   (RFC 3834 §2);
@@ -81,9 +84,21 @@ def reply_address(answering: Answering, facts: TicketFacts) -> str | None:
     """`support+r-TOKEN@domain`: the ticket's own address (routing's `reply-token` rule)."""
     if not answering.settings.outbound.reply_addresses or not facts.reply_token:
         return None
-    base = _queue_identity(facts.queue).address
-    local, _, domain = split_plus(base)[0].rpartition("@")
-    return f"{local}+r-{facts.reply_token}@{domain}"
+    return _plus_address(facts.queue, f"r-{facts.reply_token}")
+
+
+def staff_reply_address(facts: TicketFacts) -> str:
+    """`support+s-TOKEN@domain`: the ticket's staff reply address (routing's `staff-token`
+    rule), whatever `reply_addresses` says: without it staff could not act by mail. The
+    queue's address for a ticket without a token (then staff mail is kept as a note)."""
+    if not facts.staff_token:
+        return _queue_identity(facts.queue).address
+    return _plus_address(facts.queue, f"s-{facts.staff_token}")
+
+
+def _plus_address(queue: QueueSettings, tag: str) -> str:
+    local, _, domain = split_plus(_queue_identity(queue).address)[0].rpartition("@")
+    return f"{local}+{tag}@{domain}"
 
 
 def claim_auto_answer(session: Session, answering: Answering, address: str, event: str) -> bool:
@@ -149,15 +164,18 @@ def _template_name(template: TemplateSettings | None, language: str) -> str:
 
 def ticket_created(session: Session, answering: Answering, ticket: int | TicketFacts,
                    parsed: ParsedMessage | None, *, automatic: bool,
-                   answers: Sequence[tuple[str, str]], missing: Sequence[str]) -> None:
-    """Acknowledge to the customer (unless automatic or rate-limited); notify the staff.
-    `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`)."""
+                   answers: Sequence[tuple[str, str]], missing: Sequence[str],
+                   unverified: str = "", claimed_ticket: str | None = None) -> None:
+    """Acknowledge to the customer (unless automatic, rate-limited or `unverified`); notify
+    the staff. `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`).
+    `unverified`: why the sender failed DMARC (the notice says so, and which ticket the mail
+    was addressed to): no acknowledgment goes to an address that was likely forged."""
     facts = (ticket if isinstance(ticket, TicketFacts)
              else ticket_facts(session, answering.settings, ticket))
     in_reply_to = parsed.message_id if parsed else None
     body = parsed.body_text if parsed else ""
     mails = []
-    if (facts.address and not automatic
+    if (facts.address and not automatic and not unverified
             and claim_auto_answer(session, answering, facts.address, "ack")):
         labels = _labels(facts.template, facts.language)
         mails.append(_render(answering, "ack", facts.language, {
@@ -169,7 +187,8 @@ def ticket_created(session: Session, answering: Answering, ticket: int | TicketF
             "faq": faq_suggestions(session, answering, facts, parsed)},
             sender=_queue_identity(facts.queue), to=[(facts.customer_name, facts.address)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(answering, facts)))
-    mails += _staff_notices(answering, facts, kind="new", body=body, in_reply_to=in_reply_to)
+    mails += _staff_notices(answering, facts, kind="new", body=body, in_reply_to=in_reply_to,
+                            unverified=unverified, claimed_ticket=claimed_ticket)
     _enqueue(session, answering, mails)
 
 
@@ -230,11 +249,12 @@ def notify_staff(session: Session, answering: Answering, facts: TicketFacts, *, 
 
 
 def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body: str,
-                   in_reply_to: str | None) -> list[OutgoingMail | None]:
-    """To each of the queue's staff; their reply goes to the ticket's reply address (or the
-    queue address) and threads by the References this mail carries."""
+                   in_reply_to: str | None, unverified: str = "",
+                   claimed_ticket: str | None = None) -> list[OutgoingMail | None]:
+    """To each of the queue's staff; their reply goes to the ticket's staff reply address
+    and threads by the References this mail carries."""
     staff = {s.email: s for s in answering.settings.staff}
-    reply_to = reply_address(answering, facts) or _queue_identity(facts.queue).address
+    reply_to = staff_reply_address(facts)
     notices = []
     for email in facts.queue.staff:
         person = staff.get(email)
@@ -243,7 +263,8 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
             "kind": kind, "customer_name": facts.customer_name,
             "customer_address": facts.address, "title": facts.title, "body": body,
             "priority": facts.priority,
-            "template_name": _template_name(facts.template, language)},
+            "template_name": _template_name(facts.template, language),
+            "unverified": unverified or None, "claimed_ticket": claimed_ticket},
             sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
     return notices
@@ -309,7 +330,7 @@ def delivery_failed(session: Session, answering: Answering, *, ticket_id: int | 
                         "recipient": recipient, "original_subject": original_subject,
                         "diagnostic": diagnostic},
                     sender=_queue_identity(queue), to=[(person.name if person else "", email)],
-                    facts=facts)
+                    facts=facts, reply_to=staff_reply_address(facts) if facts else None)
 
 
 def tell_staff_on_failure(answering: Answering) -> Callable[[Session, QueuedMail, str], None]:
@@ -326,16 +347,36 @@ def tell_staff_on_failure(answering: Answering) -> Callable[[Session, QueuedMail
 
 def command_failed(session: Session, answering: Answering, ticket_id: int, *, staff_address: str,
                    agent_name: str, errors: Sequence[tuple[str, str]],
-                   done: Sequence[str], in_reply_to: str | None) -> None:
-    """Tell a staff member which of their #commands could not be carried out, and why."""
+                   in_reply_to: str | None) -> None:
+    """Tell a staff member which lines of their command block were wrong, and that nothing
+    of their mail was carried out or sent (it is kept as an internal note)."""
     facts = ticket_facts(session, answering.settings, ticket_id)
-    person = next((s for s in answering.settings.staff if s.email == staff_address), None)
-    _queue_mail(session, answering, "command-failed",
-                person.language if person else facts.queue.language,
-                {"agent_name": agent_name, "title": facts.title, "errors": list(errors),
-                 "done": list(done)},
+    _queue_mail(session, answering, "command-failed", _staff_language(answering, facts,
+                                                                      staff_address),
+                {"agent_name": agent_name, "title": facts.title, "errors": list(errors)},
                 sender=_queue_identity(facts.queue), to=[(agent_name, staff_address)],
-                facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(answering, facts))
+                facts=facts, in_reply_to=in_reply_to, reply_to=staff_reply_address(facts))
+
+
+def kept_as_note(session: Session, answering: Answering, ticket_id: int, *, staff_address: str,
+                 agent_name: str, path: str, detail: str, in_reply_to: str | None) -> None:
+    """Tell a staff member that their mail was kept as an internal note instead of being
+    carried out, and why: it came by `path` (a routing rule) instead of the staff reply
+    address, or on that address without our MTA vouching for it (`detail`)."""
+    facts = ticket_facts(session, answering.settings, ticket_id)
+    _queue_mail(session, answering, "kept-as-note", _staff_language(answering, facts,
+                                                                    staff_address),
+                {"agent_name": agent_name, "title": facts.title, "path": path,
+                 "detail": detail},
+                sender=_queue_identity(facts.queue), to=[(agent_name, staff_address)],
+                facts=facts, in_reply_to=in_reply_to, reply_to=staff_reply_address(facts))
+
+
+def _staff_language(answering: Answering, facts: TicketFacts, staff_address: str) -> str:
+    key = address_key(staff_address).lower()
+    person = next((s for s in answering.settings.staff
+                   if address_key(s.email).lower() == key), None)
+    return person.language if person else facts.queue.language
 
 
 def file_link(session: Session, answering: Answering, ticket_id: int, *, to_address: str,

@@ -7,6 +7,11 @@ recipients are *dead* for the outbox (`dead_recipients`), and the list and reset
 `ticketgw bounces`.
 
 Guarantees:
+- A delivery report counts only when it is verifiably about a mail we sent to the address:
+  one of the Message-IDs of the mail it returns is one of our outbound mails (64 random
+  bits, `headers.new_message_id`: nobody who did not receive that mail can know it) and the
+  address was among that mail's recipients. Anyone can send a null-sender "bounce"; a
+  forged one, or one about a mail we never sent, marks nothing (the outcome says so).
 - An address is dead when a delivery report failed it hard because it does not exist or
   is disabled (RFC 3463 5.1.x, 5.2.1), or when it bounced hard at least `HARD_BOUNCES_DEAD`
   times for any other permanent reason except a full mailbox (5.2.2) or a mail too big
@@ -29,10 +34,11 @@ from sqlalchemy import delete, select
 from sqlmodel import Session
 
 from gateway.mail.addresses import address_key
-from gateway.store.models import BouncingAddress, table_of, utcnow
+from gateway.store.models import BouncingAddress, OutboundMail, table_of, utcnow
 from gateway.store.upsert import upsert_for
 
 _bouncing = table_of(BouncingAddress)
+_outbound = table_of(OutboundMail)
 
 SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer"})
 HARD_BOUNCES_DEAD = 2
@@ -61,13 +67,22 @@ def is_dead(status: str, permanent: bool, count: int) -> bool:
     return count >= HARD_BOUNCES_DEAD and status not in _NOT_ABOUT_THE_ADDRESS
 
 
-def record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]], reason: str,
-                   ticket_id: int | None) -> None:
-    """Note each (address, RFC 3463 status, permanent) of a delivery report; a repeated
-    address counts up and takes the latest status."""
+def record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]],
+                   original_message_ids: Sequence[str], reason: str,
+                   ticket_id: int | None) -> str:
+    """Note each (address, RFC 3463 status, permanent) of a delivery report that is about a
+    mail we sent to that address (the module's docstring); a repeated address counts up and
+    takes the latest status. Returns what was not noted and why, for the outcome's reason
+    ("" when every address was noted)."""
     now = utcnow()
-    for address, status, permanent in bounced:
-        if not address:
+    sent_to = _recipients_of(session, original_message_ids)
+    unverified: list[str] = []
+    for reported, status, permanent in bounced:
+        if not reported:
+            continue
+        address = sent_to.get(address_key(reported).lower())
+        if address is None:
+            unverified.append(reported)
             continue
         values = {"address_key": address_key(address), "status": status,
                   "permanent": permanent, "reason": reason[:1000], "count": 1,
@@ -77,6 +92,23 @@ def record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]], r
             set_={"status": status, "permanent": permanent, "reason": reason[:1000],
                   "count": _bouncing.c.count + 1, "last_bounce": now,
                   "last_ticket_id": ticket_id}))
+    if not unverified:
+        return ""
+    why = ("it returns no mail of ours" if not sent_to else
+           "the mail of ours it returns was not sent to " +
+           ("it" if len(unverified) == 1 else "them"))
+    return f"not marked as bouncing: {', '.join(unverified)} ({why})"
+
+
+def _recipients_of(session: Session, message_ids: Sequence[str]) -> dict[str, str]:
+    """The recipients of our outbound mails with these Message-IDs, by lower-cased address
+    (a reporting MTA may change the case of what we sent)."""
+    wanted = [m for m in dict.fromkeys(message_ids) if m][:100]
+    if not wanted:
+        return {}
+    rows = session.execute(select(_outbound.c.recipients)
+                           .where(_outbound.c.message_id.in_(wanted))).scalars()
+    return {address_key(r).lower(): r for recipients in rows for r in recipients}
 
 
 def clear_on_mail_from(session: Session, address: str) -> None:

@@ -16,7 +16,8 @@ EVENTS = (
     "reject",           # no subject / unknown sender / template not available / too large
     "staff-notify",     # to the queue's staff: new ticket or customer reply
     "delivery-failed",  # to the queue's staff: a mail of ours bounced or was refused (5xx)
-    "command-failed",   # to a staff member: a #command in their mail could not be done
+    "command-failed",   # to a staff member: their command block was wrong, nothing carried out
+    "kept-as-note",     # to a staff member: their mail may not act as staff, kept as a note
     "password-token",   # the "password lost" link
     "new-password",     # the generated password
     "file-link",        # a file-exchange link

@@ -71,7 +71,8 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     "reject": ("customer_name", "reason", "original_subject"),
     "staff-notify": ("kind", "customer_name", "customer_address", "title", "body", "priority"),
     "delivery-failed": ("recipient", "original_subject", "diagnostic"),
-    "command-failed": ("agent_name", "title", "errors", "done"),
+    "command-failed": ("agent_name", "title", "errors"),
+    "kept-as-note": ("agent_name", "title", "path", "detail"),
     "password-token": ("customer_name", "username", "token", "expires"),
     "new-password": ("customer_name", "username", "password"),
     "file-link": ("customer_name", "token", "expires"),
@@ -82,11 +83,13 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "ack": {"faq": ()},                     # FaqArticles suggested to the customer
     "reject": {"max_size": None, "template_name": None},
     "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
-    "staff-notify": {"template_name": None},
+    # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
+    "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
+    "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
 }
 # Events about one ticket: `ticket_number` is required for them.
 TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify",
-                           "command-failed"})
+                           "command-failed", "kept-as-note"})
 # Answers to a customer's mail (RFC 3834 "auto-replied" when they answer one).
 REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer"})
 # Set by the renderer; a caller's context may not contain them.
@@ -95,6 +98,8 @@ COMMON_CONTEXT = ("event", "language", "base_url", "ticket_number", "ticket_url"
 
 REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available", "too-large")
 NOTIFY_KINDS = ("new", "reply", "files")   # files: uploaded via the file exchange
+# the routing rules a staff From may come by (kept-as-note says which; routing/rules.py)
+STAFF_PATHS = ("staff-token", "reply-token", "in-reply-to", "references", "subject-tag")
 STATE_NAMES = {
     "de": {"new": "neu", "open": "offen", "pending": "wartend", "closed": "geschlossen"},
     "en": {"new": "new", "open": "open", "pending": "pending", "closed": "closed"},
@@ -328,7 +333,7 @@ def _default_auto_submitted(event: str, in_reply_to: str | None) -> AutoSubmitte
 
 def _check_values(event: str, values: Mapping[str, Any]) -> None:
     """The few values with a closed set of choices, checked so a typo fails loudly."""
-    choices = {"reason": REJECT_REASONS, "kind": NOTIFY_KINDS,
+    choices = {"reason": REJECT_REASONS, "kind": NOTIFY_KINDS, "path": STAFF_PATHS,
                "old_state": tuple(STATE_NAMES["en"]), "new_state": tuple(STATE_NAMES["en"])}
     for key, allowed in choices.items():
         if key in REQUIRED_CONTEXT[event] and str(values[key]) not in allowed:

@@ -7,8 +7,9 @@ case-insensitive, RFC 5321 §2.4); local parts of configured addresses are compa
 and also lower-cased as a fallback, because mail clients and MTAs change their case.
 
 Plus-addressing: `support+incident@example.com` is `support@example.com` with the tag
-`incident` (a template id picks that template); `support+r-TOKEN@…` is a reply address whose
-token identifies a ticket (see `reply_token_of`).
+`incident` (a template id picks that template); `support+r-TOKEN@…` is a ticket's customer
+reply address and `support+s-TOKEN@…` its staff reply address, each with its own secret
+token (see `reply_token_of`, `staff_token_of`): the customer never learns the staff one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.config.settings import Settings
 from gateway.mail.addresses import address_key
 
 REPLY_TAG = re.compile(r"^r-([A-Za-z0-9_-]{16,64})$")
+STAFF_TAG = re.compile(r"^s-([A-Za-z0-9_-]{16,64})$")
 
 
 class Verdict(StrEnum):
@@ -54,6 +56,13 @@ def reply_token_of(address: str) -> str | None:
     """The ticket token of a reply address `local+r-TOKEN@domain`, else None."""
     _, tag = split_plus(address)
     match = REPLY_TAG.match(tag or "")
+    return match.group(1) if match else None
+
+
+def staff_token_of(address: str) -> str | None:
+    """The ticket token of a staff reply address `local+s-TOKEN@domain`, else None."""
+    _, tag = split_plus(address)
+    match = STAFF_TAG.match(tag or "")
     return match.group(1) if match else None
 
 
@@ -121,6 +130,7 @@ class AddressBook:
         domain = address.rpartition("@")[2].lower()
         if domain not in self.domains:
             return Verdict.RELAY
-        if self.lookup(address) is not None or reply_token_of(address) is not None:
+        if self.lookup(address) is not None or reply_token_of(address) is not None \
+                or staff_token_of(address) is not None:
             return Verdict.OK
         return Verdict.UNKNOWN

@@ -1,7 +1,8 @@
 """What routing is told besides the mail itself: its `MailContext`, and a `Directory`.
 
 In: nothing; these are the types the caller hands to `rules.route_message`. `MailContext`
-says where the mail was sent and what the loop classifier made of it; a `Directory` answers
+says where the mail was sent, what the loop classifier made of it and what our border MTA
+vouches for (`SenderCheck`); a `Directory` answers
 questions about the world (tickets, customers, staff, FAQ answers) with the frozen records
 defined here (`TicketInfo`, `CustomerInfo`, `FaqAnswerInfo`).
 
@@ -49,8 +50,36 @@ class FaqAnswerInfo:
     subject: str                           # the question's subject
 
 
+@dataclass(frozen=True)
+class SenderCheck:
+    """What our border MTA (`[inbound] authserv_id`) says about the domain of the From
+    address, from its `Authentication-Results` (RFC 8601) and DMARC (RFC 7489):
+
+    - `pass`: DMARC pass for that domain, or a DKIM pass signed by it (`header.d`);
+    - `fail`: DMARC fail for that domain (and no such pass): the From is very likely forged;
+    - `none`: no verdict we may believe (no header of our MTA, a hop we do not trust, or
+      a domain without DMARC and without a DKIM signature of its own);
+    - `unchecked`: `authserv_id` is empty, so nobody is checked.
+
+    `detail` says why, in words, for the log, `explain` and the mails to staff."""
+
+    result: str = "unchecked"            # pass | fail | none | unchecked
+    detail: str = ""
+
+    @property
+    def vouched(self) -> bool:
+        """May the From act as staff? Only with a pass, or when checks are off."""
+        return self.result in ("pass", "unchecked")
+
+    @property
+    def failed(self) -> bool:
+        """Is the From refused as the customer it names? Only on an explicit DMARC fail."""
+        return self.result == "fail"
+
+
 class Directory(Protocol):
     def ticket_by_reply_token(self, token: str) -> TicketInfo | None: ...
+    def ticket_by_staff_token(self, token: str) -> TicketInfo | None: ...
     def ticket_by_message_ids(self, ids: Sequence[str]) -> tuple[TicketInfo, str] | None: ...
     def ticket_by_number(self, number: str) -> TicketInfo | None: ...
     def customer_by_address(self, address: str) -> CustomerInfo | None: ...
@@ -70,3 +99,4 @@ class MailContext:
     automatic_rule: str = ""               # the classifier's rule, e.g. read-receipt
     automatic_reason: str = ""
     original_message_ids: tuple[str, ...] = field(default_factory=tuple)  # what it reports on
+    sender_check: SenderCheck = SenderCheck()   # set by the pipeline just before routing

@@ -39,6 +39,9 @@ class NewTicketDecision:
     question: FaqQuestion | None = None    # "not solved": the ticket starts with this mail
     # `[inbound] several_templates = "each"`: tickets for the mail's other template addresses
     also: tuple[NewTicketDecision, ...] = ()
+    # the From failed DMARC: why (staff are told; no customer account, no acknowledgment)
+    unverified: str = ""
+    claimed_ticket: str | None = None      # the ticket such a mail was addressed to
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class AppendDecision:
     sender_role: str                       # customer | participant | staff
     reopen: bool
     internal: bool = False                 # e.g. an out-of-office answer
+    # a staff member's mail kept as an internal note instead of being carried out: why (they
+    # are told by mail; docs/admin.md 5.2)
+    held_back: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,21 @@ Pure: every fact about the world (tickets, customers, staff) comes through a `Di
 so routing is tested with plain `.eml` files and an in-memory directory, and `ticketgw
 explain` runs the very same code read-only against the database.
 
-Order of threading (the contract): a per-ticket reply address (`reply-token`), then
-In-Reply-To/References against every Message-ID the ticket sent or received (`in-reply-to`,
-`references`), then the subject tag `[Ticket#NUMBER]` (`subject-tag`). A matched mail joins
-the ticket only if its sender may write to it (the ticket's customer, a participant, or
-staff); otherwise it opens a new ticket and the decision says why.
+Order of threading (the contract): the ticket's staff reply address (`staff-token`), its
+customer reply address (`reply-token`), then In-Reply-To/References against every
+Message-ID the ticket sent or received (`in-reply-to`, `references`), then the subject tag
+`[Ticket#NUMBER]` (`subject-tag`). A matched mail joins the ticket only if its sender may
+write to it (the ticket's customer, a participant, or staff); otherwise it opens a new
+ticket and the decision says why.
+
+Who may act as staff (docs/admin.md 5.2): only mail to a ticket's staff reply address, from a
+configured staff address that our border MTA vouches for (`context.SenderCheck.vouched`),
+is a staff answer whose `#commands` run and whose text goes to the customer. A staff From on
+any other path, or one our MTA does not vouch for, is kept as an internal note and the
+staff member is told why (`AppendDecision.held_back`); anybody else on the staff address is
+treated as on any other path. A From whose domain fails DMARC (`SenderCheck.failed`) is never
+taken for the customer or participant it names: such a mail opens a new ticket from an
+unverified sender (`NewTicketDecision.unverified`), and staff are told why.
 
 Mail to the FAQ address (`[faq] address`) never opens a ticket by itself: a question is
 ignored with `faq_question` set (the pipeline answers it with matching articles), automatic
@@ -29,7 +39,12 @@ from dataclasses import replace
 from gateway.config.settings import Settings, TemplateSettings
 from gateway.mail.addresses import address_key
 from gateway.mail.message import ParsedMessage
-from gateway.routing.addressbook import AddressBook, Destination, reply_token_of
+from gateway.routing.addressbook import (
+    AddressBook,
+    Destination,
+    reply_token_of,
+    staff_token_of,
+)
 from gateway.routing.context import Directory, MailContext, TicketInfo
 from gateway.routing.decisions import (
     AppendDecision,
@@ -67,18 +82,26 @@ def route_message(parsed: ParsedMessage, context: MailContext, *, settings: Sett
     threaded = _thread(parsed, context, directory)
     if threaded is not None:
         ticket, rule, detail = threaded
-        role = _role(ticket, sender, directory)
+        role = _role(ticket, sender, directory, staff_first=rule == "staff-token")
         if context.automatic_kind == "auto_reply":
             return AppendDecision("out-of-office", f"{context.automatic_reason}; kept as an "
                                   f"internal note on {ticket.number} ({detail})", ticket,
                                   role or "participant", reopen=False, internal=True)
+        if role == "staff":
+            return _staff_decision(ticket, rule, detail, sender, context)
+        check = context.sender_check
+        if role is not None and check.failed:
+            return _new_ticket(parsed, context, settings, addressbook, directory,
+                               note=f"{detail}, but {sender} is not appended as the {role} "
+                                    f"of ticket {ticket.number}: {check.detail}",
+                               claimed=ticket.number)
         if role is not None:
             if ticket.state == "closed" and not settings.tickets.reopen_on_reply:
                 return _new_ticket(parsed, context, settings, addressbook, directory,
                                    note=f"follows up closed ticket {ticket.number}",
                                    related=ticket.number)
             return AppendDecision(rule, f"{detail}; sender is {role}", ticket, role,
-                                  reopen=ticket.state == "closed" and role != "staff")
+                                  reopen=ticket.state == "closed")
         return _new_ticket(parsed, context, settings, addressbook, directory,
                            note=f"{detail}, but {sender or 'the sender'} may not write to "
                                 f"ticket {ticket.number}")
@@ -100,8 +123,34 @@ def _route_report(context: MailContext, directory: Directory) -> Decision:
     return IgnoreDecision(rule, f"{context.automatic_reason}; not about a mail of ours")
 
 
+def _staff_decision(ticket: TicketInfo, rule: str, detail: str, sender: str,
+                    context: MailContext) -> AppendDecision:
+    """A configured staff address wrote to a ticket: a staff answer only on the ticket's
+    staff reply address and when our MTA vouches for the From; else an internal note, and
+    the staff member is told why."""
+    check = context.sender_check
+    if rule == "staff-token" and check.vouched:
+        return AppendDecision(rule, f"{detail}; sender is staff", ticket, "staff",
+                              reopen=False)
+    if rule == "staff-token":
+        why = (f"{sender} is a staff address, but our mail server does not vouch for it "
+               f"({check.detail})")
+    else:
+        why = (f"{sender} is a staff address, but staff answers and #commands count only on "
+               f"the ticket's staff reply address, and this mail came by {rule}")
+    return AppendDecision(rule, f"{detail}; {why}: kept as an internal note, no commands "
+                                "run, nothing sent to the customer", ticket, "staff",
+                          reopen=False, internal=True, held_back=why)
+
+
 def _thread(parsed: ParsedMessage, context: MailContext,
             directory: Directory) -> tuple[TicketInfo, str, str] | None:
+    for recipient in context.recipients:
+        token = staff_token_of(recipient)
+        if token:
+            ticket = directory.ticket_by_staff_token(token)
+            if ticket:
+                return ticket, "staff-token", f"staff reply address of ticket {ticket.number}"
     for recipient in context.recipients:
         token = reply_token_of(recipient)
         if token:
@@ -123,10 +172,14 @@ def _thread(parsed: ParsedMessage, context: MailContext,
     return None
 
 
-def _role(ticket: TicketInfo, sender: str, directory: Directory) -> str | None:
-    """Who the sender is to this ticket, or None if they may not write to it."""
+def _role(ticket: TicketInfo, sender: str, directory: Directory, *,
+          staff_first: bool = False) -> str | None:
+    """Who the sender is to this ticket, or None if they may not write to it. On the staff
+    reply address a staff member is staff even on a ticket they opened as its customer."""
     if not sender:
         return None
+    if staff_first and directory.is_staff(sender):
+        return "staff"
     key = address_key(sender)
     customer = directory.customer_by_address(sender)
     if key.lower() == ticket.contact_key.lower() or (
@@ -152,16 +205,18 @@ def _destinations(context: MailContext, addressbook: AddressBook) -> list[Destin
 
 def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
                 addressbook: AddressBook, directory: Directory, note: str = "",
-                related: str | None = None) -> Decision:
+                related: str | None = None, claimed: str | None = None) -> Decision:
     """One mail to several template (or queue) addresses opens one ticket, for the first of
-    them, unless `[inbound] several_templates = "each"`: then one for each."""
+    them, unless `[inbound] several_templates = "each"`: then one for each. `claimed`: the
+    ticket an unverified sender's mail was addressed to."""
     destinations = _destinations(context, addressbook)
     prefix = f"{note}; " if note else ""
     if not destinations:
         return RejectDecision("no-route", f"{prefix}no recipient is a template, route or queue "
                                           f"address: {', '.join(context.recipients) or 'none'}",
                               answer=False)
-    first = _decide(parsed, context, settings, directory, destinations[0], prefix, related)
+    first = _decide(parsed, context, settings, directory, destinations[0], prefix, related,
+                    claimed)
     others = destinations[1:]
     if not isinstance(first, NewTicketDecision) or not others:
         return first
@@ -169,7 +224,8 @@ def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
         names = ", ".join(d.target for d in others)
         return replace(first, reason=f"{first.reason}; also addressed to {names}: one ticket "
                                      "(several_templates = first)")
-    more = [_decide(parsed, context, settings, directory, d, prefix, related) for d in others]
+    more = [_decide(parsed, context, settings, directory, d, prefix, related, claimed)
+            for d in others]
     also = tuple(d for d in more if isinstance(d, NewTicketDecision))
     skipped = [f"{d.rule} ({d.reason})" for d in more if not isinstance(d, NewTicketDecision)]
     reason = f"{first.reason}; one ticket for each of {1 + len(also)} addresses"
@@ -180,41 +236,50 @@ def _new_ticket(parsed: ParsedMessage, context: MailContext, settings: Settings,
 
 def _decide(parsed: ParsedMessage, context: MailContext, settings: Settings,
             directory: Directory, destination: Destination, prefix: str,
-            related: str | None) -> Decision:
-    """What a mail to this one destination becomes."""
+            related: str | None, claimed: str | None) -> Decision:
+    """What a mail to this one destination becomes. A From that fails DMARC is not taken
+    for the registered customer it names and is never answered automatically: the answer
+    would go to the person whose address was forged."""
     sender = parsed.from_.address if parsed.from_ else ""
     if destination.kind == "faq":
         return _route_faq(parsed, context, settings, directory, sender)
-    title = clean_title(parsed.subject)
-    customer = directory.customer_by_address(sender) if sender else None
+    # an unverified reply must reach staff even without a subject of its own
+    title = clean_title(parsed.subject) or (f"Re: {claimed}" if claimed else "")
+    check = context.sender_check
+    unverified = check.detail if check.failed else ""
+    customer = directory.customer_by_address(sender) if sender and not unverified else None
+    answer = not context.automatic and not unverified
     template = _template(settings, destination)
     queue = template.queue if template else destination.target
     language = customer.language if customer else _queue_language(settings, queue)
     template_id = template.id if template else None
     if not title:
         return RejectDecision("no-subject", f"{prefix}a ticket needs a subject",
-                              answer=not context.automatic, template=template_id,
+                              answer=answer, template=template_id,
                               language=language)
     if customer is None and destination.unknown_sender == "reject":
         return RejectDecision("unknown-sender", f"{prefix}{sender or 'the sender'} is not a "
-                              "registered customer", answer=not context.automatic,
+                              "registered customer", answer=answer,
                               template=template_id, language=language)
     if template is not None and template.organisations and (
             customer is None or customer.organisation not in template.organisations):
         return RejectDecision("template-not-available", f"{prefix}template {template.id} is "
                               "only for organisations " + ", ".join(template.organisations),
-                              answer=not context.automatic, template=template_id,
+                              answer=answer, template=template_id,
                               language=language)
     answers, missing = guide_answers(parsed, template)
     priority = mail_priority(parsed) or (template.priority if template else 3)
     reason = prefix + (f"opens template {template.id}" if template else f"goes to queue {queue}")
-    if customer is None:
+    if unverified:
+        reason += "; an unverified sender: no customer account, no acknowledgment" + (
+            "" if claimed else f" ({unverified})")
+    elif customer is None:
         reason += f"; {sender or 'unknown sender'} is not a registered customer"
     return NewTicketDecision(
         rule=destination.rule, reason=reason, title=title, queue=queue,
         template=template.id if template else None, priority=priority, customer=customer,
         contact=sender, guide_answers=answers, missing_required=missing,
-        related_ticket=related)
+        related_ticket=related, unverified=unverified, claimed_ticket=claimed)
 
 
 def _route_faq(parsed: ParsedMessage, context: MailContext, settings: Settings,

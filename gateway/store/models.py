@@ -139,7 +139,8 @@ class Ticket(SQLModel, table=True):
     customer_user_id: int | None = Field(default=None, foreign_key="customer_user.id")
     contact_email: str = Field(default="", max_length=320)   # the sender, registered or not
     owner_staff_id: int | None = Field(default=None, foreign_key="staff.id")
-    reply_token: str | None = Field(default=None, unique=True, max_length=64)
+    reply_token: str | None = Field(default=None, unique=True, max_length=64)   # +r-: customers
+    staff_token: str | None = Field(default=None, unique=True, max_length=64)   # +s-: staff
     created: datetime = _time(default_factory=utcnow)
     updated: datetime = _time(default_factory=utcnow)
     closed: datetime | None = _time(default=None)
@@ -260,6 +261,9 @@ class ReceivedMail(SQLModel, table=True):
     source: str = Field(max_length=16)                      # smtp | lmtp | imap | ingest
     envelope_from: str = Field(default="", max_length=1000)
     envelope_to: list[str] = Field(default_factory=list, sa_type=JSON)
+    # the SMTP/LMTP client's IP address (None for ingest and IMAP): whether the hop that
+    # handed it to us is trusted (inbound/hops.py, [inbound] trusted_relays)
+    client_address: str | None = Field(default=None, max_length=64)
     raw: bytes = Field(sa_type=LargeBinary)       # empty when over 1 MiB: see raw_sha256
     raw_sha256: str = Field(max_length=64, index=True)   # and the blob store (intake.py)
     size: int

@@ -1,18 +1,21 @@
-"""Commands staff write at the top of a mail, and whether to trust the sender. Pure.
+"""Commands staff write at the top of a mail. Pure.
 
-Commands, one per line before any other text (blank lines between them are fine):
+In: the new text of a staff member's mail (above the quoted history). Out: a `StaffMail`:
+the commands, the errors, and the text without the command block. Never raises.
+
+The command block is every line at the top of the mail that begins with `#` (blank lines
+between them are fine); the text starts at the first other line. Commands, one per line:
   #state <new|open|pending|closed>    #priority <1-5 or a name>
   #internal                           #assign <staff address or name>
   #files [DAYS]                       (a file-exchange link mailed to the customer)
-The command lines are removed from the text; everything after them is the answer. A line
-that looks like a command but cannot be understood becomes a `CommandError` (the staff member
-is told why) and the rest of the mail still counts.
+Fail safe: a line of the block that is not a valid command (`#internl`, `#state done`,
+`# state closed`) becomes a `CommandError`, and the pipeline then carries out nothing of the
+mail: no command runs, nothing goes to the customer, the mail is kept as an internal note
+and the staff member is told what was wrong. `#internal` anywhere in the text, not only in
+the block, keeps the text from the customer too.
 
-Trust (RFC 8601): commands are executed only for mail from a configured staff address, and,
-when the config names the border MTA's authserv-id, only if that MTA's
-`Authentication-Results` header shows `dmarc=pass` for the From domain or `dkim=pass` with
-`header.d` of that domain. Only a header carrying our authserv-id counts: headers from
-elsewhere can be forged by anyone (§5: the border MTA removes forged ones with its id).
+Whether the sender may command at all is decided before this runs, by routing (the staff
+reply address, a configured staff From, `routing/authentication.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from dataclasses import dataclass
 from gateway.errors import InvalidInput
 from gateway.tickets.ticket import State, parse_priority, parse_state
 
+_BLOCK_LINE = re.compile(r"^\s*#")
 _COMMAND = re.compile(r"^\s*#([a-zA-Z]+)\b\s*(.*?)\s*$")
+_INTERNAL = re.compile(r"#internal\b", re.IGNORECASE)
 KNOWN = ("state", "priority", "internal", "assign", "files")
 MAX_FILES_DAYS = 365
 
@@ -49,11 +54,13 @@ class StaffMail:
 
     @property
     def internal(self) -> bool:
-        return any(c.name == "internal" for c in self.commands)
+        """`#internal` in the block, or anywhere in the text: nothing goes to the customer."""
+        return any(c.name == "internal" for c in self.commands) \
+            or _INTERNAL.search(self.text) is not None
 
 
 def parse_commands(text: str) -> StaffMail:
-    """Split leading command lines from the answer text."""
+    """Split the command block at the top from the answer text."""
     lines = text.splitlines()
     commands: list[Command] = []
     errors: list[CommandError] = []
@@ -61,9 +68,13 @@ def parse_commands(text: str) -> StaffMail:
     for position, line in enumerate(lines):   # noqa: B007 - position is used after the loop
         if not line.strip():
             continue
+        if not _BLOCK_LINE.match(line):
+            break
         match = _COMMAND.match(line)
         if not match:
-            break
+            errors.append(CommandError(line.strip(), "not a command: a command is # and its "
+                                       "name, e.g. #state closed; known: " + _known()))
+            continue
         name, argument = match.group(1).lower(), match.group(2)
         try:
             commands.append(_command(name, argument))
@@ -93,39 +104,14 @@ def _command(name: str, argument: str) -> Command:
             raise InvalidInput(f"#files takes the days the link is valid, 1 to "
                                f"{MAX_FILES_DAYS} (or nothing for the configured default)")
         return Command("files", str(int(argument)) if argument else "")
-    raise InvalidInput(f"unknown command #{name}; known: "
-                       + ", ".join(f"#{k}" for k in KNOWN))
+    raise InvalidInput(f"unknown command #{name}; known: {_known()}")
+
+
+def _known() -> str:
+    return ", ".join(f"#{k}" for k in KNOWN)
 
 
 def closing_state(commands: Sequence[Command]) -> State | None:
     """The last #state command's state, if any."""
     states = [State(c.value) for c in commands if c.name == "state"]
     return states[-1] if states else None
-
-
-# -- trust --------------------------------------------------------------------------------------
-
-_RESULT = re.compile(r"\b(dmarc|dkim)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
-_PROPERTY = re.compile(r"\bheader\.(from|d|i)\s*=\s*\"?@?([^\s;\"]+)", re.IGNORECASE)
-
-
-def authenticated(results_headers: Sequence[str], sender: str, authserv_id: str) -> bool:
-    """True when our border MTA (authserv-id) vouches for the sender's domain."""
-    domain = sender.rpartition("@")[2].lower()
-    if not domain:
-        return False
-    for header in results_headers:
-        server = re.sub(r"\([^)]*\)", " ", header).strip().split(";", 1)[0].split()
-        if not server or server[0].lower() != authserv_id.lower():
-            continue                          # another server's header: not trusted
-        for method, result, properties in _RESULT.findall(header):
-            if result.lower() != "pass":
-                continue
-            for key, value in _PROPERTY.findall(properties):
-                value = value.lower().rstrip(".")
-                if value.rpartition("@")[2] == domain and (
-                        (method.lower() == "dmarc" and key.lower() == "from")
-                        or (method.lower() == "dkim" and key.lower() in ("d", "i"))):
-                    return True
-        return False                          # only the topmost header of ours counts
-    return False

@@ -39,7 +39,8 @@ class TicketFacts:
     registered: bool                  # a customer user (may see customers-only FAQ articles)
     address: str                      # where the customer's mail goes ("" if none)
     language: str
-    reply_token: str | None
+    reply_token: str | None           # the customer's reply address (`+r-`)
+    staff_token: str | None           # the staff reply address (`+s-`)
     thread: tuple[str, ...]           # the ticket's Message-IDs, oldest first
 
 
@@ -64,13 +65,13 @@ def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> Ticket
         template=template, customer_name=row.customer_name or "",
         registered=row.customer_user_id is not None, address=address,
         language=row.customer_language or queue.language, reply_token=row.reply_token,
-        thread=thread)
+        staff_token=row.staff_token, thread=thread)
 
 
 def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: str, priority: int,
                      queue: str, template: str | None, customer_name: str, registered: bool,
                      address: str, customer_language: str | None, reply_token: str | None,
-                     thread: tuple[str, ...]) -> TicketFacts:
+                     staff_token: str | None, thread: tuple[str, ...]) -> TicketFacts:
     """The facts of a ticket its creator just wrote, as `ticket_facts` would read them back
     (the mail path saves those two queries for every new ticket)."""
     queue_settings = _queue_settings(settings, queue)
@@ -79,7 +80,7 @@ def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: 
         queue=queue_settings, template=_template_settings(settings, template),
         customer_name=customer_name, registered=registered, address=address,
         language=customer_language or queue_settings.language, reply_token=reply_token,
-        thread=tuple(storable(m) for m in thread))
+        staff_token=staff_token, thread=tuple(storable(m) for m in thread))
 
 
 def _queue_settings(settings: Settings, key: str) -> QueueSettings:

@@ -11,6 +11,7 @@ Invalid states or priorities raise `InvalidInput`; unknown numbers raise `NotFou
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -131,7 +132,8 @@ class NewTicket:
     template_id: int | None = None
     customer_user_id: int | None = None
     contact_email: str = ""
-    reply_token: str | None = None
+    reply_token: str | None = None      # the customer's reply address: local+r-TOKEN@domain
+    staff_token: str | None = None      # the staff's: local+s-TOKEN@domain; None: one is made
     guide_answers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     follows: str | None = None          # the number of a closed ticket this one continues
 
@@ -144,7 +146,9 @@ class TicketRef:
 
 def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, actor: str,
                   now: datetime | None = None) -> TicketRef:
-    """Insert a ticket with its first article, guide answers and a `created` history entry."""
+    """Insert a ticket with its first article, guide answers and a `created` history entry.
+    Every ticket gets a staff token (the secret of its staff reply address), made here when
+    the caller brings none."""
     title = storable(new.title).strip()
     if not title:
         raise InvalidInput("a ticket needs a title (the mail subject)")
@@ -156,8 +160,9 @@ def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, act
         "number": number, "title": title, "state": State.NEW.value, "priority": new.priority,
         "template_id": new.template_id, "queue_id": new.queue_id,
         "customer_user_id": new.customer_user_id, "contact_email": new.contact_email,
-        "owner_staff_id": None, "reply_token": new.reply_token, "created": now, "updated": now,
-        "closed": None,
+        "owner_staff_id": None, "reply_token": new.reply_token,
+        "staff_token": new.staff_token or secrets.token_urlsafe(18), "created": now,
+        "updated": now, "closed": None,
     }).scalar_one()
     if new.guide_answers:
         session.execute(insert(_answer), [

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import __version__
 from gateway.app import App
 from gateway.errors import DatabaseNotReady, TemporaryFailure
-from gateway.inbound.imap_report import mailbox_health, mailbox_metrics, mailbox_statuses
+from gateway.inbound.imap.report import mailbox_health, mailbox_metrics, mailbox_statuses
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.tickets.queries import count_tickets_by_state
 from gateway.web import auth, faq, files, forms, tickets

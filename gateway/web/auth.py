@@ -10,8 +10,10 @@ user must choose their own.
 Guarantees: /password/lost answers the same page, in the same time, for known and unknown
 usernames: the lookup, the token and the mail happen after the answer is sent (a background
 task). Login checks a dummy hash for unknown usernames. Both are rate-limited per username
-and per client address. Changing the password (any way) ends every session and token of
-the user; the browser that changed it gets a fresh session.
+and per client address (the real peer, or what a trusted proxy says: see `[web]
+trusted_proxies`). A new password-lost link ends every older one of the user. Changing the
+password (any way) ends every session and token of the user; the browser that changed it
+gets a fresh session.
 """
 
 from __future__ import annotations

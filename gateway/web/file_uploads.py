@@ -14,8 +14,10 @@ Guarantees:
   file of the request is deleted before the exception leaves `receive_files`; after a
   refusal the rest of the body is read and dropped (up to `drain_limit` bytes), so the
   browser receives the answer page instead of a reset connection.
-- File names are reduced to their last path component without control characters; the
-  client's content type is kept only if it is well-formed (else application/octet-stream).
+- File names are cleaned by `mail.attachment_names.clean_filename`, as a mail's are (last
+  path component, no control, bidi or zero-width characters, "file" when nothing is left);
+  the client's content type is kept only if it is well-formed (else
+  application/octet-stream).
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from gateway.files.exchange import StagedFile, UploadRefused
+from gateway.mail.attachment_names import clean_filename
 from gateway.store.blobs import BlobStore
 
 BATCH = 1024 * 1024            # bytes of the body handed to the parser per thread hop
 PIPELINE = 2                   # batches queued between reading and parsing
 MAX_FIELD = 64 * 1024          # a non-file form field (the form has none; tolerate a few)
 MAX_PARTS = 1000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -54,16 +56,6 @@ class UploadLimits:
     max_files: int              # the configured limits, for the refusal message
     max_total_size: int
     field: str = "files"
-
-
-def clean_filename(raw: bytes) -> str:
-    name = raw.decode("utf-8", "replace").replace("\\", "/").rsplit("/", 1)[-1]
-    name = _CONTROL.sub("", name).strip()
-    if len(name) > 255:
-        stem, dot, extension = name.rpartition(".")
-        name = (stem[:240] + dot + extension[:14]) if dot and len(extension) <= 14 \
-            else name[:255]
-    return name if name not in ("", ".", "..") else "file"
 
 
 def clean_content_type(raw: bytes | None) -> str:
@@ -135,7 +127,8 @@ class _Receiver:
             return
         if len(self.staged) + 1 > self.limits.files_left:
             raise UploadRefused("too-many-files", self.limits.max_files)
-        self._file = _FilePart(self.blobs.staging_file(), clean_filename(params[b"filename"]),
+        self._file = _FilePart(self.blobs.staging_file(), clean_filename(
+            params[b"filename"].decode("utf-8", "replace"), "file"),
                                clean_content_type(self._headers.get(b"content-type")))
 
     def _data(self, data: bytes, start: int, end: int) -> None:

@@ -3,7 +3,9 @@ page templates), the `Visitor` of one request (user, language, CSRF token), rend
 redirects.
 
 Guarantees:
-- Page templates are Jinja2 with autoescaping on; `t(key)` gives the visitor's language.
+- Page templates are Jinja2 with autoescaping on; `t(key)` gives the visitor's language;
+  the `filename` filter shows a stored file name as `clean_filename` leaves it (rows from
+  before names were cleaned everywhere may hold bidi characters).
 - `visitor()` reads the session cookie and the database once per request; `require_user()`
   raises `LoginRequired` (-> 303 to /login) and, while a mailed password must be replaced,
   `PasswordChangeRequired` (-> 303 to /password/change).
@@ -28,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.config.settings import Settings
 from gateway.errors import ConfigError
+from gateway.mail.attachment_names import clean_filename
 from gateway.outbound.answers import Answering
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
@@ -65,7 +68,8 @@ class Visitor:
     session_value: str | None      # the session cookie, when it named a live session
     browser_id: str                # the per-browser random cookie (anchors CSRF before login)
     language: str
-    address: str                   # the client's IP address, for rate limits
+    address: str                   # for rate limits: the connecting peer, or the client a
+                                   # proxy of `[web] trusted_proxies` names (uvicorn)
 
     @property
     def csrf_anchor(self) -> str:
@@ -94,6 +98,7 @@ class Portal:
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
         self.env.filters["localtime"] = self.localtime
+        self.env.filters["filename"] = lambda name: clean_filename(str(name), "attachment")
 
     def localtime(self, value: datetime | None) -> str:
         if value is None:

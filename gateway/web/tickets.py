@@ -3,7 +3,9 @@ form), POST /tickets/{number}/reply, /tickets/{number}/attachments/{id}.
 
 Guarantees: a ticket, article or attachment the user may not see answers 404, exactly like
 one that does not exist (see `queries`). Downloads are always `Content-Disposition:
-attachment` with an ASCII fallback name and the RFC 8187 `filename*`, `nosniff`, and a CSP
+attachment` with an ASCII fallback name and the RFC 8187 `filename*`, both of the name as
+`clean_filename` leaves it (a name stored before names were cleaned everywhere cannot
+carry a bidi override into the saved file), `nosniff`, and a CSP
 `sandbox` — a stored HTML file can never run in the portal's origin. HTML bodies are shown
 only after `nh3` sanitizing (again: they were sanitized at parse time), under the portal's
 CSP that allows no script at all.
@@ -21,6 +23,7 @@ from fastapi.responses import Response, StreamingResponse
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from gateway.mail.attachment_names import clean_filename
 from gateway.web import queries
 from gateway.web.actions import ReplyRefused, reply
 from gateway.web.i18n import text
@@ -38,6 +41,7 @@ def ascii_filename(name: str) -> str:
 
 
 def content_disposition(name: str) -> str:
+    name = clean_filename(name, "attachment")
     return (f'attachment; filename="{ascii_filename(name)}"; '
             f"filename*=UTF-8''{quote(name, safe='')}")
 

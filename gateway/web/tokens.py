@@ -7,6 +7,10 @@ Guarantees:
 - 256 bits from `secrets` (`token_urlsafe(32)`); bound to one user and one purpose; expires.
 - `consume` is one conditional UPDATE (`used IS NULL AND expires > now`): of two parallel
   confirmations exactly one changes the row and succeeds, on SQLite and PostgreSQL alike.
+- `issue` ends every open token of the same user and purpose before it adds the new one,
+  with the user's row locked: a mailbox that leaked an older link (a forwarded mail, a
+  shared inbox) cannot use it once a new one was asked for, and of two parallel requests
+  only the later one's link stays valid.
 - `revoke_all` ends every open token of a user (called when the password changes).
 """
 
@@ -20,9 +24,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
-from gateway.store.models import Token, table_of, utcnow
+from gateway.store.models import CustomerUser, Token, table_of, utcnow
 
 _token = table_of(Token)
+_customer = table_of(CustomerUser)
 PASSWORD_LOST = "password-lost"   # noqa: S105 (a purpose, not a password)
 
 
@@ -38,7 +43,15 @@ class IssuedToken:
 
 def issue(session: Session, customer_user_id: int, purpose: str, *, minutes: int,
           now: datetime | None = None) -> IssuedToken:
+    """A new token; every older open token of this user and purpose ends (`used` is set)."""
     now = now or utcnow()
+    # The lock orders parallel requests of one user (PostgreSQL; SQLite writers take turns
+    # anyway): the second waits, then its UPDATE sees the first's token and ends it too.
+    session.execute(select(_customer.c.id).where(_customer.c.id == customer_user_id)
+                    .with_for_update())
+    session.execute(update(_token).where(_token.c.customer_user_id == customer_user_id,
+                                         _token.c.purpose == purpose, _token.c.used.is_(None))
+                    .values(used=now))
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(minutes=minutes)
     session.execute(insert(_token).values(

@@ -5,8 +5,9 @@ temporary files). Out: `NewAttachment`s whose content is stored (content-address
 fsynced) before any database row refers to it.
 
 Guarantees: empty file inputs (no file chosen) are skipped; `TooLarge` is raised before
-anything is stored when the files together exceed the limit; file names are reduced to
-their last path component (browsers on Windows sent full paths).
+anything is stored when the files together exceed the limit; file names are cleaned by
+`mail.attachment_names.clean_filename`, exactly as a mail attachment's (last path
+component: browsers on Windows sent full paths; no control, bidi or zero-width characters).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 
 from starlette.datastructures import UploadFile
 
+from gateway.mail.attachment_names import clean_filename
 from gateway.store.blobs import BlobStore
 from gateway.tickets.ticket import NewAttachment
 
@@ -38,9 +40,9 @@ def store_uploads(blobs: BlobStore, files: Sequence[UploadFile], limit: int
     for upload in files:
         upload.file.seek(0)
         blob = blobs.put(_chunks(upload))
-        name = (upload.filename or "attachment").replace("\\", "/").rsplit("/", 1)[-1]
         content_type = (upload.content_type or "application/octet-stream").split(";")[0]
-        stored.append(NewAttachment(filename=name or "attachment",
+        stored.append(NewAttachment(filename=clean_filename(upload.filename or "",
+                                                            "attachment"),
                                     content_type=content_type.strip().lower()[:200],
                                     sha256=blob.sha256, size=blob.size))
     return stored

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from gateway.app import App, build_app, prepare_database
 from gateway.config.settings import Settings
@@ -26,6 +26,7 @@ from tests.web.conftest import (
     password_from,
     post_form,
     set_password,
+    text_of,
     token_from,
 )
 
@@ -108,6 +109,69 @@ def test_a_used_or_expired_or_foreign_token_is_refused(app: App, customers: None
     assert browser.post("/password/confirm", data={"token": other.token, "csrf": csrf}
                         ).status_code == 400
     assert len(mails(app, "new-password")) == 1
+
+
+def test_a_new_password_lost_link_ends_every_older_one(app: App, customers: None,
+                                                      web: FastAPI) -> None:
+    """Issue #14 item 10: a link that leaked (a forwarded mail, a shared inbox) is dead as
+    soon as the user asks for another one; other users' links and other purposes stay."""
+    first = request_token(new_browser(web), app, "mmuster")
+    second = request_token(new_browser(web), app, "mmuster")
+    other_user = request_token(new_browser(web), app, "jdoe")
+    with app.db.write() as session:
+        user_id = session.execute(select(_customer.c.id)
+                                  .where(_customer.c.username == "mmuster")).scalar_one()
+        other_purpose = tokens.issue(session, user_id, "file-exchange", minutes=30)
+    third = request_token(new_browser(web), app, "mmuster")
+    assert "Früher angeforderte Links" in text_of(
+        mails(app, "password-token")[-1][2])
+    client = new_browser(web)
+    for older in (first, second):
+        assert client.get(f"/password/confirm?token={older}").status_code == 400
+        refused = client.post("/password/confirm", data={
+            "token": older, "csrf": csrf_of(client.get("/login").text)})
+        assert refused.status_code == 400 and "ungültig" in refused.text
+    assert not mails(app, "new-password")
+    with app.db.read() as session:
+        assert tokens.peek(session, other_purpose.token, "file-exchange") == user_id
+    assert client.get(f"/password/confirm?token={other_user}").status_code == 200
+    page = client.get(f"/password/confirm?token={third}")
+    assert page.status_code == 200
+    assert client.post("/password/confirm", data={"token": third, "csrf": csrf_of(page.text)}
+                       ).status_code == 200
+    assert [m[1] for m in mails(app, "new-password")] == [("max@acme.example",)]
+
+
+def test_of_two_parallel_link_requests_only_one_link_stays(app: App, customers: None) -> None:
+    """The second request waits for the first one's transaction (the user's row is locked),
+    then ends its token: never two open links. Without the lock the second would not wait,
+    and both links would stay open."""
+    with app.db.read() as session:
+        user_id = session.execute(select(_customer.c.id)
+                                  .where(_customer.c.username == "mmuster")).scalar_one()
+    issued: list[str] = []
+    second_done = threading.Event()
+
+    def second_request() -> None:
+        with app.db.write() as session:
+            issued.append(tokens.issue(session, user_id, tokens.PASSWORD_LOST,
+                                       minutes=30).token)
+        second_done.set()
+
+    with app.db.write() as session:
+        first = tokens.issue(session, user_id, tokens.PASSWORD_LOST, minutes=30).token
+        thread = threading.Thread(target=second_request)
+        thread.start()
+        # give the second request every chance to run past us; it must not get far
+        assert not second_done.wait(1.0)
+    thread.join(30)
+    assert second_done.is_set()
+    with app.db.read() as session:
+        assert tokens.peek(session, first, tokens.PASSWORD_LOST) is None
+        assert tokens.peek(session, issued[0], tokens.PASSWORD_LOST) == user_id
+        open_tokens = session.execute(select(func.count()).select_from(_token).where(
+            _token.c.customer_user_id == user_id, _token.c.used.is_(None))).scalar_one()
+    assert open_tokens == 1
 
 
 def test_tokens_are_stored_hashed_and_long(app: App, customers: None,

@@ -14,7 +14,13 @@ from gateway.app import App
 from gateway.store.models import table_of
 from gateway.store.models_files import FileArea
 from gateway.web.app import create_web_app
-from tests.integration.outbound.test_answers import customer, deliver, mail, outbox  # noqa: F401
+from tests.integration.outbound.test_answers import (  # noqa: F401
+    customer,
+    deliver,
+    mail,
+    outbox,
+    staff_answer,
+)
 
 STAFF = "anna.agent@example.com"
 
@@ -52,12 +58,12 @@ def test_files_command_mails_the_customer_a_link(app: App, customer: None) -> No
 def test_a_files_command_that_cannot_be_done_is_answered(app: App,
                                                          customer: None) -> None:  # noqa: F811
     [first] = deliver(app, mail(message_id="<g1@acme>"))
-    [done] = deliver(app, mail(subject=f"[Ticket#{first.ticket_number}]", sender=STAFF,
-                               message_id="<g2@example.com>", body="#files forever\n\nOk.\n"),
-                     sender=STAFF)
+    [done] = staff_answer(app, first.ticket_number, "#files forever\n\nOk.\n",
+                          "<g2@example.com>")
     assert "#files forever" in done.reason
     failed = [m for e, _, m in outbox(app) if e == "command-failed"]
     assert len(failed) == 1 and "1 to 365" in failed[0].get_body(("plain",)).get_content()
     assert "file-link" not in [e for e, _, _ in outbox(app)]
+    assert "staff-answer" not in [e for e, _, _ in outbox(app)]    # "Ok." stays a note
     with app.db.read() as session:
         assert session.execute(select(table_of(FileArea))).all() == []

@@ -39,11 +39,11 @@ from sqlalchemy import func, select
 from gateway.app import App, build_app, prepare_database
 from gateway.config.settings import MailboxSettings
 from gateway.errors import ConfigError
-from gateway.inbound.imap import MailboxPoller
-from gateway.inbound.imap_backoff import Backoff
-from gateway.inbound.imap_connect import target_of
-from gateway.inbound.imap_fetch import uid_set
-from gateway.inbound.imap_report import mailbox_statuses
+from gateway.inbound.imap.backoff import Backoff
+from gateway.inbound.imap.connect import target_of
+from gateway.inbound.imap.fetch import uid_set
+from gateway.inbound.imap.poller import MailboxPoller
+from gateway.inbound.imap.report import mailbox_statuses
 from gateway.inbound.worker import process_due
 from gateway.store.models import ImapImport, ReceivedMail, Ticket, table_of
 from tests.conftest import REPO, make_settings, write_config
@@ -320,7 +320,7 @@ CRASHING_IMPORTER = """
 import os, signal, sys
 from pathlib import Path
 from gateway.app import build_app
-from gateway.inbound.imap import MailboxPoller
+from gateway.inbound.imap.poller import MailboxPoller
 from gateway.config.loading import load_settings
 
 settings = load_settings(Path(sys.argv[1]))
@@ -445,7 +445,7 @@ def test_a_wrong_password_is_reported_retried_with_backoff_and_recovers(
     app = make_app(entry(dovecot, user, poll_interval=600))
     poller = poller_for(app)
     pollers.append(poller)
-    with caplog.at_level(logging.ERROR, logger="gateway.inbound.imap"):
+    with caplog.at_level(logging.ERROR, logger="gateway.inbound.imap.poller"):
         poller.start()
         wait_for(lambda: status(app).state == "auth-failed", 10, "the refusal recorded")
         time.sleep(2)
@@ -485,7 +485,7 @@ def test_two_instances_poll_one_mailbox_one_at_a_time(dovecot: Dovecot, user: st
     instance_a = subprocess.Popen(
         [sys.executable, "-c", "import sys; from pathlib import Path; "
          "from gateway.app import build_app; from gateway.config.loading import load_settings; "
-         "from gateway.inbound.imap import MailboxPoller; "
+         "from gateway.inbound.imap.poller import MailboxPoller; "
          "s = load_settings(Path(sys.argv[1])); "
          "a = build_app(s); "
          "MailboxPoller(a.db, a.blobs, s.mailbox[0], base_dir=s.base_dir).run()", str(config)],

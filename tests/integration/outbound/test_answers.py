@@ -34,7 +34,7 @@ def deliver(app: App, *mails: EmailMessage, recipient: str = "incident@support.e
             sender: str | None = None) -> list[Any]:
     accept_many(app.db, blobs=app.blobs, items=[Incoming(m.as_bytes(), Envelope(
         source="smtp", mail_from=sender if sender is not None else str(m["From"]),
-        rcpt_to=(recipient,))) for m in mails])
+        rcpt_to=(recipient,), client_address="127.0.0.1")) for m in mails])  # a trusted hop
     return process_due(app.db, app.stages)
 
 
@@ -54,6 +54,25 @@ def outbox(app: App) -> list[tuple[str, tuple[str, ...], email.message.EmailMess
             for r in rows]
 
 
+STAFF = "anna.agent@example.com"
+
+
+def staff_address(app: App, number: object) -> str:
+    """The ticket's staff reply address: the Reply-To of its staff notice."""
+    notice = next(m for e, _, m in outbox(app)
+                  if e == "staff-notify" and f"[Ticket#{number}]" in str(m["Subject"]))
+    return str(notice["Reply-To"].addresses[0].addr_spec)
+
+
+def staff_answer(app: App, number: object, body: str, message_id: str,
+                 **fields: str) -> list[Any]:
+    """Anna answers ticket `number` the way her mail client does: to its staff address."""
+    address = staff_address(app, number)
+    return deliver(app, mail(subject=f"Re: [Ticket#{number}]", sender=STAFF, to=address,
+                             message_id=message_id, body=body, **fields),
+                   recipient=address, sender=STAFF)
+
+
 def test_a_new_ticket_is_acknowledged_and_the_staff_notified(app: App, customer: None) -> None:
     [done] = deliver(app, mail(message_id="<first@acme>", body="Hallo,\nder Drucker.\n"))
     sent = outbox(app)
@@ -71,7 +90,11 @@ def test_a_new_ticket_is_acknowledged_and_the_staff_notified(app: App, customer:
     text = ack.get_body(("plain",)).get_content()
     assert "Betroffenes System" in text                    # the missing required answer
     notify = sent[1][2]
-    assert notify["Reply-To"].addresses[0].addr_spec == reply_to
+    staff_reply_to = notify["Reply-To"].addresses[0].addr_spec      # its own secret
+    assert staff_reply_to.startswith("support+s-") and staff_reply_to.endswith(
+        "@support.example.com")
+    assert staff_reply_to.partition("-")[2] != reply_to.partition("-")[2]
+    assert staff_reply_to not in ack.as_string()           # the customer never sees it
     assert "der Drucker" in notify.get_body(("plain",)).get_content()
 
 
@@ -112,11 +135,8 @@ def test_a_staff_answer_reaches_the_customer_from_the_queue_address(
 
 def test_staff_commands_close_and_send_the_status_mail(app: App, customer: None) -> None:
     [first] = deliver(app, mail(message_id="<c1@acme>"))
-    tag = f"[Ticket#{first.ticket_number}]"
-    [done] = deliver(app, mail(subject=f"Re: {tag}", sender="anna.agent@example.com",
-                               message_id="<c2@example.com>",
-                               body="#state closed\n#priority 5\n\nErledigt.\n"),
-                     sender="anna.agent@example.com")
+    [done] = staff_answer(app, first.ticket_number, "#state closed\n#priority 5\n\nErledigt.\n",
+                          "<c2@example.com>")
     assert "#state closed" in done.reason and "#priority 5" in done.reason
     with app.db.read() as session:
         detail = ticket_detail(session, str(first.ticket_number))
@@ -130,10 +150,8 @@ def test_staff_commands_close_and_send_the_status_mail(app: App, customer: None)
 def test_internal_sends_nothing_to_the_customer(app: App, customer: None) -> None:
     [first] = deliver(app, mail(message_id="<i1@acme>"))
     before = len(outbox(app))
-    [done] = deliver(app, mail(subject=f"[Ticket#{first.ticket_number}]",
-                               sender="anna.agent@example.com", message_id="<i2@example.com>",
-                               body="#internal\nDer Kunde hat den falschen Treiber.\n"),
-                     sender="anna.agent@example.com")
+    [done] = staff_answer(app, first.ticket_number,
+                          "#internal\nDer Kunde hat den falschen Treiber.\n", "<i2@example.com>")
     assert "internal note" in done.reason
     assert len(outbox(app)) == before
     with app.db.read() as session:
@@ -156,20 +174,17 @@ def test_without_authentication_results_staff_mail_is_only_a_note(
         update={"authserv_id": "mx.support.example.com"})})
     [first] = deliver(app, mail(message_id="<a1@acme>"))
     before = len(outbox(app))
-    forged = mail(subject=f"[Ticket#{first.ticket_number}]", sender="anna.agent@example.com",
-                  message_id="<a2@evil>", body="#state closed\nAll done, send money.\n",
-                  Authentication_Results="mx.support.example.com; dmarc=fail "
-                                         "header.from=example.com")
-    [done] = deliver(app, forged, sender="anna.agent@example.com")
-    assert "not authenticated" in done.reason
-    assert len(outbox(app)) == before
+    [done] = staff_answer(app, first.ticket_number, "#state closed\nAll done, send money.\n",
+                          "<a2@evil>", Authentication_Results="mx.support.example.com; "
+                                                              "dmarc=fail header.from=example.com")
+    assert "does not vouch for it" in done.reason
+    assert [(e, r) for e, r, _ in outbox(app)[before:]] == [("kept-as-note", (STAFF,))]
     with app.db.read() as session:
         assert ticket_detail(session, str(first.ticket_number))["state"] == "new"
-    genuine = mail(subject=f"[Ticket#{first.ticket_number}]", sender="anna.agent@example.com",
-                   message_id="<a3@example.com>", body="#state closed\nErledigt.\n",
-                   Authentication_Results="mx.support.example.com; dkim=pass "
-                                          "header.d=example.com")
-    [done] = deliver(app, genuine, sender="anna.agent@example.com")
+    [done] = staff_answer(app, first.ticket_number, "#state closed\nErledigt.\n",
+                          "<a3@example.com>",
+                          Authentication_Results="mx.support.example.com; dkim=pass "
+                                                 "header.d=example.com")
     with app.db.read() as session:
         assert ticket_detail(session, str(first.ticket_number))["state"] == "closed"
 
@@ -222,17 +237,65 @@ def test_cli_state_change_sends_the_status_mail(app: App, customer: None, run_cl
 
 def test_a_command_that_cannot_be_done_is_answered_to_the_staff_member(
         app: App, customer: None) -> None:
+    """All or nothing: `#assign nobody` parses but cannot be done, so `#priority 2` before
+    it is rolled back and the answer stays an internal note."""
     [first] = deliver(app, mail(message_id="<e1@acme>"))
-    [done] = deliver(app, mail(subject=f"[Ticket#{first.ticket_number}]",
-                               sender="anna.agent@example.com", message_id="<e2@example.com>",
-                               body="#state erledigt\n#assign nobody\n#priority 2\n\nOk.\n"),
-                     sender="anna.agent@example.com")
-    assert "#state erledigt" in done.reason
-    failed = [(e, r, m) for e, r, m in outbox(app) if e == "command-failed"]
-    assert [r for _, r, _ in failed] == [("anna.agent@example.com",)]
-    text = failed[0][2].get_body(("plain",)).get_content()
-    assert "#state erledigt" in text and "#assign nobody" in text and "#priority 2" in text
+    before = len(outbox(app))
+    [done] = staff_answer(app, first.ticket_number, "#priority 2\n#assign nobody\n\nOk.\n",
+                          "<e2@example.com>")
+    assert "#assign nobody" in done.reason and "nothing carried out" in done.reason
+    assert [(e, r) for e, r, _ in outbox(app)[before:]] == [("command-failed", (STAFF,))]
+    failed = outbox(app)[-1][2]
+    text = failed.get_body(("plain",)).get_content()
+    assert "#assign nobody" in text and "nichts davon ausgeführt" in text
+    assert failed["Reply-To"].addresses[0].addr_spec == staff_address(app, first.ticket_number)
     with app.db.read() as session:
         detail = ticket_detail(session, str(first.ticket_number))
-    assert detail["priority"] == 2 and detail["state"] == "new"   # the rest still counts
-    assert [e for e, _, _ in outbox(app)][-1] == "staff-answer"
+    assert detail["priority"] == 3 and detail["state"] == "new"   # nothing counted
+    assert detail["articles"][-1]["internal"] is True
+
+
+@pytest.mark.parametrize("path", ["reply-token", "in-reply-to", "references", "subject-tag"])
+def test_a_staff_from_on_another_path_is_a_note_and_they_are_told_why(
+        app: App, customer: None, path: str) -> None:
+    """Item 5 of issue #14: whatever else ties a staff From to the ticket (the customer's
+    reply address, which every customer knows, or headers and a subject tag anyone can
+    write), it neither commands nor reaches the customer."""
+    [first] = deliver(app, mail(message_id="<p1@acme>"))
+    ack = outbox(app)[0][2]
+    recipient = ack["Reply-To"].addresses[0].addr_spec if path == "reply-token" else \
+        "incident@support.example.com"
+    fields = {"in-reply-to": {"In_Reply_To": str(ack["Message-ID"])},
+              "references": {"References": str(ack["Message-ID"])}}.get(path, {})
+    subject = f"Re: [Ticket#{first.ticket_number}]" if path == "subject-tag" else "Re: Drucker"
+    before = len(outbox(app))
+    [done] = deliver(app, mail(subject=subject, sender=STAFF, to=recipient,
+                               message_id="<p2@example.com>",
+                               body="#state closed\nErledigt, wir buchen 500 EUR ab.\n",
+                               **fields), recipient=recipient, sender=STAFF)
+    assert (done.outcome, done.ticket_number) == ("appended", first.ticket_number)
+    assert "kept as an internal note" in done.reason and f"came by {path}" in done.reason
+    assert "kept as an internal note" in done.reason and "is told why" in done.reason
+    [(event, recipients, told)] = outbox(app)[before:]
+    assert (event, recipients) == ("kept-as-note", (STAFF,))
+    assert told["Reply-To"].addresses[0].addr_spec == staff_address(app, first.ticket_number)
+    assert told["In-Reply-To"] == "<p2@example.com>"
+    with app.db.read() as session:
+        detail = ticket_detail(session, str(first.ticket_number))
+    assert detail["state"] == "new"
+    assert (detail["articles"][-1]["internal"], detail["articles"][-1]["sender"]) == (
+        True, "staff")
+
+
+def test_automatic_staff_mail_on_another_path_is_kept_but_not_answered(
+        app: App, customer: None) -> None:
+    """RFC 3834 §2: an auto-forward from a staff mailbox gets no mail back (no loop)."""
+    [first] = deliver(app, mail(message_id="<q1@acme>"))
+    before = len(outbox(app))
+    [done] = deliver(app, mail(subject=f"Fwd: [Ticket#{first.ticket_number}]", sender=STAFF,
+                               message_id="<q2@example.com>", body="#state closed\n",
+                               Auto_Submitted="auto-generated"), sender=STAFF)
+    assert "kept as an internal note" in done.reason and "not told" in done.reason
+    assert outbox(app)[before:] == []
+    with app.db.read() as session:
+        assert ticket_detail(session, str(first.ticket_number))["state"] == "new"

@@ -180,7 +180,8 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
     result = run_cli("--config", str(config), "explain", str(report), "--json")
     assert json.loads(result.stdout)["bounced_recipients"] == f"{CUSTOMER} 5.1.1 (hard)"
     with app.db.write() as session:
-        bouncing.record_bounces(session, [(CUSTOMER, "5.1.1", True)], "test", None)
+        bouncing.record_bounces(session, [(CUSTOMER, "5.1.1", True)], [ack.message_id], "test",
+                                None)
     mail = tmp_path / "customer.eml"
     mail.write_bytes(bytes(customer_mail("Wieder da", message_id="<back@acme>")))
     result = run_cli("--config", str(config), "explain", str(mail), "--json")
@@ -214,3 +215,41 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
 def test_which_bounces_make_an_address_dead(status: str, permanent: bool, count: int,
                                             dead: bool) -> None:
     assert is_dead(status, permanent, count) is dead
+
+
+def test_a_forged_bounce_marks_no_address_dead(app: App, customer: None, tmp_path: Path,
+                                               run_cli: Any, database_url: str) -> None:
+    """Anyone can send a null-sender "delivery report". One that returns no mail we sent to
+    the address (a made-up Message-ID, the customer's own mail, or our mail to someone
+    else) must not hold back the customer's status mails (issue #14, item 13)."""
+    with running_listener(app) as port:
+        send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
+        [created] = process_due(app.db, app.stages)
+        deliver(app, tmp_path)
+        ack = next(m for m in outbox(app) if m.event == "ack")
+        other = dsn(ack.message_id, "5.1.1", number=3).replace(
+            f"rfc822; {CUSTOMER}".encode(), b"rfc822; victim@elsewhere.example")
+        forged = [dsn("<made-up@support.example.com>", "5.1.1", number=1),
+                  dsn("<first@acme>", "5.1.1", number=2),     # on the ticket, but not ours
+                  other]
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            for report in forged:
+                client.sendmail("", ["support@support.example.com"], report)
+        results = process_due(app.db, app.stages)
+    assert [r.outcome for r in results] == ["ignored"] * 3
+    assert results[1].ticket_number == created.ticket_number     # still kept on its ticket
+    config = write_config(tmp_path / "ticketgw.toml", database_url)
+    listed = run_cli("--config", str(config), "bounces", "list", "--json")
+    assert json.loads(listed.stdout) == []
+    with app.db.write() as session:        # the customer's status mail goes out
+        ticket_id = session.execute(select(_outbound.c.ticket_id)
+                                    .where(_outbound.c.id == ack.id)).scalar_one()
+        change_state(session, app.answering, ticket_id, State.CLOSED, actor="test")
+    deliver(app, tmp_path)
+    assert next(m for m in outbox(app) if m.event == "status").status == "sent"
+    # the processing log says why
+    assert "not marked as bouncing: max@acme.example (it returns no mail of ours)" in (
+        results[0].reason)
+    assert "not marked as bouncing: max@acme.example" in results[1].reason
+    assert ("not marked as bouncing: victim@elsewhere.example (the mail of ours it returns "
+            "was not sent to it)") in results[2].reason

@@ -235,3 +235,25 @@ def test_faq_defaults() -> None:
     faq = Settings().faq
     assert (faq.address, faq.template, faq.queue, faq.max_answers, faq.max_suggestions) == (
         "", "", "", 3, 3)
+
+
+def test_the_listener_limits_and_trusted_relays(tmp_path: Path) -> None:
+    path = tmp_path / "ticketgw.toml"
+    path.write_text('[inbound]\ntrusted_relays = ["192.0.2.7", "10.0.0.0/8", "::1/128"]\n'
+                    "max_sessions_per_client = 5\nerror_sleep_time = 0.5\n", encoding="utf-8")
+    inbound = load_settings(path).inbound
+    assert inbound.trusted_relays == ["192.0.2.7", "10.0.0.0/8", "::1/128"]
+    assert (inbound.max_sessions, inbound.max_sessions_per_client) == (100, 5)
+    assert (inbound.soft_error_limit, inbound.hard_error_limit) == (10, 20)
+    assert inbound.error_sleep_time == 0.5
+    defaults = load_settings(SAMPLE).inbound
+    assert defaults.trusted_relays == ["127.0.0.1/8", "::1/128"]
+    problems = problems_of(tmp_path, '[inbound]\ntrusted_relays = ["mx.example.com"]\n'
+                                     "max_sessions = 0\nsoft_error_limit = 30\n")
+    text = "\n".join(problems)
+    assert "inbound.trusted_relays[0]: 'mx.example.com' is not an IP address or network" in text
+    assert "inbound.max_sessions:" in text
+    assert len(problems) == 2
+    problems = problems_of(tmp_path, "[inbound]\nsoft_error_limit = 30\n")
+    assert problems == [f"{path}: inbound: soft_error_limit (30) must not be above "
+                        "hard_error_limit (20)"]

@@ -101,10 +101,19 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "command-failed": {
         "context": {"agent_name": "Anna Agent", "title": "Störung: Drucker im 2. OG",
-                    "errors": [("#state erledigt", "'erledigt' is not a state")],
-                    "done": ["#priority 4"]},
-        "ticket": True, "to": STAFF,
-        "expect": [NUMBER, "#state erledigt", "is not a state", "#priority 4"],
+                    "errors": [("#state erledigt", "'erledigt' is not a state")]},
+        "ticket": True, "to": STAFF, "reply_to": "support+s-ab12cd34ef56gh78@support.example.com",
+        "expect": [NUMBER, "#state erledigt", "is not a state"],
+        "expect_lang": {"de": ["nichts davon ausgeführt", "interne Notiz"],
+                        "en": ["nothing of it was carried out", "internal note"]},
+    },
+    "kept-as-note": {
+        "context": {"agent_name": "Anna Agent", "title": "Störung: Drucker im 2. OG",
+                    "path": "reply-token", "detail": ""},
+        "ticket": True, "to": STAFF, "reply_to": "support+s-ab12cd34ef56gh78@support.example.com",
+        "expect": [NUMBER],
+        "expect_lang": {"de": ["interne Notiz", "Antwortadresse des Kunden"],
+                        "en": ["internal note", "the customer's reply address"]},
     },
     "password-token": {
         "context": {"customer_name": "Jürgen Müller", "username": "jmueller",
@@ -599,3 +608,47 @@ def test_datetime_uses_the_renderers_zone() -> None:
     renderer = MailRenderer(base_url=BASE_URL, timezone=ZoneInfo("Europe/Berlin"))
     parts = renderer.render_parts("password-token", "de", CASES["password-token"]["context"])
     assert "28.11.2026, 15:30 Uhr (CET)" in parts.text
+
+
+@pytest.mark.parametrize("language, path, says", [
+    ("de", "staff-token", "kein DMARC- oder DKIM-Pass"),
+    ("en", "staff-token", "no DMARC or DKIM pass"),
+    ("de", "reply-token", "an die Antwortadresse des Kunden"),
+    ("en", "reply-token", "to the customer's reply address"),
+    ("de", "subject-tag", "Ticketnummer im Betreff"),
+    ("en", "subject-tag", "ticket number in its subject"),
+    ("de", "in-reply-to", "In-Reply-To/References"),
+    ("en", "references", "In-Reply-To/References"),
+])
+def test_kept_as_note_says_why(renderer: MailRenderer, language: str, path: str,
+                               says: str) -> None:
+    detail = "mx.example.com: dmarc=fail for example.com" if path == "staff-token" else ""
+    parts = renderer.render_parts("kept-as-note", language, {
+        "agent_name": "Anna", "title": "Drucker", "path": path, "detail": detail},
+        ticket_number=NUMBER)
+    assert says in parts.text and says in parts.html
+    assert detail in parts.text
+
+
+def test_kept_as_note_refuses_an_unknown_path(renderer: MailRenderer) -> None:
+    with pytest.raises(RenderError, match="path 'web'"):
+        renderer.render_parts("kept-as-note", "de", {"agent_name": "A", "title": "T",
+                                                     "path": "web", "detail": ""},
+                              ticket_number=NUMBER)
+
+
+@pytest.mark.parametrize("language, warning", [("de", "Absender nicht bestätigt"),
+                                               ("en", "sender not verified")])
+def test_a_notice_about_an_unverified_sender_says_why(renderer: MailRenderer, language: str,
+                                                      warning: str) -> None:
+    context = {**CASES["staff-notify"]["context"],
+               "unverified": "mx.example.com: dmarc=fail for kunde.example.org",
+               "claimed_ticket": "2026112710000003"}
+    parts = renderer.render_parts("staff-notify", language, context, ticket_number=NUMBER)
+    assert parts.subject.startswith("[nicht bestätigt]" if language == "de" else "[unverified]")
+    for text in (parts.text, parts.html):
+        assert warning in text and "dmarc=fail for kunde.example.org" in text
+        assert "2026112710000003" in text
+    plain = renderer.render_parts("staff-notify", language, CASES["staff-notify"]["context"],
+                                  ticket_number=NUMBER)
+    assert warning not in plain.text and "[" not in plain.subject.split("[Ticket#")[0]

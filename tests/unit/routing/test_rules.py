@@ -14,8 +14,20 @@ from gateway.config.loading import settings_from_mapping
 from gateway.config.settings import Settings
 from gateway.mail.addresses import address_key
 from gateway.mail.message import MailAddress, ParsedMessage
-from gateway.routing.addressbook import AddressBook, Verdict, reply_token_of, split_plus
-from gateway.routing.context import CustomerInfo, FaqAnswerInfo, MailContext, TicketInfo
+from gateway.routing.addressbook import (
+    AddressBook,
+    Verdict,
+    reply_token_of,
+    split_plus,
+    staff_token_of,
+)
+from gateway.routing.context import (
+    CustomerInfo,
+    FaqAnswerInfo,
+    MailContext,
+    SenderCheck,
+    TicketInfo,
+)
 from gateway.routing.decisions import (
     AppendDecision,
     FaqQuestion,
@@ -39,6 +51,7 @@ class MemoryDirectory:
     tickets: list[TicketInfo] = field(default_factory=lambda: [OPEN_TICKET])
     message_ids: dict[str, int] = field(default_factory=lambda: {"<ack-1@gw>": 7})
     tokens: dict[str, int] = field(default_factory=lambda: {"A" * 24: 7})
+    staff_tokens: dict[str, int] = field(default_factory=lambda: {"S" * 24: 7})
     customers: dict[str, CustomerInfo] = field(
         default_factory=lambda: {"max@acme.example": MAX})
     staff: set[str] = field(default_factory=lambda: {"anna.agent@example.com"})
@@ -53,6 +66,9 @@ class MemoryDirectory:
 
     def ticket_by_reply_token(self, token: str) -> TicketInfo | None:
         return self._by_id(self.tokens[token]) if token in self.tokens else None
+
+    def ticket_by_staff_token(self, token: str) -> TicketInfo | None:
+        return self._by_id(self.staff_tokens[token]) if token in self.staff_tokens else None
 
     def ticket_by_message_ids(self, ids: Sequence[str]) -> tuple[TicketInfo, str] | None:
         for message_id in ids:
@@ -161,6 +177,7 @@ def test_a_stranger_with_a_valid_tag_opens_a_new_ticket_and_says_why() -> None:
 def test_staff_and_participants_may_write() -> None:
     staff = decide(mail(subject="Re: [Ticket#2026112710000007]", sender="Anna.Agent@Example.com"))
     assert isinstance(staff, AppendDecision) and staff.sender_role == "staff"
+    assert staff.internal and "subject-tag" in staff.held_back     # not on the staff address
     colleague = decide(mail(subject="[Ticket#2026112710000007]", sender="colleague@acme.example"))
     assert isinstance(colleague, AppendDecision) and colleague.sender_role == "participant"
 
@@ -342,3 +359,98 @@ def test_the_faq_template_decides_queue_and_priority() -> None:
     decision = decide(reply, recipients=FAQ, config=config)
     assert isinstance(decision, NewTicketDecision)
     assert (decision.template, decision.queue) == ("change", "changes")
+
+
+STAFF_ADDRESS = f"support+s-{'S' * 24}@support.example.com"
+PASS = SenderCheck("pass", "mx: dmarc=pass for example.com")
+NO_PASS = SenderCheck("none", "mx: no DMARC or DKIM pass for example.com")
+FAIL = SenderCheck("fail", "mx: dmarc=fail for acme.example")
+
+
+def test_only_the_staff_reply_address_lets_staff_act() -> None:
+    acting = decide(mail(subject="Re: x", sender="anna.agent@example.com"),
+                    recipients=(STAFF_ADDRESS,))
+    assert isinstance(acting, AppendDecision)
+    assert (acting.rule, acting.sender_role, acting.internal, acting.held_back) == (
+        "staff-token", "staff", False, "")
+    assert acting.ticket == OPEN_TICKET
+    vouched = decide(mail(subject="Re: x", sender="anna.agent@example.com"),
+                     recipients=(STAFF_ADDRESS,), sender_check=PASS)
+    assert isinstance(vouched, AppendDecision) and not vouched.internal
+    for path, recipients, fields in [
+            ("reply-token", (f"support+r-{'A' * 24}@support.example.com",), {}),
+            ("in-reply-to", ("incident@support.example.com",), {"in_reply_to": ("<ack-1@gw>",)}),
+            ("references", ("incident@support.example.com",), {"references": ("<ack-1@gw>",)}),
+            ("subject-tag", ("incident@support.example.com",),
+             {"subject": "[Ticket#2026112710000007]"})]:
+        held = decide(mail(sender="anna.agent@example.com", **fields), recipients=recipients,
+                      sender_check=PASS)
+        assert isinstance(held, AppendDecision), path
+        assert (held.rule, held.sender_role, held.internal, held.reopen) == (
+            path, "staff", True, False)
+        assert "staff reply address" in held.held_back and path in held.held_back
+        assert "kept as an internal note" in held.reason
+
+
+def test_on_the_staff_address_our_mta_must_vouch_for_staff() -> None:
+    held = decide(mail(sender="anna.agent@example.com"), recipients=(STAFF_ADDRESS,),
+                  sender_check=NO_PASS)
+    assert isinstance(held, AppendDecision) and held.internal and held.rule == "staff-token"
+    assert "no DMARC or DKIM pass" in held.held_back
+
+
+def test_anyone_else_on_the_staff_address_is_no_staff() -> None:
+    stranger = decide(mail(sender="mallory@evil.example"), recipients=(STAFF_ADDRESS,))
+    assert isinstance(stranger, NewTicketDecision)
+    assert "staff reply address of ticket 2026112710000007, but mallory@evil.example may " \
+           "not write to ticket" in stranger.reason
+    customer = decide(mail(), recipients=(STAFF_ADDRESS,))      # a leaked staff address
+    assert isinstance(customer, AppendDecision) and customer.sender_role == "customer"
+    assert not customer.held_back
+
+
+def test_a_staff_member_is_staff_on_the_staff_address_even_as_the_contact() -> None:
+    own = replace(OPEN_TICKET, contact_key="anna.agent@example.com", customer_user_id=None)
+    directory = MemoryDirectory(tickets=[own])
+    decision = decide(mail(sender="anna.agent@example.com"), recipients=(STAFF_ADDRESS,),
+                      directory=directory)
+    assert isinstance(decision, AppendDecision) and decision.sender_role == "staff"
+    as_customer = decide(mail(sender="anna.agent@example.com", in_reply_to=("<ack-1@gw>",)),
+                         directory=directory)
+    assert isinstance(as_customer, AppendDecision) and as_customer.sender_role == "customer"
+
+
+def test_a_customer_failing_dmarc_is_not_appended_as_the_customer() -> None:
+    decision = decide(mail(subject="Re: Drucker", in_reply_to=("<ack-1@gw>",)),
+                      sender_check=FAIL)
+    assert isinstance(decision, NewTicketDecision)
+    assert decision.customer is None and decision.contact == "max@acme.example"
+    assert (decision.unverified, decision.claimed_ticket) == (FAIL.detail, "2026112710000007")
+    assert "not appended as the customer of ticket 2026112710000007" in decision.reason
+    assert decision.title == "Drucker"
+    bare = decide(mail(subject="Re: [Ticket#2026112710000007]"), sender_check=FAIL)
+    assert isinstance(bare, NewTicketDecision) and bare.title == "Re: 2026112710000007"
+    colleague = decide(mail(subject="Toner [Ticket#2026112710000007]",
+                            sender="colleague@acme.example"), sender_check=FAIL)
+    assert isinstance(colleague, NewTicketDecision) and colleague.unverified
+    no_verdict = decide(mail(subject="Re: Drucker", in_reply_to=("<ack-1@gw>",)),
+                        sender_check=NO_PASS)
+    assert isinstance(no_verdict, AppendDecision) and no_verdict.sender_role == "customer"
+
+
+def test_a_new_mail_failing_dmarc_is_no_registered_customer_and_gets_no_answer() -> None:
+    fresh = decide(mail(), sender_check=FAIL)
+    assert isinstance(fresh, NewTicketDecision)
+    assert fresh.customer is None and fresh.unverified and fresh.claimed_ticket is None
+    assert "unverified sender" in fresh.reason
+    refused = decide(mail(), recipients=("vip@support.example.com",), sender_check=FAIL)
+    assert isinstance(refused, RejectDecision) and refused.rule == "unknown-sender"
+    assert not refused.answer                   # the answer would go to the forged address
+
+
+def test_staff_tokens_are_recipients_of_ours() -> None:
+    book = AddressBook(settings(route=[]))
+    assert book.check_recipient(STAFF_ADDRESS) is Verdict.OK
+    assert staff_token_of(STAFF_ADDRESS) == "S" * 24
+    assert staff_token_of(f"support+r-{'A' * 24}@support.example.com") is None
+    assert reply_token_of(STAFF_ADDRESS) is None

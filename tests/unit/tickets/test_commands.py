@@ -1,10 +1,10 @@
-"""Staff mail commands and the Authentication-Results check."""
+"""Staff mail commands: the command block, its errors, and `#internal` anywhere."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.tickets.commands import Command, authenticated, closing_state, parse_commands
+from gateway.tickets.commands import Command, closing_state, parse_commands
 from gateway.tickets.ticket import State
 
 
@@ -29,15 +29,32 @@ def test_internal_and_assign() -> None:
     ("#internal please", "takes no value"),
     ("#assign", "needs a staff address"),
     ("#close", "unknown command #close"),
+    ("#internl", "unknown command #internl"),
     ("#files 0", "1 to 365"),
     ("#files 366", "1 to 365"),
     ("#files soon", "1 to 365"),
+    ("# state closed", "not a command"),
+    ("#", "not a command"),
+    ("#1 Drucker", "not a command"),
+    ("#priority4", "not a command"),
 ])
-def test_bad_commands_are_reported_and_the_rest_still_counts(line: str, reason: str) -> None:
+def test_every_bad_line_of_the_block_is_an_error(line: str, reason: str) -> None:
+    """Each wrong line is reported; the pipeline then carries out nothing of the mail
+    (tests/integration/outbound/test_staff_trust.py), so the block is still read whole."""
     mail = parse_commands(f"{line}\n#priority 2\nText")
     assert [e.line for e in mail.errors] == [line]
     assert reason in mail.errors[0].reason
     assert mail.commands == (Command("priority", "2"),) and mail.text == "Text"
+
+
+@pytest.mark.parametrize("text", [
+    "Nur für uns:\n#internal\nDer Kunde zahlt nicht.",
+    "Der Kunde zahlt nicht. #INTERNAL",
+    "#state pending\n\nDer Kunde zahlt nicht.\n\n  #Internal bitte",
+])
+def test_internal_anywhere_in_the_text_keeps_it_internal(text: str) -> None:
+    mail = parse_commands(text)
+    assert mail.internal and mail.errors == ()
 
 
 def test_files_with_and_without_days() -> None:
@@ -49,28 +66,3 @@ def test_a_mail_without_commands() -> None:
     mail = parse_commands("Hallo,\n#state closed steht unten nicht oben")
     assert mail.commands == () and mail.text.startswith("Hallo,")
     assert parse_commands("").text == ""
-
-
-MX = "mx.example.com"
-
-
-@pytest.mark.parametrize("header, ok", [
-    (f"{MX}; dmarc=pass (p=reject) header.from=example.com", True),
-    (f"{MX}; dkim=pass header.d=example.com header.s=sel; spf=fail", True),
-    (f"{MX}; dkim=pass header.i=@example.com", True),
-    (f"{MX} (version); spf=pass smtp.mailfrom=example.com; dmarc=pass header.from=Example.COM",
-     True),
-    (f"{MX}; dmarc=fail header.from=example.com", False),
-    (f"{MX}; dkim=pass header.d=evil.example", False),                 # another domain
-    (f"{MX}; spf=pass smtp.mailfrom=example.com", False),              # SPF alone: no
-    ("mx.evil.example; dmarc=pass header.from=example.com", False),    # not our server
-])
-def test_authentication_results(header: str, ok: bool) -> None:
-    assert authenticated([header], "anna.agent@example.com", MX) is ok
-
-
-def test_only_our_topmost_header_counts() -> None:
-    forged_below = [f"{MX}; dmarc=fail header.from=example.com",
-                    f"{MX}; dmarc=pass header.from=example.com"]
-    assert not authenticated(forged_below, "anna.agent@example.com", MX)
-    assert not authenticated([], "anna.agent@example.com", MX)

@@ -1,7 +1,7 @@
 """The database side of the IMAP import: import records, the per-mailbox cursor and state.
 
 In: what the poller fetched (UID and raw bytes per message) and what it observed. Out:
-committed rows, and the state that `imap_report` shows.
+committed rows, and the state that `report` shows.
 
 Guarantees:
 - `store_batch` writes the `received_mail` rows (through intake's row builder, so they are

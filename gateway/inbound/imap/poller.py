@@ -7,7 +7,7 @@ directory (where `oauth2_token_command` runs). Out: every mail of the folder sto
 Guarantees:
 - **Stored before the mailbox is changed.** Messages are fetched with `BODY.PEEK[]`, which
   never sets `\\Seen` (RFC 3501 §6.4.5); the raw bytes and the import record are committed
-  in one transaction (`imap_state.store_batch`); only then is the mailbox changed. A crash in
+  in one transaction (`state.store_batch`); only then is the mailbox changed. A crash in
   between leaves the mail in the folder and recorded: the next check only finishes the
   change, it does not store the mail again.
 - **Exactly once.** A message is identified by (mailbox, folder, UIDVALIDITY, UID), and
@@ -21,9 +21,9 @@ Guarantees:
 - **Push and safety net.** With IDLE (RFC 2177) new mail is imported within seconds; IDLE is
   renewed after `min(poll_interval, 24 min)`, well before the 29-minute limit, and every
   renewal runs a full check. Without IDLE the folder is checked every `poll_interval`, with
-  a NOOP every 4 minutes in between to keep the session (RFC 3501 §5.4). See `imap_wait`.
+  a NOOP every 4 minutes in between to keep the session (RFC 3501 §5.4). See `wait`.
 - **Failures.** Every socket operation has a timeout. Any failure ends the session; the
-  poller reconnects after a delay with jitter that doubles per failure (`imap_backoff`: 1 s
+  poller reconnects after a delay with jitter that doubles per failure (`backoff`: 1 s
   to 5 min; a refused login 60 s to 30 min, so a wrong password does not hammer the
   server). The failure is logged and recorded for `ticketgw mailbox status`, /healthz and
   /metrics. A message the server will not deliver, or an `after` action it refuses, is
@@ -51,19 +51,19 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from gateway.config.settings import MailboxSettings
 from gateway.errors import TemporaryFailure
-from gateway.inbound import imap_state as state
-from gateway.inbound.imap_backoff import Backoff
-from gateway.inbound.imap_connect import (
+from gateway.inbound.imap import state
+from gateway.inbound.imap.backoff import Backoff
+from gateway.inbound.imap.connect import (
     COMMAND_TIMEOUT,
     ImapFailure,
     close_quietly,
     open_session,
     target_of,
 )
-from gateway.inbound.imap_fetch import fetch_batches, uid_set
-from gateway.inbound.imap_lock import MailboxLock
-from gateway.inbound.imap_state import AlreadyRecorded, Stored, UidSpace
-from gateway.inbound.imap_wait import IDLE_RENEW, mail_announced_since_select, wait_for_mail
+from gateway.inbound.imap.fetch import fetch_batches, uid_set
+from gateway.inbound.imap.lock import MailboxLock
+from gateway.inbound.imap.state import AlreadyRecorded, Stored, UidSpace
+from gateway.inbound.imap.wait import IDLE_RENEW, mail_announced_since_select, wait_for_mail
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 

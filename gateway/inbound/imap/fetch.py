@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from gateway.inbound.imap_state import Fetched
+from gateway.inbound.imap.state import Fetched
 
 SIZE_CHUNK = 1000        # UIDs per RFC822.SIZE fetch (the command line stays short)
 

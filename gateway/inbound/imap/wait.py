@@ -20,7 +20,7 @@ import time
 
 from imapclient import IMAPClient
 
-from gateway.inbound.imap_connect import ImapFailure
+from gateway.inbound.imap.connect import ImapFailure
 
 IDLE_RENEW = 24 * 60.0      # RFC 2177 §3: re-issue IDLE at least every 29 minutes
 NOOP_INTERVAL = 4 * 60.0
