@@ -149,7 +149,7 @@ def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, act
     """Insert a ticket with its first article, guide answers and a `created` history entry.
     Every ticket gets a staff token (the secret of its staff reply address), made here when
     the caller brings none."""
-    title = storable(new.title).strip()
+    title = fitted(storable(new.title).strip(), 1000)
     if not title:
         raise InvalidInput("a ticket needs a title (the mail subject)")
     if new.priority not in PRIORITY_NAMES:
@@ -159,7 +159,7 @@ def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, act
     ticket_id = session.execute(_INSERT_TICKET, {
         "number": number, "title": title, "state": State.NEW.value, "priority": new.priority,
         "template_id": new.template_id, "queue_id": new.queue_id,
-        "customer_user_id": new.customer_user_id, "contact_email": new.contact_email,
+        "customer_user_id": new.customer_user_id, "contact_email": fitted(new.contact_email, 320),
         "owner_staff_id": None, "reply_token": new.reply_token,
         "staff_token": new.staff_token or secrets.token_urlsafe(18), "created": now,
         "updated": now, "closed": None,
@@ -256,15 +256,25 @@ def storable(text: str) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
+def fitted(text: str, limit: int) -> str:
+    """`storable` text cut to its column's length: PostgreSQL refuses a longer value where
+    SQLite stores it, so a 1,500-character subject or 150 recipients in To would fail every
+    attempt. Only the stored copy is cut; the raw mail keeps every byte."""
+    text = storable(text)
+    return text if len(text) <= limit else text[:limit]
+
+
 def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: datetime) -> int:
+    message_id = fitted(article.message_id, 1000) if article.message_id else None
     article_id: int = session.execute(_INSERT_ARTICLE, {
         "ticket_id": ticket_id, "direction": article.direction, "channel": article.channel,
         "internal": article.internal, "sender": article.sender,
-        "from_address": storable(article.from_address),
-        "to_addresses": storable(article.to_addresses), "subject": storable(article.subject),
+        "from_address": fitted(article.from_address, 1000),
+        "to_addresses": fitted(article.to_addresses, 4000),
+        "subject": fitted(article.subject, 1000),
         "body": storable(article.body),
         "body_html": storable(article.body_html) if article.body_html else None,
-        "quote_start": article.quote_start, "message_id": article.message_id,
+        "quote_start": article.quote_start, "message_id": message_id,
         "received_mail_id": article.received_mail_id,
         "outbound_mail_id": article.outbound_mail_id, "created": now,
     }).scalar_one()
@@ -272,13 +282,14 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
         for a in article.attachments:
             record_blob(session, StoredBlob(a.sha256, a.size))
         session.execute(insert(_attachment), [
-            {"article_id": article_id, "sha256": a.sha256, "filename": storable(a.filename),
-             "content_type": a.content_type, "content_id": a.content_id, "inline": a.inline,
-             "size": a.size}
+            {"article_id": article_id, "sha256": a.sha256, "filename": fitted(a.filename, 1000),
+             "content_type": fitted(a.content_type, 200),
+             "content_id": fitted(a.content_id, 1000) if a.content_id else None,
+             "inline": a.inline, "size": a.size}
             for a in article.attachments
         ])
-    if article.message_id:
-        remember_message_ids(session, ticket_id, [article.message_id])
+    if message_id:
+        remember_message_ids(session, ticket_id, [message_id])
     return article_id
 
 
@@ -295,7 +306,8 @@ def remember_message_ids(session: Session, ticket_id: int, message_ids: Sequence
         statement = (upsert_for(session)(_message_id)
                      .on_conflict_do_nothing(index_elements=["message_id"]))
         _REMEMBER_MESSAGE_ID[dialect] = statement
-    rows = [{"message_id": m, "ticket_id": ticket_id} for m in dict.fromkeys(message_ids)]
+    rows = [{"message_id": m, "ticket_id": ticket_id}
+            for m in dict.fromkeys(fitted(m, 1000) for m in message_ids)]
     if rows:
         session.execute(statement, rows if len(rows) > 1 else rows[0])
 
@@ -309,6 +321,6 @@ def record_change(session: Session, ticket_id: int, actor: str, field_name: str,
 def _record(session: Session, ticket_id: int, actor: str, field_name: str,
             old: str | None, new: str | None, now: datetime) -> None:
     session.execute(_INSERT_HISTORY, {
-        "ticket_id": ticket_id, "at": now, "actor": actor, "field": field_name,
+        "ticket_id": ticket_id, "at": now, "actor": fitted(actor, 400), "field": field_name,
         "old_value": old, "new_value": new,
     })

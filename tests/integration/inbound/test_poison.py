@@ -378,3 +378,23 @@ def test_explain_says_why_a_from_names_nobody(run_cli: Any, config: Path,
     assert report["from"] == ("none: From is not one unambiguous address (an unclosed quote); "
                               "taken as no From")
     assert report["customer"] == "none (no sender)"
+
+
+def test_header_values_longer_than_their_columns_are_cut_not_retried(app: App) -> None:
+    """PostgreSQL refuses a value longer than its column (SQLite stores it anyway): a subject
+    of 1,500 characters, 150 recipients in To (about 4,500 characters) and a 1,100-character
+    Message-ID used to fail every attempt and end in quarantine. Such a mail is a ticket like
+    any other; what is cut is only the stored copy (the raw mail keeps every byte)."""
+    recipients = ", ".join(f"colleague{i:03d}@acme.example" for i in range(150))
+    raw = (f"From: Max Mustermann <max@acme.example>\nTo: incident@support.example.com, "
+           f"{recipients}\nSubject: {'Drucker ' * 188}\nMessage-ID: <{'m' * 1100}@acme.example>\n"
+           f"\nBetroffenes System: HP\n").encode()
+    [mail_id] = stored(app, raw)
+    [result] = drain(app)
+    assert (result.mail_id, result.outcome) == (mail_id, "created")
+    stored_row = row(app, mail_id)
+    assert stored_row.status == "done" and stored_row.attempts == 1
+    assert len(stored_row.subject) <= 1000 and len(stored_row.message_id) <= 1000
+    with app.db.read() as session:
+        detail = ticket_detail(session, result.ticket_number or "")
+    assert detail["title"].startswith("Drucker Drucker") and len(detail["title"]) <= 1000
