@@ -176,8 +176,8 @@ def write_config(path: Path, database_url: str, extra: str = "") -> Path:
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run `ticketgw ARGS` in-process; returns click's Result (exit_code, stdout, stderr)."""
-    monkeypatch.delenv("TICKETGW_CONFIG", raising=False)
-    monkeypatch.delenv("TICKETGW_DATABASE_URL", raising=False)
+    for name in [n for n in os.environ if n.startswith("TICKETGW_")]:
+        monkeypatch.delenv(name)   # TICKETGW_CONFIG, TICKETGW_DATABASE_URL, the overrides
 
     def run(*args: str, input: str | None = None) -> Result:
         return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)

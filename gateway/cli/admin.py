@@ -50,6 +50,8 @@ def check_config(context: CliContext) -> None:
         raise SystemExit(2)
     click.echo(f"ok: {settings.source} ({len(settings.queue)} queues, "
                f"{len(settings.template)} templates, {len(settings.mailbox)} mailboxes)")
+    for key, variable in settings.from_environment:
+        click.echo(f"from the environment: {key} ({variable})")
 
 
 @click.group()

@@ -2,16 +2,18 @@
 
 In: a path (`--config`, else `TICKETGW_CONFIG`: `config_path_from_env`) or none; with none,
 the embedded defaults of `settings.py`. Optionally an overlay (the demo's) that only fills
-in (`merge_config`).
+in (`merge_config`). Then the environment: `TICKETGW_<SECTION>_<KEY>` overrides one scalar
+key (`environment.apply_environment`).
 
 Out: `Settings` (`load_settings`, `settings_from_mapping` for a mapping already parsed),
-whose `source` names the file(s) and whose `base_dir` is the file's directory (the current
-directory when there is none). `environment_problems` names the secrets whose environment
-variables are not set.
+whose `source` names the file(s), whose `base_dir` is the file's directory (the current
+directory when there is none) and whose `from_environment` lists the overridden keys.
+`environment_problems` names the secrets whose environment variables are not set.
 
 Guarantees: `load_settings` either returns valid settings or raises `ConfigError` listing
-*every* problem as "FILE: key: problem": the per-key ones pydantic finds (unknown keys
-included) together with the checks between sections (`cross_references`). Secrets are
+*every* problem as "FILE: key: problem" ("VARIABLE: key: problem" for a value from the
+environment): the per-key ones pydantic finds (unknown keys included) together with the
+checks between sections (`cross_references`). Secrets are
 never read from the file: the file names environment variables and only those are read.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config.cross_references import cross_reference_problems
+from gateway.config.environment import apply_environment
 from gateway.config.settings import Settings
 from gateway.errors import ConfigError
 
@@ -42,7 +45,10 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-def _format_errors(source: str, error: ValidationError) -> list[str]:
+def _format_errors(source: str, error: ValidationError,
+                   variables: Mapping[str, str]) -> list[str]:
+    """One "SOURCE: key: problem" per error; SOURCE is the variable for a key from the
+    environment (`variables`: key -> variable), else the file."""
     problems = []
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if p not in ("function-after", "function-before"))
@@ -51,7 +57,8 @@ def _format_errors(source: str, error: ValidationError) -> list[str]:
             message = "unknown key (check the spelling; see `ticketgw init` for every key)"
         elif item["type"] == "missing":
             message = "is required"
-        problems.append(f"{source}: {_format_location(loc)}: {message}")
+        where = _format_location(loc)
+        problems.append(f"{variables.get(where, source)}: {where}: {message}")
     return problems
 
 
@@ -96,16 +103,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
 
 
-def settings_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
-    """Validate a parsed config; raises `ConfigError` with every problem found."""
-    for forbidden in ("source", "base_dir"):
+def settings_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path,
+                          from_environment: tuple[tuple[str, str], ...] = ()) -> Settings:
+    """Validate a parsed config; raises `ConfigError` with every problem found.
+    `from_environment`: the (`section.key`, variable) pairs already written into `data`."""
+    for forbidden in ("source", "base_dir", "from_environment"):
         if forbidden in data:
             raise ConfigError([f"{source}: {forbidden}: unknown key"])
     problems = [f"{source}: {p}" for p in cross_reference_problems(data)]
     try:
-        settings = Settings.model_validate({**data, "source": source, "base_dir": str(base_dir)})
+        settings = Settings.model_validate({**data, "source": source, "base_dir": str(base_dir),
+                                            "from_environment": from_environment})
     except ValidationError as exc:
-        problems = _format_errors(source, exc) + problems
+        problems = _format_errors(source, exc, dict(from_environment)) + problems
     if problems:
         raise ConfigError(problems)
     return settings
@@ -117,8 +127,10 @@ def config_path_from_env(explicit: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def load_settings(path: Path | None, overlay: Mapping[str, Any] | None = None) -> Settings:
-    """Read and validate the config file (or the defaults), with an optional overlay (demo)."""
+def load_settings(path: Path | None, overlay: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the config file (or the defaults), with an optional overlay (demo),
+    then the overrides from `environ` (default: the process environment)."""
     if path is None:
         data: dict[str, Any] = {}
         source, base_dir = "<embedded defaults>", Path.cwd()
@@ -128,7 +140,8 @@ def load_settings(path: Path | None, overlay: Mapping[str, Any] | None = None) -
     if overlay:
         data = merge_config(data, overlay)
         source += " + demo"
-    return settings_from_mapping(data, source, base_dir)
+    data, from_environment = apply_environment(data, os.environ if environ is None else environ)
+    return settings_from_mapping(data, source, base_dir, from_environment)
 
 
 def environment_problems(settings: Settings) -> list[str]:

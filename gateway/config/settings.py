@@ -246,6 +246,8 @@ class Settings(_Section):
 
     source: str = "<embedded defaults>"
     base_dir: str = "."
+    # (`section.key`, variable) for each key set from the environment (config/environment.py)
+    from_environment: tuple[tuple[str, str], ...] = ()
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     tickets: TicketSettings = TicketSettings()
