@@ -132,3 +132,8 @@ def test_the_admin_guide_lists_every_key_that_can_be_set() -> None:
                    if line.startswith(f"  | `[{section}]` | "))
         listed = [cell.split("`")[1] for cell in row.split("|")[2].split(",")]
         assert listed == list(scalar_keys(section)), section
+
+
+def test_the_file_cannot_claim_keys_came_from_the_environment(tmp_path: Path) -> None:
+    assert problems(tmp_path, {}, 'from_environment = [["web.listen", "X"]]\n') == [
+        f"{tmp_path / 'ticketgw.toml'}: from_environment: unknown key"]
