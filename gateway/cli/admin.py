@@ -10,7 +10,7 @@ import click
 from sqlalchemy import select
 
 from gateway.cli.context import CliContext, pass_context
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.config.loading import config_warnings, environment_problems
 from gateway.errors import NotFound
 from gateway.store.db import display_url
@@ -151,7 +151,7 @@ def template_list(context: CliContext, as_json: bool, include_inactive: bool) ->
 
 @template.command("show")
 @click.argument("template_id")
-@json_option
+@json_object_option
 @pass_context
 def template_show(context: CliContext, template_id: str, as_json: bool) -> None:
     """Show one template with its conversation guide."""
