@@ -32,7 +32,8 @@ def init(path: Path, force: bool) -> None:
         raise click.ClickException(f"{path} exists already (use --force to overwrite it)")
     sample = resources.files("gateway.config").joinpath("sample_config.toml").read_text("utf-8")
     path.write_text(sample, encoding="utf-8")
-    click.echo(f"wrote {path}; edit it, then: ticketgw --config {path} check-config")
+    click.echo(f"wrote {path}; edit it, then: ticketgw --config {path} check-config; "
+               f"ticketgw --config {path} db upgrade")
 
 
 @click.command("check-config")

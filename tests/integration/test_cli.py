@@ -189,6 +189,9 @@ def test_init_then_check_config(run_cli: Any, tmp_path: Path) -> None:
     path = tmp_path / "ticketgw.toml"
     result = run_cli("init", str(path))
     assert result.exit_code == 0 and path.exists()
+    assert result.stdout.strip() == (   # both steps before the first start
+        f"wrote {path}; edit it, then: ticketgw --config {path} check-config; "
+        f"ticketgw --config {path} db upgrade")
     assert run_cli("init", str(path)).exit_code != 0               # never overwrites silently
     checked = run_cli("--config", str(path), "check-config")
     assert checked.exit_code == 0 and checked.stdout.startswith(f"ok: {path}")
