@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -95,6 +96,15 @@ def create_web_app(app: App) -> FastAPI:
         visitor = await run_in_threadpool(portal.visitor, request)
         return portal.render(visitor, "error.html", 403,
                              message=text(visitor.language, "forbidden"))
+
+    @web.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A query parameter or form value of the wrong type (`/tickets?page=abc`): the
+        portal's error page in the visitor's language, naming the parameter; never JSON."""
+        visitor = await run_in_threadpool(portal.visitor, request)
+        names = sorted({str(error["loc"][-1]) for error in exc.errors() if error.get("loc")})
+        return portal.render(visitor, "error.html", 400, message=text(
+            visitor.language, "invalid_value", fields=", ".join(names) or "?"))
 
     @web.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
