@@ -112,6 +112,12 @@ def create_web_app(app: App) -> FastAPI:
             visitor = await run_in_threadpool(portal.visitor, request)
             return portal.render(visitor, "error.html", 404,
                                  message=text(visitor.language, "not_found"))
+        if 400 <= exc.status_code < 500:   # a form the framework refused, a wrong method
+            visitor = await run_in_threadpool(portal.visitor, request)
+            page = portal.render(visitor, "error.html", exc.status_code,
+                                 message=text(visitor.language, "bad_request"))
+            page.headers.update(getattr(exc, "headers", None) or {})
+            return page
         return PlainTextResponse(str(exc.detail), status_code=exc.status_code,
                                  headers=getattr(exc, "headers", None))
 

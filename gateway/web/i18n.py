@@ -119,6 +119,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
                      "No templates are available to your organisation."),
     "guide": ("Gesprächsleitfaden", "Conversation guide"),
     "required_hint": ("Felder mit * sind Pflichtfelder.", "Fields marked * are required."),
+    "bad_request": ("Die Anfrage ist ungültig. Bitte prüfen Sie den Link oder das Formular.",
+                    "The request is invalid. Please check the link or the form."),
     "invalid_value": ("Ungültige Angabe: {fields}. Bitte prüfen Sie den Link oder das "
                       "Formular.", "Invalid value: {fields}. Please check the link or the "
                       "form."),

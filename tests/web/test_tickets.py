@@ -274,3 +274,23 @@ def test_a_priority_out_of_range_is_refused_not_changed(app: App, customers: Non
     with app.db.read() as session:
         assert session.execute(select(_ticket.c.id)).first() is None
     assert mails(app) == []
+
+
+def test_a_form_or_method_the_framework_refuses_gets_the_error_page(
+        app: App, customers: None, web: FastAPI) -> None:
+    """Issue #17 item 7: too many form fields, a wrong method or a bad vote value answered
+    plain English text (or just "Error"); now the portal's page says what is wrong."""
+    for language, says in (("de", "Die Anfrage ist ungültig."),
+                           ("en", "The request is invalid.")):
+        client = new_browser(web)
+        headers = {"Accept-Language": language}
+        crowded = client.post("/faq/some-article/vote", headers=headers,
+                              data={f"f{i}": "x" for i in range(6)})
+        assert crowded.status_code == 400 and says in crowded.text
+        wrong_method = client.put("/tickets", headers=headers)
+        assert wrong_method.status_code == 405 and says in wrong_method.text
+        assert wrong_method.headers["allow"] == "GET"
+        csrf = csrf_of(client.get("/login", headers=headers).text)
+        vote = client.post("/faq/some-article/vote", headers=headers,
+                           data={"csrf": csrf, "helpful": "maybe"})
+        assert vote.status_code == 400 and says in vote.text
