@@ -10,7 +10,7 @@ import click
 from sqlalchemy import select
 
 from gateway.cli.context import CliContext, pass_context
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.config.loading import config_warnings, environment_problems
 from gateway.errors import NotFound
 from gateway.store.db import display_url
@@ -32,7 +32,8 @@ def init(path: Path, force: bool) -> None:
         raise click.ClickException(f"{path} exists already (use --force to overwrite it)")
     sample = resources.files("gateway.config").joinpath("sample_config.toml").read_text("utf-8")
     path.write_text(sample, encoding="utf-8")
-    click.echo(f"wrote {path}; edit it, then: ticketgw --config {path} check-config")
+    click.echo(f"wrote {path}; edit it, then: ticketgw --config {path} check-config; "
+               f"ticketgw --config {path} db upgrade")
 
 
 @click.command("check-config")
@@ -153,7 +154,7 @@ def template_list(context: CliContext, as_json: bool, include_inactive: bool) ->
 
 @template.command("show")
 @click.argument("template_id")
-@json_option
+@json_object_option
 @pass_context
 def template_show(context: CliContext, template_id: str, as_json: bool) -> None:
     """Show one template with its conversation guide."""

@@ -13,7 +13,7 @@ import click
 from sqlalchemy import select, update
 
 from gateway.cli.context import CliContext, pass_context
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.errors import GatewayError, InvalidInput, NotFound
 from gateway.inbound.hops import describe_hop
 from gateway.inbound.intake import Envelope, Incoming, accept_many, stored_raw
@@ -148,6 +148,9 @@ def _process(context: CliContext, mail_ids: list[int], *, label: str) -> None:
             if r.outcome in ("quarantined", "pending") else ""
         click.echo(f"inbound {r.mail_id}: {r.outcome} {r.ticket_number or ''} ({r.reason})"
                    .replace("  ", " ") + which, err=True)
+    elif not results:   # between requeueing and leasing, the service's worker took them
+        click.echo(f"processed: none here; the service's worker has taken up the "
+                   f"{len(mail_ids)} mail(s)", err=True)
     else:
         summary: dict[str, int] = {}
         for r in results:
@@ -233,7 +236,7 @@ def inbound_list(context: CliContext, outcome: str | None, limit: int, as_json: 
 
 @inbound.command("show")
 @click.argument("mail_id", type=int)
-@json_option
+@json_object_option
 @click.option("--raw", is_flag=True, help="Print the mail exactly as received.")
 @pass_context
 def inbound_show(context: CliContext, mail_id: int, as_json: bool, raw: bool) -> None:
@@ -257,7 +260,7 @@ def quarantine_list(context: CliContext, limit: int, as_json: bool) -> None:
 
 @quarantine.command("show")
 @click.argument("mail_id", type=int)
-@json_option
+@json_object_option
 @click.option("--raw", is_flag=True, help="Print the mail exactly as received.")
 @pass_context
 def quarantine_show(context: CliContext, mail_id: int, as_json: bool, raw: bool) -> None:
@@ -299,7 +302,7 @@ def quarantine_retry(context: CliContext, mail_id: int | None, retry_all: bool,
 @click.option("--recipient", "-r", "recipients", multiple=True, metavar="ADDR",
               help="Envelope recipient (default: the To and Cc addresses).")
 @click.option("--sender", "-f", default=None, metavar="ADDR", help="Envelope sender.")
-@json_option
+@json_object_option
 @pass_context
 def explain(context: CliContext, file: str, recipients: tuple[str, ...], sender: str | None,
             as_json: bool) -> None:
@@ -311,10 +314,11 @@ def explain(context: CliContext, file: str, recipients: tuple[str, ...], sender:
     if as_json:
         echo_json(report)
         return
+    width = max(18, *(len(key) + 2 for key in report))   # the values in one column
     for key, value in report.items():
         if isinstance(value, dict):
             click.echo(f"{key}:")
             for inner, inner_value in value.items():
                 click.echo(f"  {inner}: {inner_value}")
         else:
-            click.echo(f"{key + ':':18}{'-' if value in (None, '', [], ()) else value}")
+            click.echo(f"{key + ':':{width}}{'-' if value in (None, '', [], ()) else value}")

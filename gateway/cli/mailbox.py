@@ -23,7 +23,7 @@ import click
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from gateway.cli.context import CliContext, pass_context
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.config.settings import MailboxSettings
 from gateway.errors import ConfigError, NotFound, TemporaryFailure
 
@@ -89,7 +89,7 @@ def mailbox_status(context: CliContext, name: str | None, as_json: bool) -> None
 
 @mailbox.command("test")
 @click.argument("name")
-@json_option
+@json_object_option
 @pass_context
 def mailbox_test(context: CliContext, name: str, as_json: bool) -> None:
     """Connect to mailbox NAME, log in and count its messages, without importing."""

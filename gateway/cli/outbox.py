@@ -14,7 +14,7 @@ import click
 from sqlalchemy import select
 
 from gateway.cli.context import CliContext, pass_context
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.errors import InvalidInput, NotFound
 from gateway.store.models import OutboundMail, Ticket, table_of
 
@@ -77,7 +77,7 @@ def outbox_list(context: CliContext, status: str | None, limit: int, as_json: bo
 
 @outbox.command("show")
 @click.argument("mail_id", type=int)
-@json_option
+@json_object_option
 @click.option("--raw", is_flag=True, help="Print the mail exactly as it is sent.")
 @pass_context
 def outbox_show(context: CliContext, mail_id: int, as_json: bool, raw: bool) -> None:

@@ -1,4 +1,6 @@
-"""Printing listings: an aligned table for people, `--json` (a list of objects) for scripts."""
+"""Printing for people and scripts: an aligned table or `key: value` lines for people;
+`--json` for scripts, a list of objects from listings (`json_option`) and one object from
+`show`-like commands (`json_object_option`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import click
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print a JSON list of objects (stable field names).")
+json_object_option = click.option("--json", "as_json", is_flag=True,
+                                  help="Print one JSON object (stable field names).")
 
 
 def _default(value: Any) -> Any:

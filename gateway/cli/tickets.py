@@ -7,7 +7,7 @@ from typing import Any, cast
 import click
 
 from gateway.cli.context import CliContext, pass_context
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.errors import InvalidInput
 from gateway.outbound import bouncing
 from gateway.tickets.queries import StateFilter, list_tickets, ticket_detail
@@ -57,7 +57,7 @@ def ticket_list(context: CliContext, state_filter: str, queue: str | None,
 
 @ticket.command("show")
 @click.argument("number")
-@json_option
+@json_object_option
 @pass_context
 def ticket_show(context: CliContext, number: str, as_json: bool) -> None:
     """Show a ticket with its articles and history."""

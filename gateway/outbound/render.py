@@ -73,7 +73,8 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     "delivery-failed": ("recipient", "original_subject", "diagnostic"),
     "command-failed": ("agent_name", "title", "errors"),
     "kept-as-note": ("agent_name", "title", "path", "detail"),
-    "password-token": ("customer_name", "username", "token", "expires"),
+    # password_mode: [web] password_mode, what confirming the link does ("mail" mails one)
+    "password-token": ("customer_name", "username", "token", "expires", "password_mode"),
     "new-password": ("customer_name", "username", "password"),
     "file-link": ("customer_name", "token", "expires"),
     "faq-answer": ("customer_name", "question", "articles"),
@@ -334,7 +335,8 @@ def _default_auto_submitted(event: str, in_reply_to: str | None) -> AutoSubmitte
 def _check_values(event: str, values: Mapping[str, Any]) -> None:
     """The few values with a closed set of choices, checked so a typo fails loudly."""
     choices = {"reason": REJECT_REASONS, "kind": NOTIFY_KINDS, "path": STAFF_PATHS,
-               "old_state": tuple(STATE_NAMES["en"]), "new_state": tuple(STATE_NAMES["en"])}
+               "old_state": tuple(STATE_NAMES["en"]), "new_state": tuple(STATE_NAMES["en"]),
+               "password_mode": ("mail", "set-on-confirm")}
     for key, allowed in choices.items():
         if key in REQUIRED_CONTEXT[event] and str(values[key]) not in allowed:
             raise RenderError(f"{event}: {key} {values[key]!r} is not one of "

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -96,12 +97,27 @@ def create_web_app(app: App) -> FastAPI:
         return portal.render(visitor, "error.html", 403,
                              message=text(visitor.language, "forbidden"))
 
+    @web.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A query parameter or form value of the wrong type (`/tickets?page=abc`): the
+        portal's error page in the visitor's language, naming the parameter; never JSON."""
+        visitor = await run_in_threadpool(portal.visitor, request)
+        names = sorted({str(error["loc"][-1]) for error in exc.errors() if error.get("loc")})
+        return portal.render(visitor, "error.html", 400, message=text(
+            visitor.language, "invalid_value", fields=", ".join(names) or "?"))
+
     @web.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             visitor = await run_in_threadpool(portal.visitor, request)
             return portal.render(visitor, "error.html", 404,
                                  message=text(visitor.language, "not_found"))
+        if 400 <= exc.status_code < 500:   # a form the framework refused, a wrong method
+            visitor = await run_in_threadpool(portal.visitor, request)
+            page = portal.render(visitor, "error.html", exc.status_code,
+                                 message=text(visitor.language, "bad_request"))
+            page.headers.update(getattr(exc, "headers", None) or {})
+            return page
         return PlainTextResponse(str(exc.detail), status_code=exc.status_code,
                                  headers=getattr(exc, "headers", None))
 

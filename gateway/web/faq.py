@@ -96,7 +96,7 @@ def build_router(portal: Portal) -> APIRouter:
         helpful = form.get("helpful")
         if helpful not in ("yes", "no"):
             return portal.render(visitor, "error.html", 400,
-                                 message=text(visitor.language, "error"))
+                                 message=text(visitor.language, "bad_request"))
         voter = hashlib.sha256(f"faq-vote:{visitor.browser_id}".encode()).hexdigest()
 
         def work() -> Response:

@@ -5,8 +5,9 @@ field, free text, attachments, priority defaulting to the template's) and create
 on POST (see `actions.create_from_template`: the same ticket and acknowledgment as by mail).
 
 Guarantees: a template that is not available to the user answers 404 (GET and POST alike);
-required fields are checked on the server (the `required` attribute is only a help); a form
-with a problem is shown again with what was typed, and nothing is stored.
+required fields and the priority (1-5; absent: the template's) are checked on the server (the
+`required` attribute is only a help); a form with a problem is shown again with what was
+typed and what is wrong, and nothing is stored.
 """
 
 from __future__ import annotations
@@ -109,14 +110,16 @@ def build_router(portal: Portal) -> APIRouter:
             if missing:
                 return form_page(visitor, template, 400, text(
                     visitor.language, "required_missing", fields=", ".join(missing)), values)
+            if priority not in ("", "1", "2", "3", "4", "5"):
+                return form_page(visitor, template, 400,
+                                 text(visitor.language, "priority_invalid"), values)
             try:
                 stored = store_uploads(portal.blobs, files, web.max_upload_size)
             except TooLarge:
                 return form_page(visitor, template, 413, text(
                     visitor.language, "too_large", size=human_size(web.max_upload_size)),
                     values)
-            chosen_priority = int(priority) if priority in ("1", "2", "3", "4", "5") \
-                else template.priority
+            chosen_priority = int(priority) if priority else template.priority
             with portal.db.write() as session:
                 form = TemplateForm(subject=subject, text=values.get("text", "").strip(),
                                     priority=chosen_priority, answers=tuple(answers))

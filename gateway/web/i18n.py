@@ -119,6 +119,14 @@ _TEXTS: dict[str, tuple[str, str]] = {
                      "No templates are available to your organisation."),
     "guide": ("Gesprächsleitfaden", "Conversation guide"),
     "required_hint": ("Felder mit * sind Pflichtfelder.", "Fields marked * are required."),
+    "bad_request": ("Die Anfrage ist ungültig. Bitte prüfen Sie den Link oder das Formular.",
+                    "The request is invalid. Please check the link or the form."),
+    "invalid_value": ("Ungültige Angabe: {fields}. Bitte prüfen Sie den Link oder das "
+                      "Formular.", "Invalid value: {fields}. Please check the link or the "
+                      "form."),
+    "priority_invalid": ("Die Priorität muss zwischen 1 (sehr niedrig) und 5 (sehr hoch) "
+                         "liegen.", "The priority must be between 1 (very low) and 5 (very "
+                         "high)."),
     "required_missing": ("Bitte füllen Sie alle Pflichtfelder aus: {fields}.",
                          "Please fill in every required field: {fields}."),
     "create_ticket": ("Ticket erstellen", "Create ticket"),

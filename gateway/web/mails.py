@@ -42,7 +42,10 @@ def _send(session: Session, answering: Answering, event: str, user: PortalUser,
 
 def send_password_token(session: Session, answering: Answering, user: PortalUser, token: str,
                         expires: datetime) -> bool:
-    return _send(session, answering, "password-token", user, {"token": token, "expires": expires})
+    """The link's text says what confirming it does: `[web] password_mode`."""
+    return _send(session, answering, "password-token", user, {
+        "token": token, "expires": expires,
+        "password_mode": answering.settings.web.password_mode})
 
 
 def send_new_password(session: Session, answering: Answering, user: PortalUser,

@@ -74,6 +74,20 @@ def test_ticket_show_json_has_the_contract_fields(run_cli: Any, config: Path) ->
     assert f"Ticket#{number}" in text and "state: closed" in text
 
 
+@pytest.mark.parametrize(("listing", "one"), [
+    (("ticket", "list"), ("ticket", "show", "X")), (("outbox", "list"), ("outbox", "show", "1")),
+    (("inbound", "list"), ("inbound", "show", "1")),
+    (("quarantine", "list"), ("quarantine", "show", "1")),
+    (("template", "list"), ("template", "show", "X")),
+    (("mailbox", "list"), ("mailbox", "test", "X")), (("customer", "list"), ("explain", "-"))])
+def test_json_help_says_what_is_printed(run_cli: Any, listing: tuple[str, ...],
+                                        one: tuple[str, ...]) -> None:
+    """Listings print a list of objects, `show` and its kind one object, as --help says."""
+    assert "JSON list of objects" in run_cli(*listing, "--help").stdout
+    shown = " ".join(run_cli(*one[:-1], "--help").stdout.split())
+    assert "--json Print one JSON object" in shown and "list" not in shown.split("--json")[1]
+
+
 def test_ticket_set_changes_and_refuses_bad_values(run_cli: Any, config: Path) -> None:
     run_cli("--config", str(config), "demo")
     number = json.loads(run_cli("--config", str(config), "ticket", "list", "--state", "open",
@@ -175,6 +189,9 @@ def test_init_then_check_config(run_cli: Any, tmp_path: Path) -> None:
     path = tmp_path / "ticketgw.toml"
     result = run_cli("init", str(path))
     assert result.exit_code == 0 and path.exists()
+    assert result.stdout.strip() == (   # both steps before the first start
+        f"wrote {path}; edit it, then: ticketgw --config {path} check-config; "
+        f"ticketgw --config {path} db upgrade")
     assert run_cli("init", str(path)).exit_code != 0               # never overwrites silently
     checked = run_cli("--config", str(path), "check-config")
     assert checked.exit_code == 0 and checked.stdout.startswith(f"ok: {path}")

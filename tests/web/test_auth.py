@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
@@ -336,5 +337,52 @@ def test_set_on_confirm_mode_sets_the_password_on_the_page(
             "repeat_password": PASSWORD})
         assert done.status_code == 200 and not mails(direct, "new-password")
         assert log_in(client, "mmuster").headers["location"] == "/tickets"
+    finally:
+        direct.close()
+
+
+_LINK_TEXT = {  # what the link does, per [web] password_mode and language
+    ("mail", "de"): ("Ihr Link zu einem neuen Passwort",
+                     "danach senden wir Ihnen ein neues Passwort in einer zweiten E-Mail",
+                     "Anfrage bestätigen"),
+    ("mail", "en"): ("Your link to a new password",
+                     "we then send you a new password in a second email",
+                     "Confirm the request"),
+    ("set-on-confirm", "de"): ("Ihr Link zum Festlegen eines neuen Passworts",
+                               "Über diesen Link legen Sie es fest:",
+                               "Neues Passwort festlegen"),
+    ("set-on-confirm", "en"): ("Your link to set a new password", "Use this link to set it:",
+                               "Set a new password"),
+}
+
+
+@pytest.mark.parametrize("mode", ["mail", "set-on-confirm"])
+def test_the_password_lost_mail_says_what_the_link_does(database_url: str, tmp_path: Path,
+                                                        mode: str) -> None:
+    """Issue #17 item 10: in the default mode the link leads to a mailed password, not to a
+    form; the mail says which, in German and in English."""
+    direct = build_app(make_settings(database_url, tmp_path / "data",
+                                     web={"listen": "", "password_mode": mode}))
+    prepare_database(direct, migrate=False)
+    try:
+        from gateway.tickets.customers import NewCustomer, add_customer
+        with direct.db.write() as session:
+            add_customer(session, NewCustomer("mmuster", "max@acme.example", "Max", "acme", "de"))
+            add_customer(session, NewCustomer("jdoe", "jane@globex.example", "Jane", "globex",
+                                              "en"))
+        client = TestClient(create_web_app(direct), follow_redirects=False)
+        for username, language in (("mmuster", "de"), ("jdoe", "en")):
+            request_token(client, direct, username)
+            message = mails(direct, "password-token")[-1][2]
+            subject, says, button = _LINK_TEXT[mode, language]
+            html = message.get_body(preferencelist=("html",))
+            assert html is not None
+            html_text = " ".join(str(html.get_content()).split())  # type: ignore[attr-defined]
+            assert str(message["Subject"]) == subject
+            assert says in " ".join(text_of(message).split()) and says in html_text
+            assert f"{button}</a>" in html_text
+            for (other, _), (_, other_says, _) in _LINK_TEXT.items():
+                if other != mode:
+                    assert other_says not in " ".join(text_of(message).split())
     finally:
         direct.close()

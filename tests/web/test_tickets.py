@@ -240,3 +240,57 @@ def test_a_template_of_another_organisation_is_404(app: App, customers: None,
     csrf = csrf_of(client.get("/templates").text)
     assert client.post("/templates/change", data={"csrf": csrf, "subject": "x"}
                        ).status_code == 404
+
+
+def test_a_bad_query_parameter_gets_the_portals_error_page(app: App, customers: None,
+                                                           web: FastAPI) -> None:
+    """Issue #17 item 7: `/tickets?page=abc` answered FastAPI's raw JSON 422; now the
+    portal's own page, in the user's language (before login: the browser's)."""
+    for username, says in (("mmuster", "Ungültige Angabe: page."),
+                           ("jdoe", "Invalid value: page.")):
+        response = logged_in(app, web, username).get("/tickets?page=abc")
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("text/html")
+        assert says in response.text and '"detail"' not in response.text
+    anonymous = new_browser(web).get("/tickets?page=1.5",
+                                     headers={"Accept-Language": "en-GB,en;q=0.9"})
+    assert anonymous.status_code == 400 and "Invalid value: page." in anonymous.text
+
+
+def test_a_priority_out_of_range_is_refused_not_changed(app: App, customers: None,
+                                                        web: FastAPI) -> None:
+    """Issue #17 item 7: the template form's `priority=9` silently became 3; now the form
+    comes back saying so, with what was typed, and nothing is stored or sent."""
+    for username, says in (("mmuster", "Die Priorität muss zwischen 1 (sehr niedrig) und 5"),
+                           ("jdoe", "The priority must be between 1 (very low) and 5")):
+        client = logged_in(app, web, username)
+        csrf = csrf_of(client.get("/templates/incident").text)
+        for priority in ("9", "0", "drei"):
+            response = client.post("/templates/incident", data={
+                "csrf": csrf, "subject": "Drucker", "guide_system": "HP 4000",
+                "text": "Papierstau.", "priority": priority})
+            assert response.status_code == 400, priority
+            assert says in response.text and 'value="Drucker"' in response.text
+    with app.db.read() as session:
+        assert session.execute(select(_ticket.c.id)).first() is None
+    assert mails(app) == []
+
+
+def test_a_form_or_method_the_framework_refuses_gets_the_error_page(
+        app: App, customers: None, web: FastAPI) -> None:
+    """Issue #17 item 7: too many form fields, a wrong method or a bad vote value answered
+    plain English text (or just "Error"); now the portal's page says what is wrong."""
+    for language, says in (("de", "Die Anfrage ist ungültig."),
+                           ("en", "The request is invalid.")):
+        client = new_browser(web)
+        headers = {"Accept-Language": language}
+        crowded = client.post("/faq/some-article/vote", headers=headers,
+                              data={f"f{i}": "x" for i in range(6)})
+        assert crowded.status_code == 400 and says in crowded.text
+        wrong_method = client.put("/tickets", headers=headers)
+        assert wrong_method.status_code == 405 and says in wrong_method.text
+        assert wrong_method.headers["allow"] == "GET"
+        csrf = csrf_of(client.get("/login", headers=headers).text)
+        vote = client.post("/faq/some-article/vote", headers=headers,
+                           data={"csrf": csrf, "helpful": "maybe"})
+        assert vote.status_code == 400 and says in vote.text

@@ -140,6 +140,36 @@ def test_a_hostile_mail_is_quarantined_and_can_be_retried(run_cli: Any, config: 
     assert run_cli("--config", str(config), "quarantine", "retry", "999").exit_code == 1
 
 
+def test_a_retry_the_services_worker_takes_up_first_says_so(
+        run_cli: Any, config: Path, tmp_path: Path, app: App,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between `quarantine retry`'s requeue and its own lease, the service's worker (here
+    run for real, in that gap) processes the mails: the command says so, not "processed:"."""
+    import gateway.inbound.worker as worker
+
+    assert run_cli("--config", str(config), "db", "upgrade").exit_code == 0
+    nested = b"Content-Type: multipart/mixed; boundary=b0\nSubject: deep\n\n"
+    for level in range(1, 200):
+        nested += f"--b{level - 1}\nContent-Type: multipart/mixed; boundary=b{level}\n\n".encode()
+    for name in ("one.eml", "two.eml"):
+        (tmp_path / name).write_bytes(nested)
+        assert run_cli("--config", str(config), "ingest", "-r", "incident@support.example.com",
+                       str(tmp_path / name)).exit_code == 0
+    lease_ids = worker.lease_ids
+
+    def the_service_first(db: Any, mail_ids: list[int]) -> list[int]:
+        assert len(process_due(app.db, app.stages)) == 2
+        return lease_ids(db, mail_ids)
+
+    monkeypatch.setattr(worker, "lease_ids", the_service_first)
+    retried = run_cli("--config", str(config), "quarantine", "retry", "--all")
+    assert retried.exit_code == 0, retried.output
+    lines = retried.stderr.splitlines()
+    assert (lines[0], lines[-1]) == (
+        "requeued 2 mail(s)",
+        "processed: none here; the service's worker has taken up the 2 mail(s)")
+
+
 def test_bulk_import_from_an_mbox_with_progress(run_cli: Any, config: Path,
                                                 tmp_path: Path) -> None:
     assert run_cli("--config", str(config), "db", "upgrade").exit_code == 0

@@ -179,6 +179,9 @@ def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
     report.write_bytes(dsn(ack.message_id, "5.1.1", number=2))
     result = run_cli("--config", str(config), "explain", str(report), "--json")
     assert json.loads(result.stdout)["bounced_recipients"] == f"{CUSTOMER} 5.1.1 (hard)"
+    text = run_cli("--config", str(config), "explain", str(report)).stdout.splitlines()
+    assert f"bounced_recipients: {CUSTOMER} 5.1.1 (hard)" in text
+    assert any(line.startswith("outcome:            ") for line in text)   # one column
     with app.db.write() as session:
         bouncing.record_bounces(session, [(CUSTOMER, "5.1.1", True)], [ack.message_id], "test",
                                 None)

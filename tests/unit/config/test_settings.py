@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from gateway.config.loading import (
     environment_problems,
@@ -12,7 +16,7 @@ from gateway.config.loading import (
     merge_config,
     settings_from_mapping,
 )
-from gateway.config.settings import host_port
+from gateway.config.settings import Settings, host_port
 from gateway.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[3] / "gateway" / "config" / "sample_config.toml"
@@ -43,6 +47,57 @@ def test_sample_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [t.id for t in settings.template] == ["incident"]
     assert settings.template[0].guide[0].label["de"] == "Betroffenes System"
     assert settings.inbound.max_message_size == 50 * 1024 * 1024
+
+
+_SAMPLE_SECTION = re.compile(r"^#?\s*\[\[?([a-z_]+)\]\]?")
+_SAMPLE_KEY = re.compile(r"^#?\s*([a-z_0-9]+)\s*=")
+# keys whose sample line shows an example instead of the default, on purpose
+_SAMPLE_EXAMPLES = {("inbound", "domains"), ("outbound", "from"), ("faq", "address")}
+
+
+def _sample_keys() -> dict[str, set[str]]:
+    """Every `key =` line of the sample, commented out or not, by its section."""
+    keys: dict[str, set[str]] = {}
+    section = ""
+    for line in SAMPLE.read_text(encoding="utf-8").splitlines():
+        if found := _SAMPLE_SECTION.match(line):
+            section = found[1]
+            keys.setdefault(section, set())
+        elif section and (found := _SAMPLE_KEY.match(line)):
+            keys[section].add(found[1])
+    return keys
+
+
+def _section_models() -> dict[str, type[BaseModel]]:
+    models: dict[str, type[BaseModel]] = {}
+    for name, field in Settings.model_fields.items():
+        kind = field.annotation
+        kind = typing.get_args(kind)[0] if typing.get_origin(kind) is list else kind
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            models[name] = kind
+    return models
+
+
+def test_the_sample_config_shows_every_key_of_every_section() -> None:
+    """Issue #17 item 4: `ticketgw init` promises every key; a new setting without a line
+    in the sample fails here. Keys of a [table] are shown with their default."""
+    sample = _sample_keys()
+    models = _section_models()
+    assert set(sample) == set(models)
+    for section, model in models.items():
+        fields = {f.alias or name for name, f in model.model_fields.items()}
+        assert sample[section] == fields, section
+    written = tomllib.loads(SAMPLE.read_text(encoding="utf-8"))
+    for section, model in models.items():
+        if not isinstance(written.get(section), dict):
+            continue   # [[arrays]]: example entries
+        default = model()
+        for key, value in written[section].items():
+            if (section, key) in _SAMPLE_EXAMPLES:
+                continue
+            name = next(n for n, f in model.model_fields.items() if (f.alias or n) == key)
+            assert getattr(model(**{key: value}), name) == getattr(default, name), (
+                f"[{section}] {key}")
 
 
 def test_every_problem_is_reported_with_file_and_key(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "password-token": {
         "context": {"customer_name": "Jürgen Müller", "username": "jmueller",
-                    "token": "Zq3-x_9/abc+", "expires": EXPIRES},
+                    "token": "Zq3-x_9/abc+", "expires": EXPIRES, "password_mode": "mail"},
         "ticket": False, "to": CUSTOMER,
         "expect": [f"{BASE_URL}/password/confirm?token=Zq3-x_9%2Fabc%2B", "jmueller"],
         "expect_lang": {"de": ["28.11.2026, 14:30 Uhr"], "en": ["2026-11-28 14:30"]},
