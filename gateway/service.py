@@ -18,6 +18,7 @@ import multiprocessing
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Protocol
 
@@ -31,6 +32,7 @@ from gateway.inbound.smtp import GatewayHandler, server_factory
 from gateway.inbound.smtp_limits import ClientLimits
 from gateway.jobs import build_scheduler
 from gateway.web.app import create_web_app
+from gateway.web.health import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,14 @@ class _QuietServer(uvicorn.Server):
 class WebComponent:
     name = "web"
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, liveness: Liveness | None = None) -> None:
         web = app.settings.web
         self.host, self.port = host_port(web.listen)
         # uvicorn believes X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS) unless
         # told otherwise, and the portal's per-address limits key on the address it
         # reports: only the configured proxies may name the client; without any, the
         # header is not read at all and the connecting address counts.
-        config = uvicorn.Config(create_web_app(app), host=self.host, port=self.port,
+        config = uvicorn.Config(create_web_app(app, liveness), host=self.host, port=self.port,
                                 log_level="warning", access_log=False, lifespan="off",
                                 proxy_headers=bool(web.trusted_proxies),
                                 forwarded_allow_ips=list(web.trusted_proxies))
@@ -151,6 +153,8 @@ class WorkerComponent:
 
     name = "worker"
     CHECK_EVERY = 1.0
+    CRASH_LOOP_DEATHS = 3          # this many deaths within CRASH_LOOP_WINDOW: crash-looping
+    CRASH_LOOP_WINDOW = 300.0
 
     def __init__(self, app: App) -> None:
         self.settings = app.settings
@@ -160,6 +164,7 @@ class WorkerComponent:
         self.supervisor: asyncio.Task[None] | None = None
         self.stopping = False
         self.restarts = 0
+        self.deaths: list[float] = []      # monotonic times the supervisor found it dead
 
     def wake(self) -> None:
         self.ringer.ring()
@@ -179,12 +184,25 @@ class WorkerComponent:
             if self.stopping or self.process is None or self.process.is_alive():
                 continue
             self.restarts += 1
+            self.deaths = [*self.deaths[-self.CRASH_LOOP_DEATHS:], time.monotonic()]
             pause = min(60.0, 2.0 ** min(self.restarts, 6))
             log.error("worker process died (exit code %s); starting it again in %.0f s",
                       self.process.exitcode, pause)
             await asyncio.sleep(pause)
             if not self.stopping:
                 self._spawn()
+
+    def problem(self) -> str | None:
+        """None while the worker runs (and is not crash-looping), else why not (/healthz)."""
+        if self.stopping or self.process is None:
+            return None
+        if not self.process.is_alive():
+            return f"the worker process is not running (exit code {self.process.exitcode})"
+        recent = [t for t in self.deaths if time.monotonic() - t < self.CRASH_LOOP_WINDOW]
+        if len(recent) >= self.CRASH_LOOP_DEATHS:
+            return (f"the worker process is crash-looping: it died {len(recent)} times in "
+                    f"{self.CRASH_LOOP_WINDOW:.0f} s")
+        return None
 
     async def stop(self) -> None:
         self.stopping = True
@@ -236,11 +254,19 @@ class OutboxComponent:
             args=(app.db, self.stop_event, transport_from_settings(app.settings),
                   self.wake_event),
             kwargs={"on_failed": tell_staff_on_failure(app.answering)}, daemon=True)
+        self.stopping = False
 
     async def start(self) -> None:
         self.thread.start()
 
+    def problem(self) -> str | None:
+        """None while the outbox thread runs (or before start / after stop), else why not."""
+        if self.thread.ident is None or self.stopping or self.thread.is_alive():
+            return None
+        return "the outbox thread has stopped"
+
     async def stop(self) -> None:
+        self.stopping = True
         self.stop_event.set()
         self.wake_event.set()
         await asyncio.to_thread(self.thread.join, 30)
@@ -303,9 +329,13 @@ def build_components(app: App, *, worker: bool = True) -> list[Component]:
                                                 on_stored=wake))
     if app.settings.mailbox:
         components.append(ImapComponent(app, wake))
-    if app.settings.web.listen:
-        components.append(WebComponent(app))
-    components.append(OutboxComponent(app))
+    outbox = OutboxComponent(app)
+    if app.settings.web.listen:   # /healthz judges the worker and the outbox of this serve
+        liveness = {"outbox": outbox.problem}
+        if worker:
+            liveness["worker"] = worker_component.problem
+        components.append(WebComponent(app, liveness))
+    components.append(outbox)
     components.append(SchedulerComponent(app))
     return components
 

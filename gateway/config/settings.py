@@ -159,6 +159,9 @@ class WebSettings(_Section):
     rate_limit_per_address: int = Field(default=30, gt=0)  # ... per client IP address
     page_size: int = Field(default=25, gt=0, le=500)
     max_upload_size: Size = 20 * 1024**2      # all attachments of one web form together
+    # /healthz answers 503 when mail waits longer than this (seconds; docs/admin.md 3.6)
+    health_max_received_age: int = Field(default=300, gt=0)     # oldest pending received mail
+    health_max_outbound_overdue: int = Field(default=900, gt=0)  # oldest queued, past its try
 
 
 class QueueSettings(_Section):

@@ -1,10 +1,12 @@
 """The web application: the customer portal (server-rendered, no JavaScript needed),
 health and metrics.
 
-`/healthz` answers 200 with {"status": "ok"} when the database answers, 503 otherwise (so a
-load balancer takes the instance out); it also reports each `[[mailbox]]`: last successful
-check, backlog, last error. `/metrics` is the Prometheus text format, computed from the
-database at scrape time, so every instance reports the same shared queues.
+`/healthz` answers 200 with {"status": "ok"} when the database answers, the other components
+of the same `serve` (worker process, outbox thread) are alive and no mail waits too long, 503
+with the reasons otherwise (so a load balancer takes the instance out; see `health.py`); it
+also reports each `[[mailbox]]`: last successful check, backlog, last error. `/metrics` is
+the Prometheus text format, computed from the database at scrape time, so every instance
+reports the same shared queues. Neither sets a cookie.
 
 The portal's pages live per area: `auth` (login, password lost, password change), `tickets`
 (My tickets, ticket view, reply, attachments), `forms` (ticket templates), `faq` (explorer,
@@ -34,11 +36,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.app import App
-from gateway.errors import DatabaseNotReady, TemporaryFailure
-from gateway.inbound.imap.report import mailbox_health, mailbox_metrics, mailbox_statuses
+from gateway.errors import TemporaryFailure
+from gateway.inbound.imap.report import mailbox_metrics, mailbox_statuses
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.tickets.queries import count_tickets_by_state
 from gateway.web import auth, faq, files, forms, tickets
+from gateway.web.health import Liveness, health_report
 from gateway.web.i18n import text
 from gateway.web.pages import (
     CsrfRefused,
@@ -51,11 +54,14 @@ from gateway.web.redaction import install_token_redaction
 from gateway.web.sessions import BROWSER_COOKIE
 
 STATIC_DIR = Path(__file__).parent / "static"
+NO_COOKIE_PATHS = frozenset({"/healthz", "/metrics"})
 PAGE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'")
 
 
-def create_web_app(app: App) -> FastAPI:
+def create_web_app(app: App, liveness: Liveness | None = None) -> FastAPI:
+    """The web app of `app`. `liveness`: the other components of the same `serve` that
+    `/healthz` judges (see `web/health.py`); without it only the database and the queues."""
     web = FastAPI(title="ticket-gateway", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     registry = CollectorRegistry(auto_describe=True)
@@ -67,7 +73,8 @@ def create_web_app(app: App) -> FastAPI:
     @web.middleware("http")
     async def security_headers(request: Request,
                                call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        browser = request.cookies.get(BROWSER_COOKIE)
+        # probes and scrapers get no cookie: /healthz and /metrics are not the portal
+        browser = request.cookies.get(BROWSER_COOKIE) or request.url.path in NO_COOKIE_PATHS
         if not browser:
             request.state.browser_id = new_browser_id()
         response = await call_next(request)
@@ -139,14 +146,8 @@ def create_web_app(app: App) -> FastAPI:
 
     @web.get("/healthz")
     def healthz() -> Response:
-        try:
-            app.db.ping()
-        except (DatabaseNotReady, TemporaryFailure):
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-        report: dict[str, object] = {"status": "ok", "database": "ok", "version": __version__}
-        if app.settings.mailbox:   # reported, not judged: a mailbox's trouble is not ours
-            report["mailboxes"] = mailbox_health(app.db, app.settings)
-        return JSONResponse(report)
+        status, report = health_report(app, liveness or {})
+        return JSONResponse(report, status)
 
     @web.get("/metrics")
     def metrics() -> Response:

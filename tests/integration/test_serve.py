@@ -191,6 +191,50 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
         assert "worker process died" in stop_cleanly(process)
 
 
+def _worker_pids(pid: int) -> list[int]:
+    """The worker processes among its children (not multiprocessing's resource tracker)."""
+    return [child for child in _children(pid)
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def _health_until(url: str, wanted: int, timeout: float) -> httpx.Response:
+    """Poll /healthz until it answers `wanted` (the last answer otherwise)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.get(url, timeout=5)
+        if answer.status_code == wanted or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.05)
+
+
+@pytest.mark.backends("sqlite")
+def test_healthz_is_503_while_the_worker_is_dead_and_200_after_its_restart(
+        database_url: str, tmp_path: Path) -> None:
+    """kill -9 of the worker: /healthz answers 503 naming it until the supervisor has
+    started a new one (it waits at least 2 s first), then 200 again."""
+    web_port = free_port()
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, web_port=web_port)
+    url = f"http://127.0.0.1:{web_port}/healthz"
+    with serving(["--config", str(config), "serve", "--demo"], tmp_path, url) as process:
+        deadline = time.monotonic() + 20
+        while not _worker_pids(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [worker] = _worker_pids(process.pid)
+        healthy = httpx.get(url)
+        assert healthy.status_code == 200
+        assert healthy.json()["components"] == {"outbox": "ok", "worker": "ok"}
+        os.kill(worker, signal.SIGKILL)
+        dead = _health_until(url, 503, timeout=60)
+        assert dead.status_code == 503
+        assert dead.json()["components"]["worker"] == "down"
+        assert dead.json()["problems"] == [
+            "worker: the worker process is not running (exit code -9)"]
+        recovered = _health_until(url, 200, timeout=60)
+        assert recovered.status_code == 200, recovered.json()
+        assert _worker_pids(process.pid) not in ([], [worker])
+        assert "worker process died" in stop_cleanly(process)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]

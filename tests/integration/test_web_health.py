@@ -1,14 +1,26 @@
-"""/healthz and /metrics when the database is fine, unmigrated, or unreachable."""
+"""/healthz and /metrics when the database is fine, unmigrated, or unreachable; /healthz
+when a component of the same serve is dead or mail waits too long; no cookies on either."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from gateway.app import App, build_app
+from gateway.app import App, build_app, prepare_database
+from gateway.inbound.intake import Envelope, Incoming, accept_many
+from gateway.outbound.mail import OutgoingMail
+from gateway.outbound.outbox import enqueue
+from gateway.service import OutboxComponent
+from gateway.store.models import OutboundMail, ReceivedMail, table_of, utcnow
 from gateway.web.app import create_web_app
 from tests.conftest import make_settings
+
+_received = table_of(ReceivedMail)
+_outbound = table_of(OutboundMail)
 
 
 def test_health_and_metrics_of_a_working_instance(app: App) -> None:
@@ -34,3 +46,97 @@ def test_unmigrated_database_reports_down_instead_of_failing(tmp_path: Path) -> 
     metrics = TestClient(create_web_app(app)).get("/metrics")
     assert metrics.status_code == 200 and "ticketgw_database_up 0.0" in metrics.text
     app.close()
+
+
+# -- what /healthz judges besides the database (issue #15 item 3) ----------------------------
+
+def test_a_dead_component_of_the_same_serve_is_503_with_its_reason(app: App) -> None:
+    alive: dict[str, str | None] = {"worker": None, "outbox": None}
+    client = TestClient(create_web_app(app, {name: lambda name=name: alive[name]
+                                             for name in alive}))
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["components"] == {"outbox": "ok", "worker": "ok"}
+    alive["outbox"] = "the outbox thread has stopped"
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["status"] == "unavailable"
+    assert health.json()["components"] == {"outbox": "down", "worker": "ok"}
+    assert health.json()["problems"] == ["outbox: the outbox thread has stopped"]
+
+
+def test_the_outbox_component_reports_its_thread_ending_but_not_a_stop(app: App) -> None:
+    async def scenario() -> None:
+        outbox = OutboxComponent(app)
+        assert outbox.problem() is None                 # not started yet
+        await outbox.start()
+        assert outbox.problem() is None
+        outbox.stop_event.set()                         # the loop ends by itself (not stop())
+        outbox.wake_event.set()
+        await asyncio.to_thread(outbox.thread.join, 30)
+        assert outbox.problem() == "the outbox thread has stopped"
+        await outbox.stop()
+        assert outbox.problem() is None                 # stopped on purpose
+
+    asyncio.run(scenario())
+
+
+def _received_mail_waiting(app: App, seconds: int) -> None:
+    envelope = Envelope(source="ingest", mail_from="max@acme.example",
+                        rcpt_to=("stoerung@support.example.com",))
+    [mail_id] = accept_many(app.db, [Incoming(b"Subject: waiting\r\n\r\nHallo\r\n", envelope)],
+                            blobs=app.blobs)
+    with app.db.write() as session:
+        session.execute(update(_received).where(_received.c.id == mail_id)
+                        .values(received=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_received_mail_waiting_past_the_threshold_is_503(app: App) -> None:
+    client = TestClient(create_web_app(app))
+    _received_mail_waiting(app, 200)                # default threshold: 300 s
+    assert client.get("/healthz").status_code == 200
+    _received_mail_waiting(app, 400)
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    [problem] = health.json()["problems"]
+    assert problem.startswith("the oldest received mail has waited 4")
+    assert "(more than 300 s)" in problem
+
+
+def test_the_received_age_threshold_is_configurable(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, tmp_path,
+                             web={"listen": "", "health_max_received_age": 600})
+    app = build_app(settings)
+    try:
+        prepare_database(app, migrate=False)
+        _received_mail_waiting(app, 400)
+        assert TestClient(create_web_app(app)).get("/healthz").status_code == 200
+    finally:
+        app.close()
+
+
+def test_outbound_mail_overdue_past_the_threshold_is_503(app: App) -> None:
+    client = TestClient(create_web_app(app))
+    mail = OutgoingMail(event="ack", envelope_from="support@support.example.com",
+                        recipients=("max@acme.example",), message_id="<overdue@support>",
+                        raw=b"Subject: overdue\r\n\r\nHallo\r\n")
+    with app.db.write() as session:
+        mail_id = enqueue(session, mail)
+    assert client.get("/healthz").status_code == 200          # due now, not overdue
+    with app.db.write() as session:
+        session.execute(update(_outbound).where(_outbound.c.id == mail_id)
+                        .values(next_attempt=utcnow() - timedelta(seconds=1000)))
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    [problem] = health.json()["problems"]
+    assert problem.startswith("the oldest queued outbound mail is 1")
+    assert "(more than 900 s)" in problem
+
+
+def test_health_and_metrics_set_no_cookie(app: App) -> None:
+    web = create_web_app(app)
+    assert "set-cookie" in TestClient(web).get("/login").headers    # the portal does
+    for path in ("/healthz", "/metrics"):
+        response = TestClient(web).get(path)          # a fresh client: no cookie to send
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers, path

@@ -147,7 +147,7 @@ def test_expired_revoked_and_wrong_tokens_are_refused_alike(app: App, ticket: st
         # one client address per token: three failures each stay below the guessing limit
         client = TestClient(web, base_url="http://127.0.0.1:8080", follow_redirects=False,
                             client=(f"192.0.2.{n + 1}", 5000))
-        client.get("/healthz")                # the browser cookie is set once, before
+        client.get("/login")                  # the browser cookie is set once, before
         for response in (client.get(f"/files/{token}"), client.get(f"/files/{token}/1"),
                          upload(client, token, ("a.txt", b"a", "text/plain"))):
             headers = {k: v for k, v in response.headers.items() if k not in ("date",)}
