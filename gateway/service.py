@@ -153,6 +153,7 @@ class WorkerComponent:
 
     name = "worker"
     CHECK_EVERY = 1.0
+    FIRST_PAUSE = 2.0              # before the first restart; doubled per restart, at most 60 s
     CRASH_LOOP_DEATHS = 3          # this many deaths within CRASH_LOOP_WINDOW: crash-looping
     CRASH_LOOP_WINDOW = 300.0
 
@@ -185,7 +186,7 @@ class WorkerComponent:
                 continue
             self.restarts += 1
             self.deaths = [*self.deaths[-self.CRASH_LOOP_DEATHS:], time.monotonic()]
-            pause = min(60.0, 2.0 ** min(self.restarts, 6))
+            pause = min(60.0, self.FIRST_PAUSE * 2.0 ** (min(self.restarts, 6) - 1))
             log.error("worker process died (exit code %s); starting it again in %.0f s",
                       self.process.exitcode, pause)
             await asyncio.sleep(pause)
