@@ -19,30 +19,22 @@ unknown pages are answered as HTML pages in the visitor's language.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.registry import Collector
-from sqlalchemy import Table, func, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.app import App
-from gateway.errors import TemporaryFailure
-from gateway.inbound.imap.report import mailbox_metrics, mailbox_statuses
-from gateway.store.models import OutboundMail, ReceivedMail, table_of
-from gateway.tickets.queries import count_tickets_by_state
 from gateway.web import auth, faq, files, forms, tickets
 from gateway.web.health import Liveness, health_report
 from gateway.web.i18n import text
+from gateway.web.metrics import DatabaseCollector
 from gateway.web.pages import (
     CsrfRefused,
     LoginRequired,
@@ -65,7 +57,7 @@ def create_web_app(app: App, liveness: Liveness | None = None) -> FastAPI:
     web = FastAPI(title="ticket-gateway", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(_DatabaseCollector(app))
+    registry.register(DatabaseCollector(app, liveness))
     portal = Portal(settings=app.settings, db=app.db, blobs=app.blobs,
                     numbering=app.numbering, answering=app.answering)
     stylesheet = (STATIC_DIR / "portal.css").read_bytes()
@@ -154,43 +146,3 @@ def create_web_app(app: App, liveness: Liveness | None = None) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return web
-
-
-class _DatabaseCollector(Collector):
-    """Gauges read from the database on every scrape."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-
-    def collect(self) -> Iterator[Metric]:
-        yield InfoMetricFamily("ticketgw_build", "ticket-gateway version",
-                               value={"version": __version__})
-        up = GaugeMetricFamily("ticketgw_database_up", "1 if the database answered the scrape")
-        try:
-            with self.app.db.read() as session:
-                tickets = count_tickets_by_state(session)
-                received = _count_by_status(session, table_of(ReceivedMail))
-                outbound = _count_by_status(session, table_of(OutboundMail))
-                mailboxes = mailbox_statuses(session, [m.name for m in
-                                                       self.app.settings.mailbox])
-        except (TemporaryFailure, SQLAlchemyError):   # down, or not migrated
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        for name, help_text, counts, label in (
-            ("ticketgw_tickets", "Tickets by state", tickets, "state"),
-            ("ticketgw_received_mail", "Received mail by processing status", received, "status"),
-            ("ticketgw_outbound_mail", "Outbound mail by delivery status", outbound, "status"),
-        ):
-            family = GaugeMetricFamily(name, help_text, labels=[label])
-            for key, value in sorted(counts.items()):
-                family.add_metric([key], value)
-            yield family
-        yield from mailbox_metrics(mailboxes)
-
-
-def _count_by_status(session: Session, table: Table) -> dict[str, int]:
-    rows = session.execute(select(table.c.status, func.count()).group_by(table.c.status))
-    return {status: count for status, count in rows}

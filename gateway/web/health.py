@@ -13,10 +13,12 @@ problem and no mail has waited past its threshold; otherwise 503 with every reas
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from gateway import __version__
 from gateway.app import App
@@ -63,30 +65,47 @@ def _waiting_problems(app: App) -> list[str]:
     web = app.settings.web
     try:
         with app.db.read() as session:
-            oldest_received = session.execute(
-                select(func.min(_received.c.received))
-                .where(_received.c.status == "pending")).scalar()
-            oldest_due = session.execute(
-                select(func.min(_outbound.c.next_attempt))
-                .where(_outbound.c.status == "queued")).scalar()
+            waiting = waiting_mail(session)
     except (TemporaryFailure, SQLAlchemyError):        # not migrated, or gone since the ping
         return ["the mail queues could not be read"]
-    now = datetime.now(UTC)
     problems = []
-    received_age = _seconds_since(oldest_received, now)
-    if received_age is not None and received_age > web.health_max_received_age:
-        problems.append(f"the oldest received mail has waited {received_age:.0f} s to be "
-                        f"processed (more than {web.health_max_received_age} s)")
-    overdue = _seconds_since(oldest_due, now)
-    if overdue is not None and overdue > web.health_max_outbound_overdue:
-        problems.append(f"the oldest queued outbound mail is {overdue:.0f} s overdue "
-                        f"(more than {web.health_max_outbound_overdue} s)")
+    if waiting.received_age > web.health_max_received_age:
+        problems.append(f"the oldest received mail has waited {waiting.received_age:.0f} s "
+                        f"to be processed (more than {web.health_max_received_age} s)")
+    if waiting.outbound_overdue > web.health_max_outbound_overdue:
+        problems.append(f"the oldest queued outbound mail is {waiting.outbound_overdue:.0f} s "
+                        f"overdue (more than {web.health_max_outbound_overdue} s)")
     return problems
 
 
-def _seconds_since(moment: datetime | None, now: datetime) -> float | None:
+@dataclass(frozen=True)
+class Waiting:
+    """How long the oldest mail of each queue has waited, in seconds (0 when none waits).
+    `received_age`: the oldest pending received mail since it arrived; `outbound_age`: the
+    oldest queued outbound mail since it was queued; `outbound_overdue`: how far the
+    earliest next attempt of a queued outbound mail is past (0 when none is due yet)."""
+
+    received_age: float
+    outbound_age: float
+    outbound_overdue: float
+
+
+def waiting_mail(session: Session) -> Waiting:
+    """The `Waiting` of the shared queues, read in `session` (raises what the read raises)."""
+    oldest_received = session.execute(select(func.min(_received.c.received))
+                                      .where(_received.c.status == "pending")).scalar()
+    oldest_queued, oldest_due = session.execute(
+        select(func.min(_outbound.c.created), func.min(_outbound.c.next_attempt))
+        .where(_outbound.c.status == "queued")).one()
+    now = datetime.now(UTC)
+    return Waiting(received_age=_seconds_since(oldest_received, now),
+                   outbound_age=_seconds_since(oldest_queued, now),
+                   outbound_overdue=_seconds_since(oldest_due, now))
+
+
+def _seconds_since(moment: datetime | None, now: datetime) -> float:
     if moment is None:
-        return None
+        return 0.0
     if moment.tzinfo is None:          # SQLite hands back naive UTC
         moment = moment.replace(tzinfo=UTC)
-    return (now - moment).total_seconds()
+    return max(0.0, (now - moment).total_seconds())

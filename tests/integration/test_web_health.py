@@ -140,3 +140,28 @@ def test_health_and_metrics_set_no_cookie(app: App) -> None:
         response = TestClient(web).get(path)          # a fresh client: no cookie to send
         assert response.status_code == 200
         assert "set-cookie" not in response.headers, path
+
+
+def test_metrics_have_every_status_and_the_oldest_waiting_ages(app: App) -> None:
+    client = TestClient(create_web_app(app))
+    text = client.get("/metrics").text
+    for line in ('ticketgw_tickets{state="pending"} 0.0',
+                 'ticketgw_received_mail{status="quarantined"} 0.0',
+                 'ticketgw_outbound_mail{status="suppressed"} 0.0',
+                 "ticketgw_received_mail_oldest_pending_age_seconds 0.0",
+                 "ticketgw_outbound_mail_oldest_queued_age_seconds 0.0",
+                 "ticketgw_outbound_mail_overdue_seconds 0.0"):
+        assert line in text.splitlines(), line
+    assert "ticketgw_component_up" not in text                 # not under serve
+    _received_mail_waiting(app, 400)
+    ages = {line.split()[0]: float(line.split()[1]) for line in
+            client.get("/metrics").text.splitlines() if line.startswith("ticketgw_received")}
+    assert ages['ticketgw_received_mail{status="pending"}'] == 1
+    assert 400 <= ages["ticketgw_received_mail_oldest_pending_age_seconds"] < 3000
+
+
+def test_metrics_report_up_per_component_of_the_same_serve(app: App) -> None:
+    client = TestClient(create_web_app(app, {"worker": lambda: "dead", "outbox": lambda: None}))
+    text = client.get("/metrics").text.splitlines()
+    assert 'ticketgw_component_up{component="worker"} 0.0' in text
+    assert 'ticketgw_component_up{component="outbox"} 1.0' in text
