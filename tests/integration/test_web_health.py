@@ -45,6 +45,9 @@ def test_unmigrated_database_reports_down_instead_of_failing(tmp_path: Path) -> 
     app = build_app(make_settings(f"sqlite:///{tmp_path}/empty.db", tmp_path))
     metrics = TestClient(create_web_app(app)).get("/metrics")
     assert metrics.status_code == 200 and "ticketgw_database_up 0.0" in metrics.text
+    health = TestClient(create_web_app(app)).get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["problems"] == ["the mail queues could not be read"]
     app.close()
 
 
