@@ -99,6 +99,7 @@ def test_serve_demo_then_other_commands_and_a_failing_serve(database_url: str,
 
 def test_serve_demo_on_a_busy_port_leaves_the_demo_usable(database_url: str,
                                                            tmp_path: Path) -> None:
+    ticketgw(tmp_path, environment(database_url), "demo")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -111,6 +112,7 @@ def test_serve_demo_on_a_busy_port_leaves_the_demo_usable(database_url: str,
         finally:
             stop_process(process)
         assert process.returncode == 1, stderr
+        assert f"error: web server could not listen on 127.0.0.1:{port}" in stderr
     assert_demo_holds(tmp_path, env)
 
 
@@ -124,3 +126,24 @@ def test_demo_with_a_config_file_says_how_to_keep_it(run_cli: object, tmp_path: 
     assert result.exit_code == 0, result.output
     assert "for this command only" in result.stderr and "demo.toml" in result.stderr
     assert not (tmp_path / "var" / "ticketgw.toml").exists()
+
+
+def test_a_serve_that_cannot_listen_leaves_the_running_ones_config_alone(
+        database_url: str, tmp_path: Path) -> None:
+    """With --config too: the second `serve` (without --demo) stops before it syncs its
+    config, so the first one's demo queues stay active."""
+    from tests.serve_helpers import serve_config
+
+    port = free_port()
+    config = serve_config(tmp_path / "mine.toml", database_url, web_port=port)
+    env = environment(database_url)
+    with serving(["--config", str(config), "serve", "--demo"], tmp_path,
+                 f"http://127.0.0.1:{port}/healthz", env=env):
+        second = start(["--config", str(config), "serve"], tmp_path, env=env)
+        _, stderr = second.communicate(timeout=60)
+        assert second.returncode == 1, stderr
+        assert f"error: web server could not listen on 127.0.0.1:{port}" in stderr
+        listed = json.loads(ticketgw(tmp_path, env, "--config", str(config), "queue", "list",
+                                     "--json").stdout)
+        assert {q["id"]: q["active"] for q in listed} == {"servicedesk": True,
+                                                          "changes": True}
