@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,12 +118,12 @@ def test_serve_demo_on_a_busy_port_leaves_the_demo_usable(database_url: str,
 
 
 @pytest.mark.backends("sqlite")
-def test_demo_with_a_config_file_says_how_to_keep_it(run_cli: object, tmp_path: Path,
+def test_demo_with_a_config_file_says_how_to_keep_it(run_cli: Any, tmp_path: Path,
                                                      database_url: str) -> None:
     from tests.conftest import write_config
 
     config = write_config(tmp_path / "mine.toml", database_url)
-    result = run_cli("--config", str(config), "demo")      # type: ignore[operator]
+    result = run_cli("--config", str(config), "demo")
     assert result.exit_code == 0, result.output
     assert "for this command only" in result.stderr and "demo.toml" in result.stderr
     assert not (tmp_path / "var" / "ticketgw.toml").exists()
@@ -147,3 +148,8 @@ def test_a_serve_that_cannot_listen_leaves_the_running_ones_config_alone(
                                      "--json").stdout)
         assert {q["id"]: q["active"] for q in listed} == {"servicedesk": True,
                                                           "changes": True}
+
+
+def test_the_help_names_the_config_lookup(run_cli: Any) -> None:
+    result = run_cli("--help")
+    assert "var/ticketgw.toml" in " ".join(result.output.split())
