@@ -50,7 +50,8 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-c", "config_path", metavar="PATH", envvar="TICKETGW_CONFIG",
-              help="Config file (default: $TICKETGW_CONFIG, else the embedded defaults).")
+              help="Config file (default: $TICKETGW_CONFIG, else var/ticketgw.toml if "
+                   "`--demo` wrote it, else the embedded defaults).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for SQL).")
 @click.version_option(__version__, prog_name="ticketgw")
 @click.pass_context

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
-from gateway.config.loading import config_warnings, environment_problems
+from gateway.config.loading import config_warnings, data_dir_config, environment_problems
 from gateway.errors import NotFound
 from gateway.store.db import display_url
 from gateway.store.migrate import head_revision
@@ -51,6 +51,9 @@ def check_config(context: CliContext) -> None:
         raise SystemExit(2)
     click.echo(f"ok: {settings.source} ({len(settings.queue)} queues, "
                f"{len(settings.template)} templates, {len(settings.mailbox)} mailboxes)")
+    if context.config_path is None and context.config_file == data_dir_config():
+        click.echo(f"config file found in the data directory: {context.config_file} (written "
+                   "by --demo; --config or $TICKETGW_CONFIG would take precedence)")
     for key, variable in settings.from_environment:
         click.echo(f"from the environment: {key} ({variable})")
 

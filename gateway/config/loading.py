@@ -1,7 +1,8 @@
 """Loading the configuration: one TOML file (or none) in, validated frozen `Settings` out.
 
-In: a path (`--config`, else `TICKETGW_CONFIG`: `config_path_from_env`) or none; with none,
-the embedded defaults of `settings.py`. Optionally an overlay (the demo's) that only fills
+In: a path (`--config`, else `TICKETGW_CONFIG`, else the file `ticketgw.toml` in the default
+data directory if there is one, which `--demo` writes: `config_path_from_env`) or none; with
+none, the embedded defaults of `settings.py`. Optionally an overlay (the demo's) that only fills
 in (`merge_config`). Then the environment: `TICKETGW_<SECTION>_<KEY>` overrides one scalar
 key (`environment.apply_environment`).
 
@@ -28,11 +29,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config.cross_references import cross_reference_problems
-from gateway.config.environment import apply_environment
-from gateway.config.settings import Settings
+from gateway.config.environment import apply_environment, override_variable
+from gateway.config.settings import Settings, StorageSettings
 from gateway.errors import ConfigError
 
 CONFIG_ENV = "TICKETGW_CONFIG"
+DATA_DIR_CONFIG = "ticketgw.toml"    # the config file the lookup finds in the data directory
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
@@ -75,16 +77,16 @@ def _identity(entry: Any) -> tuple[str, Any] | None:
 
 def merge_config(user: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """Add `overlay` to the user's config; the overlay only fills in: tables are merged, a
-    value the user set is kept, and list entries are appended unless the user has an entry
-    with the same id (or email, or name)."""
+    value the user set is kept, and list entries are appended unless the user has the same
+    entry or one with the same id (or email, or name)."""
     merged = dict(user)
     for key, value in overlay.items():
         if key not in merged:
             merged[key] = value
         elif isinstance(value, list) and isinstance(merged[key], list):
             taken = {_identity(e) for e in merged[key]} - {None}
-            merged[key] = [*merged[key], *(e for e in value if _identity(e) not in taken
-                                          or _identity(e) is None)]
+            merged[key] = [*merged[key], *(e for e in value if e not in merged[key] and (
+                _identity(e) not in taken or _identity(e) is None))]
         elif isinstance(value, dict) and isinstance(merged[key], dict):
             merged[key] = merge_config(merged[key], value)
     return merged
@@ -121,10 +123,24 @@ def settings_from_mapping(data: Mapping[str, Any], source: str, base_dir: Path,
     return settings
 
 
+def data_dir_config(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the config of the default data directory lies (it may not exist):
+    `DATA_DIR/ticketgw.toml`, DATA_DIR being the embedded default (`var`) or
+    `TICKETGW_STORAGE_DATA_DIR`, relative to the current directory. `--demo` writes it."""
+    environ = os.environ if environ is None else environ
+    data_dir = Path(environ.get(override_variable("storage", "data_dir"))
+                    or StorageSettings().data_dir)
+    return (data_dir if data_dir.is_absolute() else Path.cwd() / data_dir) / DATA_DIR_CONFIG
+
+
 def config_path_from_env(explicit: str | None) -> Path | None:
-    """`--config` wins, then `TICKETGW_CONFIG`; None means the embedded defaults."""
+    """`--config` wins, then `TICKETGW_CONFIG`, then `data_dir_config()` if that file exists;
+    None means the embedded defaults."""
     value = explicit or os.environ.get(CONFIG_ENV)
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    found = data_dir_config()
+    return found if found.is_file() else None
 
 
 def load_settings(path: Path | None, overlay: Mapping[str, Any] | None = None,

@@ -255,6 +255,13 @@ def test_overlay_appends_lists_and_keeps_user_values() -> None:
     assert merged["inbound_extra"] == ["a", "b"]
 
 
+def test_overlay_merged_twice_changes_nothing() -> None:
+    overlay = {"inbound": {"domains": ["d"]}, "queue": [{"id": "demo"}]}
+    once = merge_config({"inbound": {"domains": ["d", "e"]}}, overlay)
+    assert once["inbound"]["domains"] == ["d", "e"]      # a value the user has is not repeated
+    assert merge_config(once, overlay) == once
+
+
 def test_a_missing_password_variable_stops_the_start(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TICKETGW_DATABASE_URL", raising=False)
