@@ -15,6 +15,27 @@ from gateway.app import App
 from gateway.inbound.intake import GroupCommitter
 from gateway.service import ListenerComponent
 
+STAFF_ADDRESS = "anna.agent@example.com"
+# One queue with one staff member and one incident template: the desk the staff-trust tests
+# (test_trusted_hops, test_staff_by_mail) send their mail to, as a config file's TOML.
+DESK_WITH_STAFF = f"""
+[[queue]]
+id = "servicedesk"
+from = "Service Desk <support@support.example.com>"
+staff = ["{STAFF_ADDRESS}"]
+
+[[staff]]
+email = "{STAFF_ADDRESS}"
+name = "Anna Agent"
+
+[[template]]
+id = "incident"
+group = "incident"
+name = {{ de = "Störung", en = "Incident" }}
+addresses = ["incident@support.example.com"]
+queue = "servicedesk"
+"""
+
 
 @contextmanager
 def running_listener(app: App, *, lmtp: bool = False,

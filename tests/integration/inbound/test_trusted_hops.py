@@ -16,29 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import write_config
-from tests.integration.smtp_helpers import customer_mail
+from tests.integration.smtp_helpers import DESK_WITH_STAFF, STAFF_ADDRESS, customer_mail
 from tests.serve_helpers import free_port, serve_config, serving, stop_cleanly, tickets_titled
 
 AUTHSERV = "mx.support.example.com"
-STAFF = "anna.agent@example.com"
+STAFF = STAFF_ADDRESS
 STRANGER = "127.0.0.2"
-CONFIG = f"""
-[[queue]]
-id = "servicedesk"
-from = "Service Desk <support@support.example.com>"
-staff = ["{STAFF}"]
-
-[[staff]]
-email = "{STAFF}"
-name = "Anna Agent"
-
-[[template]]
-id = "incident"
-group = "incident"
-name = {{ de = "Störung", en = "Incident" }}
-addresses = ["incident@support.example.com"]
-queue = "servicedesk"
-"""
 INBOUND = f'authserv_id = "{AUTHSERV}"\ntrusted_relays = ["127.0.0.1/32"]\n'
 
 
@@ -91,8 +74,8 @@ def test_authentication_results_count_only_from_a_trusted_relay(
         database_url: str, tmp_path: Path, run_cli: Any) -> None:
     smtp_port, web_port = free_port(), free_port()
     config = with_inbound(serve_config(tmp_path / "ticketgw.toml", database_url,
-                                       smtp_port=smtp_port, web_port=web_port, extra=CONFIG),
-                          INBOUND)
+                                       smtp_port=smtp_port, web_port=web_port,
+                                       extra=DESK_WITH_STAFF), INBOUND)
     with serving(["--config", str(config), "serve"], tmp_path,
                  f"http://127.0.0.1:{web_port}/healthz") as process:
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
@@ -134,8 +117,8 @@ def test_mail_through_ingest_is_a_trusted_hop(database_url: str, tmp_path: Path,
                                               run_cli: Any) -> None:
     """`ingest` is run by the local MTA's pipe transport, after the border MTA that
     removes forged headers with its authserv-id: its header counts."""
-    config = with_inbound(write_config(tmp_path / "ticketgw.toml", database_url, extra=CONFIG),
-                          INBOUND)
+    config = with_inbound(write_config(tmp_path / "ticketgw.toml", database_url,
+                                       extra=DESK_WITH_STAFF), INBOUND)
     assert run_cli("--config", str(config), "db", "upgrade").exit_code == 0  # syncs the queues
     first = run_cli("--config", str(config), "ingest", "-r", "incident@support.example.com",
                     "-f", "max@acme.example",

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_config
+from tests.integration.smtp_helpers import DESK_WITH_STAFF
 from tests.maildir import Maildir
 from tests.serve_helpers import free_port, serve_config, serving, tickets_titled
 
@@ -195,29 +196,12 @@ def test_serve_a_typo_in_the_command_block_sends_nothing_to_the_customer(served:
 
 # -- items 5 and 9 with authserv_id, through the MTA pipe ----------------------------------------
 
-PIPE_CONFIG = f"""
-[[queue]]
-id = "servicedesk"
-from = "Service Desk <support@support.example.com>"
-staff = ["{ANNA}"]
-
-[[staff]]
-email = "{ANNA}"
-name = "Anna Agent"
-
-[[template]]
-id = "incident"
-group = "incident"
-name = {{ de = "Störung", en = "Incident" }}
-addresses = ["incident@support.example.com"]
-queue = "servicedesk"
-"""
 
 
 @pytest.fixture
 def piped(database_url: str, tmp_path: Path, run_cli: Any) -> Cli:
     """A config with `authserv_id` set, a migrated database and the customer Max."""
-    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=PIPE_CONFIG)
+    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=DESK_WITH_STAFF)
     config.write_text(config.read_text().replace('[inbound]\nsmtp = ""',
                                                  f'[inbound]\nsmtp = ""\nauthserv_id = "{MX}"'))
     cli = Cli(run_cli, config)
