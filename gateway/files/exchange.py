@@ -24,7 +24,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
@@ -48,6 +47,7 @@ from gateway.store.models import Ticket, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
 from gateway.tickets.facts import ticket_facts
 from gateway.tickets.ticket import NewArticle, NewAttachment, add_article
+from gateway.tickets.tokens import hash_token
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +142,6 @@ class CreatedArea:
     mailed_to: str              # "" when no mail was queued
 
 
-def _token_hash(token: str) -> str:
-    """What the table keeps of a link's token: its SHA-256 (the token itself is only mailed)."""
-    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
-
-
 def file_url(base_url: str, token: str) -> str:
     """The link, built from `[web] base_url` (never from a request's Host header)."""
     return f"{base_url.rstrip('/')}/files/{token}"
@@ -178,7 +173,7 @@ def create_area(session: Session, answering: Answering, ticket_id: int, *, creat
     token = secrets.token_urlsafe(TOKEN_BYTES)
     expires = now + timedelta(days=days)
     area_id = session.execute(insert(_area).returning(_area.c.id).values(
-        ticket_id=ticket_id, token_hash=_token_hash(token), created=now,
+        ticket_id=ticket_id, token_hash=hash_token(token), created=now,
         created_by=created_by[:400], mailed_to="", expires=expires, download_limit=limit,
         download_count=0, revoked=None, closed=None)).scalar_one()
     mailed = ""
@@ -237,7 +232,7 @@ def find_area(session: Session, token: str, *, now: datetime | None = None,
     """The area this token opens, or None (wrong, expired or revoked: the same None)."""
     if not plausible_token(token):
         return None
-    wanted = _token_hash(token)
+    wanted = hash_token(token)
     statement = (select(_area, _ticket.c.number)
                  .select_from(_area.outerjoin(_ticket, _ticket.c.id == _area.c.ticket_id))
                  .where(_area.c.token_hash == wanted, _area.c.revoked.is_(None),

@@ -24,7 +24,8 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from gateway.store.models import CustomerUser, table_of, utcnow
-from gateway.web import limits, passwords, tokens
+from gateway.tickets import tokens
+from gateway.web import limits, passwords
 from gateway.web.i18n import text
 from gateway.web.mails import send_new_password, send_password_token
 from gateway.web.pages import Portal, Visitor

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from gateway.app import App, build_app, prepare_database
 from gateway.config.settings import Settings
 from gateway.store.models import CustomerUser, Token, WebSession, table_of, utcnow
-from gateway.web import tokens
+from gateway.tickets import tokens
 from gateway.web.app import create_web_app
 from gateway.web.sessions import SESSION_COOKIE
 from tests.conftest import make_settings

@@ -16,7 +16,7 @@ from gateway.jobs import _sweep_file_areas
 from gateway.store.models import Attachment, Blob, ReceivedMail, table_of, utcnow
 from gateway.store.models_files import FileArea, FileAreaFile
 from gateway.tickets.ticket import find_ticket
-from gateway.web.tokens import hash_token
+from gateway.tickets.tokens import hash_token
 from tests.web.conftest import customers  # noqa: F401  (the fixture)
 from tests.web.test_tickets import ticket_by_mail
 

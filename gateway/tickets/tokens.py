@@ -1,4 +1,5 @@
-"""One-time tokens (password lost, file exchange): issued, checked, consumed, revoked.
+"""One-time tokens of customer users (password lost): issued, checked, consumed, revoked;
+`hash_token` is also how the file exchange stores its link tokens.
 
 In: a session inside the caller's transaction, a customer user id, a purpose. Out: the token
 text, which is mailed and never stored; the table keeps its SHA-256 only.
