@@ -3,7 +3,9 @@ and explain (a dry run)."""
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,7 +90,23 @@ def ingest(context: CliContext, files: tuple[str, ...], recipients: tuple[str, .
         click.echo(f"ticketgw ingest: not stored, try again later: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
     if not no_process:
-        _process_stored(context, stored, label="processing", command="ingest")
+        try:
+            _process_stored(context, stored, label="processing", command="ingest")
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            _discard_output()
+
+
+def _discard_output() -> None:
+    """The MTA stopped reading what we print (Postfix's pipe closes it after a few KB, e.g.
+    a long traceback): the mail is stored, and exit 0 must say so. Without this the next
+    write, or Python's flush at exit, fails and the exit code (1 or 120) bounces the mail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 def _process_stored(context: CliContext, mail_ids: list[int], *, label: str,

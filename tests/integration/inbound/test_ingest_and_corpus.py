@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import json
 import mailbox
+import os
 import re
 import smtplib
+import subprocess
+import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from gateway.app import App
 from gateway.inbound.worker import process_due
-from tests.conftest import CORPUS, write_config
+from tests.conftest import CORPUS, REPO, write_config
 from tests.integration.smtp_helpers import running_listener
+from tests.serve_helpers import TICKETGW
 
 CONFIG = """
 [[queue]]
@@ -61,6 +66,11 @@ def config(database_url: str, tmp_path: Path) -> Path:
     return write_config(tmp_path / "ticketgw.toml", database_url, extra=CONFIG)
 
 
+def make_url_of(config: Path) -> str:
+    with config.open("rb") as handle:
+        return str(tomllib.load(handle)["database"]["url"])
+
+
 def log(run_cli: Any, config: Path, *args: str) -> list[dict[str, Any]]:
     result = run_cli("--config", str(config), "inbound", "list", "--json", "--limit", "10000",
                      *args)
@@ -98,6 +108,34 @@ def test_ingest_exits_75_when_it_cannot_store(run_cli: Any, tmp_path: Path) -> N
     broken = tmp_path / "broken.toml"
     broken.write_text("[database\n")
     assert run_cli("--config", str(broken), "ingest", input="x").exit_code == 75
+
+
+def test_ingest_exits_0_once_stored_when_the_mta_stops_reading_its_output(
+        config: Path) -> None:
+    """Postfix's pipe keeps only the first few KB of a command's output and then closes the
+    pipe: a long report (here the traceback of a failed processing step: the config was
+    never synced by `db upgrade`) must not turn "stored" into exit 1, which bounces."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TICKETGW_")}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), environment.get("PYTHONPATH", "")) if p)
+    process = subprocess.Popen(
+        [*TICKETGW, "--config", str(config), "ingest", "-r", "incident@support.example.com",
+         "-f", "max@acme.example"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=environment)
+    assert process.stdout and process.stderr and process.stdin
+    process.stdout.close()
+    process.stderr.close()              # the reader is gone before the first line
+    process.stdin.write(b"From: max@acme.example\nSubject: Drucker\n"
+                        b"Message-ID: <closed@acme>\n\nHP\n")
+    process.stdin.close()
+    assert process.wait(timeout=120) == 0
+    engine = create_engine(make_url_of(config))
+    with engine.connect() as connection:
+        stored = connection.execute(text(
+            "SELECT status FROM received_mail")).all()
+    engine.dispose()
+    assert stored == [("pending",)]     # stored; the service's worker retries it
 
 
 def test_explain_changes_nothing(run_cli: Any, config: Path, tmp_path: Path) -> None:
