@@ -6,7 +6,7 @@
 #
 # The entrypoint migrates the database (`ticketgw db upgrade`) and then runs `ticketgw serve`.
 # See docs/admin.md ("Docker Compose quick start") and docker-compose.yml.
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -19,13 +19,17 @@ RUN groupadd --system --gid 10001 ticketgw \
                --no-create-home --shell /usr/sbin/nologin ticketgw \
     && install -d -o ticketgw -g ticketgw -m 0750 /var/lib/ticketgw
 
-# Install the package (not editable). `tzdata` gives zoneinfo the full IANA database: the
-# slim image's system copy lacks the legacy names that [tickets] timezone may use.
+# The dependencies exactly as locked (requirements.lock, written by scripts/lock; every file
+# checked against its hash), then the package itself (not editable) without resolving
+# anything again. `tzdata` in the lock gives zoneinfo the full IANA database: the slim
+# image's system copy lacks the legacy names that [tickets] timezone may use.
 WORKDIR /usr/src/ticket-gateway
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY mail_templates ./mail_templates
-RUN pip install . tzdata \
+RUN pip install --no-deps . \
     && cd / && rm -rf /usr/src/ticket-gateway
 
 COPY deploy/docker/entrypoint.sh /usr/local/bin/ticketgw-entrypoint
