@@ -1,6 +1,6 @@
 """The portal with its blobs in S3 (a real SeaweedFS): a mail's attachment and file-exchange
 uploads are stored as objects, nothing stays on local disk, and both download paths stream
-them back. Issue #15 item 2."""
+them back; while the store is down a download fails without counting. Issue #15 item 2."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from gateway.app import App
+from gateway.app import App, build_app
 from gateway.config.settings import Settings
 from gateway.store.models import table_of
-from gateway.store.models_files import FileAreaFile
+from gateway.store.models_files import FileArea, FileAreaFile
+from gateway.web.app import create_web_app
 from tests.conftest import make_settings
-from tests.s3 import SeaweedS3
+from tests.s3 import SeaweedS3, free_ports
 from tests.web.conftest import new_browser
 from tests.web.test_files import new_area, upload
 from tests.web.test_tickets import logged_in, ticket_by_mail
@@ -84,3 +86,29 @@ def test_file_exchange_uploads_go_to_s3_and_come_back(
     again = upload(client, token, ("copy.bin", large, "application/octet-stream"))
     assert again.status_code == 303                       # same content: stored once
     assert objects(app, s3_server) == sorted(digests)
+
+
+def test_a_download_while_s3_is_down_fails_and_counts_nothing(
+        app: App, customers: None, web: FastAPI, tmp_path: Path) -> None:
+    """The same database, but an object store that does not answer: the download fails
+    (500) and its claim rolls back, so the download limit is not used up by it."""
+    number = ticket_by_mail(app, "Nur ein Download")
+    token = new_area(app, number, download_limit=1)
+    assert upload(new_browser(web), token, ("a.txt", b"abc", "text/plain")).status_code == 303
+    with app.db.read() as session:
+        file_id = session.execute(select(table_of(FileAreaFile).c.id)).scalar_one()
+    [port] = free_ports(1)
+    storage = app.settings.storage.model_copy(update={
+        "s3_endpoint": f"http://127.0.0.1:{port}"})
+    cut_off = build_app(app.settings.model_copy(update={"storage": storage}))
+    try:
+        with TestClient(create_web_app(cut_off), base_url="http://127.0.0.1:8080",
+                        raise_server_exceptions=False) as client:
+            assert client.get(f"/files/{token}/{file_id}").status_code == 500
+    finally:
+        cut_off.close()
+    with app.db.read() as session:
+        count = session.execute(select(table_of(FileArea).c.download_count)).scalar_one()
+    assert count == 0
+    got = new_browser(web).get(f"/files/{token}/{file_id}")
+    assert got.status_code == 200 and got.content == b"abc"
