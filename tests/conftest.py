@@ -180,15 +180,22 @@ def s3_server() -> Iterator[SeaweedS3]:
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def s3_bucket(s3_server: SeaweedS3) -> str:
+    """The session's bucket. One only: SeaweedFS gives every bucket volumes of its own, and
+    a bucket per test ran out of them (InternalError) after a few dozen tests."""
+    return s3_server.create_bucket(f"tgw-{secrets.token_hex(6)}")
+
+
 @pytest.fixture
-def s3_storage(s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The `[storage]` keys of a fresh bucket (with a key prefix) on the session's S3 server;
-    its credentials are in the environment, where boto3 finds them."""
+def s3_storage(s3_bucket: str, s3_server: SeaweedS3,
+               monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The `[storage]` keys of a fresh key prefix in the session's bucket (as empty as a new
+    bucket to the gateway); its credentials are in the environment, where boto3 finds them."""
     for name, value in S3_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    bucket = s3_server.create_bucket(f"tgw-{secrets.token_hex(6)}")
-    return {"blobs": f"s3://{bucket}/tgw/blobs", "s3_endpoint": s3_server.endpoint,
-            "s3_region": S3_REGION}
+    return {"blobs": f"s3://{s3_bucket}/t-{secrets.token_hex(6)}/blobs",
+            "s3_endpoint": s3_server.endpoint, "s3_region": S3_REGION}
 
 
 @pytest.fixture

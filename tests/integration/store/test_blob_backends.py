@@ -187,7 +187,8 @@ def test_the_s3_store_uses_the_same_key_layout_under_its_prefix(
                              endpoint=s3_storage["s3_endpoint"], region="us-east-1")
     assert isinstance(store, S3BlobStore)
     blob = store.put(b"in the bucket")
-    bucket = s3_storage["blobs"].split("/")[2]
-    listed = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+    bucket, _, prefix = s3_storage["blobs"].removeprefix("s3://").partition("/")
+    assert prefix.endswith("/blobs")
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
     assert [item["Key"] for item in listed] == [
-        f"tgw/blobs/{blob.sha256[:2]}/{blob.sha256[2:4]}/{blob.sha256}"]
+        f"{prefix}/{blob.sha256[:2]}/{blob.sha256[2:4]}/{blob.sha256}"]
