@@ -52,7 +52,10 @@ class FileBlobStore(BlobStore):
         limit = cutoff.timestamp()
         for path in self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):
             name = path.name
-            if len(name) != 64 or name[:2] != path.parent.parent.name:
+            try:
+                if self.path_for(name) != path:
+                    continue
+            except ValueError:
                 continue                 # not a blob (a stray file an operator left)
             try:
                 if path.stat().st_mtime < limit:

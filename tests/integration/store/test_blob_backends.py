@@ -179,6 +179,9 @@ def test_the_local_store_keeps_its_layout_and_mode(tmp_path: Path) -> None:
     path = store.path_for(blob.sha256)
     assert path == tmp_path / "attachments" / blob.sha256[:2] / blob.sha256[2:4] / blob.sha256
     assert path.stat().st_mode & 0o777 == 0o640
+    (path.parent / "notes.txt").write_text("an operator's file")     # never a blob to sweep
+    (path.parent / ("0" * 64)).write_text("a digest in the wrong directory")
+    assert stored(store) == [blob.sha256]
 
 
 def test_the_s3_store_uses_the_same_key_layout_under_its_prefix(
