@@ -20,6 +20,7 @@ from gateway.outbound.dkim import DkimKey, DkimSigner
 from gateway.outbound.render import MailRenderer
 from gateway.pipeline import Stages
 from gateway.routing.addressbook import AddressBook
+from gateway.store.blob_backends import build_blob_store
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database, display_url
 from gateway.tickets.numbers import Numbering
@@ -58,7 +59,9 @@ def build_app(settings: Settings) -> App:
     return App(
         settings=settings,
         db=Database(settings.database_url()),
-        blobs=BlobStore(settings.attachments_dir),
+        blobs=build_blob_store(settings.storage.blobs, attachments_dir=settings.attachments_dir,
+                               endpoint=settings.storage.s3_endpoint,
+                               region=settings.storage.s3_region),
         numbering=Numbering(settings.tickets.system_id, settings.tickets.timezone),
         addressbook=AddressBook(settings),
         renderer=build_renderer(settings),

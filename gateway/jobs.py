@@ -15,7 +15,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from gateway.config.settings import WebSettings
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
-from gateway.store.housekeeping import purge_expired_tokens, sweep_file_areas
+from gateway.store.housekeeping import (
+    purge_expired_tokens,
+    sweep_file_areas,
+    sweep_unreferenced_blobs,
+)
 from gateway.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,9 @@ def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings) -> AsyncIO
                       id="sweep-web-sessions", next_run_time=utcnow())
     scheduler.add_job(_sweep_file_areas, "interval", args=[db, blobs], minutes=30,
                       id="sweep-file-areas", next_run_time=utcnow())
+    # not at start: it lists every blob (a whole bucket on S3), and nothing is urgent here
+    scheduler.add_job(_sweep_unreferenced_blobs, "interval", args=[db, blobs], hours=6,
+                      id="sweep-unreferenced-blobs")
     return scheduler
 
 
@@ -61,3 +68,10 @@ def _sweep_file_areas(db: Database, blobs: BlobStore) -> None:
         areas, removed = sweep_file_areas(session, blobs, utcnow())
     if areas:
         log.info("closed %d file-exchange areas, removed %d files", areas, removed)
+
+
+def _sweep_unreferenced_blobs(db: Database, blobs: BlobStore) -> None:
+    """Blobs no row names (a rollback or crash after the upload): removed after a day."""
+    removed = sweep_unreferenced_blobs(db, blobs, utcnow())
+    if removed:
+        log.info("removed %d unreferenced blobs", removed)

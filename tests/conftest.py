@@ -28,6 +28,9 @@ from gateway.cli import cli
 from gateway.config.loading import settings_from_mapping
 from gateway.config.settings import Settings
 from gateway.store.migrate import upgrade
+from tests.s3 import ENVIRONMENT as S3_ENVIRONMENT
+from tests.s3 import REGION as S3_REGION
+from tests.s3 import SeaweedS3
 
 POSTGRES_SERVER = os.environ.get("TGW_TEST_POSTGRES",
                                  "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -161,6 +164,45 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(settings: Settings) -> Iterator[App]:
     built = build_app(settings)
+    prepare_database(built, migrate=False)
+    yield built
+    built.close()
+
+
+# -- object storage (SeaweedFS's S3 gateway) ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedS3]:
+    """One SeaweedFS for the session (a few seconds to start); fails saying what to install
+    when `weed` is missing."""
+    server = SeaweedS3().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_server: SeaweedS3) -> str:
+    """The session's bucket. One only: SeaweedFS gives every bucket volumes of its own, and
+    a bucket per test ran out of them (InternalError) after a few dozen tests."""
+    return s3_server.create_bucket(f"tgw-{secrets.token_hex(6)}")
+
+
+@pytest.fixture
+def s3_storage(s3_bucket: str, s3_server: SeaweedS3,
+               monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The `[storage]` keys of a fresh key prefix in the session's bucket (as empty as a new
+    bucket to the gateway); its credentials are in the environment, where boto3 finds them."""
+    for name, value in S3_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    return {"blobs": f"s3://{s3_bucket}/t-{secrets.token_hex(6)}/blobs",
+            "s3_endpoint": s3_server.endpoint, "s3_region": S3_REGION}
+
+
+@pytest.fixture
+def s3_app(database_url: str, tmp_path: Path, s3_storage: dict[str, str]) -> Iterator[App]:
+    """Like `app`, with its blobs in S3 (`s3_storage`)."""
+    built = build_app(make_settings(database_url, tmp_path / "data", storage={
+        "data_dir": str(tmp_path / "data"), **s3_storage}))
     prepare_database(built, migrate=False)
     yield built
     built.close()

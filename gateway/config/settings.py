@@ -26,6 +26,7 @@ from gateway.config.values import (
     Address,
     AfterImport,
     BaseUrl,
+    BlobLocation,
     DatabaseUrl,
     EnvName,
     FileSize,
@@ -37,6 +38,7 @@ from gateway.config.values import (
     Listen,
     Mailbox,
     Network,
+    S3Endpoint,
     Size,
     SystemId,
     TimeZone,
@@ -64,6 +66,18 @@ class DatabaseSettings(_Section):
 
 class StorageSettings(_Section):
     data_dir: str = "var"       # attachments live in DATA_DIR/attachments, content-addressed
+    # "" : that directory; "s3://BUCKET/PREFIX": S3-compatible object storage, which several
+    # hosts can share (credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, never here)
+    blobs: BlobLocation = ""
+    s3_endpoint: S3Endpoint = ""   # http(s)://HOST:PORT of a server that is not AWS
+    s3_region: str = ""
+
+    @model_validator(mode="after")
+    def _s3_keys_need_s3(self) -> StorageSettings:
+        if (self.s3_endpoint or self.s3_region) and not self.blobs:
+            raise ValueError("s3_endpoint and s3_region are used only with "
+                             "blobs = \"s3://BUCKET/PREFIX\"")
+        return self
 
 
 class TicketSettings(_Section):

@@ -153,6 +153,23 @@ def _check_base_url(value: str) -> str:
     return value
 
 
+def _check_blob_location(value: str) -> str:
+    """"" (the local directory) or s3://BUCKET[/PREFIX], BUCKET as S3 names them (3-63
+    characters: lower-case letters, digits, dots and hyphens)."""
+    if value and not re.fullmatch(
+            r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/-]*)?", value):
+        raise ValueError(f"{value!r}: use s3://BUCKET/PREFIX for S3-compatible object "
+                         "storage, or leave it empty for DATA_DIR/attachments")
+    return value
+
+
+def _check_s3_endpoint(value: str) -> str:
+    if value and not re.fullmatch(r"https?://[^/\s]+/?", value):
+        raise ValueError(f"{value!r}: use http(s)://HOST:PORT of the S3 server "
+                         "(empty: AWS itself)")
+    return value
+
+
 def _check_imap_url(value: str) -> str:
     if not re.match(r"^imaps?://", value):
         raise ValueError(f"{value!r} must start with imap:// or imaps://")
@@ -181,5 +198,7 @@ TimeZone = Annotated[str, AfterValidator(_check_timezone)]
 Transport = Annotated[str, AfterValidator(_check_transport)]
 BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
 ImapUrl = Annotated[str, AfterValidator(_check_imap_url)]
+BlobLocation = Annotated[str, AfterValidator(_check_blob_location)]
+S3Endpoint = Annotated[str, AfterValidator(_check_s3_endpoint)]
 AfterImport = Annotated[str, AfterValidator(_check_after)]
 IpNetwork = Annotated[str, AfterValidator(_check_ip_network)]

@@ -90,7 +90,7 @@ class AreaPolicy:
 
 @dataclass(frozen=True)
 class StagedFile:
-    """One uploaded file, complete and fsynced in a staging file beside the blobs."""
+    """One uploaded file, complete and fsynced in a staging file of the blob store's spool."""
 
     path: Path
     filename: str

@@ -7,7 +7,8 @@ Guarantees:
   4xx / exit 75) and nothing is half-stored.
 - Nothing is parsed here: a mail we cannot understand is still stored, and every later stage
   can be re-run from these bytes. A mail larger than `RAW_IN_ROW_LIMIT` is kept in the blob
-  store (written and fsynced before its row commits); `stored_raw` reads either kind.
+  store (fsynced on disk, or uploaded to S3, before its row commits; a store that cannot
+  take it is an `OSError`, so `TemporaryFailure`); `stored_raw` reads either kind.
 - `GroupCommitter` lets many SMTP sessions share one commit (and one fsync): each caller
   still gets its answer only after the commit that holds its own mail.
 """

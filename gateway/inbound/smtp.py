@@ -95,14 +95,14 @@ class GatewayHandler:
             mail_id = await self.committer.submit(incoming)
         except TemporaryFailure as exc:
             log.warning("smtp %s: mail not stored, answered 451: %s", session.peer, exc)
-            return self._per_recipient(envelope, TEMPFAIL)
+            return self.per_recipient(envelope, TEMPFAIL)
         log.info("smtp %s: stored mail %d (%d bytes, %d recipients)", session.peer, mail_id,
                  raw.size if isinstance(raw, SpooledRaw) else len(raw), len(envelope.rcpt_tos))
         if self.on_stored is not None:
             self.on_stored()
-        return self._per_recipient(envelope, OK_QUEUED.format(id=mail_id))
+        return self.per_recipient(envelope, OK_QUEUED.format(id=mail_id))
 
-    def _per_recipient(self, envelope: SmtpEnvelope, status: str) -> str:
+    def per_recipient(self, envelope: SmtpEnvelope, status: str) -> str:
         # LMTP wants one reply per recipient; aiosmtpd sends the lines as they are
         if self.lmtp:
             return "\r\n".join(status for _ in envelope.rcpt_tos)
@@ -198,6 +198,12 @@ class StreamingData(SMTP):
                          self.data_size_limit)
         try:
             raw = await self._read_data(spool)
+        except TemporaryFailure as exc:    # the blob store could not take a large mail
+            peer = self.session.peer if self.session else None
+            log.warning("smtp %s: mail not stored, answered 451: %s", peer, exc)
+            await self.push(handler.per_recipient(self.envelope, TEMPFAIL))
+            self._set_post_data_state()
+            return
         except BaseException:
             spool.discard()                # connection lost or cancelled mid-DATA
             raise
@@ -227,7 +233,10 @@ class StreamingData(SMTP):
             spool.write(decoder.feed(chunk))
         if spool.too_big:
             return None
-        return await asyncio.to_thread(spool.finish)    # fsync: off the event loop
+        try:
+            return await asyncio.to_thread(spool.finish)    # fsync/upload: off the event loop
+        except OSError as exc:             # disk full, object storage unreachable
+            raise TemporaryFailure(f"could not store the mail: {exc}") from exc
 
 
 class GatewaySMTP(StreamingData):

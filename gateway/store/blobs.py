@@ -1,17 +1,24 @@
-"""Content-addressed attachment storage on disk: DATA_DIR/attachments/ab/cd/<sha256>.
+"""The blob store's contract: content-addressed attachment storage, whatever holds it.
 
-Guarantees:
-- `put` writes to a temporary file in the same directory, fsyncs it, renames it into place
-  and fsyncs the directory, so a blob file is either complete or absent, also after a power
-  loss; identical content is stored once. Files are mode 0640.
-- The file is written *before* the database row that references it commits; a rollback can
-  leave an unreferenced file behind (harmless; a sweep can remove it), never a row without
-  its file.
-- Content is streamed and hashed in chunks: memory stays flat whatever the size.
-- Streamed uploads (the file exchange) are written by their receiver into `staging_file()`
-  (a temporary file in the same directory, so the rename is atomic) and `adopt`ed inside the
-  transaction that records them; a refused upload only ever leaves its staging file, which
-  the receiver removes.
+In: content (bytes, chunks, or a receiver's staging file). Out: its SHA-256 and size, and
+later a binary handle that streams it back. Two backends keep this contract: a local
+directory (`blob_files.FileBlobStore`, the default) and S3-compatible object storage
+(`blob_s3.S3BlobStore`, which lets several hosts share the files); `blob_backends` picks
+one from the configuration.
+
+Guarantees, on every backend:
+- A blob is either complete under its key (its SHA-256) or absent, also after a crash or a
+  failed upload; identical content is stored once.
+- Content is written *before* the database row that references it commits; a rollback can
+  leave an unreferenced blob behind (harmless: `stored_before` lets the sweep find it),
+  never a row without its blob.
+- Content is streamed in chunks on the way in and out: memory stays flat whatever the size.
+  Everything on the way in first goes to a staging file in a local directory (`spool`),
+  hashed while it is written; `adopt` then puts the finished file under its digest.
+- A store that cannot be reached or refuses raises `BlobStoreError`, an `OSError`, so the
+  callers that turn a full disk into "try again later" (SMTP 4xx, `ingest` exit 75) do the
+  same for an object store that is down. A blob that is not there raises
+  `FileNotFoundError`.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -30,7 +39,8 @@ from gateway.store.models import Blob, table_of, utcnow
 from gateway.store.upsert import upsert_for
 
 CHUNK = 1024 * 1024
-FILE_MODE = 0o640    # owner and group: instances sharing the directory share a group
+STAGING_PREFIX = ".incoming-"
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -39,14 +49,24 @@ class StoredBlob:
     size: int
 
 
-class BlobStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+class BlobStoreError(OSError):
+    """The blob store could not be reached or refused the operation (try again later)."""
 
-    def path_for(self, sha256: str) -> Path:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-            raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+def check_digest(sha256: str) -> str:
+    """`sha256` if it is a lower-case SHA-256 hex digest, else ValueError (never a path)."""
+    if len(sha256) != 64 or not set(sha256) <= _HEX:
+        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+    return sha256
+
+
+class BlobStore(ABC):
+    """What every backend provides. `spool` is a local directory for staging files."""
+
+    spool: Path
+    # fsync a staging file before `adopt`: the local store renames it into place (so it
+    # must be durable first); an object store uploads it and the upload is what counts
+    durable_staging: bool = True
 
     def put(self, data: bytes | Iterable[bytes]) -> StoredBlob:
         """Store content (bytes or an iterable of chunks); returns its digest and size."""
@@ -65,40 +85,51 @@ class BlobStore:
         then `finish` (stored as by `put`) or `discard`."""
         return BlobWriter(self)
 
-    def open(self, sha256: str) -> BinaryIO:
-        return self.path_for(sha256).open("rb")
-
     def staging_file(self) -> IO[bytes]:
-        """A new temporary file beside the blobs (`.incoming-*`), for a receiver that hashes
-        while it writes; the caller adopts it or removes it."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """A new temporary file in `spool` (`.incoming-*`), for a receiver that hashes while
+        it writes; the caller adopts it or removes it."""
+        self.spool.mkdir(parents=True, exist_ok=True)
         # not a context manager: the caller decides when it is closed and where it goes
-        return tempfile.NamedTemporaryFile(dir=self.root, prefix=".incoming-", delete=False)
+        return tempfile.NamedTemporaryFile(dir=self.spool, prefix=STAGING_PREFIX, delete=False)
 
+    def remove_stale_staging(self, cutoff: datetime) -> int:
+        """Delete staging files last written before `cutoff` (left by a crash); how many."""
+        removed = 0
+        for path in self.spool.glob(STAGING_PREFIX + "*"):
+            try:
+                if path.stat().st_mtime < cutoff.timestamp():
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue                       # finished or discarded meanwhile
+        return removed
+
+    @abstractmethod
     def adopt(self, staged: Path, sha256: str) -> None:
-        """Move a complete, fsynced staging file into place as blob `sha256` (or drop it
-        when that content is stored already)."""
-        target = self.path_for(sha256)
-        if target.exists():
-            staged.unlink()
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(staged, FILE_MODE)
-        os.replace(staged, target)
-        _fsync_directory(target.parent)
+        """Store a complete staging file as blob `sha256` (or drop it when that content is
+        stored already). The staging file is gone when this returns; on an exception it may
+        remain, and the caller removes it."""
 
+    @abstractmethod
+    def open(self, sha256: str) -> BinaryIO:
+        """The blob's content, streamed: read it in chunks, close it when done."""
+
+    @abstractmethod
     def remove(self, sha256: str) -> None:
-        """Delete a blob's file (its rows must be gone in the same transaction)."""
-        self.path_for(sha256).unlink(missing_ok=True)
+        """Delete a blob (its rows must be gone in the same transaction); no error if absent."""
+
+    @abstractmethod
+    def stored_before(self, cutoff: datetime) -> Iterator[str]:
+        """The digests of the blobs written before `cutoff`, for the sweep of blobs that no
+        row references (`cutoff` leaves out what is being stored right now)."""
 
 
 class BlobWriter:
+    """Hashes content into a staging file; `finish` adopts it under its digest."""
+
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        store.root.mkdir(parents=True, exist_ok=True)
-        # not a context manager: the file must outlive the `with` to be renamed into place
-        self._handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            dir=store.root, prefix=".incoming-", delete=False)
+        self._handle = store.staging_file()
         self._digest = hashlib.sha256()
         self.size = 0
 
@@ -108,20 +139,14 @@ class BlobWriter:
         self._handle.write(chunk)
 
     def finish(self) -> StoredBlob:
-        """Fsync, rename into place (or drop when the content is there already), fsync the
-        directory; on any failure the temporary file is removed and the error raised."""
+        """Store the content (`BlobStore.adopt`); on any failure the staging file is removed
+        and the error raised."""
         try:
             with self._handle:
                 self._handle.flush()
-                os.fsync(self._handle.fileno())
-            target = self.store.path_for(self._digest.hexdigest())
-            if target.exists():
-                os.unlink(self._handle.name)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(self._handle.name, FILE_MODE)
-                os.replace(self._handle.name, target)
-                _fsync_directory(target.parent)   # the rename itself must survive a crash
+                if self.store.durable_staging:
+                    os.fsync(self._handle.fileno())
+            self.store.adopt(Path(self._handle.name), self._digest.hexdigest())
         except BaseException:
             self.discard()
             raise
@@ -131,14 +156,6 @@ class BlobWriter:
         self._handle.close()
         if os.path.exists(self._handle.name):
             os.unlink(self._handle.name)
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def record_blob(session: Session, blob: StoredBlob) -> None:

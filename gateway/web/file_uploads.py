@@ -1,8 +1,9 @@
 """Streaming multipart uploads for the file exchange: a request body in, `StagedFile`s out.
 
 The body is fed, as it arrives, to python-multipart's streaming `MultipartParser`; every
-file part goes straight into a staging file beside the blobs (`BlobStore.staging_file`)
-while its SHA-256 is computed. Nothing is spooled anywhere else (no SpooledTemporaryFile, no
+file part goes straight into a staging file in the blob store's local spool
+(`BlobStore.staging_file`; beside the blobs on disk, uploaded on `adopt` with S3) while its
+SHA-256 is computed. Nothing is spooled anywhere else (no SpooledTemporaryFile, no
 copy): a few batches of the body (`BATCH`, 1 MiB; `PIPELINE` + 2 at most) are in memory,
 whatever the upload's size. The parser runs in a worker thread, one batch per hop, so disk
 writes never block the event loop, and the body is read on while a batch is written.

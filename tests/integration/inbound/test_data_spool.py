@@ -9,13 +9,13 @@ import pytest
 
 from gateway.inbound.data_reader import TRUNCATED_KEEP, RawSpool
 from gateway.inbound.intake import RAW_IN_ROW_LIMIT, SpooledRaw
-from gateway.store.blobs import BlobStore
+from gateway.store.blob_files import FileBlobStore
 
 MAIL = random.Random(1).randbytes(3 * 1024 * 1024)
 
 
 def spool(tmp_path: Path, limit: int, oversize_limit: int, piece: int) -> RawSpool:
-    collected = RawSpool(BlobStore(tmp_path / "blobs"), limit, oversize_limit)
+    collected = RawSpool(FileBlobStore(tmp_path / "blobs"), limit, oversize_limit)
     for start in range(0, len(MAIL), piece):
         collected.write(MAIL[start:start + piece])
     return collected
@@ -42,7 +42,7 @@ def test_under_the_limit_a_large_mail_is_spooled_whole(tmp_path: Path) -> None:
     collected = spool(tmp_path, 5 * 1024 * 1024, 0, 64 * 1024)
     stored = collected.finish()
     assert isinstance(stored, SpooledRaw) and stored.size == len(MAIL) > RAW_IN_ROW_LIMIT
-    assert BlobStore(tmp_path / "blobs").path_for(stored.sha256).read_bytes() == MAIL
+    assert FileBlobStore(tmp_path / "blobs").path_for(stored.sha256).read_bytes() == MAIL
     assert leftovers(tmp_path) == []
 
 

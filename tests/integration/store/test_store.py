@@ -15,7 +15,8 @@ from sqlalchemy import create_engine, insert, select, text
 from gateway.app import App
 from gateway.errors import DatabaseNotReady, TemporaryFailure
 from gateway.store import db as db_module
-from gateway.store.blobs import BlobStore, record_blob
+from gateway.store.blob_files import FileBlobStore
+from gateway.store.blobs import record_blob
 from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.migrate import head_revision, upgrade
@@ -209,7 +210,7 @@ def test_two_instances_never_claim_the_same_row(app: App) -> None:
 
 
 def test_blobs_are_stored_once_by_content(app: App, tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "attachments")
+    store = FileBlobStore(tmp_path / "attachments")
     first = store.put(b"same bytes")
     second = store.put([b"same ", b"bytes"])
     assert first == second
@@ -226,7 +227,7 @@ def test_blobs_are_stored_once_by_content(app: App, tmp_path: Path) -> None:
 
 
 def test_a_failed_blob_write_leaves_no_file(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "attachments")
+    store = FileBlobStore(tmp_path / "attachments")
 
     def chunks() -> object:
         yield b"partial"
