@@ -129,11 +129,8 @@ class Portal:
         language = i18n.choose_language(user.language if user else None,
                                         request.headers.get("accept-language"),
                                         request.cookies.get(LANGUAGE_COOKIE))
-        here = request.url.path
-        if request.method == "GET" and request.url.query:
-            here += "?" + request.url.query
         visitor = Visitor(user, value if user else None, browser, language,
-                          request.client.host if request.client else "", here)
+                          request.client.host if request.client else "", _page_of(request))
         request.state.visitor = visitor
         return visitor
 
@@ -192,6 +189,24 @@ class Portal:
     def set_browser_cookie(self, response: Response, value: str) -> None:
         response.set_cookie(BROWSER_COOKIE, value, httponly=True, samesite="lax",
                             secure=self.secure_cookies, path="/")
+
+
+_ACTIONS = ("/reply", "/files", "/vote")    # POST-only paths: their page is the parent
+
+
+def _page_of(request: Request) -> str:
+    """Where the language switch comes back to: a GET page as it was asked for; after a
+    form, the page the form belongs to (`/tickets/1/reply` -> `/tickets/1`), and after
+    confirming a password link (its token is spent or not in the URL) the login."""
+    path = request.url.path
+    if request.method == "GET":
+        return f"{path}?{request.url.query}" if request.url.query else path
+    if path == "/password/confirm":
+        return "/login"
+    for action in _ACTIONS:
+        if path.endswith(action) and path.count("/") >= 3:
+            return path.removesuffix(action)
+    return path
 
 
 def _secret_key(env_name: str) -> bytes:

@@ -141,3 +141,19 @@ def test_a_choice_made_before_login_becomes_the_customers(app: App, customers: N
     log_in(plain, "jdoe")
     assert stored_language(app, "jdoe") == "en"
     assert page_language(plain.get("/tickets", headers=GERMAN).text) == "en"
+
+
+def test_after_a_form_the_switch_comes_back_to_the_forms_page(app: App, customers: None,
+                                                             web: FastAPI) -> None:
+    set_password(app, "mmuster")
+    client = new_browser(web)
+    log_in(client, "mmuster")
+    client.get("/tickets")
+    number = "2026120610000001"
+    refused = post_form(client, "/tickets", f"/tickets/{number}/reply", {"text": ""})
+    assert refused.status_code == 404                 # no such ticket: the page after a form
+    assert f'name="next" value="/tickets/{number}"' in refused.text
+    lost = post_form(client, "/password/lost", "/password/lost", {"username": "x"})
+    assert 'name="next" value="/password/lost"' in lost.text
+    confirm = post_form(new_browser(web), "/login", "/password/confirm", {"token": "x"})
+    assert 'name="next" value="/login"' in confirm.text
