@@ -4,11 +4,13 @@ whose outbound mail goes to a Maildir.
 
 - Phone: at 360 and 390 px wide, no page scrolls sideways (`scrollWidth <= innerWidth`),
   not even a ticket whose mail holds a long unbroken word and URL; on My tickets the Status
-  and Age cells are inside the screen. The pages are plain HTML forms: the portal sends no
-  script at all (its CSP allows none), so this is also the portal without JavaScript.
+  and Age cells are inside the screen.
 - Language: "English" in the header turns the page English; after logging out and in
   again, and in a fresh browser that asks for German, the customer still gets English, and
   the acknowledgment of their next ticket is English.
+
+Both run with JavaScript turned off in the browser (the measuring is Playwright's own,
+not the page's): the portal sends no script at all, and everything here is plain HTML.
 
 Chromium must be at /usr/bin/chromium; when it is not, these tests FAIL, they never skip.
 Screenshots go to the test's directory, and to $TGW_SCREENSHOTS_DIR when set
@@ -94,7 +96,8 @@ def test_every_page_fits_a_phone(server: tuple[str, Path], database_url: str,  #
                "/templates/incident", "/password/change", "/logout", "/faq"]
 
     with german_page(tmp_path, "portal", numbered=False,
-                     viewport={"width": PHONES[0], "height": 780}) as (page, shot):
+                     viewport={"width": PHONES[0], "height": 780},
+                     java_script_enabled=False) as (page, shot):
         too_wide: dict[str, tuple[int, int]] = {}
 
         def check(url: str | None = None) -> None:
@@ -160,7 +163,8 @@ def test_the_language_switch_stays_with_the_customer(server: tuple[str, Path],  
     customer_with_password(database_url)
     outbox = Maildir(tmp_path / "outbox")
 
-    with german_page(tmp_path, "portal", numbered=False) as (page, shot):
+    with german_page(tmp_path, "portal", numbered=False, java_script_enabled=False) as (
+            page, shot):
         log_in(page, base)
         expect(page.get_by_role("heading", name="Meine Tickets")).to_be_visible()
         page.get_by_role("button", name="English").click()
@@ -179,7 +183,7 @@ def test_the_language_switch_stays_with_the_customer(server: tuple[str, Path],  
     # a fresh browser that asks for German, without the cookie: the stored language
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    with german_page(fresh, "fresh", numbered=False) as (page, _):
+    with german_page(fresh, "fresh", numbered=False, java_script_enabled=False) as (page, _):
         log_in(page, base)
         expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
         page.goto(f"{base}/templates/incident")
