@@ -9,7 +9,8 @@ the Prometheus text format, computed from the database at scrape time, so every 
 reports the same shared queues. Neither sets a cookie.
 
 The portal's pages live per area: `auth` (login, password lost, password change), `tickets`
-(My tickets, ticket view, reply, attachments), `forms` (ticket templates), `faq` (explorer,
+(My tickets, ticket view, reply, attachments), `forms` (ticket templates), `language` (the
+Deutsch/English switch on every page), `faq` (explorer,
 articles, search, votes; public pages work without login), `files` (the token-secured
 file exchange, /files/{token}). Every response
 carries security headers (a CSP without any script source, `nosniff`, no framing, no
@@ -31,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.app import App
-from gateway.web import auth, faq, files, forms, tickets
+from gateway.web import auth, faq, files, forms, language, tickets
 from gateway.web.health import Liveness, health_report
 from gateway.web.i18n import text
 from gateway.web.metrics import DatabaseCollector
@@ -130,6 +131,7 @@ def create_web_app(app: App, liveness: Liveness | None = None) -> FastAPI:
                         headers={"Cache-Control": "public, max-age=3600"})
 
     web.include_router(auth.build_router(portal))
+    web.include_router(language.build_router(portal))
     web.include_router(tickets.build_router(portal))
     web.include_router(forms.build_router(portal))
     web.include_router(files.build_router(portal))

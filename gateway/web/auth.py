@@ -27,8 +27,9 @@ from gateway.store.models import CustomerUser, table_of, utcnow
 from gateway.tickets import tokens
 from gateway.web import limits, passwords
 from gateway.web.i18n import text
+from gateway.web.language import adopt_choice
 from gateway.web.mails import send_new_password, send_password_token
-from gateway.web.pages import Portal, Visitor
+from gateway.web.pages import LANGUAGE_COOKIE, Portal, Visitor
 from gateway.web.sessions import (
     PortalUser,
     end_all_sessions,
@@ -102,6 +103,7 @@ def build_router(portal: Portal) -> APIRouter:
                 limits.forget(session, "login", keys[0])
                 value = start_session(session, user.id, replaces=request.cookies.get(
                     "tgw_session"))
+                adopt_choice(session, user, request.cookies.get(LANGUAGE_COOKIE))
                 if found[1] and passwords.needs_rehash(found[1]):
                     session.execute(update(_customer).where(_customer.c.id == user.id)
                                     .values(password_hash=passwords.hash_password(password)))

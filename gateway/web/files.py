@@ -47,10 +47,11 @@ from gateway.files.exchange import (
 )
 from gateway.web import limits
 from gateway.web.file_uploads import UploadLimits, discard_staged, receive_files
-from gateway.web.i18n import text
+from gateway.web.formats import format_size
+from gateway.web.i18n import text, text_n
 from gateway.web.pages import Portal, Visitor
 from gateway.web.queries import find_visible_ticket
-from gateway.web.tickets import ATTACHMENT_CSP, content_disposition, human_size
+from gateway.web.tickets import ATTACHMENT_CSP, content_disposition
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ def build_router(portal: Portal) -> APIRouter:
                          per_address=files.rate_limit_per_address)
 
     def refuse(visitor: Visitor, status: int, message: str, back: str | None = None) -> Response:
+        # `here`: the language switch of a refusal does not echo the token, so every bad
+        # token gets the very same page
         response = portal.render(visitor, "files_error.html", status, message=message,
-                                 back=back)
+                                 back=back, here="/")
         response.headers.update(PAGE_HEADERS)
         return response
 
@@ -98,7 +101,7 @@ def build_router(portal: Portal) -> APIRouter:
         upload = upload_limits(area)
         response = portal.render(visitor, "files.html", status, area=area, error=error,
                                  notice=notice, base=f"/files/{quote(token, safe='')}",
-                                 limits=upload, human_size=human_size)
+                                 limits=upload)
         response.headers.update(PAGE_HEADERS)
         return response
 
@@ -111,8 +114,9 @@ def build_router(portal: Portal) -> APIRouter:
     def refusal_text(visitor: Visitor, refused: UploadRefused) -> str:
         language = visitor.language
         if refused.reason in ("file-too-large", "area-full"):
-            return text(language, "files_too_large", size=human_size(policy.max_file_size),
-                        total=human_size(policy.max_total_size))
+            return text(language, "files_too_large",
+                        size=format_size(policy.max_file_size, language),
+                        total=format_size(policy.max_total_size, language))
         if refused.reason == "too-many-files":
             return text(language, "files_too_many", files=policy.max_files)
         return text(language, "files_incomplete")
@@ -124,7 +128,7 @@ def build_router(portal: Portal) -> APIRouter:
         if isinstance(found, Response):
             return found
         uploaded = request.query_params.get("uploaded", "")
-        notice = (text(visitor.language, "files_uploaded", n=int(uploaded))
+        notice = (text_n(visitor.language, "files_uploaded", int(uploaded))
                   if uploaded.isdigit() and len(uploaded) < 5 else None)
         return page(visitor, token, found, notice=notice)
 

@@ -1,6 +1,7 @@
 """Portal pages of ticket templates (KIX "Ticketvorlagen"): /templates groups the templates
 available to the user's organisation into change requests, incident reports and service
-requests; /templates/{id} is a template's form (subject*, the conversation guide field by
+requests, each with the addresses that open the same ticket by mail; /templates/{id} is a
+template's form (subject*, the conversation guide field by
 field, free text, attachments, priority defaulting to the template's) and creates the ticket
 on POST (see `actions.create_from_template`: the same ticket and acknowledgment as by mail).
 
@@ -26,10 +27,10 @@ from gateway.web.actions import (
     guide_labels,
     localised,
 )
+from gateway.web.formats import format_size
 from gateway.web.i18n import text
 from gateway.web.pages import Portal, Visitor
 from gateway.web.sessions import PortalUser
-from gateway.web.tickets import human_size
 from gateway.web.uploads import TooLarge, chosen, store_uploads
 
 
@@ -56,8 +57,9 @@ def build_router(portal: Portal) -> APIRouter:
         visitor = portal.require_user(request)
         assert visitor.user is not None
         mine = templates_for(visitor.user)
-        groups = [(group, [(t.id, _name(t, visitor.language)) for t in mine
-                           if t.group == group]) for group in TEMPLATE_GROUPS]
+        # the template's own addresses: a customer can just as well mail them (issue #17)
+        groups = [(group, [(t.id, _name(t, visitor.language), [str(a) for a in t.addresses])
+                           for t in mine if t.group == group]) for group in TEMPLATE_GROUPS]
         return portal.render(visitor, "templates.html",
                              groups=[(g, items) for g, items in groups if items])
 
@@ -89,7 +91,8 @@ def build_router(portal: Portal) -> APIRouter:
         if int(request.headers.get("content-length") or 0) > web.max_upload_size + 2**20:
             return await run_in_threadpool(
                 form_page, visitor, template, 413,
-                text(visitor.language, "too_large", size=human_size(web.max_upload_size)))
+                text(visitor.language, "too_large",
+                     size=format_size(web.max_upload_size, visitor.language)))
         form = await request.form(max_files=50, max_fields=200)
         portal.check_csrf(visitor, form.get("csrf"))
         values = {k: str(v) for k, v in form.items() if isinstance(v, str) and k != "csrf"}
@@ -117,7 +120,8 @@ def build_router(portal: Portal) -> APIRouter:
                 stored = store_uploads(portal.blobs, files, web.max_upload_size)
             except TooLarge:
                 return form_page(visitor, template, 413, text(
-                    visitor.language, "too_large", size=human_size(web.max_upload_size)),
+                    visitor.language, "too_large",
+                    size=format_size(web.max_upload_size, visitor.language)),
                     values)
             chosen_priority = int(priority) if priority else template.priority
             with portal.db.write() as session:

@@ -1,11 +1,16 @@
 """The portal's words in German and English, and which language a request gets.
 
-Language order (issue #5): the logged-in user's setting, else the browser's Accept-Language
+Language order (issues #5, #17): the logged-in user's stored setting, else the language the
+visitor chose with the switch on every page (a cookie), else the browser's Accept-Language
 (the first of de/en it prefers), else German. Every key is a (German, English) pair; an
-unknown key shows itself, so a missing text is visible, never an error.
+unknown key shows itself, so a missing text is visible, never an error. A text that names a
+count is a plural key (`text_n`): one form for exactly one, another for every other number,
+which is the rule of both languages; the count is written with the language's digits.
 """
 
 from __future__ import annotations
+
+from gateway.web.formats import format_number
 
 LANGUAGES = ("de", "en")
 DEFAULT_LANGUAGE = "de"
@@ -89,8 +94,6 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "created": ("Erstellt", "Created"),
     "priority": ("Priorität", "Priority"),
     "no_tickets": ("Keine Tickets gefunden.", "No tickets found."),
-    "page_of": ("Seite {page} von {pages} ({total} Tickets)",
-                "Page {page} of {pages} ({total} tickets)"),
     "previous": ("Zurück", "Previous"),
     "next": ("Weiter", "Next"),
     "state_new": ("neu", "new"), "state_open": ("offen", "open"),
@@ -99,7 +102,6 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "prio_3": ("3 normal", "3 normal"), "prio_4": ("4 hoch", "4 high"),
     "prio_5": ("5 sehr hoch", "5 very high"),
     "age_minutes": ("{n} Min.", "{n} min"), "age_hours": ("{n} Std.", "{n} h"),
-    "age_days": ("{n} Tage", "{n} days"),
     "from": ("Von", "From"),
     "attachments": ("Anlagen", "Attachments"),
     "quoted": ("Zitierter Verlauf", "Quoted history"),
@@ -119,6 +121,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
                      "No templates are available to your organisation."),
     "guide": ("Gesprächsleitfaden", "Conversation guide"),
     "required_hint": ("Felder mit * sind Pflichtfelder.", "Fields marked * are required."),
+    "required": ("Pflichtfeld", "required"),
+    "by_mail": ("Per E-Mail:", "By email:"),
     "bad_request": ("Die Anfrage ist ungültig. Bitte prüfen Sie den Link oder das Formular.",
                     "The request is invalid. Please check the link or the form."),
     "invalid_value": ("Ungültige Angabe: {fields}. Bitte prüfen Sie den Link oder das "
@@ -157,13 +161,6 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "file_uploaded": ("Hochgeladen", "Uploaded"),
     "files_upload": ("Dateien hochladen", "Upload files"),
     "files_choose": ("Dateien auswählen (mehrere möglich)", "Choose files (several at once)"),
-    "files_limits": ("Höchstens {size} je Datei, {files} Dateien und {total} zusammen; "
-                     "frei: {left}.", "At most {size} per file, {files} files and {total} "
-                     "altogether; left: {left}."),
-    "files_uploaded": ("{n} Datei(en) hochgeladen. Sie sind dem Ticket angehängt; das "
-                       "Service-Desk-Team wurde benachrichtigt.",
-                       "{n} file(s) uploaded. They are attached to the ticket and the "
-                       "service desk has been told."),
     "files_invalid": ("Dieser Link ist ungültig oder abgelaufen. Bitten Sie den Service Desk "
                       "um einen neuen.", "This link is invalid or has expired. Please ask "
                       "the service desk for a new one."),
@@ -196,7 +193,6 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "faq_search_label": ("In den FAQ suchen", "Search the FAQ"),
     "faq_categories": ("Kategorien", "Categories"),
     "faq_articles": ("Artikel", "Articles"),
-    "faq_count": ("{n} Artikel", "{n} articles"),
     "faq_empty": ("Hier gibt es noch keine Artikel.", "There are no articles here yet."),
     "faq_language": ("Sprache der Artikel", "Language of the articles"),
     "faq_lang_de": ("Deutsch", "German"), "faq_lang_en": ("Englisch", "English"),
@@ -215,12 +211,35 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "faq_updated": ("Aktualisiert", "Updated"),
     "faq_helpful_question": ("War dieser Artikel hilfreich?", "Was this article helpful?"),
     "faq_yes": ("Ja", "Yes"), "faq_no": ("Nein", "No"),
-    "faq_votes": ("{yes} fanden ihn hilfreich, {no} nicht.",
-                  "{yes} found it helpful, {no} did not."),
     "faq_voted": ("Danke für Ihre Bewertung!", "Thank you for your feedback!"),
     "faq_back": ("Zurück zur Übersicht", "Back to the overview"),
     "faq_open_ticket": ("Nicht gelöst? Eröffnen Sie ein Ticket.",
                         "Not solved? Open a ticket."),
+}
+
+
+# key: ((German for one, German for any other number), (English for one, for other)); {n}
+# is the count, written with the language's digit grouping
+_PLURALS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "page_of": (("Seite {page} von {pages} ({n} Ticket)", "Seite {page} von {pages} ({n} Tickets)"),
+                ("Page {page} of {pages} ({n} ticket)", "Page {page} of {pages} ({n} tickets)")),
+    "age_days": (("{n} Tag", "{n} Tage"), ("{n} day", "{n} days")),
+    "files_uploaded": (
+        ("{n} Datei hochgeladen. Sie ist dem Ticket angehängt; das Service-Desk-Team wurde "
+         "benachrichtigt.", "{n} Dateien hochgeladen. Sie sind dem Ticket angehängt; das "
+         "Service-Desk-Team wurde benachrichtigt."),
+        ("{n} file uploaded. It is attached to the ticket and the service desk has been "
+         "told.", "{n} files uploaded. They are attached to the ticket and the service desk "
+         "has been told.")),
+    "files_limits": (
+        ("Höchstens {size} je Datei, {n} Datei und {total} zusammen; frei: {left}.",
+         "Höchstens {size} je Datei, {n} Dateien und {total} zusammen; frei: {left}."),
+        ("At most {size} per file, {n} file and {total} altogether; left: {left}.",
+         "At most {size} per file, {n} files and {total} altogether; left: {left}.")),
+    "faq_count": (("{n} Artikel", "{n} Artikel"), ("{n} article", "{n} articles")),
+    "faq_votes_yes": (("{n} fand ihn hilfreich", "{n} fanden ihn hilfreich"),
+                      ("{n} found it helpful", "{n} found it helpful")),
+    "faq_votes_no": (("{n} nicht.", "{n} nicht."), ("{n} did not.", "{n} did not.")),
 }
 
 
@@ -232,8 +251,28 @@ def text(language: str, key: str, **values: object) -> str:
     return template.format(**values) if values else template
 
 
+def text_n(language: str, key: str, n: int, **values: object) -> str:
+    """The plural key's form for `n` (exactly 1: the singular), `n` in the language's
+    digits."""
+    forms = _PLURALS.get(key)
+    if forms is None:
+        return key
+    one, other = forms[0] if language == "de" else forms[1]
+    return (one if n == 1 else other).format(n=format_number(n, language), **values)
+
+
 def all_keys() -> list[str]:
     return list(_TEXTS)
+
+
+def all_texts() -> dict[str, tuple[str, str]]:
+    """Every key with its (German, English) pair; a plural key once per form, as
+    `key[one]` and `key[other]`."""
+    found = dict(_TEXTS)
+    for key, ((de_one, de_other), (en_one, en_other)) in _PLURALS.items():
+        found[f"{key}[one]"] = (de_one, en_one)
+        found[f"{key}[other]"] = (de_other, en_other)
+    return found
 
 
 def from_accept_language(header: str | None) -> str | None:
@@ -257,7 +296,11 @@ def from_accept_language(header: str | None) -> str | None:
     return min(choices)[2] if choices else None
 
 
-def choose_language(user_language: str | None, accept_language: str | None) -> str:
-    if user_language in LANGUAGES:
-        return user_language
+def choose_language(user_language: str | None, accept_language: str | None,
+                    chosen: str | None = None) -> str:
+    """The stored language of a logged-in user, else the one `chosen` with the switch
+    (its cookie), else the browser's, else German."""
+    for language in (user_language, chosen):
+        if language in LANGUAGES:
+            return str(language)
     return from_accept_language(accept_language) or DEFAULT_LANGUAGE

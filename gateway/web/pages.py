@@ -3,9 +3,13 @@ page templates), the `Visitor` of one request (user, language, CSRF token), rend
 redirects.
 
 Guarantees:
-- Page templates are Jinja2 with autoescaping on; `t(key)` gives the visitor's language;
-  the `filename` filter shows a stored file name as `clean_filename` leaves it (rows from
-  before names were cleaned everywhere may hold bidi characters).
+- Page templates are Jinja2 with autoescaping on; `t(key)` gives the visitor's language,
+  `tn(key, n)` its plural form for `n`, `human_size(bytes)` and the `localtime` filter the
+  language's digits and date format (`formats`); the `filename` filter shows a stored file
+  name as `clean_filename` leaves it (rows from before names were cleaned everywhere may
+  hold bidi characters).
+- Every page carries the language switch (`language.py`): it needs the page's CSRF token
+  and `here`, the address to come back to.
 - `visitor()` reads the session cookie and the database once per request; `require_user()`
   raises `LoginRequired` (-> 303 to /login) and, while a mailed password must be replaced,
   `PasswordChangeRequired` (-> 303 to /password/change).
@@ -36,6 +40,7 @@ from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.tickets.numbers import Numbering
 from gateway.web import i18n
+from gateway.web.formats import format_size, format_time
 from gateway.web.limits import Limit
 from gateway.web.sessions import (
     BROWSER_COOKIE,
@@ -48,6 +53,8 @@ from gateway.web.sessions import (
 )
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+LANGUAGE_COOKIE = "tgw_lang"       # the language chosen with the switch, for visitors
+LANGUAGE_COOKIE_DAYS = 365
 
 
 class LoginRequired(Exception):
@@ -70,6 +77,8 @@ class Visitor:
     language: str
     address: str                   # for rate limits: the connecting peer, or the client a
                                    # proxy of `[web] trusted_proxies` names (uvicorn)
+    here: str = "/"                # this page's path (and query, for a GET): where the
+                                   # language switch comes back to
 
     @property
     def csrf_anchor(self) -> str:
@@ -97,13 +106,12 @@ class Portal:
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
-        self.env.filters["localtime"] = self.localtime
+        self.env.filters["localtime"] = jinja2.pass_context(
+            lambda context, value: self.localtime(value, context["lang"]))
         self.env.filters["filename"] = lambda name: clean_filename(str(name), "attachment")
 
-    def localtime(self, value: datetime | None) -> str:
-        if value is None:
-            return ""
-        return value.astimezone(self.timezone).strftime("%Y-%m-%d %H:%M")
+    def localtime(self, value: datetime | None, language: str) -> str:
+        return "" if value is None else format_time(value, language, self.timezone)
 
     # -- the visitor -------------------------------------------------------------------------
 
@@ -119,9 +127,10 @@ class Portal:
         browser = str(request.cookies.get(BROWSER_COOKIE)
                       or getattr(request.state, "browser_id", ""))
         language = i18n.choose_language(user.language if user else None,
-                                        request.headers.get("accept-language"))
+                                        request.headers.get("accept-language"),
+                                        request.cookies.get(LANGUAGE_COOKIE))
         visitor = Visitor(user, value if user else None, browser, language,
-                          request.client.host if request.client else "")
+                          request.client.host if request.client else "", _page_of(request))
         request.state.visitor = visitor
         return visitor
 
@@ -142,13 +151,20 @@ class Portal:
 
     def render(self, visitor: Visitor, page: str, status: int = 200,
                **context: Any) -> HTMLResponse:
+        """`page` in the visitor's language; `here` in `context` replaces the way back of
+        the language switch (default: the requested page)."""
         language = visitor.language
 
         def t(key: str, **values: object) -> str:
             return i18n.text(language, key, **values)
 
+        def tn(key: str, n: int, **values: object) -> str:
+            return i18n.text_n(language, key, n, **values)
+
+        context.setdefault("here", visitor.here)
         html = self.env.get_template(page).render(
-            t=t, lang=language, user=visitor.user,
+            t=t, tn=tn, lang=language, user=visitor.user,
+            human_size=lambda size: format_size(size, language),
             csrf=csrf_token(self.secret, visitor.csrf_anchor), now=datetime.now(UTC),
             **context)
         return HTMLResponse(html, status_code=status)
@@ -165,9 +181,32 @@ class Portal:
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
                                secure=self.secure_cookies)
 
+    def set_language_cookie(self, response: Response, language: str) -> None:
+        response.set_cookie(LANGUAGE_COOKIE, language, httponly=True, samesite="lax",
+                            secure=self.secure_cookies, path="/",
+                            max_age=LANGUAGE_COOKIE_DAYS * 86400)
+
     def set_browser_cookie(self, response: Response, value: str) -> None:
         response.set_cookie(BROWSER_COOKIE, value, httponly=True, samesite="lax",
                             secure=self.secure_cookies, path="/")
+
+
+_ACTIONS = ("/reply", "/files", "/vote")    # POST-only paths: their page is the parent
+
+
+def _page_of(request: Request) -> str:
+    """Where the language switch comes back to: a GET page as it was asked for; after a
+    form, the page the form belongs to (`/tickets/1/reply` -> `/tickets/1`), and after
+    confirming a password link (its token is spent or not in the URL) the login."""
+    path = request.url.path
+    if request.method == "GET":
+        return f"{path}?{request.url.query}" if request.url.query else path
+    if path == "/password/confirm":
+        return "/login"
+    for action in _ACTIONS:
+        if path.endswith(action) and path.count("/") >= 3:
+            return path.removesuffix(action)
+    return path
 
 
 def _secret_key(env_name: str) -> bytes:

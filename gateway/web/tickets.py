@@ -26,7 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from gateway.mail.attachment_names import clean_filename
 from gateway.web import queries
 from gateway.web.actions import ReplyRefused, reply
-from gateway.web.i18n import text
+from gateway.web.formats import format_size
+from gateway.web.i18n import text, text_n
 from gateway.web.pages import Portal, Visitor
 from gateway.web.uploads import TooLarge, chosen, store_uploads
 
@@ -59,16 +60,7 @@ def age(language: str, created: datetime, now: datetime | None = None) -> str:
         return text(language, "age_minutes", n=seconds // 60)
     if seconds < 86400 * 2:
         return text(language, "age_hours", n=seconds // 3600)
-    return text(language, "age_days", n=seconds // 86400)
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
+    return text_n(language, "age_days", seconds // 86400)
 
 
 def build_router(portal: Portal) -> APIRouter:
@@ -105,7 +97,7 @@ def build_router(portal: Portal) -> APIRouter:
         if view is None:
             return not_found(visitor)
         return portal.render(visitor, "ticket.html", status, ticket=view, error=error,
-                             notice=notice, safe_html=safe_html, human_size=human_size,
+                             notice=notice, safe_html=safe_html,
                              reopen=portal.settings.tickets.reopen_on_reply)
 
     def not_found(visitor: Visitor) -> Response:
@@ -127,8 +119,9 @@ def build_router(portal: Portal) -> APIRouter:
         user = visitor.user
         if int(request.headers.get("content-length") or 0) > web.max_upload_size + 2**20:
             return await run_in_threadpool(
-                show, visitor, number, 413, text(visitor.language, "too_large",
-                                                 size=human_size(web.max_upload_size)))
+                show, visitor, number, 413, text(
+                    visitor.language, "too_large",
+                    size=format_size(web.max_upload_size, visitor.language)))
         form = await request.form(max_files=50, max_fields=50)
         portal.check_csrf(visitor, form.get("csrf"))
         body = str(form.get("text") or "").strip()
@@ -144,8 +137,9 @@ def build_router(portal: Portal) -> APIRouter:
             try:
                 stored = store_uploads(portal.blobs, files, web.max_upload_size)
             except TooLarge:
-                return show(visitor, number, 413, text(visitor.language, "too_large",
-                                                       size=human_size(web.max_upload_size)))
+                return show(visitor, number, 413, text(
+                    visitor.language, "too_large",
+                    size=format_size(web.max_upload_size, visitor.language)))
             try:
                 with portal.db.write() as session:
                     reply(session, portal.answering, user, found.id, number, found.title,

@@ -24,7 +24,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 def german_page(tmp_path: Path, prefix: str, *, numbered: bool = True,
                 **context_options: Any) -> Iterator[tuple[Any, Callable[[str], None]]]:
     """A page of a fresh German-speaking Chromium, and `shot(name)` to take a screenshot
-    named `<prefix>-<NN>-<name>.png` (`<prefix>-<name>.png` unless `numbered`)."""
+    named `<prefix>-<NN>-<name>.png` (`<prefix>-<name>.png` unless `numbered`).
+    `context_options` go to Playwright's `new_context` and may replace the defaults (e.g.
+    `viewport` for a phone)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never "
                     "skip)", pytrace=False)
@@ -36,9 +38,9 @@ def german_page(tmp_path: Path, prefix: str, *, numbered: bool = True,
     counter = iter(range(1, 100))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760},
-                                      extra_http_headers={"Accept-Language": "de-DE,de"},
-                                      **context_options)
+        options = {"locale": "de-DE", "viewport": {"width": 1100, "height": 760},
+                   "extra_http_headers": {"Accept-Language": "de-DE,de"}, **context_options}
+        context = browser.new_context(**options)
         page = context.new_page()
 
         def shot(name: str) -> None:

@@ -19,7 +19,7 @@ def faq(app: App) -> None:
 
 
 def counts(html: str) -> tuple[int, int]:
-    match = re.search(r'id="vote-count">(\d+) fanden ihn hilfreich, (\d+) nicht', html)
+    match = re.search(r'id="vote-count">(\d+) (?:fand|fanden) ihn hilfreich, (\d+) nicht', html)
     assert match, html
     return int(match.group(1)), int(match.group(2))
 

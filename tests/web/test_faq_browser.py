@@ -75,7 +75,7 @@ def test_browse_search_and_vote_in_chromium(demo_server: str, tmp_path: Path) ->
         expect(page.locator("#vote-count")).to_have_text("0 fanden ihn hilfreich, 0 nicht.")
         page.get_by_role("button", name="Ja").click()
         expect(page.get_by_role("status")).to_contain_text("Danke für Ihre Bewertung")
-        expect(page.locator("#vote-count")).to_have_text("1 fanden ihn hilfreich, 0 nicht.")
+        expect(page.locator("#vote-count")).to_have_text("1 fand ihn hilfreich, 0 nicht.")
         shot("voted")
         page.get_by_role("button", name="Nein").click()    # the same browser changes its mind
         expect(page.locator("#vote-count")).to_have_text("0 fanden ihn hilfreich, 1 nicht.")

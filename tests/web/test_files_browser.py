@@ -71,7 +71,7 @@ def test_upload_two_files_and_download_one_in_chromium(server: tuple[str, Path],
             [str(report), str(image)])
         shot("01-choose")
         page.get_by_role("button", name="Dateien hochladen").click()
-        expect(page.get_by_role("status")).to_contain_text("2 Datei(en) hochgeladen")
+        expect(page.get_by_role("status")).to_contain_text("2 Dateien hochgeladen")
         expect(page.get_by_role("link", name="bericht.txt")).to_be_visible()
         expect(page.get_by_role("link", name="bildschirm foto.png")).to_be_visible()
         shot("02-uploaded")
