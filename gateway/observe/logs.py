@@ -34,6 +34,9 @@ from gateway.config.settings import LoggingSettings
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # libraries that log a line per connection or job at INFO: quieter unless DEBUG is asked for
 CHATTY_LOGGERS = ("apscheduler", "alembic", "mail.log")
+# libraries whose DEBUG/INFO is about their own insides (SQLAlchemy: every statement and
+# row, which `-vv` asks for with the engine's own echo): warnings only, whatever the level
+LIBRARY_INSIDES = ("sqlalchemy", "asyncio", "multipart", "httpx", "httpcore")
 
 _inbound_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("inbound_id",
                                                                          default=None)
@@ -92,6 +95,8 @@ def configure_logging(settings: LoggingSettings, *, level: int | None = None) ->
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if effective <= logging.DEBUG
                                          else max(effective, logging.WARNING))
+    for name in LIBRARY_INSIDES:
+        logging.getLogger(name).setLevel(max(effective, logging.WARNING))
 
 
 class OutageLog:
