@@ -68,7 +68,21 @@ class _MailFields(logging.Filter):
 
 
 class _Handler(logging.StreamHandler):
-    """The handler `configure_logging` installs (so a second call can find and replace it)."""
+    """The handler `configure_logging` installs (so a second call can find and replace
+    it). It writes to whatever `sys.stderr` is at the moment, like logging's last-resort
+    handler: a stream swapped in for a while (click's test runner) is never kept after it
+    was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def json_formatter() -> logging.Formatter:
@@ -83,7 +97,7 @@ def configure_logging(settings: LoggingSettings, *, level: int | None = None) ->
     effective = logging.getLevelNamesMapping()[settings.level]
     if level is not None:
         effective = min(effective, level)
-    handler = _Handler(sys.stderr)
+    handler = _Handler()
     handler.setFormatter(json_formatter() if settings.format == "json"
                          else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(_MailFields())
