@@ -183,13 +183,7 @@ def _count(results: list[Processed], received_at: dict[int, datetime]) -> None:
             metrics.count_processing_failure()
         if result.outcome in metrics.OUTCOMES and result.mail_id in received_at:
             metrics.count_processed(result.outcome, result.rule,
-                                    _seconds_between(received_at[result.mail_id], now))
-
-
-def _seconds_between(earlier: datetime, later: datetime) -> float:
-    if earlier.tzinfo is None and later.tzinfo is not None:    # SQLite hands back naive UTC
-        earlier = earlier.replace(tzinfo=later.tzinfo)
-    return (later - earlier).total_seconds()
+                                    metrics.seconds_between(received_at[result.mail_id], now))
 
 
 def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,

@@ -32,6 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Literal
 
@@ -110,6 +111,16 @@ def _apply(name: str, labels: tuple[str, ...], amount: float) -> None:
 
 
 # -- what the stages call ---------------------------------------------------------------------
+
+def seconds_between(earlier: datetime, later: datetime) -> float:
+    """`later - earlier` in seconds; a naive side is taken as UTC (SQLite hands back
+    naive UTC timestamps)."""
+    if earlier.tzinfo is None and later.tzinfo is not None:
+        earlier = earlier.replace(tzinfo=UTC)
+    elif later.tzinfo is None and earlier.tzinfo is not None:
+        later = later.replace(tzinfo=UTC)
+    return (later - earlier).total_seconds()
+
 
 def count_received(sources: Iterable[str]) -> None:
     """Received mails committed, one source (`smtp`, `lmtp`, `imap`, `ingest`) per mail."""

@@ -90,7 +90,7 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
         [(_, (_, detail))] = groups
         log.debug("outbox %d %s: sent to %s (%s)", mail.id, mail.message_id,
                   ", ".join(mail.recipients), detail)
-        metrics.count_outbound("sent", _seconds_between(mail.created, now))
+        metrics.count_outbound("sent", metrics.seconds_between(mail.created, now))
         return [Delivery(mail.id, mail.message_id, mail.recipients, "sent", detail)]
     with db.write(durable=False, patient=True) as session:
         if len(groups) == 1:    # the usual case: one guarded UPDATE
@@ -109,19 +109,11 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
                 ", ".join(delivery.recipients), delivery.detail)
         if delivery.status in ("sent", "queued"):
             metrics.count_outbound("sent" if delivery.status == "sent" else "deferred",
-                                   _seconds_between(mail.created, now))
+                                   metrics.seconds_between(mail.created, now))
     return deliveries
 
 
 _LEVELS = {"sent": logging.DEBUG, "queued": logging.WARNING}
-
-
-def _seconds_between(earlier: datetime, later: datetime) -> float:
-    if earlier.tzinfo is None and later.tzinfo is not None:    # SQLite hands back naive UTC
-        earlier = earlier.replace(tzinfo=later.tzinfo)
-    elif later.tzinfo is None and earlier.tzinfo is not None:
-        later = later.replace(tzinfo=earlier.tzinfo)
-    return (later - earlier).total_seconds()
 
 
 def _sent_at_once(db: Database, mail: QueuedMail, now: datetime) -> bool:
