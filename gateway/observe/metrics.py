@@ -3,7 +3,9 @@ the `serve` process's `/metrics`.
 
 In: calls from the stages (`count_received`, `count_processed`, `count_outbound`,
 `count_lease_takeover`), each a few dictionary look-ups and an addition. Out: the metrics in
-`REGISTRY`, which the web's `/metrics` exposes beside its database gauges.
+`REGISTRY`, which the web's `/metrics` exposes beside its database gauges. On failure:
+recording never raises (a bad observation is logged and dropped), and never touches the
+database.
 
 Why module-level metrics (against the house rule of no module-level singletons): a counter
 is a fact about this process, like a logger, and the stages that count (intake, worker,
@@ -103,11 +105,16 @@ def _record(name: str, labels: tuple[str, ...], amount: float) -> None:
 
 
 def _apply(name: str, labels: tuple[str, ...], amount: float) -> None:
-    metric = _BY_NAME[name]
-    if isinstance(metric, Histogram):
-        (metric.labels(*labels) if labels else metric).observe(amount)
-    else:
-        (metric.labels(*labels) if labels else metric).inc(amount)
+    """Count one observation; a bad one (a bug in the caller) is logged, never raised:
+    counting must not fail the mail it counts."""
+    try:
+        metric = _BY_NAME[name]
+        if isinstance(metric, Histogram):
+            (metric.labels(*labels) if labels else metric).observe(amount)
+        else:
+            (metric.labels(*labels) if labels else metric).inc(amount)
+    except Exception:
+        log.exception("metrics: could not count %s%r by %r", name, labels, amount)
 
 
 # -- what the stages call ---------------------------------------------------------------------
@@ -225,8 +232,7 @@ def receive_observations(connection: Connection) -> None:
             break
         started = time.monotonic()
         for name, labels, amount in batch:
-            if name in _BY_NAME:
-                _apply(name, tuple(labels), amount)
+            _apply(name, tuple(labels), amount)
         log.debug("applied %d observations of the worker in %.3f s", len(batch),
                   time.monotonic() - started)
     connection.close()

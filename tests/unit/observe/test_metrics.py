@@ -3,8 +3,11 @@ path (a real multiprocessing pipe; here both ends live in this process)."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
+
+import pytest
 
 from gateway.observe import metrics
 
@@ -61,3 +64,13 @@ def test_forwarded_observations_are_applied_by_the_receiver() -> None:
     assert _value("ticketgw_processing_failures_total") - failures == 1
     metrics.count_lease_takeover("received")   # recording here again
     assert _value("ticketgw_lease_takeovers_total", queue="received") - before == 2
+
+
+def test_a_bad_observation_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="gateway.observe.metrics"):
+        metrics.count_outbound("sent", -1.0)           # clamped to 0, fine
+        metrics._record("outbound", ("sent", "extra label"), 1)
+        metrics._record("no such metric", (), 1)
+    assert [r.getMessage().split(" by ")[0] for r in caplog.records] == [
+        "metrics: could not count outbound('sent', 'extra label')",
+        "metrics: could not count no such metric()"]
