@@ -8,11 +8,15 @@ late job from piling up.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.config.settings import WebSettings
+from gateway.errors import TemporaryFailure
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.housekeeping import (
@@ -28,16 +32,30 @@ log = logging.getLogger(__name__)
 def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
-    scheduler.add_job(_purge_tokens, "interval", args=[db], minutes=30,
+    scheduler.add_job(tolerating_outages(_purge_tokens), "interval", args=[db], minutes=30,
                       id="purge-expired-tokens", next_run_time=utcnow())
-    scheduler.add_job(_sweep_sessions, "interval", args=[db, web], minutes=30,
-                      id="sweep-web-sessions", next_run_time=utcnow())
-    scheduler.add_job(_sweep_file_areas, "interval", args=[db, blobs], minutes=30,
-                      id="sweep-file-areas", next_run_time=utcnow())
+    scheduler.add_job(tolerating_outages(_sweep_sessions), "interval", args=[db, web],
+                      minutes=30, id="sweep-web-sessions", next_run_time=utcnow())
+    scheduler.add_job(tolerating_outages(_sweep_file_areas), "interval", args=[db, blobs],
+                      minutes=30, id="sweep-file-areas", next_run_time=utcnow())
     # not at start: it lists every blob (a whole bucket on S3), and nothing is urgent here
-    scheduler.add_job(_sweep_unreferenced_blobs, "interval", args=[db, blobs], hours=6,
-                      id="sweep-unreferenced-blobs")
+    scheduler.add_job(tolerating_outages(_sweep_unreferenced_blobs), "interval",
+                      args=[db, blobs], hours=6, id="sweep-unreferenced-blobs")
     return scheduler
+
+
+def tolerating_outages(job: Callable[..., None]) -> Callable[..., None]:
+    """The job, with a database outage as one WARNING line (the next run tries again)
+    instead of APScheduler's traceback at ERROR; any other error still gets that."""
+    @functools.wraps(job)
+    def run(*args: Any) -> None:
+        try:
+            job(*args)
+        except TemporaryFailure as exc:
+            log.warning("%s: not run, %s; the next run tries again", job.__name__.strip("_"),
+                        exc)
+
+    return run
 
 
 def _sweep_sessions(db: Database, web: WebSettings) -> None:

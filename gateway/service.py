@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Generator
+from multiprocessing.connection import Connection
 from typing import Protocol
 
 import uvicorn
@@ -31,6 +32,8 @@ from gateway.inbound.intake import GroupCommitter
 from gateway.inbound.smtp import GatewayHandler, server_factory
 from gateway.inbound.smtp_limits import ClientLimits
 from gateway.jobs import build_scheduler
+from gateway.observe.logs import configure_logging
+from gateway.observe.metrics import forward_observations, receive_observations
 from gateway.web.app import create_web_app
 from gateway.web.health import Liveness
 
@@ -65,6 +68,7 @@ class WebComponent:
         # header is not read at all and the connecting address counts.
         config = uvicorn.Config(create_web_app(app, liveness), host=self.host, port=self.port,
                                 log_level="warning", access_log=False, lifespan="off",
+                                log_config=None,   # its loggers propagate to ours (format)
                                 proxy_headers=bool(web.trusted_proxies),
                                 forwarded_allow_ips=list(web.trusted_proxies))
         self.server = _QuietServer(config)
@@ -171,9 +175,16 @@ class WorkerComponent:
         self.ringer.ring()
 
     def _spawn(self) -> None:
-        self.process = self.context.Process(target=worker_process_main, name="ticketgw-worker",
-                                            args=(self.settings, self.bell), daemon=True)
+        # a pipe per process: what it counts reaches this process's /metrics, and a killed
+        # worker cannot leave a shared queue locked for the next one
+        receiver, sender = self.context.Pipe(duplex=False)
+        self.process = self.context.Process(
+            target=worker_process_main, name="ticketgw-worker", daemon=True,
+            args=(self.settings, self.bell, sender, logging.getLogger().getEffectiveLevel()))
         self.process.start()
+        sender.close()          # the worker's end: closed here, so its exit is our EOF
+        threading.Thread(target=receive_observations, args=(receiver,), daemon=True,
+                         name="ticketgw-worker-metrics").start()
 
     async def start(self) -> None:
         self._spawn()
@@ -187,8 +198,8 @@ class WorkerComponent:
             self.restarts += 1
             self.deaths = [*self.deaths[-self.CRASH_LOOP_DEATHS:], time.monotonic()]
             pause = min(60.0, self.FIRST_PAUSE * 2.0 ** (min(self.restarts, 6) - 1))
-            log.error("worker process died (exit code %s); starting it again in %.0f s",
-                      self.process.exitcode, pause)
+            log.error("worker process died (%s); starting it again in %.0f s",
+                      exit_reason(self.process.exitcode), pause)
             await asyncio.sleep(pause)
             if not self.stopping:
                 self._spawn()
@@ -198,7 +209,7 @@ class WorkerComponent:
         if self.stopping or self.process is None:
             return None
         if not self.process.is_alive():
-            return f"the worker process is not running (exit code {self.process.exitcode})"
+            return f"the worker process is not running ({exit_reason(self.process.exitcode)})"
         recent = [t for t in self.deaths if time.monotonic() - t < self.CRASH_LOOP_WINDOW]
         if len(recent) >= self.CRASH_LOOP_DEATHS:
             return (f"the worker process is crash-looping: it died {len(recent)} times in "
@@ -219,9 +230,22 @@ class WorkerComponent:
             await asyncio.to_thread(self.process.join, 5)
 
 
-def worker_process_main(settings: Settings, bell: Bell) -> None:
+def exit_reason(exitcode: int | None) -> str:
+    """"killed by SIGKILL" for a process a signal ended, else "exit code N"."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def worker_process_main(settings: Settings, bell: Bell, observations: Connection | None = None,
+                        log_level: int | None = None) -> None:
     """Entry point of the worker process (spawned: it builds its own app and connections).
-    SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle."""
+    SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle.
+    Its metrics go to the parent through `observations`; an exception that ends it is
+    logged with its traceback before the process exits (code 1)."""
     import signal as signals
 
     from gateway.app import build_app
@@ -230,13 +254,21 @@ def worker_process_main(settings: Settings, bell: Bell) -> None:
     stop = threading.Event()
     signals.signal(signals.SIGINT, signals.SIG_IGN)
     signals.signal(signals.SIGTERM, lambda *_: stop.set())
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app(settings)
+    configure_logging(settings.logging, level=log_level)
+    forwarder = forward_observations(observations) if observations is not None else None
     try:
-        run_worker(app.db, app.stages, stop, bell)
+        app = build_app(settings)
+        try:
+            run_worker(app.db, app.stages, stop, bell)
+        finally:
+            app.close()
+    except Exception:
+        # logged here, through our handler (JSON too), not printed by multiprocessing
+        log.exception("the worker process ends on this error")
+        raise SystemExit(1) from None
     finally:
-        app.close()
+        if forwarder is not None:
+            forwarder.close()
 
 
 class OutboxComponent:

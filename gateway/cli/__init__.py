@@ -9,7 +9,6 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
@@ -17,6 +16,7 @@ import click
 
 from gateway import __version__
 from gateway.cli.context import CliContext
+from gateway.config.settings import LoggingSettings
 from gateway.errors import (
     ConfigError,
     DatabaseNotReady,
@@ -24,6 +24,7 @@ from gateway.errors import (
     NotFound,
     TemporaryFailure,
 )
+from gateway.observe.logs import configure_logging
 
 EXIT_INVALID = 1
 EXIT_CONFIG = 2
@@ -62,10 +63,10 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     127.0.0.1:2525, web on 127.0.0.1:8080, outbound mail into the Maildir ./var/outbox/.
     Try `ticketgw serve --demo`.
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = CliContext(config_path=config_path, echo_sql=verbose > 1)
+    # commands other than `serve` log warnings only (and as text) unless -v asks for more;
+    # `serve` then follows [logging] (gateway/cli/serve.py)
+    ctx.obj = CliContext(config_path=config_path, echo_sql=verbose > 1, verbose=verbose)
+    configure_logging(LoggingSettings(level="WARNING"), level=ctx.obj.log_level)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from gateway.config.settings import Settings
 class CliContext:
     config_path: str | None
     echo_sql: bool = False
+    verbose: int = 0                            # -v: 1, -vv: 2
     overlay: dict[str, Any] | None = None       # the demo's queues and templates
     _settings: Settings | None = field(default=None, repr=False)
     _app: App | None = field(default=None, repr=False)
@@ -24,6 +26,11 @@ class CliContext:
     @property
     def config_file(self) -> Path | None:
         return config_path_from_env(self.config_path)
+
+    @property
+    def log_level(self) -> int | None:
+        """The log level `-v` (INFO) or `-vv` (DEBUG) asks for; None without either."""
+        return logging.DEBUG if self.verbose > 1 else logging.INFO if self.verbose else None
 
     @property
     def settings(self) -> Settings:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -26,6 +27,7 @@ from gateway.app import App, prepare_database
 from gateway.cli.context import CliContext, pass_context
 from gateway.config.loading import data_dir_config, merge_config, read_toml
 from gateway.config.settings import Settings, host_port
+from gateway.observe.logs import configure_logging
 from gateway.store.db import display_url
 
 
@@ -107,24 +109,29 @@ def serve(context: CliContext, demo: bool) -> None:
     """Run the gateway: web view and scheduler (SMTP/LMTP and IMAP as configured)."""
     from gateway.service import build_components, run_service
 
-    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)   # one line per job run
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd: per connection
     app = _prepare(context, with_demo=demo, check_listeners=True)
     settings = app.settings
-    click.echo(f"ticketgw: config {settings.source}; database {display_url(app.db.url)}",
-               err=True)
+    # [logging] from here on (-v/-vv may only lower the level); the worker process follows
+    configure_logging(settings.logging, level=context.log_level)
+    say = _teller(settings)
+    say(f"ticketgw: config {settings.source}; database {display_url(app.db.url)}")
     if settings.web.listen:
-        click.echo(f"ticketgw: web on http://{settings.web.listen} (/healthz, /metrics)", err=True)
-    click.echo("ticketgw: running; Ctrl-C or SIGTERM stops", err=True)
+        say(f"ticketgw: web on http://{settings.web.listen} (/healthz, /metrics)")
+    say("ticketgw: running; Ctrl-C or SIGTERM stops")
     try:
         asyncio.run(run_service(build_components(app)))
     except OSError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo("ticketgw: stopped", err=True)
+    say("ticketgw: stopped")
+
+
+def _teller(settings: Settings) -> Callable[[str], None]:
+    """How `serve` says what it does: on stderr as text, or, when the log is JSON, as log
+    records (INFO), so that stderr holds nothing but JSON lines."""
+    if settings.logging.format == "json":
+        return logging.getLogger("gateway.cli.serve").info
+    return lambda line: click.echo(line, err=True)
 
 
 @click.command()

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.values import (
     Address,
@@ -178,6 +178,18 @@ class WebSettings(_Section):
     health_max_outbound_overdue: int = Field(default=900, gt=0)  # oldest queued, past its try
 
 
+class LoggingSettings(_Section):
+    """`[logging]`: what `serve` (and its worker process) log, and how (docs/admin.md)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"    # json: one object per line
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class QueueSettings(_Section):
     id: Identifier
     name: str = ""
@@ -273,6 +285,7 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     faq: FaqSettings = FaqSettings()
     files: FilesSettings = FilesSettings()
+    logging: LoggingSettings = LoggingSettings()
     queue: list[QueueSettings] = Field(default_factory=list)
     staff: list[StaffSettings] = Field(default_factory=list)
     template: list[TemplateSettings] = Field(default_factory=list)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from gateway.errors import TemporaryFailure
+from gateway.observe import metrics
 from gateway.store.blobs import BlobStore, StoredBlob, record_blob
 from gateway.store.db import Database
 from gateway.store.models import ReceivedMail, table_of, utcnow
@@ -140,13 +141,15 @@ def accept_many(db: Database, items: Sequence[Incoming], *, blobs: BlobStore,
     now = utcnow()
     try:
         with db.write(urgent=urgent) as session:
-            return insert_received(session, items, now, blobs)   # one statement for all
+            ids = insert_received(session, items, now, blobs)   # one statement for all
     except TemporaryFailure:
         raise
     except (SQLAlchemyError, OSError) as exc:
         # disk full, constraint trouble, driver errors: never a 5xx, never a lost mail
         log.exception("intake could not store %d mail(s)", len(items))
         raise TemporaryFailure(f"could not store the mail: {type(exc).__name__}") from exc
+    metrics.count_received(item.envelope.source for item in items)      # committed
+    return ids
 
 
 class GroupCommitter:

@@ -96,8 +96,10 @@ class GatewayHandler:
         except TemporaryFailure as exc:
             log.warning("smtp %s: mail not stored, answered 451: %s", session.peer, exc)
             return self.per_recipient(envelope, TEMPFAIL)
-        log.info("smtp %s: stored mail %d (%d bytes, %d recipients)", session.peer, mail_id,
-                 raw.size if isinstance(raw, SpooledRaw) else len(raw), len(envelope.rcpt_tos))
+        # one per mail: DEBUG (ticketgw_received_total counts them)
+        log.debug("smtp %s: stored mail %d (%d bytes, %d recipients)", session.peer, mail_id,
+                  raw.size if isinstance(raw, SpooledRaw) else len(raw), len(envelope.rcpt_tos),
+                  extra={"inbound_id": mail_id})
         if self.on_stored is not None:
             self.on_stored()
         return self.per_recipient(envelope, OK_QUEUED.format(id=mail_id))

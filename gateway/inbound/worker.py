@@ -39,17 +39,20 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
+from gateway.errors import TemporaryFailure
 from gateway.inbound.doorbell import Bell
 from gateway.inbound.hops import hop_trusted
 from gateway.inbound.intake import stored_raw
 from gateway.mail.mime_text import collapse_whitespace
 from gateway.mail.peek import HEAD_BYTES, peek_from_subject
+from gateway.observe import metrics
+from gateway.observe.logs import OutageLog, mail_context
 from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
 from gateway.store.blobs import BlobStore
 from gateway.store.claims import claim_due
@@ -70,6 +73,7 @@ RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=5))   # after the 1st, 
 # flush) that 25 ms shared among only 2-3 mails there.
 TRANSACTION_BUDGET = {"sqlite": 0.025, "postgresql": 0.1}
 GROUP_BYTES = 8 * 1024 * 1024     # raw mail read and parsed at once, at most (or one mail)
+QUIET_OUTCOMES = ("created", "appended", "ignored", "done")   # logged at DEBUG, one per mail
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class Processed:
     reason: str
     from_address: str = ""      # as recorded for the operator's lists ("" if none)
     subject: str = ""
+    rule: str | None = None     # the routing rule of the outcome, if any
+    failed: bool = False        # the attempt failed with an error (retried or quarantined)
+    message_id: str | None = None
 
 
 def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None) -> list[int]:
@@ -99,6 +106,7 @@ def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None) -
                            "(the worker stopped each time)", **shown))
                 log.error("inbound %d: quarantined after %d unfinished attempts%s", row.id,
                           row.attempts, _which(shown))
+                metrics.count_processed("quarantined", None, None)
                 continue
             leased.append(row.id)
         if leased:      # one statement for the batch, not one per mail
@@ -148,17 +156,34 @@ def process_batch(db: Database, stages: Stages, mail_ids: Sequence[int]) -> list
     """Process leased mails (see the module's docstring); failures are recorded, never
     raised. One `Processed` per mail that still exists, in the order given."""
     results: list[Processed] = []
+    received_at: dict[int, datetime] = {}
     for rows in _read_by_size(db, mail_ids):
+        received_at.update((row.id, row.received) for row in rows)
         leased = [_understand(stages, row) for row in rows]
         done = len(results)
         while len(results) - done < len(leased):
             results += _apply_some(db, stages, leased[len(results) - done:])
     for result in results:
-        log.info("inbound %d: %s %s (%s)%s", result.mail_id, result.outcome,
-                 result.ticket_number or "-", result.reason,
-                 _which({"from_address": result.from_address, "subject": result.subject})
-                 if result.outcome in ("quarantined", "pending") else "")
+        # a line per mail at INFO only for what an operator acts on (issue #15)
+        log.log(logging.DEBUG if result.outcome in QUIET_OUTCOMES else logging.INFO,
+                "inbound %d: %s %s (%s)%s", result.mail_id, result.outcome,
+                result.ticket_number or "-", result.reason,
+                _which({"from_address": result.from_address, "subject": result.subject})
+                if result.outcome in ("quarantined", "pending") else "",
+                extra={"inbound_id": result.mail_id, "message_id": result.message_id})
+    _count(results, received_at)
     return results
+
+
+def _count(results: list[Processed], received_at: dict[int, datetime]) -> None:
+    """The committed results in the metrics (a mail already done is not counted again)."""
+    now = utcnow()
+    for result in results:
+        if result.failed:
+            metrics.count_processing_failure()
+        if result.outcome in metrics.OUTCOMES and result.mail_id in received_at:
+            metrics.count_processed(result.outcome, result.rule,
+                                    metrics.seconds_between(received_at[result.mail_id], now))
 
 
 def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,
@@ -228,11 +253,13 @@ def _apply_one(session: Session, stages: Stages, mail: _Leased,
     outcome = mail.understood
     assert outcome is not None
     if isinstance(outcome, Understood):
-        outcome = route_and_apply(session, stages, outcome, mail.id)
+        with mail_context(mail.id, outcome.parsed.message_id):
+            outcome = route_and_apply(session, stages, outcome, mail.id)
     values = _record_values(mail, outcome)
     records.append(values)
     return Processed(mail.id, outcome.outcome, outcome.ticket_number, outcome.reason,
-                     str(values["from_address"] or ""), str(values["subject"] or ""))
+                     str(values["from_address"] or ""), str(values["subject"] or ""),
+                     rule=outcome.rule, message_id=outcome.message_id)
 
 
 def _budget(db: Database) -> float:
@@ -294,12 +321,13 @@ def _understand(stages: Stages, row: Any) -> _Leased:
     raw = b""
     try:
         raw = stored_raw(stages.blobs, row.raw, row.size, row.raw_sha256)
-        understood = understand_stored(
-            stages.addressbook, raw=raw, received=row.received,
-            envelope_from=_envelope_from(row.source, row.envelope_from),
-            envelope_to=row.envelope_to, truncated_from=row.truncated_from,
-            hop_trusted=hop_trusted(row.source, row.client_address,
-                                    stages.settings.inbound.trusted_relays))
+        with mail_context(row.id):
+            understood = understand_stored(
+                stages.addressbook, raw=raw, received=row.received,
+                envelope_from=_envelope_from(row.source, row.envelope_from),
+                envelope_to=row.envelope_to, truncated_from=row.truncated_from,
+                hop_trusted=hop_trusted(row.source, row.client_address,
+                                        stages.settings.inbound.trusted_relays))
     except RecursionError:
         from_address, subject = peek_from_subject(raw)
         log.error("inbound %d: quarantined: it nests too deeply for the parser "
@@ -371,11 +399,12 @@ def _apply_in_savepoint(session: Session, stages: Stages, mail: _Leased) -> Proc
 def _recorded_failure(session: Session, mail: _Leased, exc: Exception) -> Processed:
     """Count the failed attempt in the open transaction (retry later, or quarantine)."""
     shown = _shown(mail.from_address, mail.subject)
-    log.error("inbound %d: processing failed%s", mail.id, _which(shown), exc_info=exc)
+    log.error("inbound %d: processing failed%s", mail.id, _which(shown), exc_info=exc,
+              extra={"inbound_id": mail.id})
     values = _failure_values(mail.attempts, _error_text(exc)) | shown
     session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
     return Processed(mail.id, str(values.get("outcome", "pending")), None,
-                     str(values["last_error"]), mail.from_address, mail.subject)
+                     str(values["last_error"]), mail.from_address, mail.subject, failed=True)
 
 
 def _envelope_from(source: str, stored: str) -> str | None:
@@ -424,19 +453,25 @@ def _record_failure(db: Database, mail: _Leased, exc: Exception) -> Processed:
     """Record a failure in a transaction of its own (the mail's own one could not commit)."""
     error = _error_text(exc)
     shown = _shown(mail.from_address, mail.subject)
-    log.error("inbound %d: processing failed%s: %s", mail.id, _which(shown), error)
+    # the database refusing the commit is expected now and then: a warning, no traceback
+    log.log(logging.WARNING if isinstance(exc, TemporaryFailure) else logging.ERROR,
+            "inbound %d: processing failed%s: %s", mail.id, _which(shown), error,
+            extra={"inbound_id": mail.id})
     try:
         with db.write() as session:
             attempts = session.execute(select(_received.c.attempts)
                                        .where(_received.c.id == mail.id)).scalar_one()
             values = _failure_values(attempts, error) | shown
             session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
-    except Exception:
+    except TemporaryFailure as failure:
         # the database itself is failing: the lease expires and the mail is retried then
+        log.warning("inbound %d: could not record the failure: %s", mail.id, failure)
+        return Processed(mail.id, "pending", None, error, mail.from_address, mail.subject)
+    except Exception:
         log.exception("inbound %d: could not record the failure", mail.id)
         return Processed(mail.id, "pending", None, error, mail.from_address, mail.subject)
     return Processed(mail.id, str(values.get("outcome", "pending")), None, error,
-                     mail.from_address, mail.subject)
+                     mail.from_address, mail.subject, failed=True)
 
 
 def process_due(db: Database, stages: Stages, limit: int = 20) -> list[Processed]:
@@ -449,9 +484,14 @@ def run_worker(db: Database, stages: Stages, stop: threading.Event, wake: Bell |
     """Process mail until `stop` is set; sleeps `idle_poll` seconds (or until the bell
     rings) when nothing is due. A database outage is waited out, not fatal."""
     log.info("inbound worker started")
+    outage = OutageLog(log, "inbound worker: the database")
     while not stop.is_set():
         try:
             done = process_due(db, stages)
+            outage.recovered()
+        except TemporaryFailure as exc:       # an outage: waited out, one line
+            outage.failed(exc)
+            done = []
         except Exception:
             log.exception("inbound worker: could not lease mail; retrying")
             done = []

@@ -53,6 +53,9 @@ from typing import Any, Protocol
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
+from gateway.errors import TemporaryFailure
+from gateway.observe import metrics
+from gateway.observe.logs import OutageLog
 from gateway.outbound import bouncing
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox_record import (
@@ -211,6 +214,7 @@ def _hold_back_dead(session: Session, mails: list[QueuedMail],
         session.execute(update(_outbound).where(_outbound.c.id == mail.id).values(
             status="suppressed", next_attempt=now, last_error=storable(note)[:4000]))
         log.info("outbox %d %s: suppressed (%s)", mail.id, mail.message_id, note)
+        metrics.count_outbound("suppressed")
     return to_send
 
 
@@ -222,6 +226,9 @@ def release(db: Database, mails: Sequence[QueuedMail]) -> None:
         with db.write(durable=False, patient=True) as session:
             for mail in mails:
                 update_leased(session, mail, attempts=mail.attempts - 1, next_attempt=utcnow())
+    except TemporaryFailure as exc:     # the database is away: expected, no traceback
+        log.warning("outbox: could not hand back %d leased mails (%s); their lease expires",
+                    len(mails), exc)
     except Exception:
         log.exception("outbox: could not hand back %d leased mails; their lease expires",
                       len(mails))
@@ -255,12 +262,14 @@ def drain(db: Database, transport: Transport, *, limit: int = BATCH,
             result = _send(transport, mail)
             try:
                 deliveries += record_result(db, mail, result, on_failed=on_failed)
-            except Exception:
+            except Exception as exc:
                 # sent (or not) but not recorded: after the lease it is sent again. Stop
-                # here so that no further mail of the batch risks the same.
-                log.exception("outbox %d %s: could not record the result (%s); it will be "
-                              "retried when the lease ends", mail.id, mail.message_id,
-                              result.outcome)
+                # here so that no further mail of the batch risks the same. A database
+                # outage is expected now and then: one line; anything else is a bug.
+                log.log(logging.WARNING if isinstance(exc, TemporaryFailure) else logging.ERROR,
+                        "outbox %d %s: could not record the result (%s); it will be retried "
+                        "when the lease ends: %s", mail.id, mail.message_id, result.outcome,
+                        exc, exc_info=not isinstance(exc, TemporaryFailure))
                 release(db, leased[index + 1:])
                 break
     finally:
@@ -283,9 +292,14 @@ def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Flag | None
     when nothing is due. A database outage is waited out, not fatal. Set `wake` after
     `stop` for a prompt exit."""
     log.info("outbox started (%r)", transport)
+    outage = OutageLog(log, "outbox: the database")
     while not stop.is_set():
         try:
             done = drain(db, transport, limit=limit, on_failed=on_failed, stop=stop)
+            outage.recovered()
+        except TemporaryFailure as exc:       # an outage: waited out, one line
+            outage.failed(exc)
+            done = []
         except Exception:
             log.exception("outbox: could not lease mail; retrying")
             done = []

@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, CursorResult, bindparam, insert, select, update
 from sqlmodel import Session
 
+from gateway.observe import metrics
 from gateway.outbound.transport import DeliveryResult, Outcome
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, table_of, utcnow
@@ -87,8 +88,9 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
     groups = list(_by_outcome(mail.recipients, result).items())
     if [outcome for outcome, _ in groups] == ["sent"] and _sent_at_once(db, mail, now):
         [(_, (_, detail))] = groups
-        log.info("outbox %d %s: sent to %s (%s)", mail.id, mail.message_id,
-                 ", ".join(mail.recipients), detail)
+        log.debug("outbox %d %s: sent to %s (%s)", mail.id, mail.message_id,
+                  ", ".join(mail.recipients), detail)
+        metrics.count_outbound("sent", metrics.seconds_between(mail.created, now))
         return [Delivery(mail.id, mail.message_id, mail.recipients, "sent", detail)]
     with db.write(durable=False, patient=True) as session:
         if len(groups) == 1:    # the usual case: one guarded UPDATE
@@ -100,9 +102,18 @@ def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
             if not deliveries:
                 deliveries = _lease_lost(session, mail, result, now)
     for delivery in deliveries:
-        log.info("outbox %d %s: %s to %s (%s)", delivery.mail_id, delivery.message_id,
-                 delivery.status, ", ".join(delivery.recipients), delivery.detail)
+        # sent: routine; queued again: the relay's 4xx or no connection, expected now and
+        # then (one line, no traceback); failed was logged by `fail_leased`
+        log.log(_LEVELS.get(delivery.status, logging.INFO), "outbox %d %s: %s to %s (%s)",
+                delivery.mail_id, delivery.message_id, delivery.status,
+                ", ".join(delivery.recipients), delivery.detail)
+        if delivery.status in ("sent", "queued"):
+            metrics.count_outbound("sent" if delivery.status == "sent" else "deferred",
+                                   metrics.seconds_between(mail.created, now))
     return deliveries
+
+
+_LEVELS = {"sent": logging.DEBUG, "queued": logging.WARNING}
 
 
 def _sent_at_once(db: Database, mail: QueuedMail, now: datetime) -> bool:
@@ -214,6 +225,7 @@ def fail_leased(session: Session, mail: QueuedMail, error: str, on_failed: Faile
     if not update_leased(session, mail, status="failed", next_attempt=now, last_error=error):
         return False
     log.error("outbox %d %s: failed: %s", mail.id, mail.message_id, error)
+    metrics.count_outbound("failed")
     if on_failed is None or mail.event == NO_NOTICE_EVENT:
         return True
     try:

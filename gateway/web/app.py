@@ -35,7 +35,7 @@ from gateway.app import App
 from gateway.web import auth, faq, files, forms, language, tickets
 from gateway.web.health import Liveness, health_report
 from gateway.web.i18n import text
-from gateway.web.metrics import DatabaseCollector
+from gateway.web.metrics import DatabaseCollector, ProcessCollector
 from gateway.web.pages import (
     CsrfRefused,
     LoginRequired,
@@ -59,6 +59,7 @@ def create_web_app(app: App, liveness: Liveness | None = None) -> FastAPI:
                   openapi_url=None)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(DatabaseCollector(app, liveness))
+    registry.register(ProcessCollector())      # the counters and histograms of this serve
     portal = Portal(settings=app.settings, db=app.db, blobs=app.blobs,
                     numbering=app.numbering, answering=app.answering)
     stylesheet = (STATIC_DIR / "portal.css").read_bytes()

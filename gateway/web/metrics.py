@@ -1,4 +1,5 @@
-"""`/metrics`: gauges read from the shared database at every scrape, and `up` per component.
+"""`/metrics`: gauges read from the shared database at every scrape, `up` per component, and
+the counters and histograms of this instance (`ProcessCollector`).
 
 In: the `App` and the `Liveness` view of the same `serve` (empty outside `serve`). Out: a
 prometheus_client `Collector` for a `CollectorRegistry`.
@@ -25,6 +26,7 @@ from gateway.app import App
 from gateway.config.settings import StateName
 from gateway.errors import TemporaryFailure
 from gateway.inbound.imap.report import mailbox_metrics, mailbox_statuses
+from gateway.observe import metrics
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.tickets.queries import count_tickets_by_state
 from gateway.web.health import Liveness, waiting_mail
@@ -89,6 +91,14 @@ class DatabaseCollector(Collector):
         ):
             yield GaugeMetricFamily(name, help_text, value=seconds)
         yield from mailbox_metrics(mailboxes)
+
+
+class ProcessCollector(Collector):
+    """The counters and histograms of this process (`gateway/observe/metrics.py`): in
+    `serve`, also those its worker process forwarded."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from metrics.REGISTRY.collect()
 
 
 def _count_by_status(session: Session, table: Table) -> dict[str, int]:

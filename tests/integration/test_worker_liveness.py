@@ -36,7 +36,7 @@ def test_a_worker_that_keeps_dying_is_reported_as_crash_looping(app: App) -> Non
                 await _until(lambda p=process: not p.is_alive())
                 if worker.process is process:          # not restarted yet
                     assert worker.problem() == (
-                        "the worker process is not running (exit code -9)")
+                        "the worker process is not running (killed by SIGKILL)")
                 await _until(lambda p=process: worker.process is not p
                              and worker.process is not None and worker.process.is_alive())
                 if death < QuickWorker.CRASH_LOOP_DEATHS:

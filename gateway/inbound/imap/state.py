@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from gateway.inbound.intake import Envelope, Incoming, insert_received
+from gateway.observe import metrics
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.models import ImapImport, MailboxState, table_of, utcnow
@@ -141,6 +142,7 @@ def store_batch(db: Database, space: UidSpace, fetched: Sequence[Fetched], *,
                             .values(last_uid=last_uid))
     except IntegrityError as exc:
         raise AlreadyRecorded(str(exc.orig)) from exc
+    metrics.count_received(["imap"] * len(stored.mail_ids))     # committed
     return stored
 
 

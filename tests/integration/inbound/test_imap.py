@@ -687,3 +687,22 @@ def _outcomes(app: App, as_imap_serves: Callable[[bytes], bytes] = bytes
             outcomes.setdefault(hashlib.sha256(as_imap_serves(row.raw)).hexdigest(),
                                 (row.outcome, row.rule))
         return outcomes
+
+
+def test_imported_mail_is_counted_once_as_received_from_imap(dovecot: Dovecot, user: str,
+                                                              make_app: Callable[..., App]
+                                                              ) -> None:
+    """`ticketgw_received_total{source="imap"}` counts what the import committed; a check
+    that finds nothing new counts nothing."""
+    from gateway.observe.metrics import REGISTRY
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("ticketgw_received_total", {"source": "imap"}) or 0.0
+
+    app = make_app(entry(dovecot, user))
+    before = counted()
+    dovecot.append(user, "INBOX", mail(1), mail(2))
+    assert poller_for(app).check_once().stored == 2
+    assert counted() - before == 2 == len(stored(app))
+    assert poller_for(app).check_once().stored == 0
+    assert counted() - before == 2

@@ -117,12 +117,13 @@ def test_other_ticketgw_variables_are_not_overrides(tmp_path: Path) -> None:
 
 def test_only_the_single_table_sections_and_their_scalar_keys() -> None:
     assert set(OVERRIDABLE_SECTIONS) == {"database", "storage", "tickets", "inbound",
-                                         "outbound", "web", "files", "faq"}
+                                         "outbound", "web", "files", "faq", "logging"}
     assert "trusted_relays" not in scalar_keys("inbound")
     assert "dkim" not in scalar_keys("outbound")
     assert {"smtp", "lmtp", "max_message_size", "authserv_id"} <= scalar_keys("inbound").keys()
     assert override_variable("outbound", "from") == "TICKETGW_OUTBOUND_FROM"
     assert override_variable("files", "max_file_size") == "TICKETGW_FILES_MAX_FILE_SIZE"
+    assert override_variable("logging", "format") == "TICKETGW_LOGGING_FORMAT"
 
 
 def test_the_admin_guide_lists_every_key_that_can_be_set() -> None:
