@@ -3,11 +3,15 @@
 How work is taken, so that no mail is lost, none is processed twice at once, and one bad mail
 never blocks the queue:
 1. `lease_batch`: one short transaction claims due `pending` rows (`FOR UPDATE SKIP LOCKED`
-   on PostgreSQL), counts the attempt and pushes `next_attempt` a lease into the future;
-   other instances skip them until then. The attempt is counted *before* processing, so a
-   mail that crashes the worker process is not retried for ever.
-2. `process_batch`: the leased mails are read and parsed outside any write transaction
-   (parsing is pure CPU and must not hold SQLite's write lock); then one write transaction
+   on PostgreSQL), counts the attempt and pushes `next_attempt` a lease (`store/leases.py`,
+   20 s) into the future, naming this process in `lease_holder`; other instances skip them
+   until then. The attempt is counted *before* processing, so a mail that crashes the
+   worker process is not retried for ever. A row whose previous lease ran out without a
+   result is a takeover: logged, and counted through `on_takeover`.
+2. `process_batch`: while it runs, a heartbeat (`store/heartbeat.py`) renews the leases
+   every 5 s, so a long mail (a 50 MB parse) keeps them. The leased mails are read and
+   parsed outside any write transaction (parsing is pure CPU and must not hold SQLite's
+   write lock); then one write transaction
    routes, applies and records the mails. A mail that fails rolls back alone: the first
    pass has no savepoints (they cost two statements per mail), and when a mail fails in
    it, the transaction is rolled back and done again with a savepoint per mail. The
@@ -26,7 +30,11 @@ thousands of lines long. Every quarantined or failing mail is recorded with its 
 Subject (from the parser, or `mail.peek` when the parser failed), so the operator's lists
 (`ticketgw quarantine list`, `inbound list`) say which mail it is.
 In: the database and the `pipeline.Stages` (built once per worker process by the composition
-root). A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
+root). A worker that dies mid-lease loses nothing: its mails become due again when the lease
+ends, at most 20 s after its last heartbeat, and another instance takes them over. The
+attempt count is the lease token: a mail's result (or failure) is recorded only while the
+row still has the count this worker leased it with, so work whose lease was lost (taken
+over after a heartbeat could not reach the database) is never recorded over the newer lease.
 Leases are committed with `db.write(durable=False)`: a power failure may forget a lease (and
 its attempt count), which only repeats work; the mails' results are written durably.
 """
@@ -37,12 +45,12 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session
 
 from gateway.inbound.doorbell import Bell
@@ -54,6 +62,8 @@ from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, under
 from gateway.store.blobs import BlobStore
 from gateway.store.claims import claim_due
 from gateway.store.db import Database
+from gateway.store.heartbeat import Heartbeat
+from gateway.store.leases import LEASE, TakeoverHook, holder_id, note_takeovers
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets.ticket import storable
 
@@ -61,7 +71,6 @@ log = logging.getLogger(__name__)
 
 _received = table_of(ReceivedMail)
 MAX_ATTEMPTS = 3
-LEASE = timedelta(minutes=5)
 RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=5))   # after the 1st, 2nd failure
 # A write transaction takes more mails only for this many seconds. SQLite has one write
 # lock, which received mail, the outbox and the web view wait for. PostgreSQL locks rows:
@@ -82,19 +91,25 @@ class Processed:
     subject: str = ""
 
 
-def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None) -> list[int]:
+def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None, *,
+                on_takeover: TakeoverHook | None = None, now: datetime | None = None
+                ) -> list[int]:
     """Claim up to `limit` due mails for this worker; mails that already used all their
     attempts (their worker died each time) are quarantined instead, with the From and
-    Subject their header shows (read from `blobs` for a mail stored there)."""
-    now = utcnow()
+    Subject their header shows (read from `blobs` for a mail stored there). Takeovers of
+    leases that ran out are logged and passed to `on_takeover`."""
+    now = now or utcnow()
     leased: list[int] = []
     with db.write(durable=False) as session:
-        for row in claim_due(session, _received, status="pending", now=now, limit=limit,
-                             columns=("id", "attempts")):
+        rows = claim_due(session, _received, status="pending", now=now, limit=limit,
+                         columns=("id", "attempts", "lease_holder", "next_attempt"))
+        note_takeovers("inbound", rows, on_takeover)
+        for row in rows:
             if row.attempts >= MAX_ATTEMPTS:
                 shown = _shown(*_peek_stored(session, row.id, blobs))
                 session.execute(update(_received).where(_received.c.id == row.id).values(
                     status="quarantined", outcome="quarantined", processed=now,
+                    lease_holder=None,
                     reason=f"processing did not finish in {row.attempts} attempts "
                            "(the worker stopped each time)", **shown))
                 log.error("inbound %d: quarantined after %d unfinished attempts%s", row.id,
@@ -103,26 +118,33 @@ def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None) -
             leased.append(row.id)
         if leased:      # one statement for the batch, not one per mail
             session.execute(update(_received).where(_received.c.id.in_(leased)).values(
-                attempts=_received.c.attempts + 1, next_attempt=now + LEASE))
+                attempts=_received.c.attempts + 1, next_attempt=now + LEASE,
+                lease_holder=holder_id()))
     return leased
 
 
 def lease_ids(db: Database, mail_ids: list[int]) -> list[int]:
-    """Lease these pending mails now (for `ingest` and `quarantine retry`, which process
-    what they stored at once); mails another worker holds are left to it."""
+    """Lease these pending mails now, due or not (for `ingest` and `quarantine retry`,
+    which process what they stored at once); mails whose lease another worker holds are
+    left to it."""
     now = utcnow()
     leased: list[int] = []
     with db.write(durable=False) as session:
         for start in range(0, len(mail_ids), 500):
             rows = session.execute(
-                select(_received.c.id, _received.c.attempts)
+                select(_received.c.id, _received.c.attempts, _received.c.lease_holder,
+                       _received.c.next_attempt)
                 .where(_received.c.id.in_(mail_ids[start:start + 500]),
-                       _received.c.status == "pending")
+                       _received.c.status == "pending",
+                       or_(_received.c.lease_holder.is_(None),
+                           _received.c.next_attempt <= now))
                 .with_for_update(skip_locked=True)).all()
+            note_takeovers("inbound", rows)
             ids = [row.id for row in rows]
             if ids:
                 session.execute(update(_received).where(_received.c.id.in_(ids)).values(
-                    attempts=_received.c.attempts + 1, next_attempt=now + LEASE))
+                    attempts=_received.c.attempts + 1, next_attempt=now + LEASE,
+                    lease_holder=holder_id()))
             leased += ids
     return sorted(leased)
 
@@ -146,13 +168,20 @@ def process_leased(db: Database, stages: Stages, mail_id: int) -> Processed:
 
 def process_batch(db: Database, stages: Stages, mail_ids: Sequence[int]) -> list[Processed]:
     """Process leased mails (see the module's docstring); failures are recorded, never
-    raised. One `Processed` per mail that still exists, in the order given."""
+    raised. One `Processed` per mail that still exists, in the order given. Their leases
+    are renewed by a heartbeat until each has its result."""
     results: list[Processed] = []
-    for rows in _read_by_size(db, mail_ids):
-        leased = [_understand(stages, row) for row in rows]
-        done = len(results)
-        while len(results) - done < len(leased):
-            results += _apply_some(db, stages, leased[len(results) - done:])
+    groups, tokens, rows = _read_first(db, mail_ids)
+    with Heartbeat(db, "inbound", tokens) as heartbeat:
+        for index, group in enumerate(groups):
+            if index:
+                with db.read() as session:
+                    rows = _read_leased(session, group)
+            leased = [_understand(stages, row, tokens[row.id]) for row in rows]
+            done = len(results)
+            while len(results) - done < len(leased):
+                results += _apply_some(db, stages, leased[len(results) - done:])
+            heartbeat.finished(group)
     for result in results:
         log.info("inbound %d: %s %s (%s)%s", result.mail_id, result.outcome,
                  result.ticket_number or "-", result.reason,
@@ -171,11 +200,15 @@ def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,
     results: list[Processed] = []
     try:
         with db.write() as session:
-            pending = _still_pending(session, [mail.id for mail in leased])
+            ours, lost = _still_ours(session, leased)
             deadline = time.monotonic() + _budget(db)
             records: list[dict[str, object]] = []      # the outcomes, written together
             for mail in leased:
-                if mail.id not in pending:
+                if mail.id in lost:
+                    log.warning("inbound %d: the lease was lost (another instance leased it "
+                                "again); its result is left to that one", mail.id)
+                    results.append(Processed(mail.id, "pending", None, "lease lost"))
+                elif mail.id not in ours:
                     results.append(Processed(mail.id, "done", None, "already done"))
                 elif careful:
                     results.append(_apply_in_savepoint(session, stages, mail))
@@ -243,21 +276,18 @@ def _urgent_waiting(db: Database) -> bool:
     return db.turns is not None and db.turns.urgent_waiting()
 
 
-def _read_by_size(db: Database, mail_ids: Sequence[int]) -> Iterator[list[Any]]:
-    """The leased rows (with their raw mail), in groups of at most `GROUP_BYTES` (or one
-    mail): a batch of large mails is read and parsed a few at a time, not all at once.
-    The usual batch, one group, takes a single read transaction."""
+def _read_first(db: Database, mail_ids: Sequence[int]
+                ) -> tuple[list[list[int]], dict[int, int], list[Any]]:
+    """The mails cut into groups of at most `GROUP_BYTES` (or one mail), so that a batch
+    of large mails is read and parsed a few at a time; each mail's lease token (its
+    attempt count now); and the first group's rows (with their raw mail). The usual batch,
+    one group, takes this single read transaction."""
     with db.read() as session:
-        sizes = {row.id: row.size for row in session.execute(
-            select(_received.c.id, _received.c.size).where(_received.c.id.in_(list(mail_ids))))}
-        groups = _groups(mail_ids, sizes)
+        found = session.execute(select(_received.c.id, _received.c.size, _received.c.attempts)
+                                .where(_received.c.id.in_(list(mail_ids)))).all()
+        groups = _groups(mail_ids, {row.id: row.size for row in found})
         first = _read_leased(session, groups[0]) if groups else []
-    if groups:
-        yield first
-    for group in groups[1:]:
-        with db.read() as session:
-            rows = _read_leased(session, group)
-        yield rows
+    return groups, {row.id: row.attempts for row in found}, first
 
 
 def _groups(mail_ids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
@@ -277,7 +307,7 @@ def _groups(mail_ids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
 
 def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     rows = session.execute(select(
-        _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
+        _received.c.id, _received.c.raw, _received.c.size,
         _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
         _received.c.source, _received.c.envelope_from, _received.c.envelope_to,
         _received.c.client_address)
@@ -286,7 +316,7 @@ def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
 
 
-def _understand(stages: Stages, row: Any) -> _Leased:
+def _understand(stages: Stages, row: Any, token: int) -> _Leased:
     """Parse and classify one leased mail (no database). A failure is kept for the write
     transaction to count; a `RecursionError` would come back on every attempt, so that mail
     is quarantined at once. From and Subject are kept for the operator's lists: the
@@ -304,12 +334,12 @@ def _understand(stages: Stages, row: Any) -> _Leased:
         from_address, subject = peek_from_subject(raw)
         log.error("inbound %d: quarantined: it nests too deeply for the parser "
                   "(RecursionError)%s", row.id, _which(_shown(from_address, subject)))
-        return _Leased(row.id, row.attempts, Outcome(
+        return _Leased(row.id, token, Outcome(
             "quarantined", "parser limit: nested too deeply for the parser (RecursionError)",
             "parse-limit"), from_address=from_address, subject=subject)
     except Exception as exc:
         from_address, subject = peek_from_subject(raw)
-        return _Leased(row.id, row.attempts, error=exc, from_address=from_address,
+        return _Leased(row.id, token, error=exc, from_address=from_address,
                        subject=subject)
     if isinstance(understood, Outcome):              # a parser limit: refused unparsed
         from_address, subject = peek_from_subject(raw)
@@ -318,7 +348,7 @@ def _understand(stages: Stages, row: Any) -> _Leased:
         from_address = parsed.from_.address if parsed.from_ and parsed.from_.address else \
             collapse_whitespace(parsed.header("from"))[:1000]   # names nobody: as written
         subject = parsed.subject
-    return _Leased(row.id, row.attempts, understood, from_address=from_address,
+    return _Leased(row.id, token, understood, from_address=from_address,
                    subject=subject)
 
 
@@ -349,12 +379,16 @@ def _peek_stored(session: Session, mail_id: int, blobs: BlobStore | None) -> tup
     return peek_from_subject(head)
 
 
-def _still_pending(session: Session, mail_ids: list[int]) -> set[int]:
-    """Which of these are still pending, locked for this transaction (PostgreSQL)."""
-    return set(session.execute(
-        select(_received.c.id).where(_received.c.id.in_(mail_ids),
-                                     _received.c.status == "pending")
-        .with_for_update()).scalars())
+def _still_ours(session: Session, leased: Sequence[_Leased]) -> tuple[set[int], set[int]]:
+    """Which of these mails are still pending under the lease they came with (ours), and
+    which are pending under a newer one (lost); locked for this transaction (PostgreSQL)."""
+    tokens = {mail.id: mail.attempts for mail in leased}
+    pending = session.execute(
+        select(_received.c.id, _received.c.attempts)
+        .where(_received.c.id.in_(list(tokens)), _received.c.status == "pending")
+        .with_for_update()).all()
+    ours = {row.id for row in pending if row.attempts == tokens[row.id]}
+    return ours, {row.id for row in pending} - ours
 
 
 def _apply_in_savepoint(session: Session, stages: Stages, mail: _Leased) -> Processed:
@@ -384,9 +418,10 @@ def _envelope_from(source: str, stored: str) -> str | None:
 
 
 _RECORD = update(_received).where(_received.c.id == bindparam("mail_id")).values(
-    {name: bindparam(name) for name in ("status", "outcome", "reason", "rule", "ticket_id",
-                                        "message_id", "from_address", "subject", "processed",
-                                        "last_error")})
+    {**{name: bindparam(name) for name in ("status", "outcome", "reason", "rule", "ticket_id",
+                                           "message_id", "from_address", "subject",
+                                           "processed", "last_error")},
+     "lease_holder": None})
 
 
 def _record(session: Session, records: list[dict[str, object]]) -> None:
@@ -416,21 +451,29 @@ def _failure_values(attempts: int, error: str) -> dict[str, object]:
     """A failed attempt: retried after a pause, or quarantined after `MAX_ATTEMPTS`."""
     if attempts >= MAX_ATTEMPTS:
         return {"status": "quarantined", "outcome": "quarantined", "processed": utcnow(),
-                "reason": f"failed {attempts} times; last error: {error}", "last_error": error}
-    return {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1], "last_error": error}
+                "reason": f"failed {attempts} times; last error: {error}", "last_error": error,
+                "lease_holder": None}
+    return {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1], "last_error": error,
+            "lease_holder": None}
 
 
 def _record_failure(db: Database, mail: _Leased, exc: Exception) -> Processed:
-    """Record a failure in a transaction of its own (the mail's own one could not commit)."""
+    """Record a failure in a transaction of its own (the mail's own one could not commit),
+    unless the lease it came with was lost meanwhile."""
     error = _error_text(exc)
     shown = _shown(mail.from_address, mail.subject)
     log.error("inbound %d: processing failed%s: %s", mail.id, _which(shown), error)
     try:
         with db.write() as session:
-            attempts = session.execute(select(_received.c.attempts)
-                                       .where(_received.c.id == mail.id)).scalar_one()
-            values = _failure_values(attempts, error) | shown
-            session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
+            ours = (_received.c.id == mail.id, _received.c.status == "pending",
+                    _received.c.attempts == mail.attempts)
+            if session.execute(select(_received.c.id).where(*ours)).first() is None:
+                log.warning("inbound %d: the lease was lost; the failure is not recorded",
+                            mail.id)
+                return Processed(mail.id, "pending", None, error, mail.from_address,
+                                 mail.subject)
+            values = _failure_values(mail.attempts, error) | shown
+            session.execute(update(_received).where(*ours).values(**values))
     except Exception:
         # the database itself is failing: the lease expires and the mail is retried then
         log.exception("inbound %d: could not record the failure", mail.id)
@@ -439,19 +482,21 @@ def _record_failure(db: Database, mail: _Leased, exc: Exception) -> Processed:
                      mail.from_address, mail.subject)
 
 
-def process_due(db: Database, stages: Stages, limit: int = 20) -> list[Processed]:
+def process_due(db: Database, stages: Stages, limit: int = 20, *,
+                on_takeover: TakeoverHook | None = None) -> list[Processed]:
     """Lease and process one batch; the processed mails (empty when nothing was due)."""
-    return process_batch(db, stages, lease_batch(db, limit, stages.blobs))
+    return process_batch(db, stages, lease_batch(db, limit, stages.blobs,
+                                                 on_takeover=on_takeover))
 
 
 def run_worker(db: Database, stages: Stages, stop: threading.Event, wake: Bell | None = None,
-               idle_poll: float = 0.5) -> None:
+               idle_poll: float = 0.5, *, on_takeover: TakeoverHook | None = None) -> None:
     """Process mail until `stop` is set; sleeps `idle_poll` seconds (or until the bell
     rings) when nothing is due. A database outage is waited out, not fatal."""
     log.info("inbound worker started")
     while not stop.is_set():
         try:
-            done = process_due(db, stages)
+            done = process_due(db, stages, on_takeover=on_takeover)
         except Exception:
             log.exception("inbound worker: could not lease mail; retrying")
             done = []
