@@ -221,12 +221,17 @@ class WorkerComponent:
 
 def worker_process_main(settings: Settings, bell: Bell) -> None:
     """Entry point of the worker process (spawned: it builds its own app and connections).
-    SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle."""
+    SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle. It
+    ends within a second of its parent's death, busy or idle (`inbound/lifeline.py`)."""
+    import os
     import signal as signals
 
     from gateway.app import build_app
+    from gateway.inbound.lifeline import end_with_parent
     from gateway.inbound.worker import run_worker
 
+    parent = multiprocessing.parent_process()    # its pid, even if it has died already
+    end_with_parent(parent.pid if parent is not None and parent.pid else os.getppid())
     stop = threading.Event()
     signals.signal(signals.SIGINT, signals.SIG_IGN)
     signals.signal(signals.SIGTERM, lambda *_: stop.set())
