@@ -27,27 +27,29 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, tuple_, update
 
+from gateway.store import leases
 from gateway.store.db import Database
-from gateway.store.leases import HEARTBEAT, LEASE, QUEUES, holder_id
+from gateway.store.leases import QUEUES, holder_id
 from gateway.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Renews the leases of `leases` ({row id: attempts}) of `queue` while the block runs."""
+    """Renews the leases of `held` ({row id: attempts}) of `queue` while the block runs,
+    every `every` (`leases.HEARTBEAT`) by `length` (`leases.LEASE`)."""
 
-    def __init__(self, db: Database, queue: str, leases: Mapping[int, int], *,
-                 holder: str | None = None, length: timedelta = LEASE,
-                 every: timedelta = HEARTBEAT,
+    def __init__(self, db: Database, queue: str, held: Mapping[int, int], *,
+                 holder: str | None = None, length: timedelta | None = None,
+                 every: timedelta | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._db = db
         self.queue = queue
         self._table, self._status = QUEUES[queue]
-        self._leases = dict(leases)
+        self._leases = dict(held)
         self._holder = holder or holder_id()
-        self._length = length
-        self._every = every
+        self._length = length or leases.LEASE       # read now: a test may shorten them
+        self._every = every or leases.HEARTBEAT
         self._clock = clock
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -105,3 +105,29 @@ def test_a_batch_with_a_failing_mail_keeps_every_other_mails_work(
     assert [results[i] for i in ids] == ["created"] * 3 + ["pending"] + ["created"] * 3 + [
         "pending"]
     assert tickets(app) == sorted(s for s in subjects if not s.startswith("boom"))
+
+
+def test_a_mail_whose_lease_was_taken_over_meanwhile_is_left_to_the_new_holder(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's heartbeat could not reach the database and another instance leased the
+    mail again while it was parsed: the first worker records nothing, the second makes the
+    one ticket."""
+    from gateway.store.leases import LEASE
+
+    [mail_id] = store(app, "Slow parse")
+    assert worker.lease_batch(app.db) == [mail_id]
+    understand = worker._understand
+
+    def taken_over_meanwhile(stages: Any, stored: Any, token: int) -> Any:
+        assert worker.lease_batch(app.db, now=utcnow() + LEASE) == [mail_id]
+        return understand(stages, stored, token)
+
+    monkeypatch.setattr(worker, "_understand", taken_over_meanwhile)
+    [late] = worker.process_batch(app.db, app.stages, [mail_id])
+    monkeypatch.undo()
+    assert (late.outcome, late.reason) == ("pending", "lease lost")
+    assert (row(app, mail_id).status, row(app, mail_id).attempts) == ("pending", 2)
+    assert tickets(app) == []
+    [done] = worker.process_batch(app.db, app.stages, [mail_id])   # the new holder
+    assert done.outcome == "created" and tickets(app) == ["Slow parse"]
+    assert row(app, mail_id).lease_holder is None
