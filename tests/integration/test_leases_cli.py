@@ -73,7 +73,8 @@ def test_wrong_input_changes_nothing(app: App, database_url: str, tmp_path: Path
             ((), "give --stale or IDs with --queue"),
             (("--stale", "--queue", "inbound", str(received)),
              "give --stale or IDs with --queue"),
-            ((str(received),), "IDs need --queue inbound or --queue outbound"),
+            ((str(received),), "IDs need --queue inbound or --queue outbound (both number "
+                               "their mail from 1)"),
             (("--queue", "outbound", str(held), str(free)),
              f"not leased outbound mail: {free} (nothing was released)")]:
         result = run_cli("--config", config, "leases", "release", *args)
