@@ -23,9 +23,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, tuple_, update
+from sqlalchemy import select, tuple_, update
 
 from gateway.store import leases
 from gateway.store.db import Database
@@ -85,20 +84,25 @@ class Heartbeat:
             self.beat()
 
     def beat(self) -> set[int]:
-        """Renew once now; the rows renewed. Never raises."""
+        """Renew once now; the rows renewed (a row locked by the work, which is recording
+        its result, waits for the next beat). Never raises."""
         with self._lock:
             pairs = list(self._leases.items())
         if not pairs:
             return set()
         table = self._table
-        statement = update(table).where(
-            table.c.status == self._status, table.c.lease_holder == self._holder,
-            tuple_(table.c.id, table.c.attempts).in_(pairs),
-        ).values(next_attempt=self._clock() + self._length).returning(table.c.id)
+        ours = (table.c.status == self._status, table.c.lease_holder == self._holder,
+                tuple_(table.c.id, table.c.attempts).in_(pairs))
         try:
-            with self._db.one_statement() as connection:
-                result = cast("CursorResult[Any]", connection.execute(statement))
-                renewed = set(result.scalars())
+            with self._db.write(durable=False, patient=True) as session:
+                still = set(session.execute(select(table.c.id).where(*ours)).scalars())
+                # rows the work itself has locked (it is recording their results) are
+                # skipped, not waited for: waiting could deadlock with it on PostgreSQL
+                free = select(table.c.id).where(*ours).with_for_update(skip_locked=True)
+                renewed = set(session.execute(
+                    update(table).where(table.c.id.in_(free.scalar_subquery()))
+                    .values(next_attempt=self._clock() + self._length)
+                    .returning(table.c.id)).scalars())
         except Exception as exc:
             self.failures += 1
             log.warning("%s: could not renew the leases of %d rows (%s); trying again in "
@@ -106,7 +110,7 @@ class Heartbeat:
             return set()
         with self._lock:
             gone = {mail_id for mail_id, _ in pairs
-                    if mail_id not in renewed and mail_id in self._leases}
+                    if mail_id not in still and mail_id in self._leases}
             for mail_id in gone:
                 del self._leases[mail_id]
             self.lost |= gone

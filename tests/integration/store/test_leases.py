@@ -138,3 +138,17 @@ def test_leases_are_listed_and_stale_ones_released(app: App) -> None:
     assert (row(app, stale).lease_holder, row(app, stale).next_attempt) == (None, start)
     assert row(app, stale).attempts == 1           # the attempt stays counted
     assert [m.id for m in lease_due(app.db, now=start)] == [stale]
+
+
+@pytest.mark.backends("postgresql")     # SQLite has one writer: nothing to skip there
+def test_a_row_locked_by_its_work_is_skipped_by_the_heartbeat_not_lost(app: App) -> None:
+    """The worker's transaction that records results locks the rows; the heartbeat must not
+    wait for it (two transactions locking many rows in different order can deadlock)."""
+    [mail_id] = queued(app)
+    [mail] = lease_due(app.db)
+    beat = Heartbeat(app.db, "outbound", {mail.id: mail.attempts})
+    with app.db.write() as session:
+        session.execute(select(_outbound.c.id).where(_outbound.c.id == mail_id)
+                        .with_for_update())
+        assert beat.beat() == set() and beat.lost == set()
+    assert beat.beat() == {mail_id}
