@@ -2,9 +2,9 @@
 
 How work is taken, so that no mail is lost, none is processed twice at once, and one bad mail
 never blocks the queue:
-1. `lease_batch`: one short transaction claims due `pending` rows (`FOR UPDATE SKIP LOCKED`
-   on PostgreSQL), counts the attempt and pushes `next_attempt` a lease (`store/leases.py`,
-   20 s) into the future, naming this process in `lease_holder`; other instances skip them
+1. `lease_batch` (`leasing.py`): one short transaction claims due `pending` rows (`FOR UPDATE
+   SKIP LOCKED` on PostgreSQL), counts the attempt and pushes `next_attempt` a lease (20 s,
+   `store/leases.py`) into the future, naming this process in `lease_holder`; others skip them
    until then. The attempt is counted *before* processing, so a mail that crashes the
    worker process is not retried for ever. A row whose previous lease ran out without a
    result is a takeover: logged, and counted through `on_takeover`.
@@ -47,30 +47,36 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from gateway.inbound.doorbell import Bell
 from gateway.inbound.hops import hop_trusted
 from gateway.inbound.intake import stored_raw
+from gateway.inbound.leasing import (
+    MAX_ATTEMPTS,
+    lease_batch,
+    lease_ids,
+    shown_columns,
+    which_mail,
+)
 from gateway.mail.mime_text import collapse_whitespace
-from gateway.mail.peek import HEAD_BYTES, peek_from_subject
+from gateway.mail.peek import peek_from_subject
 from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
-from gateway.store.blobs import BlobStore
-from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.heartbeat import Heartbeat
-from gateway.store.leases import LEASE, TakeoverHook, holder_id, note_takeovers
+from gateway.store.leases import TakeoverHook
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets.ticket import storable
 
 log = logging.getLogger(__name__)
 
 _received = table_of(ReceivedMail)
-MAX_ATTEMPTS = 3
+__all__ = ["MAX_ATTEMPTS", "Processed", "lease_batch", "lease_ids", "process_batch",
+           "process_due", "process_leased", "run_worker"]
 RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=5))   # after the 1st, 2nd failure
 # A write transaction takes more mails only for this many seconds. SQLite has one write
 # lock, which received mail, the outbox and the web view wait for. PostgreSQL locks rows:
@@ -91,64 +97,6 @@ class Processed:
     subject: str = ""
 
 
-def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None, *,
-                on_takeover: TakeoverHook | None = None, now: datetime | None = None
-                ) -> list[int]:
-    """Claim up to `limit` due mails for this worker; mails that already used all their
-    attempts (their worker died each time) are quarantined instead, with the From and
-    Subject their header shows (read from `blobs` for a mail stored there). Takeovers of
-    leases that ran out are logged and passed to `on_takeover`."""
-    now = now or utcnow()
-    leased: list[int] = []
-    with db.write(durable=False) as session:
-        rows = claim_due(session, _received, status="pending", now=now, limit=limit,
-                         columns=("id", "attempts", "lease_holder", "next_attempt"))
-        note_takeovers("inbound", rows, on_takeover)
-        for row in rows:
-            if row.attempts >= MAX_ATTEMPTS:
-                shown = _shown(*_peek_stored(session, row.id, blobs))
-                session.execute(update(_received).where(_received.c.id == row.id).values(
-                    status="quarantined", outcome="quarantined", processed=now,
-                    lease_holder=None,
-                    reason=f"processing did not finish in {row.attempts} attempts "
-                           "(the worker stopped each time)", **shown))
-                log.error("inbound %d: quarantined after %d unfinished attempts%s", row.id,
-                          row.attempts, _which(shown))
-                continue
-            leased.append(row.id)
-        if leased:      # one statement for the batch, not one per mail
-            session.execute(update(_received).where(_received.c.id.in_(leased)).values(
-                attempts=_received.c.attempts + 1, next_attempt=now + LEASE,
-                lease_holder=holder_id()))
-    return leased
-
-
-def lease_ids(db: Database, mail_ids: list[int]) -> list[int]:
-    """Lease these pending mails now, due or not (for `ingest` and `quarantine retry`,
-    which process what they stored at once); mails whose lease another worker holds are
-    left to it."""
-    now = utcnow()
-    leased: list[int] = []
-    with db.write(durable=False) as session:
-        for start in range(0, len(mail_ids), 500):
-            rows = session.execute(
-                select(_received.c.id, _received.c.attempts, _received.c.lease_holder,
-                       _received.c.next_attempt)
-                .where(_received.c.id.in_(mail_ids[start:start + 500]),
-                       _received.c.status == "pending",
-                       or_(_received.c.lease_holder.is_(None),
-                           _received.c.next_attempt <= now))
-                .with_for_update(skip_locked=True)).all()
-            note_takeovers("inbound", rows)
-            ids = [row.id for row in rows]
-            if ids:
-                session.execute(update(_received).where(_received.c.id.in_(ids)).values(
-                    attempts=_received.c.attempts + 1, next_attempt=now + LEASE,
-                    lease_holder=holder_id()))
-            leased += ids
-    return sorted(leased)
-
-
 @dataclass(frozen=True)
 class _Leased:
     """A leased mail, understood before the write transaction starts."""
@@ -157,7 +105,7 @@ class _Leased:
     attempts: int
     understood: Understood | Outcome | None = None
     error: Exception | None = None       # understanding it failed (a bug): kept and counted
-    from_address: str = ""               # what the operator's lists show (`_shown`)
+    from_address: str = ""               # what the operator's lists show (`shown_columns`)
     subject: str = ""
 
 
@@ -185,7 +133,7 @@ def process_batch(db: Database, stages: Stages, mail_ids: Sequence[int]) -> list
     for result in results:
         log.info("inbound %d: %s %s (%s)%s", result.mail_id, result.outcome,
                  result.ticket_number or "-", result.reason,
-                 _which({"from_address": result.from_address, "subject": result.subject})
+                 which_mail({"from_address": result.from_address, "subject": result.subject})
                  if result.outcome in ("quarantined", "pending") else "")
     return results
 
@@ -333,7 +281,7 @@ def _understand(stages: Stages, row: Any, token: int) -> _Leased:
     except RecursionError:
         from_address, subject = peek_from_subject(raw)
         log.error("inbound %d: quarantined: it nests too deeply for the parser "
-                  "(RecursionError)%s", row.id, _which(_shown(from_address, subject)))
+                  "(RecursionError)%s", row.id, which_mail(shown_columns(from_address, subject)))
         return _Leased(row.id, token, Outcome(
             "quarantined", "parser limit: nested too deeply for the parser (RecursionError)",
             "parse-limit"), from_address=from_address, subject=subject)
@@ -350,33 +298,6 @@ def _understand(stages: Stages, row: Any, token: int) -> _Leased:
         subject = parsed.subject
     return _Leased(row.id, token, understood, from_address=from_address,
                    subject=subject)
-
-
-def _shown(from_address: str, subject: str) -> dict[str, str | None]:
-    """The `received_mail` columns the operator's lists show ("" is stored as NULL)."""
-    return {"from_address": storable(from_address)[:1000] or None,
-            "subject": storable(subject)[:1000] or None}
-
-
-def _which(shown: dict[str, Any]) -> str:
-    """", from X, subject Y" for a log line (nothing for what is unknown)."""
-    return "".join(f", {label} {str(shown[key])[:200]!r}"
-                   for key, label in (("from_address", "from"), ("subject", "subject"))
-                   if shown.get(key))
-
-
-def _peek_stored(session: Session, mail_id: int, blobs: BlobStore | None) -> tuple[str, str]:
-    """From and Subject of a stored mail, read from its first `HEAD_BYTES` only."""
-    row = session.execute(select(_received.c.raw, _received.c.size, _received.c.raw_sha256)
-                          .where(_received.c.id == mail_id)).one()
-    head = bytes(row.raw[:HEAD_BYTES]) if row.raw else b""
-    if not head and row.size and blobs is not None:
-        try:
-            with blobs.open(row.raw_sha256) as handle:
-                head = handle.read(HEAD_BYTES)
-        except OSError:
-            head = b""
-    return peek_from_subject(head)
 
 
 def _still_ours(session: Session, leased: Sequence[_Leased]) -> tuple[set[int], set[int]]:
@@ -404,8 +325,8 @@ def _apply_in_savepoint(session: Session, stages: Stages, mail: _Leased) -> Proc
 
 def _recorded_failure(session: Session, mail: _Leased, exc: Exception) -> Processed:
     """Count the failed attempt in the open transaction (retry later, or quarantine)."""
-    shown = _shown(mail.from_address, mail.subject)
-    log.error("inbound %d: processing failed%s", mail.id, _which(shown), exc_info=exc)
+    shown = shown_columns(mail.from_address, mail.subject)
+    log.error("inbound %d: processing failed%s", mail.id, which_mail(shown), exc_info=exc)
     values = _failure_values(mail.attempts, _error_text(exc)) | shown
     session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
     return Processed(mail.id, str(values.get("outcome", "pending")), None,
@@ -439,7 +360,7 @@ def _record_values(mail: _Leased, outcome: Outcome) -> dict[str, object]:
         "outcome": outcome.outcome, "reason": storable(outcome.reason)[:4000],
         "rule": outcome.rule, "ticket_id": outcome.ticket_id,
         "message_id": storable(outcome.message_id or "")[:1000] or None,
-        **_shown(outcome.from_address or mail.from_address, outcome.subject or mail.subject),
+        **shown_columns(outcome.from_address or mail.from_address, outcome.subject or mail.subject),
         "processed": utcnow(), "last_error": None}
 
 
@@ -461,8 +382,8 @@ def _record_failure(db: Database, mail: _Leased, exc: Exception) -> Processed:
     """Record a failure in a transaction of its own (the mail's own one could not commit),
     unless the lease it came with was lost meanwhile."""
     error = _error_text(exc)
-    shown = _shown(mail.from_address, mail.subject)
-    log.error("inbound %d: processing failed%s: %s", mail.id, _which(shown), error)
+    shown = shown_columns(mail.from_address, mail.subject)
+    log.error("inbound %d: processing failed%s: %s", mail.id, which_mail(shown), error)
     try:
         with db.write() as session:
             ours = (_received.c.id == mail.id, _received.c.status == "pending",
