@@ -32,6 +32,7 @@ from gateway.inbound.intake import GroupCommitter
 from gateway.inbound.smtp import GatewayHandler, server_factory
 from gateway.inbound.smtp_limits import ClientLimits
 from gateway.jobs import build_scheduler
+from gateway.observe import metrics
 from gateway.observe.logs import configure_logging
 from gateway.observe.metrics import forward_observations, receive_observations
 from gateway.web.app import create_web_app
@@ -243,14 +244,19 @@ def exit_reason(exitcode: int | None) -> str:
 def worker_process_main(settings: Settings, bell: Bell, observations: Connection | None = None,
                         log_level: int | None = None) -> None:
     """Entry point of the worker process (spawned: it builds its own app and connections).
-    SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle.
+    SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle. It
+    ends within a second of its parent's death, busy or idle (`inbound/lifeline.py`).
     Its metrics go to the parent through `observations`; an exception that ends it is
     logged with its traceback before the process exits (code 1)."""
+    import os
     import signal as signals
 
     from gateway.app import build_app
+    from gateway.inbound.lifeline import end_with_parent
     from gateway.inbound.worker import run_worker
 
+    parent = multiprocessing.parent_process()    # its pid, even if it has died already
+    end_with_parent(parent.pid if parent is not None and parent.pid else os.getppid())
     stop = threading.Event()
     signals.signal(signals.SIGINT, signals.SIG_IGN)
     signals.signal(signals.SIGTERM, lambda *_: stop.set())
@@ -259,7 +265,8 @@ def worker_process_main(settings: Settings, bell: Bell, observations: Connection
     try:
         app = build_app(settings)
         try:
-            run_worker(app.db, app.stages, stop, bell)
+            run_worker(app.db, app.stages, stop, bell,
+                       on_takeover=metrics.count_takeover_of)
         finally:
             app.close()
     except Exception:
@@ -286,7 +293,8 @@ class OutboxComponent:
             target=run_outbox, name="ticketgw-outbox",
             args=(app.db, self.stop_event, transport_from_settings(app.settings),
                   self.wake_event),
-            kwargs={"on_failed": tell_staff_on_failure(app.answering)}, daemon=True)
+            kwargs={"on_failed": tell_staff_on_failure(app.answering),
+                    "on_takeover": metrics.count_takeover_of}, daemon=True)
         self.stopping = False
 
     async def start(self) -> None:

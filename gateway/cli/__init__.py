@@ -78,14 +78,15 @@ def _register_commands() -> None:
         faq,
         files,
         inbound,
+        leases,
         mailbox,
         outbox,
         serve,
         tickets,
     )
 
-    for module in (admin, bounces, customers, faq, files, inbound, mailbox, outbox, serve,
-                   tickets):
+    for module in (admin, bounces, customers, faq, files, inbound, leases, mailbox, outbox,
+                   serve, tickets):
         module.register(cli)
 
 

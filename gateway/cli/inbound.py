@@ -307,7 +307,7 @@ def quarantine_retry(context: CliContext, mail_id: int | None, retry_all: bool,
         if ids:
             session.execute(update(_received).where(_received.c.id.in_(ids)).values(
                 status="pending", outcome="pending", attempts=0, next_attempt=utcnow(),
-                processed=None))
+                processed=None, lease_holder=None))
     click.echo(f"requeued {len(ids)} mail(s)", err=True)
     if ids and not no_process:
         _process_stored(context, ids, label="reprocessing", command="quarantine retry")

@@ -2,12 +2,16 @@
 
 How work is taken, so that no mail is lost, none is processed twice at once, and one bad mail
 never blocks the queue:
-1. `lease_batch`: one short transaction claims due `pending` rows (`FOR UPDATE SKIP LOCKED`
-   on PostgreSQL), counts the attempt and pushes `next_attempt` a lease into the future;
-   other instances skip them until then. The attempt is counted *before* processing, so a
-   mail that crashes the worker process is not retried for ever.
-2. `process_batch`: the leased mails are read and parsed outside any write transaction
-   (parsing is pure CPU and must not hold SQLite's write lock); then one write transaction
+1. `lease_batch` (`leasing.py`): one short transaction claims due `pending` rows (`FOR UPDATE
+   SKIP LOCKED` on PostgreSQL), counts the attempt and pushes `next_attempt` a lease (20 s,
+   `store/leases.py`) into the future, naming this process in `lease_holder`; others skip them
+   until then. The attempt is counted *before* processing, so a mail that crashes the
+   worker process is not retried for ever. A row whose previous lease ran out without a
+   result is a takeover: logged, and counted through `on_takeover`.
+2. `process_batch`: while it runs, a heartbeat (`store/heartbeat.py`) renews the leases
+   every 5 s, so a long mail (a 50 MB parse) keeps them. The leased mails are read and
+   parsed outside any write transaction (parsing is pure CPU and must not hold SQLite's
+   write lock); then one write transaction
    routes, applies and records the mails. A mail that fails rolls back alone: the first
    pass has no savepoints (they cost two statements per mail), and when a mail fails in
    it, the transaction is rolled back and done again with a savepoint per mail. The
@@ -26,7 +30,11 @@ thousands of lines long. Every quarantined or failing mail is recorded with its 
 Subject (from the parser, or `mail.peek` when the parser failed), so the operator's lists
 (`ticketgw quarantine list`, `inbound list`) say which mail it is.
 In: the database and the `pipeline.Stages` (built once per worker process by the composition
-root). A worker that dies mid-lease loses nothing: its mails become due again when the lease ends.
+root). A worker that dies mid-lease loses nothing: its mails become due again when the lease
+ends, at most 20 s after its last heartbeat, and another instance takes them over. The
+attempt count is the lease token: a mail's result (or failure) is recorded only while the
+row still has the count this worker leased it with, so work whose lease was lost (taken
+over after a heartbeat could not reach the database) is never recorded over the newer lease.
 Leases are committed with `db.write(durable=False)`: a power failure may forget a lease (and
 its attempt count), which only repeats work; the mails' results are written durably.
 """
@@ -37,7 +45,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,22 +57,29 @@ from gateway.errors import TemporaryFailure
 from gateway.inbound.doorbell import Bell
 from gateway.inbound.hops import hop_trusted
 from gateway.inbound.intake import stored_raw
+from gateway.inbound.leasing import (
+    MAX_ATTEMPTS,
+    lease_batch,
+    lease_ids,
+    shown_columns,
+    which_mail,
+)
 from gateway.mail.mime_text import collapse_whitespace
-from gateway.mail.peek import HEAD_BYTES, peek_from_subject
+from gateway.mail.peek import peek_from_subject
 from gateway.observe import metrics
 from gateway.observe.logs import OutageLog, mail_context
 from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
-from gateway.store.blobs import BlobStore
-from gateway.store.claims import claim_due
 from gateway.store.db import Database
+from gateway.store.heartbeat import Heartbeat
+from gateway.store.leases import TakeoverHook
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets.ticket import storable
 
 log = logging.getLogger(__name__)
 
 _received = table_of(ReceivedMail)
-MAX_ATTEMPTS = 3
-LEASE = timedelta(minutes=5)
+__all__ = ["MAX_ATTEMPTS", "Processed", "lease_batch", "lease_ids", "process_batch",
+           "process_due", "process_leased", "run_worker"]
 RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=5))   # after the 1st, 2nd failure
 # A write transaction takes more mails only for this many seconds. SQLite has one write
 # lock, which received mail, the outbox and the web view wait for. PostgreSQL locks rows:
@@ -89,52 +104,6 @@ class Processed:
     message_id: str | None = None
 
 
-def lease_batch(db: Database, limit: int = 20, blobs: BlobStore | None = None) -> list[int]:
-    """Claim up to `limit` due mails for this worker; mails that already used all their
-    attempts (their worker died each time) are quarantined instead, with the From and
-    Subject their header shows (read from `blobs` for a mail stored there)."""
-    now = utcnow()
-    leased: list[int] = []
-    with db.write(durable=False) as session:
-        for row in claim_due(session, _received, status="pending", now=now, limit=limit,
-                             columns=("id", "attempts")):
-            if row.attempts >= MAX_ATTEMPTS:
-                shown = _shown(*_peek_stored(session, row.id, blobs))
-                session.execute(update(_received).where(_received.c.id == row.id).values(
-                    status="quarantined", outcome="quarantined", processed=now,
-                    reason=f"processing did not finish in {row.attempts} attempts "
-                           "(the worker stopped each time)", **shown))
-                log.error("inbound %d: quarantined after %d unfinished attempts%s", row.id,
-                          row.attempts, _which(shown))
-                metrics.count_processed("quarantined", None, None)
-                continue
-            leased.append(row.id)
-        if leased:      # one statement for the batch, not one per mail
-            session.execute(update(_received).where(_received.c.id.in_(leased)).values(
-                attempts=_received.c.attempts + 1, next_attempt=now + LEASE))
-    return leased
-
-
-def lease_ids(db: Database, mail_ids: list[int]) -> list[int]:
-    """Lease these pending mails now (for `ingest` and `quarantine retry`, which process
-    what they stored at once); mails another worker holds are left to it."""
-    now = utcnow()
-    leased: list[int] = []
-    with db.write(durable=False) as session:
-        for start in range(0, len(mail_ids), 500):
-            rows = session.execute(
-                select(_received.c.id, _received.c.attempts)
-                .where(_received.c.id.in_(mail_ids[start:start + 500]),
-                       _received.c.status == "pending")
-                .with_for_update(skip_locked=True)).all()
-            ids = [row.id for row in rows]
-            if ids:
-                session.execute(update(_received).where(_received.c.id.in_(ids)).values(
-                    attempts=_received.c.attempts + 1, next_attempt=now + LEASE))
-            leased += ids
-    return sorted(leased)
-
-
 @dataclass(frozen=True)
 class _Leased:
     """A leased mail, understood before the write transaction starts."""
@@ -143,7 +112,7 @@ class _Leased:
     attempts: int
     understood: Understood | Outcome | None = None
     error: Exception | None = None       # understanding it failed (a bug): kept and counted
-    from_address: str = ""               # what the operator's lists show (`_shown`)
+    from_address: str = ""               # what the operator's lists show (`shown_columns`)
     subject: str = ""
 
 
@@ -154,21 +123,28 @@ def process_leased(db: Database, stages: Stages, mail_id: int) -> Processed:
 
 def process_batch(db: Database, stages: Stages, mail_ids: Sequence[int]) -> list[Processed]:
     """Process leased mails (see the module's docstring); failures are recorded, never
-    raised. One `Processed` per mail that still exists, in the order given."""
+    raised. One `Processed` per mail that still exists, in the order given. Their leases
+    are renewed by a heartbeat until each has its result."""
     results: list[Processed] = []
     received_at: dict[int, datetime] = {}
-    for rows in _read_by_size(db, mail_ids):
-        received_at.update((row.id, row.received) for row in rows)
-        leased = [_understand(stages, row) for row in rows]
-        done = len(results)
-        while len(results) - done < len(leased):
-            results += _apply_some(db, stages, leased[len(results) - done:])
+    groups, tokens, rows = _read_first(db, mail_ids)
+    with Heartbeat(db, "inbound", tokens) as heartbeat:
+        for index, group in enumerate(groups):
+            if index:
+                with db.read() as session:
+                    rows = _read_leased(session, group)
+            received_at.update((row.id, row.received) for row in rows)
+            leased = [_understand(stages, row, tokens[row.id]) for row in rows]
+            done = len(results)
+            while len(results) - done < len(leased):
+                results += _apply_some(db, stages, leased[len(results) - done:])
+            heartbeat.finished(group)
     for result in results:
         # a line per mail at INFO only for what an operator acts on (issue #15)
         log.log(logging.DEBUG if result.outcome in QUIET_OUTCOMES else logging.INFO,
                 "inbound %d: %s %s (%s)%s", result.mail_id, result.outcome,
                 result.ticket_number or "-", result.reason,
-                _which({"from_address": result.from_address, "subject": result.subject})
+                which_mail({"from_address": result.from_address, "subject": result.subject})
                 if result.outcome in ("quarantined", "pending") else "",
                 extra={"inbound_id": result.mail_id, "message_id": result.message_id})
     _count(results, received_at)
@@ -196,11 +172,15 @@ def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,
     results: list[Processed] = []
     try:
         with db.write() as session:
-            pending = _still_pending(session, [mail.id for mail in leased])
+            ours, lost = _still_ours(session, leased)
             deadline = time.monotonic() + _budget(db)
             records: list[dict[str, object]] = []      # the outcomes, written together
             for mail in leased:
-                if mail.id not in pending:
+                if mail.id in lost:
+                    log.warning("inbound %d: the lease was lost (another instance leased it "
+                                "again); its result is left to that one", mail.id)
+                    results.append(Processed(mail.id, "pending", None, "lease lost"))
+                elif mail.id not in ours:
                     results.append(Processed(mail.id, "done", None, "already done"))
                 elif careful:
                     results.append(_apply_in_savepoint(session, stages, mail))
@@ -270,21 +250,18 @@ def _urgent_waiting(db: Database) -> bool:
     return db.turns is not None and db.turns.urgent_waiting()
 
 
-def _read_by_size(db: Database, mail_ids: Sequence[int]) -> Iterator[list[Any]]:
-    """The leased rows (with their raw mail), in groups of at most `GROUP_BYTES` (or one
-    mail): a batch of large mails is read and parsed a few at a time, not all at once.
-    The usual batch, one group, takes a single read transaction."""
+def _read_first(db: Database, mail_ids: Sequence[int]
+                ) -> tuple[list[list[int]], dict[int, int], list[Any]]:
+    """The mails cut into groups of at most `GROUP_BYTES` (or one mail), so that a batch
+    of large mails is read and parsed a few at a time; each mail's lease token (its
+    attempt count now); and the first group's rows (with their raw mail). The usual batch,
+    one group, takes this single read transaction."""
     with db.read() as session:
-        sizes = {row.id: row.size for row in session.execute(
-            select(_received.c.id, _received.c.size).where(_received.c.id.in_(list(mail_ids))))}
-        groups = _groups(mail_ids, sizes)
+        found = session.execute(select(_received.c.id, _received.c.size, _received.c.attempts)
+                                .where(_received.c.id.in_(list(mail_ids)))).all()
+        groups = _groups(mail_ids, {row.id: row.size for row in found})
         first = _read_leased(session, groups[0]) if groups else []
-    if groups:
-        yield first
-    for group in groups[1:]:
-        with db.read() as session:
-            rows = _read_leased(session, group)
-        yield rows
+    return groups, {row.id: row.attempts for row in found}, first
 
 
 def _groups(mail_ids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
@@ -304,7 +281,7 @@ def _groups(mail_ids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
 
 def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     rows = session.execute(select(
-        _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
+        _received.c.id, _received.c.raw, _received.c.size,
         _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
         _received.c.source, _received.c.envelope_from, _received.c.envelope_to,
         _received.c.client_address)
@@ -313,7 +290,7 @@ def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     return [by_id[mail_id] for mail_id in mail_ids if mail_id in by_id]
 
 
-def _understand(stages: Stages, row: Any) -> _Leased:
+def _understand(stages: Stages, row: Any, token: int) -> _Leased:
     """Parse and classify one leased mail (no database). A failure is kept for the write
     transaction to count; a `RecursionError` would come back on every attempt, so that mail
     is quarantined at once. From and Subject are kept for the operator's lists: the
@@ -331,13 +308,13 @@ def _understand(stages: Stages, row: Any) -> _Leased:
     except RecursionError:
         from_address, subject = peek_from_subject(raw)
         log.error("inbound %d: quarantined: it nests too deeply for the parser "
-                  "(RecursionError)%s", row.id, _which(_shown(from_address, subject)))
-        return _Leased(row.id, row.attempts, Outcome(
+                  "(RecursionError)%s", row.id, which_mail(shown_columns(from_address, subject)))
+        return _Leased(row.id, token, Outcome(
             "quarantined", "parser limit: nested too deeply for the parser (RecursionError)",
             "parse-limit"), from_address=from_address, subject=subject)
     except Exception as exc:
         from_address, subject = peek_from_subject(raw)
-        return _Leased(row.id, row.attempts, error=exc, from_address=from_address,
+        return _Leased(row.id, token, error=exc, from_address=from_address,
                        subject=subject)
     if isinstance(understood, Outcome):              # a parser limit: refused unparsed
         from_address, subject = peek_from_subject(raw)
@@ -346,43 +323,20 @@ def _understand(stages: Stages, row: Any) -> _Leased:
         from_address = parsed.from_.address if parsed.from_ and parsed.from_.address else \
             collapse_whitespace(parsed.header("from"))[:1000]   # names nobody: as written
         subject = parsed.subject
-    return _Leased(row.id, row.attempts, understood, from_address=from_address,
+    return _Leased(row.id, token, understood, from_address=from_address,
                    subject=subject)
 
 
-def _shown(from_address: str, subject: str) -> dict[str, str | None]:
-    """The `received_mail` columns the operator's lists show ("" is stored as NULL)."""
-    return {"from_address": storable(from_address)[:1000] or None,
-            "subject": storable(subject)[:1000] or None}
-
-
-def _which(shown: dict[str, Any]) -> str:
-    """", from X, subject Y" for a log line (nothing for what is unknown)."""
-    return "".join(f", {label} {str(shown[key])[:200]!r}"
-                   for key, label in (("from_address", "from"), ("subject", "subject"))
-                   if shown.get(key))
-
-
-def _peek_stored(session: Session, mail_id: int, blobs: BlobStore | None) -> tuple[str, str]:
-    """From and Subject of a stored mail, read from its first `HEAD_BYTES` only."""
-    row = session.execute(select(_received.c.raw, _received.c.size, _received.c.raw_sha256)
-                          .where(_received.c.id == mail_id)).one()
-    head = bytes(row.raw[:HEAD_BYTES]) if row.raw else b""
-    if not head and row.size and blobs is not None:
-        try:
-            with blobs.open(row.raw_sha256) as handle:
-                head = handle.read(HEAD_BYTES)
-        except OSError:
-            head = b""
-    return peek_from_subject(head)
-
-
-def _still_pending(session: Session, mail_ids: list[int]) -> set[int]:
-    """Which of these are still pending, locked for this transaction (PostgreSQL)."""
-    return set(session.execute(
-        select(_received.c.id).where(_received.c.id.in_(mail_ids),
-                                     _received.c.status == "pending")
-        .with_for_update()).scalars())
+def _still_ours(session: Session, leased: Sequence[_Leased]) -> tuple[set[int], set[int]]:
+    """Which of these mails are still pending under the lease they came with (ours), and
+    which are pending under a newer one (lost); locked for this transaction (PostgreSQL)."""
+    tokens = {mail.id: mail.attempts for mail in leased}
+    pending = session.execute(
+        select(_received.c.id, _received.c.attempts)
+        .where(_received.c.id.in_(list(tokens)), _received.c.status == "pending")
+        .with_for_update()).all()
+    ours = {row.id for row in pending if row.attempts == tokens[row.id]}
+    return ours, {row.id for row in pending} - ours
 
 
 def _apply_in_savepoint(session: Session, stages: Stages, mail: _Leased) -> Processed:
@@ -398,8 +352,8 @@ def _apply_in_savepoint(session: Session, stages: Stages, mail: _Leased) -> Proc
 
 def _recorded_failure(session: Session, mail: _Leased, exc: Exception) -> Processed:
     """Count the failed attempt in the open transaction (retry later, or quarantine)."""
-    shown = _shown(mail.from_address, mail.subject)
-    log.error("inbound %d: processing failed%s", mail.id, _which(shown), exc_info=exc,
+    shown = shown_columns(mail.from_address, mail.subject)
+    log.error("inbound %d: processing failed%s", mail.id, which_mail(shown), exc_info=exc,
               extra={"inbound_id": mail.id})
     values = _failure_values(mail.attempts, _error_text(exc)) | shown
     session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
@@ -413,9 +367,10 @@ def _envelope_from(source: str, stored: str) -> str | None:
 
 
 _RECORD = update(_received).where(_received.c.id == bindparam("mail_id")).values(
-    {name: bindparam(name) for name in ("status", "outcome", "reason", "rule", "ticket_id",
-                                        "message_id", "from_address", "subject", "processed",
-                                        "last_error")})
+    {**{name: bindparam(name) for name in ("status", "outcome", "reason", "rule", "ticket_id",
+                                           "message_id", "from_address", "subject",
+                                           "processed", "last_error")},
+     "lease_holder": None})
 
 
 def _record(session: Session, records: list[dict[str, object]]) -> None:
@@ -433,7 +388,7 @@ def _record_values(mail: _Leased, outcome: Outcome) -> dict[str, object]:
         "outcome": outcome.outcome, "reason": storable(outcome.reason)[:4000],
         "rule": outcome.rule, "ticket_id": outcome.ticket_id,
         "message_id": storable(outcome.message_id or "")[:1000] or None,
-        **_shown(outcome.from_address or mail.from_address, outcome.subject or mail.subject),
+        **shown_columns(outcome.from_address or mail.from_address, outcome.subject or mail.subject),
         "processed": utcnow(), "last_error": None}
 
 
@@ -445,24 +400,32 @@ def _failure_values(attempts: int, error: str) -> dict[str, object]:
     """A failed attempt: retried after a pause, or quarantined after `MAX_ATTEMPTS`."""
     if attempts >= MAX_ATTEMPTS:
         return {"status": "quarantined", "outcome": "quarantined", "processed": utcnow(),
-                "reason": f"failed {attempts} times; last error: {error}", "last_error": error}
-    return {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1], "last_error": error}
+                "reason": f"failed {attempts} times; last error: {error}", "last_error": error,
+                "lease_holder": None}
+    return {"next_attempt": utcnow() + RETRY_DELAYS[min(attempts, 2) - 1], "last_error": error,
+            "lease_holder": None}
 
 
 def _record_failure(db: Database, mail: _Leased, exc: Exception) -> Processed:
-    """Record a failure in a transaction of its own (the mail's own one could not commit)."""
+    """Record a failure in a transaction of its own (the mail's own one could not commit),
+    unless the lease it came with was lost meanwhile."""
     error = _error_text(exc)
-    shown = _shown(mail.from_address, mail.subject)
+    shown = shown_columns(mail.from_address, mail.subject)
     # the database refusing the commit is expected now and then: a warning, no traceback
     log.log(logging.WARNING if isinstance(exc, TemporaryFailure) else logging.ERROR,
-            "inbound %d: processing failed%s: %s", mail.id, _which(shown), error,
+            "inbound %d: processing failed%s: %s", mail.id, which_mail(shown), error,
             extra={"inbound_id": mail.id})
     try:
         with db.write() as session:
-            attempts = session.execute(select(_received.c.attempts)
-                                       .where(_received.c.id == mail.id)).scalar_one()
-            values = _failure_values(attempts, error) | shown
-            session.execute(update(_received).where(_received.c.id == mail.id).values(**values))
+            ours = (_received.c.id == mail.id, _received.c.status == "pending",
+                    _received.c.attempts == mail.attempts)
+            if session.execute(select(_received.c.id).where(*ours)).first() is None:
+                log.warning("inbound %d: the lease was lost; the failure is not recorded",
+                            mail.id)
+                return Processed(mail.id, "pending", None, error, mail.from_address,
+                                 mail.subject)
+            values = _failure_values(mail.attempts, error) | shown
+            session.execute(update(_received).where(*ours).values(**values))
     except TemporaryFailure as failure:
         # the database itself is failing: the lease expires and the mail is retried then
         log.warning("inbound %d: could not record the failure: %s", mail.id, failure)
@@ -474,20 +437,22 @@ def _record_failure(db: Database, mail: _Leased, exc: Exception) -> Processed:
                      mail.from_address, mail.subject, failed=True)
 
 
-def process_due(db: Database, stages: Stages, limit: int = 20) -> list[Processed]:
+def process_due(db: Database, stages: Stages, limit: int = 20, *,
+                on_takeover: TakeoverHook | None = None) -> list[Processed]:
     """Lease and process one batch; the processed mails (empty when nothing was due)."""
-    return process_batch(db, stages, lease_batch(db, limit, stages.blobs))
+    return process_batch(db, stages, lease_batch(db, limit, stages.blobs,
+                                                 on_takeover=on_takeover))
 
 
 def run_worker(db: Database, stages: Stages, stop: threading.Event, wake: Bell | None = None,
-               idle_poll: float = 0.5) -> None:
+               idle_poll: float = 0.5, *, on_takeover: TakeoverHook | None = None) -> None:
     """Process mail until `stop` is set; sleeps `idle_poll` seconds (or until the bell
     rings) when nothing is due. A database outage is waited out, not fatal."""
     log.info("inbound worker started")
     outage = OutageLog(log, "inbound worker: the database")
     while not stop.is_set():
         try:
-            done = process_due(db, stages)
+            done = process_due(db, stages, on_takeover=on_takeover)
             outage.recovered()
         except TemporaryFailure as exc:       # an outage: waited out, one line
             outage.failed(exc)

@@ -168,6 +168,12 @@ def count_lease_takeover(queue: Literal["received", "outbound"], count: int = 1)
     _record("lease_takeovers", (queue,), count)
 
 
+def count_takeover_of(queue: str, _row_id: int, _previous_holder: str) -> None:
+    """The `on_takeover` hook of the worker and the outbox (`store/leases.TakeoverHook`):
+    their queue names `inbound`/`outbound` counted as `received`/`outbound`."""
+    count_lease_takeover("received" if queue == "inbound" else "outbound")
+
+
 # -- across processes -------------------------------------------------------------------------
 
 class Forwarder:

@@ -9,11 +9,15 @@ Guarantees:
   change and its mail commit together or not at all.
 - **Lease, send, record** (the pattern of `inbound/worker.py`):
   1. `lease_due`: one short transaction claims due `queued` rows (`FOR UPDATE SKIP LOCKED`
-     on PostgreSQL), counts the attempt and moves `next_attempt` one `LEASE` ahead; other
-     instances skip the rows until then. Several instances never send the same mail while
-     the lease holds.
+     on PostgreSQL), counts the attempt, moves `next_attempt` one `LEASE` (20 s,
+     `store/leases.py`) ahead and names this process in `lease_holder`; other instances
+     skip the rows until then. Several instances never send the same mail while the lease
+     holds. A row whose previous lease ran out without a result is a takeover: logged, and
+     counted through `on_takeover`.
   2. The transport sends each mail with no transaction open: no row lock and no SQLite write
-     lock is held during network I/O.
+     lock is held during network I/O. Meanwhile a heartbeat (`store/heartbeat.py`) renews
+     the batch's leases every 5 s, so a slow relay never lets another instance take a mail
+     that is still being sent; a mail whose lease was lost before its turn is not sent.
   3. `record_result` (`outbox_record.py`): one short transaction per mail records the
      result (the usual "sent" is a single guarded UPDATE, autocommitted): `sent`; back to
      `queued` with exponential backoff and jitter (about 1, 2, 4 … minutes, at most about an
@@ -22,9 +26,10 @@ Guarantees:
      a result for a lease that ran out (another instance has the row now) is not recorded
      over the newer one's, except "sent", which is never forgotten.
 - **At most one duplicate, never a lost mail.** A crash (or a database outage) between send
-  and record leaves the row `queued` with a lease that expires; it is then sent again. The
-  drain stops a batch as soon as a record fails, and hands back unsent mail before its lease
-  could run out, so no other mail of the batch is sent twice.
+  and record leaves the row `queued` with a lease that expires (at most 20 s after the last
+  heartbeat); another instance then sends it again. The
+  drain stops a batch as soon as a record fails and hands back the unsent rest, so no other
+  mail of the batch is sent twice.
   Leases and results are committed with `db.write(durable=False, patient=True)` (no fsync:
   they survive any process crash, but a power failure or OS crash may forget the last
   second or so of them; such mails are sent once more, none is lost. On SQLite they wait
@@ -69,6 +74,8 @@ from gateway.outbound.outbox_record import (
 from gateway.outbound.transport import DeliveryResult, Transport
 from gateway.store.claims import claim_due
 from gateway.store.db import Database
+from gateway.store.heartbeat import Heartbeat
+from gateway.store.leases import LEASE, TakeoverHook, holder_id, note_takeovers
 from gateway.store.models import OutboundMail, table_of, utcnow
 from gateway.tickets.ticket import remember_message_ids, storable
 
@@ -81,8 +88,9 @@ _INSERT = insert(_outbound).returning(_outbound.c.id)
 _INSERT_MANY = insert(_outbound)      # executemany: compiled once, whatever the number of rows
 
 DEFAULT_DEADLINE = timedelta(days=5)    # RFC 5321 §4.5.4.1: give up after 4-5 days
-LEASE = timedelta(minutes=10)           # how long other instances leave a leased mail alone
-SEND_BUDGET = LEASE / 2                 # stop sending a batch this long after leasing it
+# stop sending a batch this long after leasing it and hand the rest back, so that other
+# instances share the work when the relay is slow (the heartbeat keeps the leases meanwhile)
+SEND_BUDGET = timedelta(minutes=1)
 BATCH = 20
 
 
@@ -152,18 +160,19 @@ def requeue_failed(session: Session, mail_ids: Sequence[int] | None, *,
     for start in range(0, len(ids), 500):
         session.execute(update(_outbound).where(_outbound.c.id.in_(ids[start:start + 500]))
                         .values(status="queued", attempts=0, next_attempt=now,
-                                deadline=now + deadline, sent=None))
+                                deadline=now + deadline, sent=None, lease_holder=None))
     return ids
 
 
 # -- lease ------------------------------------------------------------------------------------
 
 def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | None = None,
-              on_failed: FailedHook | None = None,
+              on_failed: FailedHook | None = None, on_takeover: TakeoverHook | None = None,
               now: datetime | None = None) -> list[QueuedMail]:
     """Claim up to `limit` due queued mails (or these queued ids, due or not) for this
     instance. Mails that were tried before and are a lease past their deadline (e.g. every
-    attempt crashed) are marked failed instead of being sent once more."""
+    attempt crashed) are marked failed instead of being sent once more. Takeovers of due
+    rows whose lease ran out are logged and passed to `on_takeover`."""
     now = now or utcnow()
     leased: list[QueuedMail] = []
     with db.write(durable=False, patient=True) as session:
@@ -175,6 +184,8 @@ def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | Non
                 select(_outbound).where(_outbound.c.id.in_(list(mail_ids)),
                                         _outbound.c.status == "queued")
                 .order_by(_outbound.c.id).with_for_update(skip_locked=True)).all()
+        note_takeovers("outbound", [row for row in rows if row.next_attempt <= now],
+                       on_takeover)
         for row in rows:
             mail = _queued(row)
             if mail.attempts > 0 and now >= mail.deadline + LEASE:
@@ -188,7 +199,7 @@ def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | Non
             session.execute(update(_outbound)
                             .where(_outbound.c.id.in_([m.id for m in leased]))
                             .values(attempts=_outbound.c.attempts + 1,
-                                    next_attempt=now + LEASE))
+                                    next_attempt=now + LEASE, lease_holder=holder_id()))
     return leased
 
 
@@ -212,7 +223,8 @@ def _hold_back_dead(session: Session, mails: list[QueuedMail],
                 "address or `ticketgw bounces clear ADDRESS` ends this; then "
                 "`ticketgw outbox retry ID` sends it")
         session.execute(update(_outbound).where(_outbound.c.id == mail.id).values(
-            status="suppressed", next_attempt=now, last_error=storable(note)[:4000]))
+            status="suppressed", next_attempt=now, last_error=storable(note)[:4000],
+            lease_holder=None))
         log.info("outbox %d %s: suppressed (%s)", mail.id, mail.message_id, note)
         metrics.count_outbound("suppressed")
     return to_send
@@ -246,32 +258,45 @@ def _queued(row: Any) -> QueuedMail:
 
 def drain(db: Database, transport: Transport, *, limit: int = BATCH,
           on_failed: FailedHook | None = None, stop: Flag | None = None,
-          mail_ids: Sequence[int] | None = None) -> list[Delivery]:
-    """Lease one batch, send each mail and record each result; the deliveries (empty when
-    nothing was due). Sending stops early (the rest handed back unsent) when `stop` is set,
-    when the batch has taken half a lease, or when a result cannot be recorded."""
-    leased = lease_due(db, limit=limit, mail_ids=mail_ids, on_failed=on_failed)
+          mail_ids: Sequence[int] | None = None,
+          on_takeover: TakeoverHook | None = None) -> list[Delivery]:
+    """Lease one batch, send each mail and record each result, renewing the leases of the
+    mails not yet recorded meanwhile; the deliveries (empty when nothing was due). Sending
+    stops early (the rest handed back unsent) when `stop` is set, when the batch has taken
+    `SEND_BUDGET`, or when a result cannot be recorded. A mail whose lease was lost before
+    its turn (another instance took it over) is left to that instance."""
+    leased = lease_due(db, limit=limit, mail_ids=mail_ids, on_failed=on_failed,
+                       on_takeover=on_takeover)
     started = time.monotonic()
     deliveries: list[Delivery] = []
     try:
-        for index, mail in enumerate(leased):
-            if ((stop is not None and stop.is_set())
-                    or time.monotonic() - started > SEND_BUDGET.total_seconds()):
-                release(db, leased[index:])
-                break
-            result = _send(transport, mail)
-            try:
-                deliveries += record_result(db, mail, result, on_failed=on_failed)
-            except Exception as exc:
-                # sent (or not) but not recorded: after the lease it is sent again. Stop
-                # here so that no further mail of the batch risks the same. A database
-                # outage is expected now and then: one line; anything else is a bug.
-                log.log(logging.WARNING if isinstance(exc, TemporaryFailure) else logging.ERROR,
-                        "outbox %d %s: could not record the result (%s); it will be retried "
-                        "when the lease ends: %s", mail.id, mail.message_id, result.outcome,
-                        exc, exc_info=not isinstance(exc, TemporaryFailure))
-                release(db, leased[index + 1:])
-                break
+        with Heartbeat(db, "outbound", {m.id: m.attempts for m in leased}) as heartbeat:
+            for index, mail in enumerate(leased):
+                if ((stop is not None and stop.is_set())
+                        or time.monotonic() - started > SEND_BUDGET.total_seconds()):
+                    heartbeat.finished(m.id for m in leased[index:])
+                    release(db, leased[index:])
+                    break
+                if heartbeat.is_lost(mail.id):
+                    log.warning("outbox %d %s: the lease was lost before it was sent; left "
+                                "to the instance that has it now", mail.id, mail.message_id)
+                    continue
+                result = _send(transport, mail)
+                try:
+                    deliveries += record_result(db, mail, result, on_failed=on_failed)
+                except Exception as exc:
+                    # sent (or not) but not recorded: after the lease it is sent again. Stop
+                    # here so that no further mail of the batch risks the same. A database
+                    # outage is expected now and then: one line; anything else is a bug.
+                    log.log(logging.WARNING if isinstance(exc, TemporaryFailure)
+                            else logging.ERROR,
+                            "outbox %d %s: could not record the result (%s); it will be "
+                            "retried when the lease ends: %s", mail.id, mail.message_id,
+                            result.outcome, exc, exc_info=not isinstance(exc, TemporaryFailure))
+                    heartbeat.finished(m.id for m in leased[index:])  # its lease runs out
+                    release(db, leased[index + 1:])
+                    break
+                heartbeat.finished([mail.id])
     finally:
         transport.close()
     return deliveries
@@ -287,7 +312,7 @@ def _send(transport: Transport, mail: QueuedMail) -> DeliveryResult:
 
 def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Flag | None = None,
                idle_poll: float = 1.0, *, on_failed: FailedHook | None = None,
-               limit: int = BATCH) -> None:
+               limit: int = BATCH, on_takeover: TakeoverHook | None = None) -> None:
     """Drain the outbox until `stop` is set; sleeps `idle_poll` seconds (or until `wake`)
     when nothing is due. A database outage is waited out, not fatal. Set `wake` after
     `stop` for a prompt exit."""
@@ -295,7 +320,8 @@ def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Flag | None
     outage = OutageLog(log, "outbox: the database")
     while not stop.is_set():
         try:
-            done = drain(db, transport, limit=limit, on_failed=on_failed, stop=stop)
+            done = drain(db, transport, limit=limit, on_failed=on_failed, stop=stop,
+                         on_takeover=on_takeover)
             outage.recovered()
         except TemporaryFailure as exc:       # an outage: waited out, one line
             outage.failed(exc)

@@ -30,7 +30,7 @@ _outbound = table_of(OutboundMail)
 _MARK_SENT = update(_outbound).where(
     _outbound.c.id == bindparam("mail_id"), _outbound.c.status == "queued",
     _outbound.c.attempts == bindparam("leased")).values(
-    status="sent", sent=bindparam("sent"), last_error=None)
+    status="sent", sent=bindparam("sent"), last_error=None, lease_holder=None)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
 
 FIRST_RETRY = timedelta(minutes=1)
@@ -133,7 +133,7 @@ def _lease_lost(session: Session, mail: QueuedMail, result: DeliveryResult,
                              .where(_outbound.c.id == mail.id)).scalar_one_or_none()
     if status == "queued" and result.outcome == "sent" and not result.refused:
         session.execute(update(_outbound).where(_outbound.c.id == mail.id)
-                        .values(status="sent", sent=now, last_error=None))
+                        .values(status="sent", sent=now, last_error=None, lease_holder=None))
         return [Delivery(mail.id, mail.message_id, mail.recipients, "sent", result.text)]
     log.warning("outbox %d %s: lease ran out before the result (%s: %s) was recorded; "
                 "the row is %s now", mail.id, mail.message_id, result.outcome,
@@ -190,10 +190,11 @@ def _by_outcome(recipients: tuple[str, ...], result: DeliveryResult
 
 
 def update_leased(session: Session | Connection, mail: QueuedMail, **values: Any) -> bool:
-    """Update the row only while it is still under the lease `mail` came with."""
+    """Update the row only while it is still under the lease `mail` came with; the update
+    ends the lease (every caller records a result or hands the mail back)."""
     result = session.execute(update(_outbound).where(
         _outbound.c.id == mail.id, _outbound.c.status == "queued",
-        _outbound.c.attempts == mail.attempts).values(**values))
+        _outbound.c.attempts == mail.attempts).values(lease_holder=None, **values))
     return cast("CursorResult[Any]", result).rowcount == 1
 
 

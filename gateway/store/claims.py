@@ -1,14 +1,18 @@
 """Claiming work from a queue table (received mail, outbound mail) safely across processes.
 
-`claim_due` selects due rows and locks them for the caller's transaction:
-- PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED`. Rows another instance has claimed are
-  skipped, not waited for, so several `ticketgw serve` instances share one database and never
-  work on the same row. The lock ends with the transaction: a crashed worker's rows are free
-  again at once (nothing to expire, no in-process lock).
+`claim_due` selects due rows and locks them for the caller's short lease transaction:
+- PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED`. Rows another instance is claiming right
+  now are skipped, not waited for, so several `ticketgw serve` instances share one database
+  and never claim the same row.
 - SQLite: one writer at a time (`Database.write()` begins IMMEDIATE), so the rows are the
   caller's until it commits; FOR UPDATE does not exist there and is not needed.
 
-The caller processes the rows and records the result in the same transaction.
+The row lock ends when the lease transaction commits; what keeps other instances away
+after that is the lease itself: the caller moves `next_attempt` ahead and records itself in
+`lease_holder` (`store/leases.py`), and a heartbeat renews it while the work runs. A crashed
+instance's rows are therefore *not* free at once: they become due when its lease ends, at
+most `leases.LEASE` (20 s) after its last heartbeat, and the next instance that claims them
+logs the takeover.
 """
 
 from __future__ import annotations

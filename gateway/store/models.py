@@ -280,6 +280,8 @@ class ReceivedMail(SQLModel, table=True):
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None)
     next_attempt: datetime = _time(default_factory=utcnow)
+    # hostname:pid of the instance leasing it, None once there is a result (store/leases.py)
+    lease_holder: str | None = Field(default=None, max_length=100)
     processed: datetime | None = _time(default=None)
 
     __table_args__ = (Index("ix_received_mail_work", "status", "next_attempt"),)
@@ -301,6 +303,7 @@ class OutboundMail(SQLModel, table=True):
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None)
     next_attempt: datetime = _time(default_factory=utcnow)
+    lease_holder: str | None = Field(default=None, max_length=100)   # as received_mail's
     deadline: datetime | None = _time(default=None)
     sent: datetime | None = _time(default=None)
 

@@ -1,14 +1,21 @@
 """The worker component's liveness, as /healthz sees it: dead, running again, crash-looping.
-A real spawned worker process, killed with SIGKILL; only the supervisor's pauses are short."""
+A real spawned worker process, killed with SIGKILL; only the supervisor's pauses are short.
+And the other way round: a worker whose `serve` is killed ends with it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
 
 from gateway.app import App
 from gateway.service import WorkerComponent
+from tests.integration.inbound.test_lifeline import gone, seconds_until_gone
+from tests.serve_helpers import free_port, serve_config, serving
 
 
 class QuickWorker(WorkerComponent):
@@ -48,3 +55,31 @@ def test_a_worker_that_keeps_dying_is_reported_as_crash_looping(app: App) -> Non
         assert worker.problem() is None                # stopped on purpose
 
     asyncio.run(scenario())
+
+
+def _worker_of(serve_pid: int) -> int:
+    """The spawned worker among the children of `serve` (not multiprocessing's helpers)."""
+    children = [int(pid) for task in Path(f"/proc/{serve_pid}/task").iterdir()
+                for pid in (task / "children").read_text().split()]
+    workers = [pid for pid in children
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 1, children
+    return workers[0]
+
+
+@pytest.mark.backends("sqlite")     # the processes are the same on PostgreSQL
+def test_the_worker_of_a_killed_serve_ends_within_seconds(database_url: str,
+                                                          tmp_path: Path) -> None:
+    """`kill -9` of `serve`: its worker process must not go on working unsupervised (the
+    issue allows 2 s; the test polls 10 s and prints the time measured)."""
+    port = free_port()
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, web_port=port)
+    with serving(["--config", str(config), "serve"], tmp_path,
+                 f"http://127.0.0.1:{port}/healthz") as process:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        worker = _worker_of(process.pid)   # started before the web view answers
+        process.kill()
+        process.communicate(timeout=30)
+        took = seconds_until_gone(worker)
+        print(f"the worker was gone {took:.2f} s after serve's SIGKILL")
+        assert gone(worker), "the worker still runs 10 s after serve was killed"

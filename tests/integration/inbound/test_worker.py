@@ -5,6 +5,7 @@ retried."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -105,3 +106,69 @@ def test_a_batch_with_a_failing_mail_keeps_every_other_mails_work(
     assert [results[i] for i in ids] == ["created"] * 3 + ["pending"] + ["created"] * 3 + [
         "pending"]
     assert tickets(app) == sorted(s for s in subjects if not s.startswith("boom"))
+
+
+def test_a_mail_whose_lease_was_taken_over_meanwhile_is_left_to_the_new_holder(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's heartbeat could not reach the database and another instance leased the
+    mail again while it was parsed: the first worker records nothing, the second makes the
+    one ticket."""
+    from gateway.store.leases import LEASE
+
+    [mail_id] = store(app, "Slow parse")
+    assert worker.lease_batch(app.db) == [mail_id]
+    understand = worker._understand
+
+    def taken_over_meanwhile(stages: Any, stored: Any, token: int) -> Any:
+        assert worker.lease_batch(app.db, now=utcnow() + LEASE) == [mail_id]
+        return understand(stages, stored, token)
+
+    monkeypatch.setattr(worker, "_understand", taken_over_meanwhile)
+    [late] = worker.process_batch(app.db, app.stages, [mail_id])
+    monkeypatch.undo()
+    assert (late.outcome, late.reason) == ("pending", "lease lost")
+    assert (row(app, mail_id).status, row(app, mail_id).attempts) == ("pending", 2)
+    assert tickets(app) == []
+    [done] = worker.process_batch(app.db, app.stages, [mail_id])   # the new holder
+    assert done.outcome == "created" and tickets(app) == ["Slow parse"]
+    assert row(app, mail_id).lease_holder is None
+
+
+def test_a_slow_mail_keeps_its_lease_by_heartbeat(
+        app: App, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lease shortened to 1 s and a mail that takes 3 s to understand (a 50 MB mail, say):
+    the heartbeat keeps another instance from leasing it meanwhile."""
+    import threading
+    import time
+
+    import gateway.inbound.leasing as leasing
+    import gateway.store.leases as leases
+    from gateway.store.db import Database
+
+    monkeypatch.setattr(leasing, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(leases, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(leases, "HEARTBEAT", timedelta(milliseconds=200))
+    understand = worker._understand
+
+    def slowly(stages: Any, stored: Any, token: int) -> Any:
+        time.sleep(3)
+        return understand(stages, stored, token)
+
+    monkeypatch.setattr(worker, "_understand", slowly)
+    [mail_id] = store(app, "Huge mail")
+    assert worker.lease_batch(app.db) == [mail_id]
+    results: list[Any] = []
+    working = threading.Thread(
+        target=lambda: results.extend(worker.process_batch(app.db, app.stages, [mail_id])))
+    working.start()
+    other = Database(database_url)                 # another instance, trying all the while
+    taken: list[int] = []
+    try:
+        while working.is_alive():
+            taken += worker.lease_batch(other)
+            time.sleep(0.1)
+    finally:
+        other.dispose()
+        working.join(30)
+    assert taken == []
+    assert [r.outcome for r in results] == ["created"] and tickets(app) == ["Huge mail"]

@@ -436,6 +436,37 @@ def test_a_stopping_drainer_hands_its_batch_back_unsent(app: App, relay: Scripte
     assert len(drain(app.db, smtp_to(relay))) == 2
 
 
+def test_a_slow_relay_keeps_its_lease_by_heartbeat(
+        app: App, database_url: str, relay: ScriptedRelay,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lease shortened to 1 s and a relay that takes 3 s: while the mail is being sent the
+    heartbeat keeps other instances away, and it is sent exactly once."""
+    import gateway.outbound.outbox as outbox_module
+    import gateway.store.leases as leases
+
+    monkeypatch.setattr(outbox_module, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(leases, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(leases, "HEARTBEAT", timedelta(milliseconds=200))
+    relay.delay = 3.0
+    put(app, outgoing())
+    deliveries: list[Any] = []
+    sending = threading.Thread(target=lambda: deliveries.extend(drain(app.db, smtp_to(relay))))
+    sending.start()
+    while sending.is_alive() and rows(app)[0].attempts == 0:    # until it has the lease
+        time.sleep(0.01)
+    other = Database(database_url)                 # another instance, trying all the while
+    try:
+        taken: list[QueuedMail] = []
+        while sending.is_alive():
+            taken += lease_due(other)
+            time.sleep(0.1)
+    finally:
+        other.dispose()
+        sending.join(30)
+    assert taken == []
+    assert [d.status for d in deliveries] == ["sent"] and len(relay.received) == 1
+
+
 def test_two_drainers_send_every_mail_exactly_once(
         app: App, database_url: str, relay: ScriptedRelay) -> None:
     relay.delay = 0.1
