@@ -211,14 +211,16 @@ def faq_suggestions(session: Session, answering: Answering, facts: TicketFacts,
 
 
 def faq_answered(session: Session, answering: Answering, parsed: ParsedMessage, *, language: str,
-                 articles: Sequence[FaqArticle]) -> str | None:
+                 articles: Sequence[FaqArticle], other_language: bool = False) -> str | None:
     """The answer to a question sent to the FAQ address, from that address; its Message-ID.
-    The caller claims the answer first (`claim_auto_answer`)."""
+    `other_language`: no article in `language` matched, `articles` are in other languages
+    (the mail says so). The caller claims the answer first (`claim_auto_answer`)."""
     sender = parsed.from_.address if parsed.from_ else ""
     name = parsed.from_.name if parsed.from_ else ""
     identity = MailIdentity.parse(answering.settings.outbound.from_)
     return _queue_mail(session, answering, "faq-answer", language, {
-        "customer_name": name, "question": parsed.subject or "FAQ", "articles": list(articles)},
+        "customer_name": name, "question": parsed.subject or "FAQ", "articles": list(articles),
+        "other_language": other_language},
         sender=MailIdentity(identity.name, answering.settings.faq.address), to=[(name, sender)],
         facts=None, in_reply_to=parsed.message_id)
 

@@ -84,6 +84,7 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "ack": {"faq": ()},                     # FaqArticles suggested to the customer
     "reject": {"max_size": None, "template_name": None},
     "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
+    "faq-answer": {"other_language": False},   # no article in the answer's language matched
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
     "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
     "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
@@ -130,6 +131,7 @@ class FaqArticle:
     title: str
     extract: str
     url: str
+    language: str = ""          # "de"/"en": the article's language, shown when it differs
 
 
 @dataclass(frozen=True)

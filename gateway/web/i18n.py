@@ -205,6 +205,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "faq_no_results": ("Kein Artikel gefunden. Versuchen Sie andere Wörter oder stöbern Sie "
                        "in den Kategorien.", "No article found. Try other words or browse "
                        "the categories."),
+    "faq_other_languages": ("Treffer in anderen Sprachen anzeigen ({n})",
+                            "Show the results in other languages ({n})"),
     "faq_some_words": ("Kein Artikel enthält alle Wörter; diese enthalten einige davon.",
                        "No article contains every word; these contain some of them."),
     "faq_also_searched": ("Auch gesucht: {words}", "Also searched for: {words}"),

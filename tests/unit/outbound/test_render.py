@@ -298,6 +298,24 @@ def test_faq_without_articles(renderer: MailRenderer) -> None:
     assert parts.text.startswith("Hello,\n")
 
 
+@pytest.mark.parametrize("language, says, label", [
+    ("de", "Auf Deutsch haben wir keinen passenden Artikel gefunden.", "(Englisch)"),
+    ("en", "We found no matching article in English.", "(German)"),
+])
+def test_faq_answer_in_another_language_says_so(renderer: MailRenderer, language: str,
+                                                says: str, label: str) -> None:
+    other = {"de": "en", "en": "de"}[language]
+    article = FaqArticle("VPN", "Extract", f"{BASE_URL}/faq/vpn", other)
+    context = {"customer_name": "", "question": "VPN", "articles": [article],
+               "other_language": True}
+    parts = renderer.render_parts("faq-answer", language, context)
+    assert says in parts.text and says in parts.html
+    assert f"1. VPN {label}" in parts.text
+    assert f'<a href="{BASE_URL}/faq/vpn" lang="{other}">VPN</a> {label}' in parts.html
+    same = renderer.render_parts("faq-answer", language, {**context, "other_language": False})
+    assert says not in same.text and label not in same.text
+
+
 @pytest.mark.parametrize(("language", "phrase"), [("de", "nicht gelöst"),
                                                   ("en", "not solved")])
 def test_faq_answers_say_how_to_get_a_ticket(renderer: MailRenderer, language: str,
