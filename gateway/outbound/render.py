@@ -83,7 +83,10 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "ack": {"faq": ()},                     # FaqArticles suggested to the customer
     "reject": {"max_size": None, "template_name": None},
-    "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
+    # too_large: the size of a mail over the limit ([inbound] max_message_size: max_size), its
+    # text kept; left_out: its attachments (mail.attachment_scan.ScannedFile: name,
+    # content_type, size), which the customer is asked to upload
+    "file-link": {"too_large": None, "left_out": (), "max_size": None},
     "faq-answer": {"other_language": False},   # no article in the answer's language matched
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
     "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
@@ -381,8 +384,15 @@ def _priority_label(context: jinja2.runtime.Context, priority: int) -> str:
 
 @jinja2.pass_context
 def _size(context: jinja2.runtime.Context, size: int) -> str:
+    """"12,3 MB" / "12.3 MB"; below a megabyte in KB ("48 KB"), below a kilobyte in bytes,
+    so a small attachment is not shown as "0 MB"."""
+    german = context.get("language") == "de"
+    if size < 1000:
+        return f"{size} Bytes" if german else f"{size} bytes"
+    if size < 1_000_000:
+        return f"{max(1, round(size / 1000))} KB"
     text = f"{size / 1_000_000:.1f}".removesuffix(".0") + " MB"
-    return text.replace(".", ",") if context.get("language") == "de" else text
+    return text.replace(".", ",") if german else text
 
 
 def _without_reply_prefix(subject: str) -> str:
