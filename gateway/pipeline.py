@@ -330,5 +330,6 @@ def _article(blobs: BlobStore, parsed: ParsedMessage, mail_id: int | None, *, se
         from_address=parsed.from_.formatted() if parsed.from_ else "",
         to_addresses=", ".join(a.formatted() for a in (*parsed.to, *parsed.cc)),
         subject=parsed.subject, body=parsed.body_text, body_html=parsed.body_html,
+        remote_images=parsed.remote_images,
         quote_start=parsed.quote_start, message_id=parsed.message_id,
         received_mail_id=mail_id, attachments=tuple(attachments))

@@ -1,9 +1,10 @@
 """Mail HTML: made safe to show, or turned into plain text.
 
-In: the decoded HTML of a mail body (any size, any nesting, hostile or broken). Out: `str` -
+In: the decoded HTML of a mail body (any size, any nesting, hostile or broken). Out:
 sanitized HTML (`sanitize_html`: no scripts, style sheets, event handlers or javascript:
-URLs; `cid:` images kept), readable text (`html_to_text`, `strip_tags`), the charset a
-<meta> tag declares, and whether the nesting is too deep to hand to an HTML5 tree builder.
+URLs; `cid:` images kept, remote images removed and counted), readable text
+(`html_to_text`, `strip_tags`), the charset a <meta> tag declares, and whether the nesting
+is too deep to hand to an HTML5 tree builder.
 
 Guarantee: nothing here raises for any input; when the third-party parser fails, the text
 is read by removing tags instead.
@@ -14,6 +15,8 @@ from __future__ import annotations
 import copy
 import html as htmllib
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import nh3
 from inscriptis import get_text  # type: ignore[import-untyped]
@@ -46,14 +49,46 @@ _SAFE_STYLE = frozenset({
 _SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel", "cid"})
 
 
-def sanitize_html(html: str) -> str:
+@dataclass(frozen=True)
+class SanitizedHtml:
+    html: str
+    remote_images: int          # <img> with an http(s) source, removed (tracking pixels)
+
+
+def sanitize_html(html: str) -> SanitizedHtml:
     """Safe HTML for display: no scripts, styles sheets, event handlers or javascript: URLs;
-    `cid:` image sources are kept so inline images can be shown."""
+    `cid:` image sources are kept so inline images can be shown. Every other image is
+    removed: a remote one (http, https, //) would tell the sender when and where the mail
+    is read (a tracking pixel) and is counted, so the reader can be told; a relative one
+    points nowhere."""
+    remote = 0
+
+    def only_cid_images(tag: str, attribute: str, value: str) -> str | None:
+        nonlocal remote
+        if tag != "img" or attribute != "src":
+            return value
+        source = value.strip().lower()
+        if source.startswith("cid:"):
+            return value
+        remote += source.startswith(("http:", "https:", "//"))
+        return None
+
+    cleaned = _clean(html, only_cid_images)
+    if _IMAGE_WITHOUT_SOURCE.search(cleaned):   # cut the emptied <img>s, then clean again:
+        cleaned = _clean(_IMAGE_WITHOUT_SOURCE.sub("", cleaned), None)   # the cut is text
+    return SanitizedHtml(cleaned, remote)
+
+
+# nh3 writes each tag as `<img attr="value">`; an <img> left without its src attribute
+_IMAGE_WITHOUT_SOURCE = re.compile(r'<img(?:\s+(?!src=)[a-z-]+="[^"]*")*\s*/?>')
+
+
+def _clean(html: str, attribute_filter: Callable[[str, str, str], str | None] | None) -> str:
     return nh3.clean(
         html, tags=set(_SAFE_TAGS), clean_content_tags={"script", "style", "title", "head"},
         attributes=_SAFE_ATTRIBUTES, url_schemes=set(_SAFE_SCHEMES),
         filter_style_properties=set(_SAFE_STYLE), link_rel="noopener noreferrer nofollow",
-        strip_comments=True)
+        strip_comments=True, attribute_filter=attribute_filter)
 
 
 def _text_profile() -> dict[str, object]:

@@ -102,6 +102,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "age_days": ("{n} Tage", "{n} days"),
     "from": ("Von", "From"),
     "attachments": ("Anlagen", "Attachments"),
+    "remote_images_removed": ("Externe Bilder wurden aus dieser Nachricht entfernt (Anzahl: "
+                              "{n}), damit der Absender nicht sieht, wann sie gelesen wird.",
+                              "Remote images were removed from this message (count: {n}), "
+                              "so the sender cannot see when it is read."),
     "quoted": ("Zitierter Verlauf", "Quoted history"),
     "reply": ("Antworten", "Reply"),
     "text": ("Text", "Text"),
