@@ -385,13 +385,14 @@ def _priority_label(context: jinja2.runtime.Context, priority: int) -> str:
 @jinja2.pass_context
 def _size(context: jinja2.runtime.Context, size: int) -> str:
     """"12,3 MB" / "12.3 MB"; below a megabyte in KB ("48 KB"), below a kilobyte in bytes,
-    so a small attachment is not shown as "0 MB"."""
+    so a small attachment is not shown as "0 MB". Units of 1024, as the config reads sizes:
+    `max_message_size = "50MB"` is shown as "50 MB", not "52,4 MB"."""
     german = context.get("language") == "de"
-    if size < 1000:
+    if size < 1024:
         return f"{size} Bytes" if german else f"{size} bytes"
-    if size < 1_000_000:
-        return f"{max(1, round(size / 1000))} KB"
-    text = f"{size / 1_000_000:.1f}".removesuffix(".0") + " MB"
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} KB"
+    text = f"{size / 1024 / 1024:.1f}".removesuffix(".0") + " MB"
     return text.replace(".", ",") if german else text
 
 

@@ -61,7 +61,7 @@ def part(message: EmailMessage, kind: str) -> str:
 
 def test_the_file_link_names_each_left_out_attachment_of_a_real_mail(app: App) -> None:
     raw = crlf(OUTLOOK_MAIL.read_bytes())
-    small_limit(app, 20_000)
+    small_limit(app, 20 * 1024)
     with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.sendmail("geronazzo@voidstudicom.it", ["incident@support.example.com"], raw)
     [result] = process_due(app.db, app.stages)
@@ -83,11 +83,11 @@ def test_the_file_link_names_each_left_out_attachment_of_a_real_mail(app: App) -
     link = file_link_mail(app)
     assert str(link["Subject"]).startswith("Ihre E-Mail war zu groß: bitte die Anhänge")
     text, html = part(link, "plain"), part(link, "html")
-    assert (f"Ihre E-Mail war {round(len(raw) / 1000)} KB groß; per E-Mail nehmen wir "
+    assert (f"Ihre E-Mail war {round(len(raw) / 1024)} KB groß; per E-Mail nehmen wir "
             "höchstens 20 KB an.") in text
     assert f"Den Text haben wir in Ticket {number} übernommen, die Anhänge aber nicht." in text
     assert "Diese Anhänge fehlen deshalb:" in text and "Bitte laden Sie sie über" in text
-    pdf_size = f"{round(scanned_pdf['size'] / 1000)} KB"
+    pdf_size = f"{round(scanned_pdf['size'] / 1024)} KB"
     assert f"- 20170609091403417.pdf, {pdf_size}\n" in text.replace("\r\n", "\n")
     assert f"<li>20170609091403417.pdf, {pdf_size}</li>" in html
     for name in names:
@@ -104,23 +104,23 @@ def test_one_left_out_attachment_in_english(app: App, customer_en: None) -> None
     message["Subject"] = "Log files"
     message["Message-ID"] = "<log@acme>"
     message.set_content("Please find the log attached.\n")
-    message.add_attachment(b"x" * 1_500_000, maintype="application", subtype="octet-stream",
-                           filename="server log (März).bin")
+    message.add_attachment(b"x" * (3 * 1024 * 1024 // 2), maintype="application",
+                           subtype="octet-stream", filename="server log (März).bin")
     raw = crlf(message.as_bytes())
-    small_limit(app, 100_000)
+    small_limit(app, 100 * 1024)
     with running_listener(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.sendmail("jane@acme.example", ["incident@support.example.com"], raw)
     [result] = process_due(app.db, app.stages)
     assert result.outcome == "created"
     link = file_link_mail(app)
     text, html = part(link, "plain"), part(link, "html")
-    size = f"{len(raw) / 1_000_000:.1f}".removesuffix(".0")
+    size = f"{len(raw) / 1024 / 1024:.1f}".removesuffix(".0")
     assert f"Your email was {size} MB; we accept at most 100 KB by email." in text
     assert "This attachment is missing:\n- server log (März).bin, 1.5 MB\n" in \
         text.replace("\r\n", "\n")
     assert "Please upload it using this link:" in text
     assert "<li>server log (März).bin, 1.5 MB</li>" in html
-    assert scan_attachments(raw)[0].size == 1_500_000
+    assert scan_attachments(raw)[0].size == 3 * 1024 * 1024 // 2
 
 
 def list_tickets_of(app: App) -> list[dict[str, object]]:

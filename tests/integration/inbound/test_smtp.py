@@ -392,7 +392,7 @@ def test_a_mail_over_the_size_limit_keeps_its_text_and_gets_a_file_link(
     text = email.message_from_bytes(link_mail, policy=email.policy.default) \
         .get_body(("plain",)).get_content()                    # type: ignore[union-attr]
     assert "/files/" in text and "per E-Mail nehmen wir höchstens 1 MB an" in text
-    assert "Dieser Anhang fehlt deshalb:\n- dump.bin, 3,1 MB\n" in text.replace("\r\n", "\n")
+    assert "Dieser Anhang fehlt deshalb:\n- dump.bin, 3 MB\n" in text.replace("\r\n", "\n")
     assert _incoming_files(app) == []
 
 

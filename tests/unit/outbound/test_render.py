@@ -270,7 +270,7 @@ def test_each_reject_reason_has_its_own_text(renderer: MailRenderer, reason: str
                                              language: str) -> None:
     context = {"customer_name": "Jürgen Müller", "reason": reason,
                "original_subject": "Bitte um Hilfe", "template_name": "Bedarfsanforderung",
-               "max_size": 25_000_000}
+               "max_size": 25 * 1024 * 1024}
     parts = renderer.render_parts("reject", language, context)
     marker = {
         ("no-subject", "de"): "keinen Betreff", ("no-subject", "en"): "no subject",
@@ -299,6 +299,9 @@ def test_faq_without_articles(renderer: MailRenderer) -> None:
     assert parts.text.startswith("Hello,\n")
 
 
+MB = 1024 * 1024
+
+
 @pytest.mark.parametrize("language, expected", [
     ("de", ["Ihre E-Mail war 31,5 MB groß; per E-Mail nehmen wir höchstens 20 MB an.",
             f"Den Text haben wir in Ticket {NUMBER} übernommen, die Anhänge aber nicht.",
@@ -313,10 +316,10 @@ def test_faq_without_articles(renderer: MailRenderer) -> None:
 ])
 def test_the_file_link_lists_the_left_out_attachments(renderer: MailRenderer, language: str,
                                                       expected: list[str]) -> None:
-    files = [ScannedFile("Bericht Q3.pdf", "application/pdf", 12_100_000),
-             ScannedFile("", "image/png", 48_213), ScannedFile("a.txt", "text/plain", 12)]
-    context = {**CASES["file-link"]["context"], "too_large": 31_500_000, "left_out": files,
-               "max_size": 20_000_000}
+    files = [ScannedFile("Bericht Q3.pdf", "application/pdf", int(12.1 * MB)),
+             ScannedFile("", "image/png", 48 * 1024 + 100), ScannedFile("a.txt", "text/plain", 12)]
+    context = {**CASES["file-link"]["context"], "too_large": int(31.5 * MB), "left_out": files,
+               "max_size": 20 * MB}
     parts = renderer.render_parts("file-link", language, context, ticket_number=NUMBER)
     for text in expected:
         assert text in parts.text
