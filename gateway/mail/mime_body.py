@@ -112,7 +112,8 @@ def extract_body(root: Message, raw_bodies: Mapping[int, bytes | RawSpan],
 
 
 def _segments_text(segments: list[_Segment]) -> str:
-    pieces = [s.plain if s.plain is not None else html_to_text(s.html or "") for s in segments]
+    pieces = [s.plain if s.plain is not None else html_to_text(s.html or "", mark_quotes=True)
+              for s in segments]
     return "\n\n".join(p.strip("\n") for p in pieces if p.strip())
 
 

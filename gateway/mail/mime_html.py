@@ -15,11 +15,12 @@ from __future__ import annotations
 import copy
 import html as htmllib
 import re
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import nh3
-from inscriptis import get_text  # type: ignore[import-untyped]
+from inscriptis import get_annotated_text, get_text  # type: ignore[import-untyped]
 from inscriptis.css_profiles import CSS_PROFILES  # type: ignore[import-untyped]
 from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
 
@@ -102,6 +103,8 @@ def _text_profile() -> dict[str, object]:
 
 
 _TEXT_CONFIG = ParserConfig(css=_text_profile())
+# the same, telling where each <blockquote> is, so its lines can be marked with ">"
+_QUOTE_CONFIG = ParserConfig(css=_text_profile(), annotation_rules={"blockquote": ["quote"]})
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]{1,40})",
                            re.IGNORECASE)
@@ -159,18 +162,46 @@ def tags_removed(html: str) -> str:
     return htmllib.unescape(re.sub(r"<[^<>]*>", " ", html))
 
 
-def html_to_text(html: str) -> str:
-    """Readable plain text for an HTML body (for reading and quote detection, not display)."""
+def html_to_text(html: str, *, mark_quotes: bool = False) -> str:
+    """Readable plain text for an HTML body (for reading and quote detection, not display).
+    `mark_quotes`: lines inside a <blockquote> begin with ">" (">>" two deep), as a mail
+    program writes a quoted reply in plain text, so `quotes` finds the history of an HTML
+    reply ("On Mon, Jane wrote:" above a blockquote) as it does in a plain one."""
     if not html.strip():
         return ""
     try:
-        text: str = get_text(html, _TEXT_CONFIG)
+        if mark_quotes:
+            annotated = get_annotated_text(html, _QUOTE_CONFIG)
+            text: str = _quote_marked(annotated["text"], annotated["label"])
+        else:
+            text = get_text(html, _TEXT_CONFIG)
     except Exception:  # a third-party parser on hostile input: fall back to stripping tags
         return strip_tags(html)
     lines = [line.rstrip() for line in text.replace("\xa0", " ").splitlines()]
     text = _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
     # lxml drops what is nested deeper than it allows; do not lose the text with it.
     return text if text.strip() else strip_tags(html)
+
+
+def _quote_marked(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """`text` with ">" (once per enclosing blockquote) before each line a quote span covers;
+    a line belongs to a span when its first character does. Linear in lines and spans."""
+    lines = text.split("\n")
+    starts, offset = [], 0
+    for line in lines:
+        starts.append(offset + len(line) - len(line.lstrip()))
+        offset += len(line) + 1
+    change = [0] * (len(lines) + 1)
+    for start, end, _ in spans:
+        first, last = bisect_left(starts, start), bisect_left(starts, end)
+        if first < last:
+            change[first] += 1
+            change[last] -= 1
+    depth, marked = 0, []
+    for index, line in enumerate(lines):
+        depth += change[index]
+        marked.append(f"{'>' * depth} {line.strip()}".rstrip() if depth else line)
+    return "\n".join(marked)
 
 
 def html_meta_charset(data: bytes) -> str | None:

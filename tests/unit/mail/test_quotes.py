@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gateway.mail.message import ParsedMessage
 from gateway.mail.parse import parse_message
 from gateway.mail.quotes import find_quote_start
 from tests.conftest import CORPUS
@@ -158,4 +159,34 @@ def test_real_bottom_posted_reply_from_the_corpus_keeps_its_answer() -> None:
     parsed = parse_message(raw, received=datetime(2026, 1, 1, tzinfo=UTC))
     assert parsed.body_text.lstrip().startswith("Am 07.05.2012 08:10, schrieb Martin")
     assert "Grüße aus Bonn" in parsed.body_text
+    assert parsed.quote_start is None
+
+
+def html_reply(html: str) -> ParsedMessage:
+    raw = b"From: max@example.com\nContent-Type: text/html; charset=utf-8\n\n" + html.encode()
+    return parse_message(raw, received=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("html", [
+    '<div>Thanks, fixed.</div><div class="gmail_quote">On Mon, Jane wrote:<br>'
+    "<blockquote>Hi<br>does it work?<blockquote>older</blockquote></blockquote></div>",
+    '<div dir="ltr">Thanks, fixed.</div><br><div class="gmail_quote"><div dir="ltr" '
+    'class="gmail_attr">Am Mo., 1. Dez. 2025 um 10:00 Uhr schrieb Jane Doe &lt;<a href="mai'
+    'lto:jane@example.com">jane@example.com</a>&gt;:<br></div><blockquote class="gmail_quote"'
+    '><div dir="ltr">Hallo Max,<div>bitte neu starten.</div></div></blockquote></div>',
+    '<div>Thanks, fixed.</div><div><br><blockquote type="cite"><div>On 1 Dec 2025, at 10:00, '
+    "Jane &lt;jane@example.com&gt; wrote:</div><br><div>Hi Max</div></blockquote></div>",
+])
+def test_html_replies_lose_their_history(html: str) -> None:
+    """A <blockquote> reads as ">" lines (as mail programs write plain-text replies), so an
+    HTML reply's history is found like a plain one's, undated attribution included."""
+    parsed = html_reply(html)
+    assert parsed.quote_start is not None, parsed.body_text
+    assert parsed.body_text[:parsed.quote_start].strip() == "Thanks, fixed."
+
+
+def test_an_html_answer_between_quotes_keeps_everything() -> None:
+    parsed = html_reply("<div>Hi</div><blockquote>Does Friday work?</blockquote><div>Yes."
+                        "</div><blockquote>And at 10?</blockquote><div>Also.</div>")
+    assert parsed.body_text == "Hi\n> Does Friday work?\nYes.\n> And at 10?\nAlso."
     assert parsed.quote_start is None
