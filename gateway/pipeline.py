@@ -30,6 +30,7 @@ from gateway.faq.mail import answer_question
 from gateway.files.exchange import create_area_for_address
 from gateway.inbound.directory import DatabaseDirectory
 from gateway.inbound.intake import stored_raw
+from gateway.mail.attachment_scan import ScannedFile
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.parse import parse_message
 from gateway.outbound import answers, bouncing
@@ -98,6 +99,7 @@ class Understood:
     context: MailContext
     bounced: tuple[tuple[str, str, bool], ...] = ()   # (address, status, permanent)
     truncated_from: int | None = None     # over the size limit: only its beginning was kept
+    left_out: tuple[ScannedFile, ...] = ()   # and the attachments it had, none of them kept
     # the hop that handed it to us may be believed (inbound/hops.py): only then does an
     # Authentication-Results header count (RFC 8601 §5)
     hop_trusted: bool = True
@@ -124,11 +126,13 @@ def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
 def understand_stored(addressbook: AddressBook, *, raw: bytes, received: datetime,
                       envelope_from: str | None, envelope_to: Sequence[str],
                       truncated_from: int | None = None,
+                      left_out: tuple[ScannedFile, ...] = (),
                       hop_trusted: bool = True) -> Understood | Outcome:
     """The pure half for one stored mail (no database): what it is, or the quarantine
     outcome when it breaks a parser limit. Runs before the write transaction, so parsing
     never holds a lock. Of a mail cut at the size limit only the text counts: its
-    attachments are incomplete and are left out. `hop_trusted`: see `Understood`."""
+    attachments are incomplete and are left out (`left_out` names them, as the listener saw
+    them pass). `hop_trusted`: see `Understood`."""
     try:
         understood = understand(raw, received=received, envelope_from=envelope_from,
                                 envelope_to=envelope_to, addressbook=addressbook)
@@ -139,7 +143,7 @@ def understand_stored(addressbook: AddressBook, *, raw: bytes, received: datetim
     if truncated_from is None:
         return understood
     return replace(understood, parsed=replace(understood.parsed, attachments=()),
-                   truncated_from=truncated_from)
+                   truncated_from=truncated_from, left_out=left_out)
 
 
 def route_and_apply(session: Session, stages: Stages, understood: Understood,
@@ -256,7 +260,8 @@ def _offer_upload(session: Session, stages: Stages, understood: Understood, resu
     note = f"over the size limit ({size} bytes): only its text was kept"
     if understood.context.automatic or not sender:
         return replace(result, reason=f"{result.reason}; {note}, nothing sent")
-    area = create_area_for_address(session, stages.answering, ticket_id, sender, too_large=size)
+    area = create_area_for_address(session, stages.answering, ticket_id, sender, too_large=size,
+                                   left_out=understood.left_out)
     sent = f"file-exchange link mailed to {area.mailed_to}" if area.mailed_to else \
         f"no file-exchange link: {sender} cannot be written to"
     return replace(result, reason=f"{result.reason}; {note}, {sent}")
@@ -325,5 +330,6 @@ def _article(blobs: BlobStore, parsed: ParsedMessage, mail_id: int | None, *, se
         from_address=parsed.from_.formatted() if parsed.from_ else "",
         to_addresses=", ".join(a.formatted() for a in (*parsed.to, *parsed.cc)),
         subject=parsed.subject, body=parsed.body_text, body_html=parsed.body_html,
+        remote_images=parsed.remote_images,
         quote_start=parsed.quote_start, message_id=parsed.message_id,
         received_mail_id=mail_id, attachments=tuple(attachments))

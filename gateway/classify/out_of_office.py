@@ -1,7 +1,8 @@
 """Out-of-office subjects: the prefixes mail programs write, and the words people use.
 
 In: a decoded Subject. Out: "strong" (a prefix that only software writes, e.g. Outlook's
-"Automatic reply:" / "Automatische Antwort:" in its UI languages), "weak" (absence words such
+"Automatic reply:" / "Automatische Antwort:" in its UI languages, or an absence word directly
+followed by a colon: "Abwesend:", "Out of Office:"), "weak" (absence words such
 as "Out of Office" or "Urlaub", which people also type: only evidence together with a header
 that software sets), or "". Pure; never raises.
 
@@ -26,9 +27,17 @@ STRONG_PREFIXES = (
     "automaattinen vastaus", "automatická odpověď", "automatikus válasz",
     "автоматический ответ", "otomatik yanıt", "自動回覆", "自动回复", "自動応答", "自動返信",
 )
+# Absence words that software writes as a prefix ("Abwesend: Drucker defekt", Exchange's and
+# Zimbra's "Out of Office: ..."), but that people also use as a whole subject ("Abwesend",
+# "Out of office hours support"): strong only when a colon follows directly.
+STRONG_COLON_PREFIXES = (
+    "abwesend", "abwesenheit", "out of office", "out of the office", "nicht im büro",
+)
+_PREFIX = r"^\s*(?:\[[^\]]*\]\s*)?"
 _STRONG = re.compile(
-    r"^\s*(?:\[[^\]]*\]\s*)?(?:" + "|".join(re.escape(p) for p in STRONG_PREFIXES)
-    + r")\s*(?:[:：]|$)", re.I)
+    _PREFIX + r"(?:(?:" + "|".join(re.escape(p) for p in STRONG_PREFIXES)
+    + r")\s*(?:[:：]|$)|(?:" + "|".join(re.escape(p) for p in STRONG_COLON_PREFIXES)
+    + r")\s*[:：])", re.I)
 
 _WEAK = re.compile(
     r"out of (?:the )?office|\bo\.?o\.?o\b|\booo\b|away from (?:the )?office|not in the office|"

@@ -16,7 +16,9 @@ kept are within an edit distance of 1
 with a close vocabulary word of its own stem is a word form, not a typo. That is one indexed
 lookup for all words plus one per unknown word (at most 3).
 
-`search` (the web) wants every word and falls back to any word. `suggest` (the
+`search` (the web) wants every word and falls back to any word. `search` and `answer_hits`
+take a language: then only articles in it are ranked (the portal's language filter, the
+question's language of an FAQ mail), searched in that language's stems. `suggest` (the
 acknowledgment: one query, no typo lookups, only articles in the ticket's language, searched
 in that language's stems) and the FAQ mail want any word in an article's title or keywords,
 look at the best `CANDIDATES` and keep only `good_match`es: a query word in the title or
@@ -118,32 +120,44 @@ def good_match(hit: Hit, term_count: int) -> bool:
 
 
 def search(session: Session, query: str, *, visibilities: Sequence[str],
-           limit: int = 10) -> SearchResult:
-    """The web's search: every word (with typo alternatives), else any word."""
+           limit: int = 10, language: str | None = None) -> SearchResult:
+    """The web's search: every word (with typo alternatives), else any word. `language`
+    ("de"/"en"): only articles in that language, searched in its stems; None: every one."""
     analyzer = Analyzer()
-    terms = analyzer.query_terms(query[:1000], MAX_QUERY_WORDS)
+    languages = _searched_languages(language)
+    terms = analyzer.query_terms(query[:1000], MAX_QUERY_WORDS, languages)
     if not terms:
         return SearchResult((), (), True, ())
     alternatives = corrections(session, terms.words, analyzer)
     terms = analyzer.with_alternatives(terms, alternatives)
-    found = list(_ranked(session, terms, visibilities, limit, every_word=True))
+    found = list(_ranked(session, terms, visibilities, limit, every_word=True,
+                         languages=languages))
     every_word = bool(found) or len(terms.words) == 1
     if not found and len(terms.words) > 1:
-        found = list(_ranked(session, terms, visibilities, limit, every_word=False))
+        found = list(_ranked(session, terms, visibilities, limit, every_word=False,
+                             languages=languages))
     return SearchResult(terms.words, tuple(alternatives.items()), every_word,
                         tuple(_hit(analyzer, terms, row) for row in found))
 
 
 def answer_hits(session: Session, question: str, *, visibilities: Sequence[str],
-                limit: int) -> list[Hit]:
-    """For a mail to the FAQ address: any word (with typo alternatives), good matches only."""
+                limit: int, language: str | None = None) -> list[Hit]:
+    """For a mail to the FAQ address: any word (with typo alternatives), good matches only;
+    `language` as for `search`."""
     analyzer = Analyzer()
-    terms = analyzer.query_terms(question[:4000], MAX_QUERY_WORDS * 2)
+    languages = _searched_languages(language)
+    terms = analyzer.query_terms(question[:4000], MAX_QUERY_WORDS * 2, languages)
     if not terms:
         return []
     terms = analyzer.with_alternatives(terms, corrections(session, terms.words, analyzer))
-    rows = _ranked(session, terms, visibilities, CANDIDATES, every_word=False, head_only=True)
+    rows = _ranked(session, terms, visibilities, CANDIDATES, every_word=False, head_only=True,
+                   languages=languages)
     return _good(analyzer, terms, rows, limit)
+
+
+def _searched_languages(language: str | None) -> tuple[str, ...]:
+    """The article languages searched: the one asked for when the FAQ knows it, else all."""
+    return (language,) if language in _CONFIGS else tuple(_CONFIGS)
 
 
 def suggest(session: Session, text_: str, *, visibilities: Sequence[str], language: str,
@@ -153,7 +167,7 @@ def suggest(session: Session, text_: str, *, visibilities: Sequence[str], langua
     if limit <= 0 or session.execute(_ANY_ARTICLE).first() is None:
         return []      # an empty FAQ: one indexed probe instead of analysis and ranking
     analyzer = Analyzer()
-    languages = (language,) if language in _CONFIGS else tuple(_CONFIGS)
+    languages = _searched_languages(language)
     terms = analyzer.query_terms(text_[:2000], SUGGEST_WORDS, languages)
     if not terms:
         return []

@@ -39,6 +39,7 @@ from sqlmodel import Session
 
 from gateway.config.settings import FilesSettings
 from gateway.errors import InvalidInput, NotFound
+from gateway.mail.attachment_scan import ScannedFile
 from gateway.outbound import answers
 from gateway.outbound.answers import Answering
 from gateway.outbound.headers import MailIdentity, new_message_id
@@ -156,10 +157,12 @@ def plausible_token(token: str) -> bool:
 def create_area(session: Session, answering: Answering, ticket_id: int, *, created_by: str,
                 mail_to: str | None = None, expires_days: int | None = None,
                 download_limit: int | None = None, too_large: int | None = None,
+                left_out: Sequence[ScannedFile] = (),
                 now: datetime | None = None) -> CreatedArea:
     """Open an area for a ticket and mail its link to `mail_to` (None: the ticket's
     customer; "": nobody). `download_limit` 0 means none; None takes the config's.
-    `too_large`: the size of a mail over the inbound limit, which the link mail explains."""
+    `too_large`: the size of a mail over the inbound limit, which the link mail explains,
+    naming the attachments that were `left_out`."""
     policy = AreaPolicy.from_settings(answering.settings.files)
     days = expires_days if expires_days is not None else answering.settings.files.expiry_days
     if not 1 <= days <= MAX_DAYS:
@@ -178,7 +181,8 @@ def create_area(session: Session, answering: Answering, ticket_id: int, *, creat
         download_count=0, revoked=None, closed=None)).scalar_one()
     mailed = ""
     if mail_to and answers.file_link(session, answering, ticket_id, to_address=mail_to, token=token,
-                                     expires=expires, too_large=too_large):
+                                     expires=expires, too_large=too_large,
+                                     left_out=left_out):
         mailed = mail_to
         session.execute(update(_area).where(_area.c.id == area_id).values(mailed_to=mailed))
     log.info("file area %d for ticket id %d by %s (link mailed to %s)", area_id, ticket_id,
@@ -188,12 +192,13 @@ def create_area(session: Session, answering: Answering, ticket_id: int, *, creat
 
 
 def create_area_for_address(session: Session, answering: Answering, ticket_id: int, address: str, *,
-                            too_large: int, created_by: str = "mail") -> CreatedArea:
+                            too_large: int, left_out: Sequence[ScannedFile] = (),
+                            created_by: str = "mail") -> CreatedArea:
     """For a mail over the inbound size limit (`too_large` bytes), whose text was kept: an
-    area for its ticket, the link queued to `address` with why, in the caller's
-    transaction."""
+    area for its ticket, the link queued to `address` with why and which attachments to
+    upload (`left_out`), in the caller's transaction."""
     return create_area(session, answering, ticket_id, created_by=created_by, mail_to=address,
-                       too_large=too_large)
+                       too_large=too_large, left_out=left_out)
 
 
 def files_command(session: Session, answering: Answering, ticket_id: int, days: str, *,

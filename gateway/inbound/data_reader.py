@@ -14,12 +14,15 @@ Guarantees: the end marker is recognised only as a line holding a single dot aft
 (or as the very first line); a dot starting any other line is removed once; the message
 keeps the CRLF that ends its last line. A mail over the size limit is read to its end
 (RFC 5321 §4.2.5: the reply comes after the data) and nothing of it is kept; a partly
-spooled file is removed whenever the mail is not handed on (`discard`).
+spooled file is removed whenever the mail is not handed on (`discard`). Of a mail kept
+only in part (`truncated`), `left_out` names the attachments it had, seen as they passed
+(`mail.attachment_scan`).
 """
 
 from __future__ import annotations
 
 from gateway.inbound.intake import RAW_IN_ROW_LIMIT, SpooledRaw
+from gateway.mail.attachment_scan import AttachmentScanner, ScannedFile
 from gateway.store.blobs import BlobStore, BlobWriter
 
 _DOT_LINE = b"\r\n."          # a line that starts with a dot: stuffed, or the end marker
@@ -88,10 +91,16 @@ class RawSpool:
         self._head = b""             # the beginning, once it is no longer in `_memory`
         self._memory = bytearray()
         self._file: BlobWriter | None = None
+        self._scanner = AttachmentScanner()
+
+    def left_out(self) -> tuple[ScannedFile, ...]:
+        """The attachments of a `truncated` mail (none were kept); () for any other."""
+        return self._scanner.files() if self.truncated and not self.too_big else ()
 
     def write(self, data: bytes) -> None:
         if not data or self.too_big:
             return
+        self._scanner.feed(data)
         self.size += len(data)
         if self.hard_limit is not None and self.size > self.hard_limit:
             self.too_big = True                    # keep reading, keep nothing

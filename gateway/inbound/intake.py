@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from gateway.errors import TemporaryFailure
+from gateway.mail.attachment_scan import ScannedFile
 from gateway.observe import metrics
 from gateway.store.blobs import BlobStore, StoredBlob, record_blob
 from gateway.store.db import Database
@@ -72,6 +73,7 @@ class Incoming:
     raw: bytes | SpooledRaw
     envelope: Envelope
     truncated_from: int | None = None    # over the size limit: only the beginning is `raw`
+    left_out: tuple[ScannedFile, ...] = ()   # and the attachments it had (none were kept)
 
 
 def _external(item: Incoming, blobs: BlobStore) -> StoredBlob | None:
@@ -96,9 +98,26 @@ def _row(item: Incoming, now: datetime, external: StoredBlob | None) -> dict[str
         "envelope_to": list(item.envelope.rcpt_to),
         "client_address": (item.envelope.client_address or "")[:64] or None,
         "raw": raw, "raw_sha256": digest,
-        "size": size, "truncated_from": item.truncated_from, "status": "pending",
+        "size": size, "truncated_from": item.truncated_from,
+        "left_out": left_out_rows(item.left_out) if item.truncated_from is not None else None,
+        "status": "pending",
         "outcome": "pending", "attempts": 0, "next_attempt": now,
     }
+
+
+def left_out_rows(files: Sequence[ScannedFile]) -> list[dict[str, object]]:
+    """The `received_mail.left_out` column: one {"name", "type", "size"} per file."""
+    return [{"name": f.name, "type": f.content_type, "size": f.size} for f in files]
+
+
+def left_out_files(rows: Sequence[Mapping[str, object]] | None) -> tuple[ScannedFile, ...]:
+    """`left_out_rows` read back; rows that are not as written are skipped."""
+    files = []
+    for row in rows or ():
+        name, kind, size = row.get("name"), row.get("type"), row.get("size")
+        if isinstance(name, str) and isinstance(kind, str) and isinstance(size, int):
+            files.append(ScannedFile(name, kind, size))
+    return tuple(files)
 
 
 def _rows(session: Session, items: Sequence[Incoming], now: datetime,

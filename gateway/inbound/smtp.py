@@ -90,7 +90,8 @@ class GatewayHandler:
             source="lmtp" if self.lmtp else "smtp",
             mail_from=_reverse_path(envelope.mail_from),
             rcpt_to=tuple(envelope.rcpt_tos), client_address=peer_address(session.peer)),
-            truncated_from=getattr(envelope, "truncated_from", None))
+            truncated_from=getattr(envelope, "truncated_from", None),
+            left_out=getattr(envelope, "left_out", ()))
         try:
             mail_id = await self.committer.submit(incoming)
         except TemporaryFailure as exc:
@@ -215,6 +216,7 @@ class StreamingData(SMTP):
             return
         self.envelope.raw_mail = raw                                   # type: ignore[attr-defined]
         self.envelope.truncated_from = spool.size if spool.truncated else None  # type: ignore[attr-defined]
+        self.envelope.left_out = spool.left_out()                      # type: ignore[attr-defined]
         self.envelope.original_content = self.envelope.content = (
             raw if isinstance(raw, bytes) else b"")
         status = await self._call_handler_hook("DATA")

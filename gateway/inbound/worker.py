@@ -56,7 +56,7 @@ from sqlmodel import Session
 from gateway.errors import TemporaryFailure
 from gateway.inbound.doorbell import Bell
 from gateway.inbound.hops import hop_trusted
-from gateway.inbound.intake import stored_raw
+from gateway.inbound.intake import left_out_files, stored_raw
 from gateway.inbound.leasing import (
     MAX_ATTEMPTS,
     lease_batch,
@@ -281,8 +281,9 @@ def _groups(mail_ids: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
 
 def _read_leased(session: Session, mail_ids: Sequence[int]) -> list[Any]:
     rows = session.execute(select(
-        _received.c.id, _received.c.raw, _received.c.size,
-        _received.c.raw_sha256, _received.c.truncated_from, _received.c.received,
+        _received.c.id, _received.c.attempts, _received.c.raw, _received.c.size,
+        _received.c.raw_sha256, _received.c.truncated_from, _received.c.left_out,
+        _received.c.received,
         _received.c.source, _received.c.envelope_from, _received.c.envelope_to,
         _received.c.client_address)
         .where(_received.c.id.in_(list(mail_ids)))).all()
@@ -303,6 +304,7 @@ def _understand(stages: Stages, row: Any, token: int) -> _Leased:
                 stages.addressbook, raw=raw, received=row.received,
                 envelope_from=_envelope_from(row.source, row.envelope_from),
                 envelope_to=row.envelope_to, truncated_from=row.truncated_from,
+                left_out=left_out_files(row.left_out),
                 hop_trusted=hop_trusted(row.source, row.client_address,
                                         stages.settings.inbound.trusted_relays))
     except RecursionError:

@@ -80,6 +80,7 @@ class ParsedMessage:
     signed: bool = False                         # S/MIME or PGP signature present
     encrypted: bool = False                      # S/MIME or PGP encrypted (kept as attachment)
     defects: tuple[str, ...] = ()                # what was wrong and repaired/ignored
+    remote_images: int = 0                       # removed from body_html (tracking pixels)
     mime: Message | None = field(default=None, compare=False, repr=False)  # the parsed tree
 
     def header(self, name: str) -> str:

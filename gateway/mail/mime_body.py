@@ -73,6 +73,7 @@ class _Segment:
 class MailBody:
     text: str = ""
     html: str | None = None
+    remote_images: int = 0      # removed from `html` (see mime_html.sanitize_html)
     forwarded_text: str = ""
     attachments: list[ParsedAttachment] = field(default_factory=list)
     signed: bool = False
@@ -103,23 +104,32 @@ def extract_body(root: Message, raw_bodies: Mapping[int, bytes | RawSpan],
     they are decoded only when stored."""
     body = _Body(raw_bodies, root.get_content_charset(), streamed or {})
     _visit(root, body, in_report=False)
+    html, remote_images = _segments_html(body.segments)
     return MailBody(
-        text=_segments_text(body.segments), html=_segments_html(body.segments),
+        text=_segments_text(body.segments), html=html, remote_images=remote_images,
         forwarded_text="\n\n".join(body.forwarded), attachments=body.attachments,
         signed=body.signed, encrypted=body.encrypted, defects=body.defects)
 
 
 def _segments_text(segments: list[_Segment]) -> str:
-    pieces = [s.plain if s.plain is not None else html_to_text(s.html or "") for s in segments]
+    pieces = [s.plain if s.plain is not None else html_to_text(s.html or "", mark_quotes=True)
+              for s in segments]
     return "\n\n".join(p.strip("\n") for p in pieces if p.strip())
 
 
-def _segments_html(segments: list[_Segment]) -> str | None:
+def _segments_html(segments: list[_Segment]) -> tuple[str | None, int]:
+    """The HTML to show (None without an HTML part) and how many remote images it lost."""
     if not any(s.html is not None for s in segments):
-        return None
-    pieces = [sanitize_html(s.html) if s.html is not None else _plain_as_html(s.plain or "")
-              for s in segments]
-    return "\n".join(p for p in pieces if p.strip())
+        return None, 0
+    pieces, remote = [], 0
+    for segment in segments:
+        if segment.html is None:
+            pieces.append(_plain_as_html(segment.plain or ""))
+            continue
+        sanitized = sanitize_html(segment.html)
+        pieces.append(sanitized.html)
+        remote += sanitized.remote_images
+    return "\n".join(p for p in pieces if p.strip()), remote
 
 
 def _plain_as_html(text: str) -> str:

@@ -4,8 +4,11 @@ In: the readable text of a mail (`ParsedMessage.body_text`, newlines normalised 
 Out: the character offset of the first line that starts the quoted history, or None.
 
 Markers, German and English (only the first one found counts):
-- attribution lines: "Am 07.05.2012 08:10, schrieb Max:", "On Mon, 7 May 2012, Max wrote:"
-  (may be wrapped over up to three lines; must contain a digit, as every client writes a date);
+- attribution lines: "Am 07.05.2012 08:10, schrieb Max:", "On Mon, 7 May 2012, Max wrote:",
+  "Am Mo., 1. Dez. 2025 um 10:00 schrieb Jane <jane@example.com>:" (may be wrapped over up to
+  three lines). One that starts with "Am"/"On" and holds a digit or an address (most clients
+  write a date) counts on its own; one without either needs a ">" block below it: "On Mon,
+  Jane wrote:" above "> ..." is history, "On Monday the technician wrote:" above prose is not;
 - separators: "-----Ursprüngliche Nachricht-----", "-----Original Message-----",
   "-------- Original-Nachricht --------";
 - Outlook header blocks: "Von:/Gesendet:/An:/Betreff:" and "From:/Sent:/To:/Subject:";
@@ -105,9 +108,12 @@ def _attribution_end(lines: list[str], index: int) -> int | None:
         joined = f"{joined} {lines[end].strip()}" if joined else lines[end].strip()
         if len(joined) > 400:
             return None
-        if joined.endswith(":") and _ATTRIBUTION.match(joined) and _looks_dated(joined):
-            if not joined.startswith(("Am ", "On ")) and not _quote_block_after(lines, end + 1):
-                return None        # "... schrieb:" without "Am/On" needs a ">" block after it
+        if joined.endswith(":") and _ATTRIBUTION.match(joined):
+            am_on, dated = joined.startswith(("Am ", "On ")), _looks_dated(joined)
+            if not (am_on or dated):
+                return None         # "Our admin wrote:" is prose, even above a quote
+            if not (am_on and dated) and not _quote_block_after(lines, end + 1):
+                return None         # undated, or without "Am/On": only above a ">" block
             return end
     return None
 

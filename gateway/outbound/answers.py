@@ -37,6 +37,7 @@ from sqlmodel import Session
 from gateway.config.settings import QueueSettings, Settings, TemplateSettings
 from gateway.faq import search as faq_search
 from gateway.mail.addresses import address_key
+from gateway.mail.attachment_scan import ScannedFile
 from gateway.mail.message import ParsedMessage
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.mail import OutgoingMail
@@ -211,14 +212,16 @@ def faq_suggestions(session: Session, answering: Answering, facts: TicketFacts,
 
 
 def faq_answered(session: Session, answering: Answering, parsed: ParsedMessage, *, language: str,
-                 articles: Sequence[FaqArticle]) -> str | None:
+                 articles: Sequence[FaqArticle], other_language: bool = False) -> str | None:
     """The answer to a question sent to the FAQ address, from that address; its Message-ID.
-    The caller claims the answer first (`claim_auto_answer`)."""
+    `other_language`: no article in `language` matched, `articles` are in other languages
+    (the mail says so). The caller claims the answer first (`claim_auto_answer`)."""
     sender = parsed.from_.address if parsed.from_ else ""
     name = parsed.from_.name if parsed.from_ else ""
     identity = MailIdentity.parse(answering.settings.outbound.from_)
     return _queue_mail(session, answering, "faq-answer", language, {
-        "customer_name": name, "question": parsed.subject or "FAQ", "articles": list(articles)},
+        "customer_name": name, "question": parsed.subject or "FAQ", "articles": list(articles),
+        "other_language": other_language},
         sender=MailIdentity(identity.name, answering.settings.faq.address), to=[(name, sender)],
         facts=None, in_reply_to=parsed.message_id)
 
@@ -380,17 +383,21 @@ def _staff_language(answering: Answering, facts: TicketFacts, staff_address: str
 
 
 def file_link(session: Session, answering: Answering, ticket_id: int, *, to_address: str,
-              token: str, expires: datetime, too_large: int | None = None) -> str | None:
+              token: str, expires: datetime, too_large: int | None = None,
+              left_out: Sequence[ScannedFile] = ()) -> str | None:
     """A file-exchange link for a ticket, from the queue's address, in the customer's language
     when `to_address` is the ticket's customer (else the queue's); its Message-ID, or None
-    when the address cannot be written."""
+    when the address cannot be written. `too_large`/`left_out`: the size of a mail over the
+    limit and the attachments it had, which the mail lists for the customer to upload."""
     facts = ticket_facts(session, answering.settings, ticket_id)
     is_customer = bool(facts.address) and address_key(to_address) == address_key(facts.address)
     name = facts.customer_name if is_customer else ""
     language = facts.language if is_customer else facts.queue.language
     return _queue_mail(session, answering, "file-link", language,
                        {"customer_name": name, "token": token, "expires": expires,
-                        "too_large": too_large},
+                        "too_large": too_large, "left_out": list(left_out),
+                        "max_size": answering.settings.inbound.max_message_size
+                        if too_large else None},
                        sender=_queue_identity(facts.queue), to=[(name, to_address)],
                        facts=facts, in_reply_to=facts.thread[-1] if facts.thread else None,
                        reply_to=reply_address(answering, facts))

@@ -83,7 +83,11 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "ack": {"faq": ()},                     # FaqArticles suggested to the customer
     "reject": {"max_size": None, "template_name": None},
-    "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
+    # too_large: the size of a mail over the limit ([inbound] max_message_size: max_size), its
+    # text kept; left_out: its attachments (mail.attachment_scan.ScannedFile: name,
+    # content_type, size), which the customer is asked to upload
+    "file-link": {"too_large": None, "left_out": (), "max_size": None},
+    "faq-answer": {"other_language": False},   # no article in the answer's language matched
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
     "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
     "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
@@ -130,6 +134,7 @@ class FaqArticle:
     title: str
     extract: str
     url: str
+    language: str = ""          # "de"/"en": the article's language, shown when it differs
 
 
 @dataclass(frozen=True)
@@ -379,8 +384,16 @@ def _priority_label(context: jinja2.runtime.Context, priority: int) -> str:
 
 @jinja2.pass_context
 def _size(context: jinja2.runtime.Context, size: int) -> str:
-    text = f"{size / 1_000_000:.1f}".removesuffix(".0") + " MB"
-    return text.replace(".", ",") if context.get("language") == "de" else text
+    """"12,3 MB" / "12.3 MB"; below a megabyte in KB ("48 KB"), below a kilobyte in bytes,
+    so a small attachment is not shown as "0 MB". Units of 1024, as the config reads sizes:
+    `max_message_size = "50MB"` is shown as "50 MB", not "52,4 MB"."""
+    german = context.get("language") == "de"
+    if size < 1024:
+        return f"{size} Bytes" if german else f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} KB"
+    text = f"{size / 1024 / 1024:.1f}".removesuffix(".0") + " MB"
+    return text.replace(".", ",") if german else text
 
 
 def _without_reply_prefix(subject: str) -> str:

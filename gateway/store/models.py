@@ -174,6 +174,8 @@ class Article(SQLModel, table=True):
     subject: str = Field(default="", max_length=1000)
     body: str = Field(default="")
     body_html: str | None = Field(default=None)            # sanitized, for display only
+    # remote images (http/https) removed from body_html when it was stored; None: none
+    remote_images: int | None = Field(default=None)
     quote_start: int | None = Field(default=None)
     message_id: str | None = Field(default=None, max_length=1000, index=True)
     received_mail_id: int | None = Field(default=None, foreign_key="received_mail.id")
@@ -269,6 +271,8 @@ class ReceivedMail(SQLModel, table=True):
     size: int
     # over [inbound] max_message_size: only the beginning was kept; the size it had
     truncated_from: int | None = Field(default=None, sa_type=BigInteger)
+    # and the attachments it had, seen as it passed: [{"name", "type", "size"}, ...]
+    left_out: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
     status: str = Field(default="pending", max_length=16)  # pending | done | quarantined
     outcome: str | None = Field(default=None, max_length=16)
     reason: str | None = Field(default=None)

@@ -108,6 +108,7 @@ class NewArticle:
     to_addresses: str = ""
     internal: bool = False
     body_html: str | None = None
+    remote_images: int = 0              # removed from body_html (mail.mime_html)
     quote_start: int | None = None
     message_id: str | None = None
     received_mail_id: int | None = None
@@ -274,6 +275,7 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
         "subject": fitted(article.subject, 1000),
         "body": storable(article.body),
         "body_html": storable(article.body_html) if article.body_html else None,
+        "remote_images": article.remote_images or None,
         "quote_start": article.quote_start, "message_id": message_id,
         "received_mail_id": article.received_mail_id,
         "outbound_mail_id": article.outbound_mail_id, "created": now,

@@ -5,8 +5,11 @@ Guarantees:
 - Public pages work without login. Anonymous visitors see, list and find only `public`
   articles; a customers-only article asks them to log in (303 to /login); logged-in
   customers see both. Unknown slugs and categories answer 404.
-- The explorer lists the visitor's language by default (`lang=de|en|all`); search covers
-  every language (see `faq/search.py`: word forms, typos, the matching passage).
+- The explorer lists and searches the visitor's language by default (`lang=de|en|all`); the
+  filter shown as current is always the one applied to the list and the search results (see
+  `faq/search.py`: word forms, typos, the matching passage). A search with no hits in the
+  chosen language says how many there are in the others and links to them; the language
+  links keep the search.
 - Article HTML is cleaned by nh3 again when shown (`faq.markdown.clean_html`), under the
   portal's CSP, which allows no script.
 - A vote is a POST with the page's CSRF token (anchored to the session, or before login to
@@ -65,7 +68,12 @@ def build_router(portal: Portal) -> APIRouter:
         with portal.db.read() as session:
             page = category_page(session, category or None, visibilities=seen,
                                  language=None if language == "all" else language)
-            result = search(session, query, visibilities=seen) if query else None
+            filtered = None if language == "all" else language
+            result = search(session, query, visibilities=seen, language=filtered) \
+                if query else None
+            elsewhere = 0        # hits in other languages, offered when this one has none
+            if result is not None and not result.hits and filtered is not None:
+                elsewhere = len(search(session, query, visibilities=seen).hits)
         if page is None:
             return not_found(visitor)
 
@@ -75,7 +83,8 @@ def build_router(portal: Portal) -> APIRouter:
 
         also = ", ".join(w for _, words in (result.corrections if result else ()) for w in words)
         return portal.render(visitor, "faq.html", level=page, q=query, result=result, also=also,
-                             language=language, languages=LANGUAGE_FILTERS, link=link)
+                             language=language, languages=LANGUAGE_FILTERS, link=link,
+                             elsewhere=elsewhere)
 
     @router.get("/faq/{key}")
     def article(request: Request, key: str) -> Response:

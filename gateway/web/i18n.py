@@ -104,6 +104,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "age_minutes": ("{n} Min.", "{n} min"), "age_hours": ("{n} Std.", "{n} h"),
     "from": ("Von", "From"),
     "attachments": ("Anlagen", "Attachments"),
+    "remote_images_removed": ("Externe Bilder wurden aus dieser Nachricht entfernt (Anzahl: "
+                              "{n}), damit der Absender nicht sieht, wann sie gelesen wird.",
+                              "Remote images were removed from this message (count: {n}), "
+                              "so the sender cannot see when it is read."),
     "quoted": ("Zitierter Verlauf", "Quoted history"),
     "reply": ("Antworten", "Reply"),
     "text": ("Text", "Text"),
@@ -201,6 +205,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "faq_no_results": ("Kein Artikel gefunden. Versuchen Sie andere Wörter oder stöbern Sie "
                        "in den Kategorien.", "No article found. Try other words or browse "
                        "the categories."),
+    "faq_other_languages": ("Treffer in anderen Sprachen anzeigen ({n})",
+                            "Show the results in other languages ({n})"),
     "faq_some_words": ("Kein Artikel enthält alle Wörter; diese enthalten einige davon.",
                        "No article contains every word; these contain some of them."),
     "faq_also_searched": ("Auch gesucht: {words}", "Also searched for: {words}"),

@@ -124,6 +124,7 @@ class AttachmentView:
     content_type: str
     size: int
     sha256: str
+    content_id: str | None = None      # an inline image's cid (RFC 2392), for the HTML body
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class ArticleView:
     body_html: str | None
     created: datetime
     attachments: tuple[AttachmentView, ...]
+    remote_images: int = 0             # removed from body_html when the mail was stored
 
     @property
     def own_text(self) -> str:
@@ -188,10 +190,11 @@ def ticket_view(session: Session, user: PortalUser, number: str, *,
             .where(_article.c.ticket_id == ticket.id, _article.c.internal.is_(False))
             .order_by(_attachment.c.id)):
         attachments.setdefault(a.article_id, []).append(
-            AttachmentView(a.id, a.filename, a.content_type, a.size, a.sha256))
+            AttachmentView(a.id, a.filename, a.content_type, a.size, a.sha256, a.content_id))
     articles = tuple(
         ArticleView(a.id, a.direction, a.channel, a.sender, a.from_address, a.subject, a.body,
-                    a.quote_start, a.body_html, a.created, tuple(attachments.get(a.id, ())))
+                    a.quote_start, a.body_html, a.created, tuple(attachments.get(a.id, ())),
+                    a.remote_images or 0)
         for a in session.execute(select(_article).where(
             _article.c.ticket_id == ticket.id, _article.c.internal.is_(False))
             .order_by(_article.c.created, _article.c.id)))

@@ -8,14 +8,16 @@ attachment` with an ASCII fallback name and the RFC 8187 `filename*`, both of th
 carry a bidi override into the saved file), `nosniff`, and a CSP
 `sandbox` — a stored HTML file can never run in the portal's origin. HTML bodies are shown
 only after `nh3` sanitizing (again: they were sanitized at parse time), under the portal's
-CSP that allows no script at all.
+CSP that allows no script at all; their inline images (`cid:`) load through that same
+download, other images are removed, and the page says how many remote ones were.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import nh3
 from fastapi import APIRouter, Request
@@ -47,11 +49,36 @@ def content_disposition(name: str) -> str:
             f"filename*=UTF-8''{quote(name, safe='')}")
 
 
-def safe_html(html: str | None) -> Markup | None:
-    if not html:
+@dataclass(frozen=True)
+class ShownHtml:
+    html: Markup | None
+    remote_images: int                 # removed when stored, and now (older articles)
+
+
+def article_html(article: queries.ArticleView, number: str) -> ShownHtml:
+    """An article's HTML body as the page shows it, cleaned by nh3 again. Inline images
+    (`cid:`) point at this ticket's download of the same article's attachment with that
+    Content-ID (the download checks access again); every other image is removed and a
+    remote one counted (an article stored before they were removed at parse time may still
+    have some)."""
+    if not article.body_html:
+        return ShownHtml(None, article.remote_images)
+    inline = {a.content_id: a.id for a in article.attachments if a.content_id}
+    remote = 0
+
+    def images(tag: str, attribute: str, value: str) -> str | None:
+        nonlocal remote
+        if tag != "img" or attribute != "src":
+            return value
+        source = value.strip()
+        if source.lower().startswith("cid:") and unquote(source[4:]) in inline:
+            return f"/tickets/{quote(number)}/attachments/{inline[unquote(source[4:])]}"
+        remote += source.lower().startswith(("http:", "https:", "//"))
         return None
-    return Markup(nh3.clean(html, url_schemes={"http", "https", "mailto"},   # noqa: S704
-                            link_rel="noopener noreferrer nofollow"))
+
+    cleaned = nh3.clean(article.body_html, url_schemes={"http", "https", "mailto", "cid"},
+                        link_rel="noopener noreferrer nofollow", attribute_filter=images)
+    return ShownHtml(Markup(cleaned), article.remote_images + remote)  # noqa: S704 (cleaned)
 
 
 def age(language: str, created: datetime, now: datetime | None = None) -> str:
@@ -97,7 +124,7 @@ def build_router(portal: Portal) -> APIRouter:
         if view is None:
             return not_found(visitor)
         return portal.render(visitor, "ticket.html", status, ticket=view, error=error,
-                             notice=notice, safe_html=safe_html,
+                             notice=notice, article_html=article_html,
                              reopen=portal.settings.tickets.reopen_on_reply)
 
     def not_found(visitor: Visitor) -> Response:

@@ -137,3 +137,54 @@ def test_anonymous_votes_on_customers_only_articles_are_refused(
 def test_an_empty_faq_says_so(browser: TestClient) -> None:
     page = browser.get("/faq", headers={"Accept-Language": "en"})
     assert page.status_code == 200 and "There are no articles here yet." in page.text
+
+
+def hit_links(html: str) -> list[str]:
+    """The article links of the search results, in their order."""
+    results = html.split('class="hits"', 1)[1].split("</ol>", 1)[0] if 'class="hits"' in html \
+        else ""
+    return re.findall(r'<a href="/faq/([^"?]+)" lang="(de|en)"', results)
+
+
+def current_filter(html: str) -> str:
+    filters = html.split('class="filters"', 1)[1].split("</nav>", 1)[0]
+    [current] = re.findall(r'<a href="[^"]*lang=(\w+)[^"]*" aria-current="page"', filters)
+    return str(current)
+
+
+@pytest.mark.parametrize("lang, accept", [("de", "en"), ("en", "de"), ("", "de"), ("", "en")])
+def test_the_language_filter_is_the_one_applied_to_the_search(
+        faq: None, browser: TestClient, lang: str, accept: str) -> None:
+    """"VPN FortiClient" matches a German and an English article: the filter (chosen, or
+    the visitor's language by default) decides which, and it is the one shown as current."""
+    page = browser.get(f"/faq?q=VPN+FortiClient{'&lang=' + lang if lang else ''}",
+                       headers={"Accept-Language": accept})
+    applied = lang or accept
+    assert current_filter(page.text) == applied
+    hits = hit_links(page.text)
+    assert hits and {language for _, language in hits} == {applied}, hits
+    assert 'class="badge">Englisch' not in page.text and 'class="badge">German' not in page.text
+    everything = browser.get("/faq?q=VPN+FortiClient&lang=all",
+                             headers={"Accept-Language": accept})
+    assert current_filter(everything.text) == "all"
+    assert {language for _, language in hit_links(everything.text)} == {"de", "en"}
+
+
+def test_the_language_links_keep_the_search(faq: None, browser: TestClient) -> None:
+    page = browser.get("/faq?q=VPN&lang=de", headers={"Accept-Language": "de"})
+    filters = page.text.split('class="filters"', 1)[1].split("</nav>", 1)[0]
+    assert 'href="/faq?lang=en&amp;q=VPN"' in filters
+    assert 'href="/faq?lang=all&amp;q=VPN"' in filters
+
+
+def test_no_hit_in_the_chosen_language_offers_the_others(faq: None,
+                                                        browser: TestClient) -> None:
+    """"Papierstau" is only in a German article: the English filter finds nothing, says so
+    and links to the results in every language."""
+    english = browser.get("/faq?q=Papierstau&lang=en", headers={"Accept-Language": "en"})
+    assert hit_links(english.text) == [] and "No article found" in english.text
+    assert ('<a href="/faq?lang=all&amp;q=Papierstau">Show the results in other languages (1)'
+            in english.text)
+    german = browser.get("/faq?q=Papierstau&lang=de", headers={"Accept-Language": "de"})
+    assert hit_links(german.text) == [("drucker-papierstau", "de")]
+    assert "Treffer in anderen Sprachen" not in german.text

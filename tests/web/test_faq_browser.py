@@ -2,8 +2,9 @@
 real `ticketgw serve --demo` (the demo FAQ in German and English).
 
 Browse a category down to an article, search with a German word form ("Druckers" finds the
-articles about the "Drucker") and with typos ("Passwrot", "Pasword"), vote "helpful" and see
-the count change. No login: the FAQ's public pages work without one.
+articles about the "Drucker") and with typos ("Passwrot", "Pasword"), switch the language
+filter to English (the search stays, the English article replaces the German one), vote
+"helpful" and see the count change. No login: the FAQ's public pages work without one.
 
 Chromium must be at /usr/bin/chromium; when it is not, this test FAILS, it never skips.
 Screenshots go to the test's directory, and to $TGW_SCREENSHOTS_DIR when set.
@@ -66,7 +67,16 @@ def test_browse_search_and_vote_in_chromium(demo_server: str, tmp_path: Path) ->
         shot("search-typo")
         page.get_by_label("In den FAQ suchen").fill("Pasword")
         page.get_by_role("button", name="Suche").click()
+        expect(page.get_by_role("link", name="Passwort vergessen oder abgelaufen")).to_be_visible()
+        expect(page.get_by_role("link", name="Forgotten or expired password")).to_have_count(0)
+        # the language filter is the one applied; choosing English keeps the search
+        page.get_by_role("navigation", name="Sprache der Artikel").get_by_role(
+            "link", name="Englisch").click()
         expect(page.get_by_role("link", name="Forgotten or expired password")).to_be_visible()
+        expect(page.get_by_role("link", name="Passwort vergessen oder abgelaufen")
+               ).to_have_count(0)
+        expect(page.get_by_label("In den FAQ suchen")).to_have_value("Pasword")
+        shot("search-english-filter")
 
         # vote: the count changes
         page.get_by_label("In den FAQ suchen").fill("Passwrot")

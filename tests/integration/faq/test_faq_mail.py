@@ -8,6 +8,7 @@ CLI to look), then the details in-process through intake and the worker.
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 import subprocess
 import time
@@ -280,3 +281,59 @@ def test_explain_says_a_faq_question_would_be_answered(run_cli: Any, database_ur
     report = json.loads(result.stdout)
     assert (report["outcome"], report["rule"]) == ("ignored", "faq-address")
     assert report["auto_reply"].startswith("would be answered with matching FAQ articles")
+
+
+def faq_links(message: Any) -> list[str]:
+    return re.findall(rf"{re.escape(BASE_URL)}/faq/([\w-]+)", text_of(message))
+
+
+@pytest.mark.parametrize("subject, body, language, expected", [
+    ("VPN FortiClient", "Die VPN-Verbindung bricht im Homeoffice ständig ab, was kann ich tun?",
+     "de", ["vpn-verbindung-bricht-ab"]),
+    ("VPN FortiClient", "The VPN connection keeps dropping when I work from home, what can "
+     "I do about it?", "en", ["vpn-keeps-disconnecting"]),
+])
+def test_a_question_gets_only_articles_in_its_language(
+        faq_app: App, subject: str, body: str, language: str, expected: list[str]) -> None:
+    """Both FAQ languages have a VPN article that matches; the answer has only the one in
+    the question's language, and its text and HTML are in that language."""
+    message_id = f"<vpn-{language}@x>"
+    [done] = deliver(faq_app, question(subject, body, sender="someone@example.org",
+                                       message_id=message_id), recipient=FAQ_ADDRESS)
+    [answer] = answers_to(faq_app, message_id)
+    assert faq_links(answer) == expected
+    html = str(answer.get_body(preferencelist=("html",)).get_content())
+    intro = {"de": "Diese Artikel aus unseren FAQ passen dazu", "en": "These articles from "
+             "our FAQ may help"}[language]
+    assert intro in text_of(answer) and intro in html
+    assert f"answered with 1 article(s): {expected[0]}" in done.reason
+
+
+def test_the_stored_language_of_a_customer_comes_first(faq_app: App) -> None:
+    """mmuster is stored as German: an English question gets the German article."""
+    [_] = deliver(faq_app, question("VPN FortiClient", "The VPN connection keeps dropping "
+                                    "when I work from home, what can I do about it?",
+                                    sender="max@acme.example", message_id="<vpn-mm@x>"),
+                  recipient=FAQ_ADDRESS)
+    [answer] = answers_to(faq_app, "<vpn-mm@x>")
+    assert faq_links(answer) == ["vpn-verbindung-bricht-ab"]
+    assert "vielen Dank für Ihre Frage" in text_of(answer)
+
+
+def test_no_article_in_the_question_language_falls_back_and_says_so(faq_app: App) -> None:
+    """Only a German article knows "Papierstau": an English question gets it, in an English
+    mail that says the article is in another language."""
+    [done] = deliver(faq_app, question("Papierstau", "What does the Papierstau Fehlermeldung "
+                                       "mean? I see it on the screen every morning.",
+                                       sender="someone@example.org", message_id="<jam@x>"),
+                     recipient=FAQ_ADDRESS)
+    [answer] = answers_to(faq_app, "<jam@x>")
+    body = text_of(answer)
+    assert faq_links(answer) == ["drucker-papierstau"]
+    assert "We found no matching article in English. These articles in another language" \
+        in body
+    assert "Papierstau-Meldung, obwohl kein Papier klemmt (German)" in body
+    html = str(answer.get_body(preferencelist=("html",)).get_content())
+    assert 'lang="de">Papierstau-Meldung, obwohl kein Papier klemmt</a> (German)' in html
+    assert "answered with 1 article(s) in other languages (none in en): drucker-papierstau" \
+        in done.reason

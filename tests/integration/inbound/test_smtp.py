@@ -391,6 +391,32 @@ def test_a_mail_over_the_size_limit_keeps_its_text_and_gets_a_file_link(
     assert article["body"].startswith(".hidden line") and article["attachments"] == []
     text = email.message_from_bytes(link_mail, policy=email.policy.default) \
         .get_body(("plain",)).get_content()                    # type: ignore[union-attr]
-    assert "/files/" in text and ("mehr als wir per E-Mail annehmen" in text
-                                  or "more than we accept by mail" in text)
+    assert "/files/" in text and "per E-Mail nehmen wir höchstens 1 MB an" in text
+    assert "Dieser Anhang fehlt deshalb:\n- dump.bin, 3 MB\n" in text.replace("\r\n", "\n")
     assert _incoming_files(app) == []
+
+
+@pytest.mark.parametrize("subject", ["Abwesend: Drucker defekt", "Out of Office: Drucker defekt"])
+def test_an_absence_subject_without_auto_headers_gets_no_acknowledgment(
+        app: App, customer: None, subject: str) -> None:
+    """Some autoresponders set no Auto-Submitted/X-Autoreply header, only the subject prefix:
+    the reply is kept as an internal note and nobody is answered; without a ticket to attach
+    it to, it is dropped."""
+    with running_listener(app) as port:
+        send(port, customer_mail(message_id="<d@acme>"))
+        [first] = process_due(app.db, app.stages)
+        with app.db.read() as session:
+            queued = len(session.execute(select(_outbound.c.id)).all())
+        send(port, customer_mail(subject=subject, message_id="<ooo2@acme>",
+                                 In_Reply_To="<d@acme>", body="Ich bin bis 5. Januar weg.\n"))
+        send(port, customer_mail(subject=subject, message_id="<ooo3@acme>",
+                                 body="Ich bin bis 5. Januar weg.\n"))
+        reply, lone = process_due(app.db, app.stages)
+    assert (reply.outcome, reply.ticket_number) == ("appended", first.ticket_number)
+    assert "out-of-office" in reply.reason or "subject" in reply.reason
+    assert lone.outcome == "ignored" and "no ticket to attach it to" in lone.reason
+    with app.db.read() as session:
+        detail = ticket_detail(session, str(first.ticket_number))
+        assert len(session.execute(select(_outbound.c.id)).all()) == queued
+    assert detail["articles"][-1]["internal"] is True and detail["state"] == "new"
+    assert len(tickets(app)) == 1

@@ -257,7 +257,7 @@ OOF_GERMAN = """\
     Content-Type: text/plain; charset=utf-8
 """
 OOF_ENGLISH = """\
-    Subject: Out of Office: Printer broken
+    Subject: Out of office until Monday (Re: Printer broken)
     Precedence: bulk
 """
 
@@ -280,6 +280,9 @@ def test_out_of_office_in_english() -> None:
     "Automatic reply: Printer broken", "Abwesenheitsnotiz: Drucker", "AutoReply: Ticket",
     "Auto-Reply: Ticket", "Réponse automatique : Imprimante", "Out of Office AutoReply: x",
     "Automatische Antwort", "[EXT] Automatic reply: Printer",
+    "Abwesend: Drucker defekt", "Abwesenheit: Drucker", "Out of Office: Printer broken",
+    "OUT OF OFFICE : Printer", "Out of the Office: Printer", "Nicht im Büro: Drucker",
+    "[EXT] Abwesend: Drucker", "Automatic Reply: Printer", "Autoreply: Ticket",
 ])
 def test_prefixes_only_software_writes_are_enough(subject: str) -> None:
     result = classify(f"Subject: {subject}")
@@ -304,6 +307,11 @@ def test_urlaub_with_the_null_sender_is_an_auto_reply() -> None:
     ("Urlaub", "Ich bin ab Montag im Urlaub, bitte rufen Sie meine Kollegin an.\n"),
     ("Re: Automatic reply: Printer broken", "Why do I get an automatic reply?\n"),
     ("Autoreply settings broken", "Our autoreply does not work, can you help?\n"),
+    ("Re: Out of office hours support", "Can we reach you at 8 pm?\n"),
+    ("Out of office hours support", "Can we reach you at 8 pm?\n"),
+    ("AW: Abwesend: Drucker defekt", "Warum bekomme ich eine Abwesenheitsnotiz?\n"),
+    ("Abwesende Mitarbeiter: Liste fehlt", "Die Liste im Portal ist leer.\n"),
+    ("Abwesend", "Bitte Ticket an Kollegin geben.\n"),
 ])
 def test_a_person_writing_about_being_away_is_still_human(subject: str, body: str) -> None:
     result = classify(f"Subject: {subject}", body)

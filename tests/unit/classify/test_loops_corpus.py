@@ -34,6 +34,7 @@ from gateway.classify.loops import (
     classify_message,
     classify_parsed,
 )
+from gateway.classify.out_of_office import out_of_office_subject
 from tests.conftest import CORPUS
 from tests.unit.classify.test_loops import classify_raw, parse_mail
 
@@ -409,3 +410,39 @@ def test_damaged_corpus_mails_still_get_a_classification(corpus: Path) -> None:
                 damaged[rng.randrange(len(damaged))] = rng.randrange(256)
             for policy in (email.policy.compat32, email.policy.default):
                 assert isinstance(classify_raw(bytes(damaged), policy=policy), Classification)
+
+
+# The absence subject prefixes ("Abwesend:", "Out of Office:", "Automatic reply:") on the
+# whole corpus: only these mails carry one, and each is an auto-reply.
+STRONG_ABSENCE_SUBJECTS = {"sisimai/maildir/bsd/rfc3834-04.eml": "Automatic reply: Nyaan"}
+
+
+def test_absence_subject_prefixes_on_the_whole_corpus(corpus: Path) -> None:
+    found = {}
+    for path in sorted(corpus.rglob("*")):
+        if not path.is_file() or path.suffix in (".tsv", ".md", ".json", ".yml") \
+                or path.parent.name == "LICENSES":
+            continue
+        headers, _, _ = parse_mail(path.read_bytes())
+        if out_of_office_subject(headers.get("subject", "")) == "strong":
+            found[str(path.relative_to(corpus))] = headers["subject"]
+    assert found == STRONG_ABSENCE_SUBJECTS
+
+
+@pytest.mark.parametrize("path", HUMAN_MAILS[::3])
+@pytest.mark.parametrize("subject, kind", [
+    ("Abwesend: Drucker defekt", MailKind.AUTO_REPLY),
+    ("Out of Office: Printer broken", MailKind.AUTO_REPLY),
+    ("Re: Out of office hours support", MailKind.HUMAN),
+    ("AW: Abwesend: Drucker defekt", MailKind.HUMAN),
+])
+def test_real_mails_under_an_absence_subject(corpus: Path, path: str, subject: str,
+                                             kind: MailKind) -> None:
+    """Real human mails (no automatic header) with only their Subject replaced: the prefix
+    alone makes an auto-reply, a reply to one or a subject that merely holds the words not."""
+    parts = re.split(rb"(\r?\n[ \t]*\r?\n)", (corpus / path).read_bytes(), maxsplit=1)
+    head, blank, body = [*parts, b"", b""][:3]
+    head = re.sub(rb"(?im)^Subject:[^\n]*\n?(?:[ \t][^\n]*\n?)*", b"", head)
+    result = classify_raw(b"Subject: " + subject.encode() + b"\n" + head + blank + body)
+    assert result.kind is kind, result.reason
+    assert result.may_auto_answer is (kind is MailKind.HUMAN)

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gateway.mail.message import ParsedMessage
 from gateway.mail.parse import parse_message
 from gateway.mail.quotes import find_quote_start
+from tests.conftest import CORPUS
 
 NEW = "Hallo zusammen,\n\ndas Problem ist gelöst.\n\nGruß\nMax\n\n"
 
@@ -44,6 +46,14 @@ HISTORIES = {
     "outlook-block-html-bold": "**From:** Martin\n**Sent:** Monday, May 7, 2012 8:10 AM\n"
                                "**To:** Max\n**Subject:** RE: Printer\n\nHi Max,\n",
     "bare-quote-block": "> Hi Max,\n> does it work?\n>\n> Martin\n",
+    # attributions without a date or an address count when a ">" block follows them
+    "undated-en": "On Mon, Jane wrote:\n> Hi Max,\n> does it work?\n",
+    "undated-en-wrapped": "On Mon, Jane Doe from the\naccounting team wrote:\n\n> Hi Max,\n",
+    "undated-de": "Am Montag schrieb Jane:\n> Hallo Max,\n> geht es?\n",
+    "gmail-de-abbreviated": "Am Mo., 1. Dez. 2025 um 10:00 schrieb Jane <jane@example.com>:\n"
+                            "> Hallo Max,\n> geht es?\n",
+    "gmail-de-abbreviated-wrapped": "Am Mo., 1. Dez. 2025 um 10:00 Uhr schrieb Jane Doe\n"
+                                    "<jane@example.com>:\n\n> Hallo Max,\n>\n> geht es?\n",
 }
 
 
@@ -84,6 +94,8 @@ NOT_QUOTES = {
     "single-quote-char": "Please check whether a > b holds.\n> only one line\n",
     "dashes": "Results\n-----------\nall green\n----- end -----\n",
     "wrote-no-colon": "She wrote back on 3 May 2024 and said yes.\n",
+    "undated-above-prose": "Hello,\n\nOn Monday Jane wrote:\nplease call me.\n\nMax\n",
+    "undated-am-above-prose": "Am Montag schrieb Jane:\nBitte zurückrufen.\n",
 }
 
 
@@ -110,3 +122,71 @@ def test_signature_after_the_quote_is_still_history() -> None:
 def test_empty_and_huge_texts() -> None:
     assert find_quote_start("") is None
     assert find_quote_start("x\n" * 200_000) is None
+
+
+def test_undated_attribution_with_a_single_quoted_line() -> None:
+    """One ">" line after an attribution is history (a lone ">" line alone is not)."""
+    assert find_quote_start("Thanks.\n\nOn Mon, Jane wrote:\n> hi\n") == len("Thanks.\n\n")
+
+
+def test_undated_attribution_above_a_quote_with_an_answer_below() -> None:
+    text = "On Mon, Jane wrote:\n> Does Friday work?\n\nYes, Friday works.\n"
+    assert find_quote_start(text) is None
+
+
+def test_prose_above_a_quote_keeps_the_prose() -> None:
+    """Without "On/Am", date or address the line is the customer's own: only the ">" block
+    below it is history."""
+    text = "Thanks.\n\nOur admin wrote:\n> restart it\n> twice\n"
+    assert find_quote_start(text) == len("Thanks.\n\nOur admin wrote:\n")
+
+
+def test_german_gmail_reply_is_shown_without_its_history() -> None:
+    """A German Gmail reply as it arrives: the article keeps only the new text."""
+    raw = ("From: Max <max@example.com>\r\nSubject: Re: Drucker\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+           "Danke, läuft wieder.\r\n\r\nAm Mo., 1. Dez. 2025 um 10:00 Uhr schrieb Jane Doe <\r\n"
+           "jane@example.com>:\r\n\r\n> Hallo Max,\r\n> bitte neu starten.\r\n").encode()
+    parsed = parse_message(raw, received=datetime(2026, 1, 1, tzinfo=UTC))
+    assert parsed.quote_start is not None
+    assert parsed.body_text[:parsed.quote_start].strip() == "Danke, läuft wieder."
+
+
+def test_real_bottom_posted_reply_from_the_corpus_keeps_its_answer() -> None:
+    """zammad/mail005.box: a German Thunderbird reply written below "Am 07.05.2012 08:10,
+    schrieb ...:" and its ">" block. No quote start, or the answer would be hidden."""
+    raw = (CORPUS / "zammad" / "mail005.box").read_bytes()
+    parsed = parse_message(raw, received=datetime(2026, 1, 1, tzinfo=UTC))
+    assert parsed.body_text.lstrip().startswith("Am 07.05.2012 08:10, schrieb Martin")
+    assert "Grüße aus Bonn" in parsed.body_text
+    assert parsed.quote_start is None
+
+
+def html_reply(html: str) -> ParsedMessage:
+    raw = b"From: max@example.com\nContent-Type: text/html; charset=utf-8\n\n" + html.encode()
+    return parse_message(raw, received=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("html", [
+    '<div>Thanks, fixed.</div><div class="gmail_quote">On Mon, Jane wrote:<br>'
+    "<blockquote>Hi<br>does it work?<blockquote>older</blockquote></blockquote></div>",
+    '<div dir="ltr">Thanks, fixed.</div><br><div class="gmail_quote"><div dir="ltr" '
+    'class="gmail_attr">Am Mo., 1. Dez. 2025 um 10:00 Uhr schrieb Jane Doe &lt;<a href="mai'
+    'lto:jane@example.com">jane@example.com</a>&gt;:<br></div><blockquote class="gmail_quote"'
+    '><div dir="ltr">Hallo Max,<div>bitte neu starten.</div></div></blockquote></div>',
+    '<div>Thanks, fixed.</div><div><br><blockquote type="cite"><div>On 1 Dec 2025, at 10:00, '
+    "Jane &lt;jane@example.com&gt; wrote:</div><br><div>Hi Max</div></blockquote></div>",
+])
+def test_html_replies_lose_their_history(html: str) -> None:
+    """A <blockquote> reads as ">" lines (as mail programs write plain-text replies), so an
+    HTML reply's history is found like a plain one's, undated attribution included."""
+    parsed = html_reply(html)
+    assert parsed.quote_start is not None, parsed.body_text
+    assert parsed.body_text[:parsed.quote_start].strip() == "Thanks, fixed."
+
+
+def test_an_html_answer_between_quotes_keeps_everything() -> None:
+    parsed = html_reply("<div>Hi</div><blockquote>Does Friday work?</blockquote><div>Yes."
+                        "</div><blockquote>And at 10?</blockquote><div>Also.</div>")
+    assert parsed.body_text == "Hi\n> Does Friday work?\nYes.\n> And at 10?\nAlso."
+    assert parsed.quote_start is None

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gateway.mail.attachment_scan import ScannedFile
 from gateway.outbound import render
 from gateway.outbound.headers import AUTO_RESPONSE_SUPPRESS, HeaderError, MailIdentity
 from gateway.outbound.mail import EVENTS
@@ -269,7 +270,7 @@ def test_each_reject_reason_has_its_own_text(renderer: MailRenderer, reason: str
                                              language: str) -> None:
     context = {"customer_name": "Jürgen Müller", "reason": reason,
                "original_subject": "Bitte um Hilfe", "template_name": "Bedarfsanforderung",
-               "max_size": 25_000_000}
+               "max_size": 25 * 1024 * 1024}
     parts = renderer.render_parts("reject", language, context)
     marker = {
         ("no-subject", "de"): "keinen Betreff", ("no-subject", "en"): "no subject",
@@ -296,6 +297,58 @@ def test_faq_without_articles(renderer: MailRenderer) -> None:
     parts = renderer.render_parts("faq-answer", "en", context)
     assert "no matching article" in parts.text
     assert parts.text.startswith("Hello,\n")
+
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("de", ["Ihre E-Mail war 31,5 MB groß; per E-Mail nehmen wir höchstens 20 MB an.",
+            f"Den Text haben wir in Ticket {NUMBER} übernommen, die Anhänge aber nicht.",
+            "Diese Anhänge fehlen deshalb:\n- Bericht Q3.pdf, 12,1 MB\n"
+            "- Datei ohne Namen (image/png), 48 KB\n- a.txt, 12 Bytes\n",
+            "Bitte laden Sie sie über diesen Link hoch:"]),
+    ("en", ["Your email was 31.5 MB; we accept at most 20 MB by email.",
+            f"We have added its text to ticket {NUMBER}, but not its attachments.",
+            "These attachments are missing:\n- Bericht Q3.pdf, 12.1 MB\n"
+            "- file without a name (image/png), 48 KB\n- a.txt, 12 bytes\n",
+            "Please upload them using this link:"]),
+])
+def test_the_file_link_lists_the_left_out_attachments(renderer: MailRenderer, language: str,
+                                                      expected: list[str]) -> None:
+    files = [ScannedFile("Bericht Q3.pdf", "application/pdf", int(12.1 * MB)),
+             ScannedFile("", "image/png", 48 * 1024 + 100), ScannedFile("a.txt", "text/plain", 12)]
+    context = {**CASES["file-link"]["context"], "too_large": int(31.5 * MB), "left_out": files,
+               "max_size": 20 * MB}
+    parts = renderer.render_parts("file-link", language, context, ticket_number=NUMBER)
+    for text in expected:
+        assert text in parts.text
+    assert "Bericht Q3.pdf, " in parts.html and parts.html.count("<li>") == 3
+    one = renderer.render_parts("file-link", language, {**context, "left_out": files[:1]},
+                                ticket_number=NUMBER)
+    assert ("Dieser Anhang fehlt deshalb:" if language == "de" else
+            "This attachment is missing:") in one.text
+    plain = renderer.render_parts("file-link", language, CASES["file-link"]["context"],
+                                  ticket_number=NUMBER)
+    assert "Anhänge" not in plain.text and "attachments" not in plain.text
+
+
+@pytest.mark.parametrize("language, says, label", [
+    ("de", "Auf Deutsch haben wir keinen passenden Artikel gefunden.", "(Englisch)"),
+    ("en", "We found no matching article in English.", "(German)"),
+])
+def test_faq_answer_in_another_language_says_so(renderer: MailRenderer, language: str,
+                                                says: str, label: str) -> None:
+    other = {"de": "en", "en": "de"}[language]
+    article = FaqArticle("VPN", "Extract", f"{BASE_URL}/faq/vpn", other)
+    context = {"customer_name": "", "question": "VPN", "articles": [article],
+               "other_language": True}
+    parts = renderer.render_parts("faq-answer", language, context)
+    assert says in parts.text and says in parts.html
+    assert f"1. VPN {label}" in parts.text
+    assert f'<a href="{BASE_URL}/faq/vpn" lang="{other}">VPN</a> {label}' in parts.html
+    same = renderer.render_parts("faq-answer", language, {**context, "other_language": False})
+    assert says not in same.text and label not in same.text
 
 
 @pytest.mark.parametrize(("language", "phrase"), [("de", "nicht gelöst"),

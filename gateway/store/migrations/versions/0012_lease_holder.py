@@ -6,8 +6,8 @@ Create Date: 2026-12-06 21:30:00.000000
 
 Set when a row is leased (hostname:pid), cleared with every result; a row that is due while
 it still names a holder was left by an instance that stopped without a result, and leasing
-it again is a takeover (store/leases.py). Written beside 0011 on another branch, both after
-0010; neither depends on the other, so when the branches meet 0012 is chained after 0011.
+it again is a takeover (store/leases.py).
+(There is no 0011: that number was set aside for a branch that needed no migration.)
 """
 from collections.abc import Sequence
 
