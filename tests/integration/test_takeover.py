@@ -1,11 +1,16 @@
-"""Two `ticketgw serve` instances on one PostgreSQL database; one is killed with SIGKILL in the
-middle of a stream of mail while it holds leases. The survivor takes its received and
-outbound mail over: every mail that was accepted with `250` becomes exactly one ticket
-within 60 s of the kill, and every answer lands in the shared Maildir, at most one (the one
-in flight at the kill) twice. Prints the takeover time measured (kill -> last ticket)."""
+"""Two `ticketgw serve` instances on one PostgreSQL database and one S3 bucket (a real
+SeaweedFS); one is killed with SIGKILL in the middle of a stream of mail while it holds
+leases. The survivor takes its received and outbound mail over: every mail that was accepted
+with `250` becomes exactly one ticket within 60 s of the kill, and every answer lands in the
+shared Maildir, at most one (the one in flight at the kill) twice. Files uploaded through
+either instance download from the other, also after the kill. Prints the takeover time
+measured (kill -> last ticket)."""
 
 from __future__ import annotations
 
+import hashlib
+import random
+import re
 import smtplib
 import socket
 import subprocess
@@ -14,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -23,7 +29,14 @@ from tests.conftest import write_config
 from tests.integration.inbound.test_lifeline import gone
 from tests.integration.smtp_helpers import customer_mail
 from tests.maildir import Maildir
-from tests.serve_helpers import free_port, start, stop, wait_healthy
+from tests.serve_helpers import (
+    TICKETGW,
+    free_port,
+    start,
+    stop,
+    tickets_titled,
+    wait_healthy,
+)
 
 _received = table_of(ReceivedMail)
 _outbound = table_of(OutboundMail)
@@ -108,10 +121,33 @@ def leases_held_by(db: Database, holders: list[str]) -> tuple[int, int]:
                     _outbound.c.lease_holder.in_(holders))).scalar_one())
 
 
+def exchange_file(config: Path, number: str, upload_to: str, download_from: str,
+                  content: bytes) -> str:
+    """Upload `content` through one instance's file exchange; check the other lists and
+    serves it byte for byte. Returns the download path."""
+    made = subprocess.run([*TICKETGW, "--config", str(config), "files", "new", "--ticket",
+                           number], capture_output=True, text=True, check=True)
+    token = made.stdout.strip().rsplit("/files/", 1)[1]
+    done = httpx.post(f"{upload_to}/files/{token}", timeout=60,
+                      files=[("files", ("dump.bin", content, "application/octet-stream"))])
+    assert done.status_code == 303, done.text
+    listing = httpx.get(f"{download_from}/files/{token}", timeout=60).text
+    link = re.search(rf'href="(/files/{re.escape(token)}/\d+)"', listing)
+    assert link, "the other instance does not list the uploaded file"
+    assert_serves(download_from, link.group(1), content)
+    return link.group(1)
+
+
+def assert_serves(web: str, path: str, content: bytes) -> None:
+    got = httpx.get(f"{web}{path}", timeout=60)
+    assert got.status_code == 200
+    assert hashlib.sha256(got.content).digest() == hashlib.sha256(content).digest()
+
+
 @pytest.mark.slow
 @pytest.mark.backends("postgresql")
-def test_a_killed_instances_mail_is_taken_over_by_the_other(database_url: str,
-                                                            tmp_path: Path) -> None:
+def test_a_killed_instances_mail_is_taken_over_by_the_other(
+        database_url: str, tmp_path: Path, s3_storage: dict[str, str]) -> None:
     config = write_config(tmp_path / "ticketgw.toml", database_url, extra=DESK)
     config.write_text(config.read_text().replace(
         '[inbound]\nsmtp = ""', '[inbound]\nsmtp = ""\ndomains = ["support.example.com"]'))
@@ -119,13 +155,31 @@ def test_a_killed_instances_mail_is_taken_over_by_the_other(database_url: str,
     processes: dict[str, subprocess.Popen[str]] = {}
     db = Database(database_url)
     try:
+        # one config file for both; what differs comes from the environment (as in
+        # docs/admin.md 3.1), the blobs included
+        storage = {f"TICKETGW_STORAGE_{key.upper()}": value for key, value in s3_storage.items()}
         for name, (smtp, web) in ports.items():
             processes[name] = start(
                 ["--config", str(config), "serve"], tmp_path,
                 env={"TICKETGW_INBOUND_SMTP": f"127.0.0.1:{smtp}",
-                     "TICKETGW_WEB_LISTEN": f"127.0.0.1:{web}"})
+                     "TICKETGW_WEB_LISTEN": f"127.0.0.1:{web}", **storage})
         for name, (_, web) in ports.items():
             wait_healthy(processes[name], f"http://127.0.0.1:{web}/healthz")
+        webs = {name: f"http://127.0.0.1:{web}" for name, (_, web) in ports.items()}
+
+        # files: uploaded through either instance, served by the other (a shared bucket)
+        with smtplib.SMTP("127.0.0.1", ports["a"][0], timeout=10) as client:
+            client.send_message(customer_mail("Dateien", sender="files@acme.example",
+                                              message_id="<files@t>"),
+                                from_addr="files@acme.example",
+                                to_addrs=["incident@support.example.com"])
+        made = tickets_titled(config, "Dateien")
+        assert made, "no ticket for the file exchange within 30 s"
+        number = str(made[0]["number"])
+        via_a = random.Random(1).randbytes(9 * 1024 * 1024)     # a multipart upload
+        via_b = random.Random(2).randbytes(300 * 1024)
+        uploaded_to_a = exchange_file(config, number, webs["a"], webs["b"], via_a)
+        exchange_file(config, number, webs["b"], webs["a"], via_b)
         logs = {name: Drain(process) for name, process in processes.items()}
         victim = processes["a"]
         victim_worker = worker_pid(victim.pid)
@@ -197,6 +251,8 @@ def test_a_killed_instances_mail_is_taken_over_by_the_other(database_url: str,
               f"last ticket {last_ticket:.1f} s after the kill, every answer sent "
               f"{all_sent:.1f} s after it; {len(queued_ids)} answers, {len(twice)} delivered "
               "twice")
+        # what the dead instance took in is still served by the survivor
+        assert_serves(webs["b"], uploaded_to_a, via_a)
         processes["b"].terminate()
         assert processes["b"].wait(timeout=40) == 0
         logs["b"].join(10)
