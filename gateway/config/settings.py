@@ -185,6 +185,10 @@ class QueueSettings(_Section):
     staff: list[Address] = Field(default_factory=list)
     language: Language = "de"
     acknowledge_follow_ups: bool = False   # confirm each customer follow-up by mail
+    # who else may write to a ticket and gets its answers (cumulative levels, docs/admin.md):
+    # none; cc = the opening mail's Cc and `#cc add`; organisation = cc + the customer's
+    # registered colleagues who reply
+    participants: Literal["none", "cc", "organisation"] = "cc"
 
 
 class StaffSettings(_Section):

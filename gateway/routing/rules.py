@@ -82,7 +82,8 @@ def route_message(parsed: ParsedMessage, context: MailContext, *, settings: Sett
     threaded = _thread(parsed, context, directory)
     if threaded is not None:
         ticket, rule, detail = threaded
-        role = _role(ticket, sender, directory, staff_first=rule == "staff-token")
+        role = _role(ticket, sender, directory, staff_first=rule == "staff-token",
+                     participants=_queue_participants(settings, ticket.queue))
         if context.automatic_kind == "auto_reply":
             return AppendDecision("out-of-office", f"{context.automatic_reason}; kept as an "
                                   f"internal note on {ticket.number} ({detail})", ticket,
@@ -173,9 +174,12 @@ def _thread(parsed: ParsedMessage, context: MailContext,
 
 
 def _role(ticket: TicketInfo, sender: str, directory: Directory, *,
-          staff_first: bool = False) -> str | None:
+          staff_first: bool = False, participants: str = "cc") -> str | None:
     """Who the sender is to this ticket, or None if they may not write to it. On the staff
-    reply address a staff member is staff even on a ticket they opened as its customer."""
+    reply address a staff member is staff even on a ticket they opened as its customer.
+    `participants`: the queue's level (none | cc | organisation, cumulative): a recorded
+    participant may write unless it is "none"; with "organisation" also any registered
+    customer of the ticket customer's organisation."""
     if not sender:
         return None
     if staff_first and directory.is_staff(sender):
@@ -187,9 +191,16 @@ def _role(ticket: TicketInfo, sender: str, directory: Directory, *,
         return "customer"
     if directory.is_staff(sender):
         return "staff"
-    if directory.is_participant(ticket.id, sender):
+    if participants != "none" and directory.is_participant(ticket.id, sender):
+        return "participant"
+    if participants == "organisation" and customer is not None and ticket.organisation \
+            and customer.organisation == ticket.organisation:
         return "participant"
     return None
+
+
+def _queue_participants(settings: Settings, queue: str) -> str:
+    return next((q.participants for q in settings.queue if q.id == queue), "cc")
 
 
 def _destinations(context: MailContext, addressbook: AddressBook) -> list[Destination]:
