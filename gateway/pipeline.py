@@ -33,7 +33,7 @@ from gateway.inbound.directory import DatabaseDirectory
 from gateway.inbound.intake import stored_raw
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.parse import parse_message
-from gateway.outbound import answers, bouncing
+from gateway.outbound import answers, bouncing, digest
 from gateway.outbound.answers import Answering
 from gateway.routing.addressbook import AddressBook
 from gateway.routing.authentication import check_sender
@@ -48,7 +48,7 @@ from gateway.routing.decisions import (
 from gateway.routing.mail_fields import guide_answers
 from gateway.routing.rules import route_message
 from gateway.store.blobs import BlobStore
-from gateway.store.models import ReceivedMail, table_of
+from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets import participants, staff_mail
 from gateway.tickets.actions import change_state
 from gateway.tickets.facts import TicketFacts, new_ticket_facts
@@ -233,6 +233,12 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         if joined:
             appended = replace(appended, reason=f"{appended.reason}; {joined}")
         return _offer_upload(session, stages, understood, appended, decision.ticket.id, sender)
+    if isinstance(decision, IgnoreDecision) and decision.staff_list:
+        listed = digest.answer_list_request(session, stages.answering, staff_address=sender,
+                                            queues=decision.staff_list, now=utcnow(),
+                                            in_reply_to=parsed.message_id)
+        return replace(outcome("ignored"), reason=f"{decision.reason}: {listed.outcome}, "
+                                                  f"{len(listed.tickets)} tickets")
     if isinstance(decision, IgnoreDecision) and decision.faq_question:
         reason = answer_question(session, stages.answering, parsed, mail_id)
         return replace(outcome("ignored"), reason=reason)

@@ -74,6 +74,7 @@ def _register_commands() -> None:
         admin,
         bounces,
         customers,
+        digest,
         faq,
         files,
         inbound,
@@ -83,8 +84,8 @@ def _register_commands() -> None:
         tickets,
     )
 
-    for module in (admin, bounces, customers, faq, files, inbound, mailbox, outbox, serve,
-                   tickets):
+    for module in (admin, bounces, customers, digest, faq, files, inbound, mailbox, outbox,
+                   serve, tickets):
         module.register(cli)
 
 

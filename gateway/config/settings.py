@@ -251,6 +251,28 @@ class FilesSettings(_Section):
     rate_limit_per_address: int = Field(default=20, gt=0)    # wrong/expired links per client
 
 
+class DigestSettings(_Section):
+    """The staff digest (docs/admin.md 1.13): when each staff member gets the overview of
+    their queues' open tickets by mail."""
+
+    # a crontab line (minute hour day month weekday) in `[tickets] timezone`, e.g.
+    # "0 8 * * mon-fri"; "" (the default): no digest is sent on a schedule
+    schedule: str = ""
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> DigestSettings:
+        if self.schedule.strip():
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.schedule)
+            except ValueError as exc:
+                raise ValueError(f"schedule {self.schedule!r} is not a crontab line "
+                                 f"(minute hour day month weekday, e.g. \"0 8 * * mon-fri\"): "
+                                 f"{exc}") from None
+        return self
+
+
 class MailboxSettings(_Section):
     name: Identifier
     url: ImapUrl
@@ -277,6 +299,7 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     faq: FaqSettings = FaqSettings()
     files: FilesSettings = FilesSettings()
+    digest: DigestSettings = DigestSettings()
     queue: list[QueueSettings] = Field(default_factory=list)
     staff: list[StaffSettings] = Field(default_factory=list)
     template: list[TemplateSettings] = Field(default_factory=list)

@@ -109,7 +109,36 @@ def route_message(parsed: ParsedMessage, context: MailContext, *, settings: Sett
     if context.automatic_kind == "auto_reply":
         return IgnoreDecision("out-of-office", f"{context.automatic_reason}; no ticket to "
                                                "attach it to")
+    listing = _staff_list(parsed, context, settings, addressbook, directory, sender)
+    if listing is not None:
+        return listing
     return _new_ticket(parsed, context, settings, addressbook, directory)
+
+
+LIST_SUBJECTS = ("list", "#list")
+
+
+def _staff_list(parsed: ParsedMessage, context: MailContext, settings: Settings,
+                addressbook: AddressBook, directory: Directory,
+                sender: str) -> IgnoreDecision | None:
+    """A mail with the subject `list` to one of our addresses from a staff member of a
+    queue, whose From our MTA vouches for (docs/admin.md 5.2: the overview names customers),
+    asks for the overview of the queue it was sent to, else of all their queues. None (a
+    normal mail) for anyone else: a forged staff From only ever opens a ticket."""
+    if parsed.subject.strip().lower() not in LIST_SUBJECTS or context.automatic \
+            or not sender or not context.sender_check.vouched or not directory.is_staff(sender):
+        return None
+    key = address_key(sender).lower()
+    mine = [q.id for q in settings.queue if any(address_key(a).lower() == key for a in q.staff)]
+    destinations = _destinations(context, addressbook)
+    if not mine or not destinations:
+        return None
+    asked = [template.queue if (template := _template(settings, d)) else d.target
+             for d in destinations if d.kind in ("queue", "template")]
+    queues = tuple(q for q in mine if q in asked) or tuple(mine)
+    return IgnoreDecision("staff-list", f"{sender} is staff of {', '.join(mine)} and asks for "
+                                        f"the list: the overview of {', '.join(queues)} is "
+                                        "mailed to them", staff_list=queues)
 
 
 def _route_report(context: MailContext, directory: Directory) -> Decision:

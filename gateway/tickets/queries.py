@@ -120,5 +120,5 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
         "guide_answers": answers, "articles": articles, "history": history,
         "participants": [{"address": p.address, "name": p.name, "source": p.source,
                           "added_by": p.added_by, "added": _iso(p.added)}
-                         for p in participants_of(session, ticket.id)],
+                         for p in participants_of(session, ticket.id or 0)],
     }

@@ -182,7 +182,7 @@ def test_participant_cannot_command(cc_desk: Cli) -> None:
 def test_organisation_colleague_who_replies_becomes_a_participant(
         database_url: str, tmp_path: Path, run_cli: Any) -> None:
     cli = desk(database_url, tmp_path, run_cli, "organisation")
-    number, customer_address, staff_address = open_ticket(cli, f"Berta Boss <{BOSS}>")
+    number, _, staff_address = open_ticket(cli, f"Berta Boss <{BOSS}>")
     assert participants(cli, number) == [BOSS]          # "organisation" includes "cc"
     colleague = message(f"Erika Kollegin <{ERIKA}>", INCIDENT, f"Re: [Ticket#{number}]",
                         "<e1@acme.example>", "Bei mir druckt er auch nicht.\n",
