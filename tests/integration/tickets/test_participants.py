@@ -6,6 +6,7 @@ from staff, and strangers and forged participants who stay outside. docs/admin.m
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,14 @@ from tests.integration.tickets.test_staff_by_mail import (
     ingest,
     message,
     reply_to,
+    served,
+    smtp,
     text_of,
+    to,
 )
+from tests.serve_helpers import tickets_titled
+
+__all__ = ["served"]      # the fixture of the staff-trust tests: `ticketgw serve --demo`
 
 BOSS = "berta.boss@acme.example"            # Max's manager, in Cc of his first mail
 ERIKA = "erika.kollegin@acme.example"       # a registered colleague of Max (organisation acme)
@@ -213,3 +220,38 @@ def test_queue_without_participants_adds_nobody(database_url: str, tmp_path: Pat
     entry = staff_answer(cli, staff_address, "<n2@example.com>", f"#cc add {BOSS}\nText\n")
     assert 'participants = "none"' in entry["reason"], entry
     assert participants(cli, number) == []
+
+
+def test_serve_cc_manager_gets_the_staff_answer_and_staff_get_the_list(
+        served: Any) -> None:
+    """Through SMTP into a real `ticketgw serve --demo` (shipped defaults: participants
+    "cc", `authserv_id` empty): the Cc'd manager gets Anna's answer as a mail of her own and
+    her reply joins the ticket; Anna's `list` mail is answered with the overview, whose
+    staff reply address works like a notification's."""
+    port, config, cli, outbox = served
+    first = message(f"Max Mustermann <{MAX}>", "stoerung@support.example.com",
+                    "Beamer im Saal", "<beamer@acme.example>", "Kein Bild.\n")
+    first["Cc"] = f"Berta Boss <{BOSS}>"
+    smtp(port, first, MAX, "stoerung@support.example.com")
+    [ticket] = tickets_titled(config, "Beamer im Saal")
+    number = str(ticket["number"])
+    notice = outbox.wait_for(lambda m: to(m) == ANNA and f"[Ticket#{number}]" in str(m["Subject"]))
+    assert participants(cli, number) == [BOSS]
+
+    smtp(port, message(f"Anna Agent <{ANNA}>", "support@support.example.com", "list",
+                       "<list@example.com>", "\n"), ANNA, "support@support.example.com")
+    listed = outbox.wait_for(lambda m: to(m) == ANNA and "Offene Tickets" in str(m["Subject"]))
+    [address] = [a for a in re.findall(r"Antworten an: (\S+)", text_of(listed))
+                 if a == reply_to(notice)]
+    assert "Beamer im Saal" in text_of(listed) and number in text_of(listed)
+
+    smtp(port, message(f"Anna Agent <{ANNA}>", address, "Re: Offene Tickets",
+                       "<beamer-answer@example.com>", "Ein Techniker kommt um 10 Uhr.\n"),
+         ANNA, address)
+    boss = outbox.wait_for(lambda m: to(m) == BOSS and "Techniker" in text_of(m))
+    outbox.wait_for(lambda m: to(m) == MAX and "Techniker" in text_of(m))
+    reply = message(f"Berta Boss <{BOSS}>", reply_to(boss), str(boss["Subject"]),
+                    "<beamer-boss@acme.example>", "Danke, passt.\n")
+    smtp(port, reply, BOSS, reply_to(boss))
+    entry = cli.outcome("<beamer-boss@acme.example>")
+    assert (entry["outcome"], entry["ticket"]) == ("appended", number), entry
