@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from gateway.app import App
 from gateway.config.loading import load_settings
 from gateway.jobs import build_scheduler
+from gateway.outbound import bouncing
+from gateway.outbound.digest import send_digests
+from gateway.outbound.maildir import MaildirTransport
+from gateway.outbound.outbox import drain
+from gateway.store.models import OutboundMail, table_of
+from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 from tests.conftest import write_config
 from tests.integration.smtp_helpers import DESK_WITH_STAFF
 from tests.integration.tickets.test_staff_by_mail import (
@@ -29,6 +36,7 @@ from tests.integration.tickets.test_staff_by_mail import (
     text_of,
 )
 
+_outbound = table_of(OutboundMail)
 INCIDENT = "incident@support.example.com"
 QUEUE_ADDRESS = "support@support.example.com"
 BEN = "ben.backoffice@example.com"
@@ -177,3 +185,32 @@ def test_the_digest_is_scheduled_only_when_configured(app: App, tmp_path: Path) 
     bad.write_text('[digest]\nschedule = "every morning"\n', encoding="utf-8")
     with pytest.raises(Exception, match="not a crontab line"):
         load_settings(bad)
+
+
+def test_the_digest_is_held_back_from_a_dead_staff_address(app: App, tmp_path: Path) -> None:
+    """Like an acknowledgment: once our digest to an address bounced hard, the next one is
+    suppressed, until the address writes again."""
+    with app.db.write() as session:
+        create_ticket(session, NewTicket(
+            title="Drucker defekt", queue_id=app.stages.configured_ids.queue(session,
+                                                                             "servicedesk"),
+            contact_email="max@acme.example", first_article=NewArticle(
+                direction="in", channel="mail", sender="customer", body="Kaputt.")),
+            numbering=app.stages.numbering, actor="test")
+    now = datetime.now(UTC) + timedelta(hours=1)
+    with app.db.write() as session:
+        [first] = send_digests(session, app.answering, now)
+    assert (first.staff, first.outcome) == (ANNA, "queued") and first.message_id
+    transport = MaildirTransport(tmp_path / "sent")
+    while drain(app.db, transport):
+        pass
+    with app.db.write() as session:
+        bouncing.record_bounces(session, [(ANNA, "5.1.1", True)], [first.message_id],
+                                "test", None)
+        [second] = send_digests(session, app.answering, now)
+    while drain(app.db, transport):
+        pass
+    with app.db.read() as session:
+        statuses = dict(session.execute(select(_outbound.c.message_id, _outbound.c.status)
+                                        .where(_outbound.c.event == "staff-digest")).all())
+    assert statuses == {first.message_id: "sent", second.message_id: "suppressed"}
