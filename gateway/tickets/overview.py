@@ -80,13 +80,20 @@ def open_overview(session: Session, queues: Sequence[str], now: datetime) -> lis
                      .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
         .where(_queue.c.key.in_(list(queues)), _ticket.c.state != State.CLOSED.value,
                _ticket.c.created <= now)).all()
-    entries = [_entry(row, now) for row in rows]
+    return in_working_order([overview_entry(row, now) for row in rows])[:MAX_ENTRIES]
+
+
+def in_working_order(entries: Sequence[OverviewEntry]) -> list[OverviewEntry]:
+    """Overdue first (longest overdue first), then the others with a due time (soonest
+    first), then those without one (oldest first)."""
     rank = {"overdue": 0, "due-soon": 1, "due": 1, "none": 2}
-    entries.sort(key=lambda e: (rank[e.urgency], e.due or e.created, e.created, e.number))
-    return entries[:MAX_ENTRIES]
+    return sorted(entries, key=lambda e: (rank[e.urgency], e.due or e.created, e.created,
+                                          e.number))
 
 
-def _entry(row: Any, now: datetime) -> OverviewEntry:
+def overview_entry(row: Any, now: datetime) -> OverviewEntry:
+    """One ticket row (with `queue_key`, `customer_name`, `customer_username`, `owner_name`,
+    `owner_email`) as an entry of the overview at `now`."""
     due = next_due(row)
     urgency = ("none" if due is None else "overdue" if due <= now
                else "due-soon" if due - now <= DUE_SOON else "due")
