@@ -14,9 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from gateway.config.settings import WebSettings
 from gateway.errors import TemporaryFailure
+from gateway.outbound.answers import Answering
+from gateway.outbound.digest import send_digests
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.housekeeping import (
@@ -29,7 +32,10 @@ from gateway.store.models import utcnow
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings) -> AsyncIOScheduler:
+def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings, *,
+                    answering: Answering | None = None) -> AsyncIOScheduler:
+    """`answering`: what the staff digest needs; it is scheduled when given and
+    `[digest] schedule` is set (a crontab line in `[tickets] timezone`)."""
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
     scheduler.add_job(tolerating_outages(_purge_tokens), "interval", args=[db], minutes=30,
@@ -41,6 +47,11 @@ def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings) -> AsyncIO
     # not at start: it lists every blob (a whole bucket on S3), and nothing is urgent here
     scheduler.add_job(tolerating_outages(_sweep_unreferenced_blobs), "interval",
                       args=[db, blobs], hours=6, id="sweep-unreferenced-blobs")
+    if answering is not None and answering.settings.digest.schedule.strip():
+        settings = answering.settings
+        scheduler.add_job(tolerating_outages(_send_digests), CronTrigger.from_crontab(
+            settings.digest.schedule, timezone=settings.tickets.timezone),
+            args=[db, answering], id="staff-digest")
     return scheduler
 
 
@@ -56,6 +67,17 @@ def tolerating_outages(job: Callable[..., None]) -> Callable[..., None]:
                         exc)
 
     return run
+
+
+def _send_digests(db: Database, answering: Answering) -> None:
+    """The staff digest as of now (`outbound/digest.send_digests`)."""
+    with db.write() as session:
+        results = send_digests(session, answering, utcnow())
+    queued = [r.staff for r in results if r.outcome == "queued"]
+    if results:
+        log.info("staff digest: queued for %s; %s", ", ".join(queued) or "nobody",
+                 ", ".join(f"{r.staff}: {r.outcome}" for r in results if r.outcome != "queued")
+                 or "no one left out")
 
 
 def _sweep_sessions(db: Database, web: WebSettings) -> None:

@@ -26,6 +26,7 @@ from sqlmodel import Session
 from gateway.classify.loops import classify_parsed
 from gateway.config.settings import Settings
 from gateway.config.sync import ConfiguredIds
+from gateway.errors import InvalidInput
 from gateway.faq.mail import answer_question
 from gateway.files.exchange import create_area_for_address
 from gateway.inbound.directory import DatabaseDirectory
@@ -33,7 +34,7 @@ from gateway.inbound.intake import stored_raw
 from gateway.mail.attachment_scan import ScannedFile
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
 from gateway.mail.parse import parse_message
-from gateway.outbound import answers, bouncing
+from gateway.outbound import answers, bouncing, digest
 from gateway.outbound.answers import Answering
 from gateway.routing.addressbook import AddressBook
 from gateway.routing.authentication import check_sender
@@ -48,8 +49,8 @@ from gateway.routing.decisions import (
 from gateway.routing.mail_fields import guide_answers
 from gateway.routing.rules import route_message
 from gateway.store.blobs import BlobStore
-from gateway.store.models import ReceivedMail, table_of
-from gateway.tickets import staff_mail
+from gateway.store.models import ReceivedMail, table_of, utcnow
+from gateway.tickets import participants, staff_mail
 from gateway.tickets.actions import change_state
 from gateway.tickets.facts import TicketFacts, new_ticket_facts
 from gateway.tickets.numbers import Numbering
@@ -194,6 +195,14 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                                    unverified=new.unverified, claimed_ticket=new.claimed_ticket)
         first = created[0][0]
         result = outcome("created", first.id, first.number)
+        if not automatic and not decision.unverified:
+            noted = [participants.add_from_cc(
+                session, stages.settings, stages.addressbook, facts.id,
+                [(a.name, a.address) for a in parsed.cc if a.address], queue=new.queue,
+                actor=f"mail:{sender}", customer_address=facts.address)
+                for facts, new in created]
+            if any(noted):
+                result = replace(result, reason="; ".join([result.reason, *filter(None, noted)]))
         if decision.also:
             result = replace(result, reason=f"{result.reason}: "
                                             f"{', '.join(f.number for f, _ in created)}")
@@ -215,6 +224,8 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         article = _article(stages.blobs, parsed, mail_id, sender="customer",
                            internal=decision.internal)
         add_article(session, decision.ticket.id, article)
+        joined = _join_colleague(session, stages, decision, parsed) \
+            if decision.sender_role == "participant" and not decision.internal else ""
         if decision.reopen:
             change_state(session, stages.answering, decision.ticket.id, State.OPEN,
                          actor=f"mail:{sender}")
@@ -222,9 +233,16 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
             return outcome("appended", decision.ticket.id, decision.ticket.number)
         answers.customer_replied(session, stages.answering, decision.ticket.id, parsed,
                                  automatic=automatic)
-        return _offer_upload(session, stages, understood,
-                             outcome("appended", decision.ticket.id, decision.ticket.number),
-                             decision.ticket.id, sender)
+        appended = outcome("appended", decision.ticket.id, decision.ticket.number)
+        if joined:
+            appended = replace(appended, reason=f"{appended.reason}; {joined}")
+        return _offer_upload(session, stages, understood, appended, decision.ticket.id, sender)
+    if isinstance(decision, IgnoreDecision) and decision.staff_list:
+        listed = digest.answer_list_request(session, stages.answering, staff_address=sender,
+                                            queues=decision.staff_list, now=utcnow(),
+                                            in_reply_to=parsed.message_id)
+        return replace(outcome("ignored"), reason=f"{decision.reason}: {listed.outcome}, "
+                                                  f"{len(listed.tickets)} tickets")
     if isinstance(decision, IgnoreDecision) and decision.faq_question:
         reason = answer_question(session, stages.answering, parsed, mail_id)
         return replace(outcome("ignored"), reason=reason)
@@ -248,6 +266,22 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
 
 
 REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available")
+
+
+def _join_colleague(session: Session, stages: Stages, decision: AppendDecision,
+                    parsed: ParsedMessage) -> str:
+    """A colleague of the customer's organisation who may write (`participants =
+    "organisation"`) becomes a participant with their first reply, so later answers reach
+    them too; what was done, for the log ("" when they are one already)."""
+    sender = parsed.from_.address if parsed.from_ else ""
+    try:
+        added = participants.add_participant(
+            session, stages.settings, stages.addressbook, decision.ticket.id, sender,
+            name=parsed.from_.name if parsed.from_ else "", source="organisation",
+            actor=f"mail:{sender}")
+    except InvalidInput as exc:
+        return f"not kept as a participant: {exc}"
+    return f"{sender} is now a participant" if added else ""
 
 
 def _offer_upload(session: Session, stages: Stages, understood: Understood, result: Outcome,

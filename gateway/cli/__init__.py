@@ -75,6 +75,7 @@ def _register_commands() -> None:
         admin,
         bounces,
         customers,
+        digest,
         faq,
         files,
         inbound,
@@ -85,8 +86,8 @@ def _register_commands() -> None:
         tickets,
     )
 
-    for module in (admin, bounces, customers, faq, files, inbound, leases, mailbox, outbox,
-                   serve, tickets):
+    for module in (admin, bounces, customers, digest, faq, files, inbound, leases, mailbox,
+                   outbox, serve, tickets):
         module.register(cli)
 
 

@@ -60,7 +60,7 @@ def ticket_list(context: CliContext, state_filter: str, queue: str | None,
 @json_object_option
 @pass_context
 def ticket_show(context: CliContext, number: str, as_json: bool) -> None:
-    """Show a ticket with its articles and history."""
+    """Show a ticket with its participants, articles and history."""
     app = context.app()
     with app.db.read() as session:
         detail = ticket_detail(session, number)
@@ -80,6 +80,10 @@ def _print_ticket(t: dict[str, Any]) -> None:
     if t["contact_bouncing"]:
         click.secho(f"  ! {t['contact_bouncing']}: automatic mail to it is held back "
                     "(`ticketgw bounces`)", fg="yellow")
+    for p in t["participants"]:
+        name = f"{p['name']} " if p["name"] else ""
+        click.echo(f"participant: {name}<{p['address']}>   ({p['source']}, added by "
+                   f"{p['added_by']})")
     for key, value in t["guide_answers"].items():
         click.echo(f"  {key}: {value}")
     for article in t["articles"]:

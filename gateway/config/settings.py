@@ -197,6 +197,10 @@ class QueueSettings(_Section):
     staff: list[Address] = Field(default_factory=list)
     language: Language = "de"
     acknowledge_follow_ups: bool = False   # confirm each customer follow-up by mail
+    # who else may write to a ticket and gets its answers (cumulative levels, docs/admin.md):
+    # none; cc = the opening mail's Cc and `#cc add`; organisation = cc + the customer's
+    # registered colleagues who reply
+    participants: Literal["none", "cc", "organisation"] = "cc"
 
 
 class StaffSettings(_Section):
@@ -259,6 +263,28 @@ class FilesSettings(_Section):
     rate_limit_per_address: int = Field(default=20, gt=0)    # wrong/expired links per client
 
 
+class DigestSettings(_Section):
+    """The staff digest (docs/admin.md 1.14): when each staff member gets the overview of
+    their queues' open tickets by mail."""
+
+    # a crontab line (minute hour day month weekday) in `[tickets] timezone`, e.g.
+    # "0 8 * * mon-fri"; "" (the default): no digest is sent on a schedule
+    schedule: str = ""
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> DigestSettings:
+        if self.schedule.strip():
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.schedule)
+            except ValueError as exc:
+                raise ValueError(f"schedule {self.schedule!r} is not a crontab line "
+                                 f"(minute hour day month weekday, e.g. \"0 8 * * mon-fri\"): "
+                                 f"{exc}") from None
+        return self
+
+
 class MailboxSettings(_Section):
     name: Identifier
     url: ImapUrl
@@ -286,6 +312,7 @@ class Settings(_Section):
     faq: FaqSettings = FaqSettings()
     files: FilesSettings = FilesSettings()
     logging: LoggingSettings = LoggingSettings()
+    digest: DigestSettings = DigestSettings()
     queue: list[QueueSettings] = Field(default_factory=list)
     staff: list[StaffSettings] = Field(default_factory=list)
     template: list[TemplateSettings] = Field(default_factory=list)

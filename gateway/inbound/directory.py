@@ -24,6 +24,7 @@ from gateway.store.models import (
     Staff,
     Ticket,
     TicketMessageId,
+    TicketParticipant,
     table_of,
 )
 from gateway.store.models_faq import FaqMailAnswer
@@ -38,9 +39,14 @@ _staff = table_of(Staff)
 _article = table_of(Article)
 _faq_answer = table_of(FaqMailAnswer)
 _received = table_of(ReceivedMail)
+_participant = table_of(TicketParticipant)
 
 _TICKET_COLUMNS = (_ticket.c.id, _ticket.c.number, _ticket.c.state, _queue.c.key,
-                   _ticket.c.customer_user_id, _ticket.c.contact_email)
+                   _ticket.c.customer_user_id, _ticket.c.contact_email, _organisation.c.key)
+# the ticket with its queue and its customer's organisation (for `participants`)
+_TICKET_JOIN = (_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
+                .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                .outerjoin(_organisation, _organisation.c.id == _customer.c.organisation_id))
 
 
 # Built once: these run for every mail, and building a statement per call cost more than
@@ -58,7 +64,8 @@ _DUPLICATE = select(_article.c.id).where(_article.c.message_id == bindparam("mes
 
 def _ticket_info(row: Sequence[Any]) -> TicketInfo:
     return TicketInfo(id=row[0], number=row[1], state=row[2], queue=row[3],
-                      customer_user_id=row[4], contact_key=address_key(row[5] or ""))
+                      customer_user_id=row[4], contact_key=address_key(row[5] or ""),
+                      organisation=row[6] or "")
 
 
 class DatabaseDirectory:
@@ -67,7 +74,7 @@ class DatabaseDirectory:
 
     def _one_ticket(self, condition: object) -> TicketInfo | None:
         row = self.session.execute(
-            select(*_TICKET_COLUMNS).join(_queue, _queue.c.id == _ticket.c.queue_id)
+            select(*_TICKET_COLUMNS).select_from(_TICKET_JOIN)
             .where(condition)  # type: ignore[arg-type]
         ).first()
         return _ticket_info(row) if row else None
@@ -88,8 +95,7 @@ class DatabaseDirectory:
             return None
         rows = self.session.execute(
             select(_message_id.c.message_id, *_TICKET_COLUMNS)
-            .join(_ticket, _ticket.c.id == _message_id.c.ticket_id)
-            .join(_queue, _queue.c.id == _ticket.c.queue_id)
+            .select_from(_message_id.join(_TICKET_JOIN, _ticket.c.id == _message_id.c.ticket_id))
             .where(_message_id.c.message_id.in_(wanted))
         ).all()
         by_id = {row[0]: _ticket_info(row[1:]) for row in rows}
@@ -121,15 +127,13 @@ class DatabaseDirectory:
         ).first() is not None
 
     def is_participant(self, ticket_id: int, address: str) -> bool:
-        """Someone who wrote on the ticket or was addressed by one of its mails."""
-        wanted = address_key(address).lower()
-        for from_address, to_addresses in self.session.execute(
-                select(_article.c.from_address, _article.c.to_addresses)
-                .where(_article.c.ticket_id == ticket_id)):
-            for candidate in _addresses_in(f"{from_address}, {to_addresses}"):
-                if address_key(candidate).lower() == wanted:
-                    return True
-        return False
+        """A recorded participant of the ticket (`ticket_participant`): a Cc of its opening
+        mail, a colleague who replied, or whom staff added with `#cc add`. Someone who was
+        merely addressed by one of its mails is not one."""
+        return self.session.execute(
+            select(_participant.c.id).where(
+                _participant.c.ticket_id == ticket_id,
+                _participant.c.address_key == address_key(address).lower())).first() is not None
 
     def is_duplicate(self, message_id: str, body: str) -> bool:
         """The same Message-ID with the same text is already an article."""
@@ -149,8 +153,3 @@ class DatabaseDirectory:
         by_id = {row[0]: FaqAnswerInfo(row[0], row[1], row[2], row[3] or "") for row in rows}
         return next((by_id[i] for i in wanted if i in by_id), None)
 
-
-def _addresses_in(text: str) -> list[str]:
-    from email.utils import getaddresses
-
-    return [address for _, address in getaddresses([text]) if address]

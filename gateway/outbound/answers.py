@@ -293,14 +293,20 @@ def state_changed(session: Session, answering: Answering, ticket_id: int, old: s
     if new not in answering.settings.outbound.status_mail_states:
         return
     facts = ticket_facts(session, answering.settings, ticket_id)
-    if not facts.address:
-        return
-    _queue_mail(session, answering, "status", facts.language, {
-        "customer_name": facts.customer_name, "title": facts.title, "old_state": old,
-        "new_state": new}, sender=_queue_identity(facts.queue),
-        to=[(facts.customer_name, facts.address)], facts=facts,
-        in_reply_to=facts.thread[-1] if facts.thread else None,
-        reply_to=reply_address(answering, facts))
+    for name, address in _customer_and_participants(facts):
+        _queue_mail(session, answering, "status", facts.language, {
+            "customer_name": name, "title": facts.title, "old_state": old,
+            "new_state": new}, sender=_queue_identity(facts.queue),
+            to=[(name, address)], facts=facts,
+            in_reply_to=facts.thread[-1] if facts.thread else None,
+            reply_to=reply_address(answering, facts))
+
+
+def _customer_and_participants(facts: TicketFacts) -> list[tuple[str, str]]:
+    """Who gets a ticket's answers: its customer, then each participant in a mail of their
+    own (with the ticket's Reply-To and thread, so their reply joins the ticket)."""
+    customer = [(facts.customer_name, facts.address)] if facts.address else []
+    return customer + list(facts.participants)
 
 
 def staff_answered(session: Session, answering: Answering, ticket_id: int, *, agent_name: str,
@@ -309,12 +315,14 @@ def staff_answered(session: Session, answering: Answering, ticket_id: int, *, ag
     facts = ticket_facts(session, answering.settings, ticket_id)
     if not facts.address:
         return None
-    return _queue_mail(session, answering, "staff-answer", facts.language, {
-        "customer_name": facts.customer_name, "title": facts.title,
+    sent = [_queue_mail(session, answering, "staff-answer", facts.language, {
+        "customer_name": name, "title": facts.title,
         "agent_name": agent_name, "body": text}, sender=_queue_identity(facts.queue),
-        to=[(facts.customer_name, facts.address)], facts=facts,
+        to=[(name, address)], facts=facts,
         in_reply_to=facts.thread[-1] if facts.thread else in_reply_to,
         reply_to=reply_address(answering, facts))
+        for name, address in _customer_and_participants(facts)]
+    return sent[0]
 
 
 def delivery_failed(session: Session, answering: Answering, *, ticket_id: int | None,

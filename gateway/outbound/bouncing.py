@@ -16,8 +16,9 @@ Guarantees:
   is disabled (RFC 3463 5.1.x, 5.2.1), or when it bounced hard at least `HARD_BOUNCES_DEAD`
   times for any other permanent reason except a full mailbox (5.2.2) or a mail too big
   (5.3.4), which say nothing about the address. Delayed and 4.x.x reports never count.
-- Only automatic mail to customers (`SUPPRESSED_EVENTS`: acknowledgments, status and
-  follow-up notices, rejections, FAQ answers) is held back from a dead address, and only
+- Only automatic mail (`SUPPRESSED_EVENTS`: acknowledgments, status and follow-up notices,
+  rejections, FAQ answers to customers; the staff digest) is held back from a dead address,
+  and only
   when every recipient is dead; what a person wrote or asked for right now (staff answers,
   password and file-exchange links) is always sent.
 - The mark ends when the address sends us a mail that is not itself automatic, or an admin
@@ -40,7 +41,8 @@ from gateway.store.upsert import upsert_for
 _bouncing = table_of(BouncingAddress)
 _outbound = table_of(OutboundMail)
 
-SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer"})
+SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer",
+                               "staff-digest"})
 HARD_BOUNCES_DEAD = 2
 _NOT_ABOUT_THE_ADDRESS = frozenset({"5.2.2", "5.3.4"})   # mailbox full, mail too big
 

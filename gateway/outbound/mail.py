@@ -22,6 +22,7 @@ EVENTS = (
     "new-password",     # the generated password
     "file-link",        # a file-exchange link
     "faq-answer",       # matching FAQ articles
+    "staff-digest",     # to a staff member: the open tickets of their queues (digest, `list`)
 )
 
 

@@ -78,6 +78,8 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     "new-password": ("customer_name", "username", "password"),
     "file-link": ("customer_name", "token", "expires"),
     "faq-answer": ("customer_name", "question", "articles"),
+    # entries: dicts of `outbound/digest.py`; as_of: the moment the overview is for
+    "staff-digest": ("staff_name", "entries", "queues", "as_of"),
 }
 # Keys an event may have; absent ones are set to these defaults.
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
@@ -91,6 +93,7 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
     "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
     "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
+    "staff-digest": {"requested": False},   # True: the answer to a `list` mail
 }
 # Events about one ticket: `ticket_number` is required for them.
 TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify",

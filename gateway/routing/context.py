@@ -28,6 +28,7 @@ class TicketInfo:
     queue: str
     customer_user_id: int | None
     contact_key: str                       # address_key of the ticket's contact
+    organisation: str = ""                 # the customer's organisation key, "" if none
 
 
 @dataclass(frozen=True)

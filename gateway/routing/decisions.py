@@ -63,6 +63,8 @@ class IgnoreDecision:
     reason: str
     ticket: TicketInfo | None = None       # e.g. the ticket a bounce belongs to
     faq_question: bool = False             # a question to the FAQ address: answer it
+    # a staff member's `list` mail: mail them the overview of these queues (outbound/digest)
+    staff_list: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

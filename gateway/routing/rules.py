@@ -82,7 +82,8 @@ def route_message(parsed: ParsedMessage, context: MailContext, *, settings: Sett
     threaded = _thread(parsed, context, directory)
     if threaded is not None:
         ticket, rule, detail = threaded
-        role = _role(ticket, sender, directory, staff_first=rule == "staff-token")
+        role = _role(ticket, sender, directory, staff_first=rule == "staff-token",
+                     participants=_queue_participants(settings, ticket.queue))
         if context.automatic_kind == "auto_reply":
             return AppendDecision("out-of-office", f"{context.automatic_reason}; kept as an "
                                   f"internal note on {ticket.number} ({detail})", ticket,
@@ -108,7 +109,36 @@ def route_message(parsed: ParsedMessage, context: MailContext, *, settings: Sett
     if context.automatic_kind == "auto_reply":
         return IgnoreDecision("out-of-office", f"{context.automatic_reason}; no ticket to "
                                                "attach it to")
+    listing = _staff_list(parsed, context, settings, addressbook, directory, sender)
+    if listing is not None:
+        return listing
     return _new_ticket(parsed, context, settings, addressbook, directory)
+
+
+LIST_SUBJECTS = ("list", "#list")
+
+
+def _staff_list(parsed: ParsedMessage, context: MailContext, settings: Settings,
+                addressbook: AddressBook, directory: Directory,
+                sender: str) -> IgnoreDecision | None:
+    """A mail with the subject `list` to one of our addresses from a staff member of a
+    queue, whose From our MTA vouches for (docs/admin.md 5.2: the overview names customers),
+    asks for the overview of the queue it was sent to, else of all their queues. None (a
+    normal mail) for anyone else: a forged staff From only ever opens a ticket."""
+    if parsed.subject.strip().lower() not in LIST_SUBJECTS or context.automatic \
+            or not sender or not context.sender_check.vouched or not directory.is_staff(sender):
+        return None
+    key = address_key(sender).lower()
+    mine = [q.id for q in settings.queue if any(address_key(a).lower() == key for a in q.staff)]
+    destinations = _destinations(context, addressbook)
+    if not mine or not destinations:
+        return None
+    asked = [template.queue if (template := _template(settings, d)) else d.target
+             for d in destinations if d.kind in ("queue", "template")]
+    queues = tuple(q for q in mine if q in asked) or tuple(mine)
+    return IgnoreDecision("staff-list", f"{sender} is staff of {', '.join(mine)} and asks for "
+                                        f"the list: the overview of {', '.join(queues)} is "
+                                        "mailed to them", staff_list=queues)
 
 
 def _route_report(context: MailContext, directory: Directory) -> Decision:
@@ -173,9 +203,12 @@ def _thread(parsed: ParsedMessage, context: MailContext,
 
 
 def _role(ticket: TicketInfo, sender: str, directory: Directory, *,
-          staff_first: bool = False) -> str | None:
+          staff_first: bool = False, participants: str = "cc") -> str | None:
     """Who the sender is to this ticket, or None if they may not write to it. On the staff
-    reply address a staff member is staff even on a ticket they opened as its customer."""
+    reply address a staff member is staff even on a ticket they opened as its customer.
+    `participants`: the queue's level (none | cc | organisation, cumulative): a recorded
+    participant may write unless it is "none"; with "organisation" also any registered
+    customer of the ticket customer's organisation."""
     if not sender:
         return None
     if staff_first and directory.is_staff(sender):
@@ -187,9 +220,16 @@ def _role(ticket: TicketInfo, sender: str, directory: Directory, *,
         return "customer"
     if directory.is_staff(sender):
         return "staff"
-    if directory.is_participant(ticket.id, sender):
+    if participants != "none" and directory.is_participant(ticket.id, sender):
+        return "participant"
+    if participants == "organisation" and customer is not None and ticket.organisation \
+            and customer.organisation == ticket.organisation:
         return "participant"
     return None
+
+
+def _queue_participants(settings: Settings, queue: str) -> str:
+    return next((q.participants for q in settings.queue if q.id == queue), "cc")
 
 
 def _destinations(context: MailContext, addressbook: AddressBook) -> list[Destination]:

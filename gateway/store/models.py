@@ -191,6 +191,23 @@ class TicketMessageId(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
 
 
+class TicketParticipant(SQLModel, table=True):
+    """Someone besides the customer who may write to a ticket and gets its answers: a Cc of
+    the opening mail, a colleague of the customer's organisation who replied, or whom staff
+    added with `#cc add` (`source`). `address_key` is how mail is matched (RFC 5321 §2.4)."""
+
+    __tablename__ = "ticket_participant"
+    __table_args__ = (UniqueConstraint("ticket_id", "address_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    address: str = Field(max_length=320)
+    address_key: str = Field(max_length=320, index=True)
+    name: str = Field(default="", max_length=200)
+    source: str = Field(max_length=16)                      # cc | organisation | staff
+    added_by: str = Field(max_length=400)                   # as in ticket_history.actor
+    added: datetime = _time(default_factory=utcnow)
+
+
 class TicketHistory(SQLModel, table=True):
     """Who changed what on a ticket, when, from what to what."""
 

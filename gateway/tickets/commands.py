@@ -8,6 +8,7 @@ between them are fine); the text starts at the first other line. Commands, one p
   #state <new|open|pending|closed>    #priority <1-5 or a name>
   #internal                           #assign <staff address or name>
   #files [DAYS]                       (a file-exchange link mailed to the customer)
+  #cc add <address>                   #cc remove <address>   (the ticket's participants)
 Fail safe: a line of the block that is not a valid command (`#internl`, `#state done`,
 `# state closed`) becomes a `CommandError`, and the pipeline then carries out nothing of the
 mail: no command runs, nothing goes to the customer, the mail is kept as an internal note
@@ -23,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 from gateway.errors import InvalidInput
 from gateway.tickets.ticket import State, parse_priority, parse_state
@@ -30,14 +32,15 @@ from gateway.tickets.ticket import State, parse_priority, parse_state
 _BLOCK_LINE = re.compile(r"^\s*#")
 _COMMAND = re.compile(r"^\s*#([a-zA-Z]+)\b\s*(.*?)\s*$")
 _INTERNAL = re.compile(r"#internal\b", re.IGNORECASE)
-KNOWN = ("state", "priority", "internal", "assign", "files")
+KNOWN = ("state", "priority", "internal", "assign", "files", "cc")
 MAX_FILES_DAYS = 365
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str                # state | priority | internal | assign | files
-    value: str               # normalised: a State value, "1".."5", "", the assignee, days
+    name: str                # state | priority | internal | assign | files | cc
+    value: str               # normalised: a State value, "1".."5", "", the assignee, days,
+                             # "add ADDRESS" / "remove ADDRESS"
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,19 @@ def _command(name: str, argument: str) -> Command:
             raise InvalidInput(f"#files takes the days the link is valid, 1 to "
                                f"{MAX_FILES_DAYS} (or nothing for the configured default)")
         return Command("files", str(int(argument)) if argument else "")
+    if name == "cc":
+        return Command("cc", _cc(argument))
     raise InvalidInput(f"unknown command #{name}; known: {_known()}")
+
+
+def _cc(argument: str) -> str:
+    """`add ADDR` / `remove ADDR` (an address in <> is fine), normalised to "add ADDR"."""
+    action, _, rest = argument.partition(" ")
+    address = parseaddr(rest.strip())[1]
+    if action.lower() not in ("add", "remove") or "@" not in address or " " in address:
+        raise InvalidInput("#cc takes add or remove and one mail address, e.g. "
+                           "#cc add max@example.com")
+    return f"{action.lower()} {address}"
 
 
 def _known() -> str:

@@ -17,7 +17,15 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway.config.settings import QueueSettings, Settings, TemplateSettings
-from gateway.store.models import Article, CustomerUser, Queue, Template, Ticket, table_of
+from gateway.store.models import (
+    Article,
+    CustomerUser,
+    Queue,
+    Template,
+    Ticket,
+    TicketParticipant,
+    table_of,
+)
 from gateway.tickets.ticket import storable
 
 _ticket = table_of(Ticket)
@@ -25,6 +33,7 @@ _queue = table_of(Queue)
 _template = table_of(Template)
 _customer = table_of(CustomerUser)
 _article = table_of(Article)
+_participant = table_of(TicketParticipant)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,9 @@ class TicketFacts:
     reply_token: str | None           # the customer's reply address (`+r-`)
     staff_token: str | None           # the staff reply address (`+s-`)
     thread: tuple[str, ...]           # the ticket's Message-IDs, oldest first
+    # (name, address) of the ticket's participants (`tickets/participants.py`), who get its
+    # staff answers and status mails as mails of their own
+    participants: tuple[tuple[str, str], ...] = ()
 
 
 def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> TicketFacts:
@@ -65,7 +77,10 @@ def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> Ticket
         template=template, customer_name=row.customer_name or "",
         registered=row.customer_user_id is not None, address=address,
         language=row.customer_language or queue.language, reply_token=row.reply_token,
-        staff_token=row.staff_token, thread=thread)
+        staff_token=row.staff_token, thread=thread,
+        participants=tuple((r.name, r.address) for r in session.execute(
+            select(_participant.c.name, _participant.c.address)
+            .where(_participant.c.ticket_id == ticket_id).order_by(_participant.c.id))))
 
 
 def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: str, priority: int,

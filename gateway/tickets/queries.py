@@ -20,6 +20,7 @@ from gateway.store.models import (
     TicketHistory,
     table_of,
 )
+from gateway.tickets.participants import participants_of
 from gateway.tickets.ticket import State, find_ticket, priority_label
 
 StateFilter = Literal["all", "open", "closed"]
@@ -74,7 +75,8 @@ def count_tickets_by_state(session: Session) -> dict[str, int]:
 
 
 def ticket_detail(session: Session, number: str) -> dict[str, Any]:
-    """One ticket with articles, attachments, guide answers and history; `NotFound` if none."""
+    """One ticket with articles, attachments, guide answers, history and participants;
+    `NotFound` if none."""
     ticket = find_ticket(session, number)
     names = session.execute(
         select(_queue.c.key.label("queue"), _template.c.key.label("template"),
@@ -116,4 +118,7 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
         "contact": ticket.contact_email, "created": _iso(ticket.created),
         "updated": _iso(ticket.updated), "closed": _iso(ticket.closed),
         "guide_answers": answers, "articles": articles, "history": history,
+        "participants": [{"address": p.address, "name": p.name, "source": p.source,
+                          "added_by": p.added_by, "added": _iso(p.added)}
+                         for p in participants_of(session, ticket.id or 0)],
     }

@@ -34,8 +34,11 @@ from gateway.mail.addresses import address_key
 from gateway.mail.message import ParsedMessage
 from gateway.outbound import answers
 from gateway.outbound.answers import Answering
+from gateway.routing.addressbook import AddressBook
+from gateway.tickets import participants
 from gateway.tickets.actions import assign, change_state
 from gateway.tickets.commands import Command, parse_commands
+from gateway.tickets.facts import ticket_facts
 from gateway.tickets.ticket import (
     NewArticle,
     State,
@@ -129,7 +132,29 @@ def _run_command(session: Session, answering: Answering, ticket_id: int, command
             return f"#assign {command.value}: {exc}"
     if command.name == "files":
         return files_command(session, answering, ticket_id, command.value, actor=actor)
+    if command.name == "cc":
+        return _cc_command(session, answering, ticket_id, command.value, actor=actor)
     return f"#{command.name}"
+
+
+def _cc_command(session: Session, answering: Answering, ticket_id: int, value: str, *,
+                actor: str) -> str:
+    """`#cc add|remove ADDRESS`: what was done, or "LINE: why" when it cannot be."""
+    action, _, address = value.partition(" ")
+    facts = ticket_facts(session, answering.settings, ticket_id)
+    try:
+        if participants.queue_level(answering.settings, facts.queue.id) == "none":
+            raise InvalidInput(f"queue {facts.queue.id} has no participants "
+                               "(participants = \"none\")")
+        if action == "remove":
+            participants.remove_participant(session, ticket_id, address, actor=actor)
+        else:
+            participants.add_participant(
+                session, answering.settings, AddressBook(answering.settings), ticket_id,
+                address, source="staff", actor=actor, customer_address=facts.address)
+    except InvalidInput as exc:
+        return f"#cc {value}: {exc}"
+    return f"#cc {value}"
 
 
 def agent_name(staff: Sequence[StaffSettings], parsed: ParsedMessage) -> str:

@@ -93,6 +93,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "age": ("Alter", "Age"),
     "created": ("Erstellt", "Created"),
     "priority": ("Priorität", "Priority"),
+    "participants": ("Beteiligte", "Participants"),
     "no_tickets": ("Keine Tickets gefunden.", "No tickets found."),
     "previous": ("Zurück", "Previous"),
     "next": ("Weiter", "Next"),

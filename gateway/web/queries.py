@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlmodel import Session
 
 from gateway.store.models import Article, Attachment, CustomerUser, Ticket, table_of
+from gateway.tickets.participants import participants_of
 from gateway.web.sessions import PortalUser
 
 _ticket = table_of(Ticket)
@@ -161,6 +162,7 @@ class TicketView:
     created: datetime
     updated: datetime
     articles: tuple[ArticleView, ...]
+    participants: tuple[str, ...] = ()     # "Name <address>" or the address
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,10 @@ def ticket_view(session: Session, user: PortalUser, number: str, *,
         for a in session.execute(select(_article).where(
             _article.c.ticket_id == ticket.id, _article.c.internal.is_(False))
             .order_by(_article.c.created, _article.c.id)))
+    people = tuple(f"{p.name} <{p.address}>" if p.name else p.address
+                   for p in participants_of(session, ticket.id))
     return TicketView(ticket.id, ticket.number, ticket.title, ticket.state, ticket.priority,
-                      ticket.created, ticket.updated, articles)
+                      ticket.created, ticket.updated, articles, people)
 
 
 def find_attachment(session: Session, user: PortalUser, number: str, attachment_id: int, *,

@@ -15,7 +15,16 @@ from gateway.store.models import Article, Attachment, GuideAnswer, Ticket, table
 from gateway.tickets.actions import change_state
 from gateway.tickets.queries import ticket_detail
 from gateway.tickets.ticket import NewArticle, State, add_article, find_ticket
-from tests.web.conftest import csrf_of, deliver, log_in, mail, mails, new_browser, set_password
+from tests.web.conftest import (
+    csrf_of,
+    deliver,
+    log_in,
+    mail,
+    mails,
+    new_browser,
+    post_form,
+    set_password,
+)
 
 _ticket = table_of(Ticket)
 _attachment = table_of(Attachment)
@@ -294,3 +303,23 @@ def test_a_form_or_method_the_framework_refuses_gets_the_error_page(
         vote = client.post("/faq/some-article/vote", headers=headers,
                            data={"csrf": csrf, "helpful": "maybe"})
         assert vote.status_code == 400 and says in vote.text
+
+
+def test_the_ticket_view_names_its_participants(app: App, customers: None, web: FastAPI) -> None:
+    """Issue #16 item 2: the Cc of the opening mail is a participant, and the customer sees
+    who else takes part ("Beteiligte" / "Participants")."""
+    message = mail("Drucker mit Chefin", body="Berta liest mit.\n")
+    message["Cc"] = "Berta Boss <berta.boss@acme.example>"
+    deliver(app, message)
+    with app.db.read() as session:
+        number = str(session.execute(select(_ticket.c.number).where(
+            _ticket.c.title == "Drucker mit Chefin")).scalar_one())
+    client = logged_in(app, web, "mmuster")
+    page = client.get(f"/tickets/{number}").text
+    assert re.search(r"<dt>Beteiligte</dt><dd class=\"participants\">Berta Boss "
+                     r"&lt;berta.boss@acme.example&gt;</dd>", page), page
+    post_form(client, f"/tickets/{number}", "/language",
+              {"language": "en", "next": f"/tickets/{number}"})
+    assert "<dt>Participants</dt>" in client.get(f"/tickets/{number}").text
+    plain = ticket_by_mail(app, "Drucker ohne Cc")
+    assert "Beteiligte" not in client.get(f"/tickets/{plain}").text

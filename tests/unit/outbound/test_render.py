@@ -145,6 +145,19 @@ CASES: dict[str, dict[str, Any]] = {
         "ticket": False, "to": CUSTOMER,
         "expect": ["VPN-Client neu einrichten", f"{BASE_URL}/faq/12", "Passwort abgelaufen"],
     },
+    "staff-digest": {
+        "context": {"staff_name": "Anna Agent", "queues": ["Service Desk"], "as_of": EXPIRES,
+                    "entries": [{
+                        "number": NUMBER, "title": "Störung: Drucker im 2. OG",
+                        "state": "open", "priority": 4, "queue": "servicedesk",
+                        "customer": "Jürgen Müller", "created": EXPIRES, "age_hours": 75,
+                        "assignee": "", "due": EXPIRES, "urgency": "overdue",
+                        "staff_address": "support+s-ab12cd34ef56gh78@support.example.com"}]},
+        "ticket": False, "to": STAFF,
+        "expect": [NUMBER, "Jürgen Müller", "support+s-ab12cd34ef56gh78@support.example.com"],
+        "expect_lang": {"de": ["3 Tage", "ÜBERFÄLLIG", "niemand"],
+                        "en": ["3 days", "OVERDUE", "nobody"]},
+    },
 }
 
 

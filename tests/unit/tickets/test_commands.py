@@ -66,3 +66,21 @@ def test_a_mail_without_commands() -> None:
     mail = parse_commands("Hallo,\n#state closed steht unten nicht oben")
     assert mail.commands == () and mail.text.startswith("Hallo,")
     assert parse_commands("").text == ""
+
+
+def test_cc_add_and_remove_take_one_address() -> None:
+    mail = parse_commands("#cc add Berta Boss <berta@acme.example>\n#CC Remove max@acme.example\n"
+                          "Text")
+    assert mail.commands == (Command("cc", "add berta@acme.example"),
+                             Command("cc", "remove max@acme.example"))
+    assert mail.errors == () and mail.text == "Text"
+
+
+@pytest.mark.parametrize("line", ["#cc", "#cc berta@acme.example", "#cc add",
+                                  "#cc add nobody", "#cc invite berta@acme.example",
+                                  "#cc add a@b.example c@d.example"])
+def test_a_wrong_cc_line_is_an_error(line: str) -> None:
+    mail = parse_commands(f"{line}\nText")
+    assert mail.commands == ()
+    assert [e.line for e in mail.errors] == [line]
+    assert "#cc takes add or remove and one mail address" in mail.errors[0].reason
