@@ -291,6 +291,18 @@ def test_ack_without_answers_or_missing(renderer: MailRenderer) -> None:
     assert f"{BASE_URL}/tickets/{NUMBER}" in parts.text
 
 
+@pytest.mark.parametrize(("language", "label"), [("de", "Vorlage"), ("en", "Template")])
+def test_ack_without_template_has_no_template_line(renderer: MailRenderer, language: str,
+                                                   label: str) -> None:
+    """A mail from an unknown sender to the general address has no template: no empty line."""
+    context = {**CASES["ack"]["context"], "template_name": ""}
+    parts = renderer.render_parts("ack", language, context, ticket_number=NUMBER)
+    assert f"{label}:" not in parts.text and f">{label}<" not in parts.html
+    with_template = renderer.render_parts("ack", language, CASES["ack"]["context"],
+                                          ticket_number=NUMBER)
+    assert f"{label}:" in with_template.text and f">{label}<" in with_template.html
+
+
 def test_faq_without_articles(renderer: MailRenderer) -> None:
     context = {"customer_name": "", "question": "Kaffeemaschine", "articles": []}
     parts = renderer.render_parts("faq-answer", "en", context)
