@@ -239,7 +239,7 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
     if decision.answer and decision.rule in REJECT_REASONS:
         template = next((t for t in stages.settings.template if t.id == decision.template), None)
         answers.rejected(session, stages.answering, parsed, reason=decision.rule, template=template,
-                         language=decision.language)
+                         language=decision.language, queue=decision.queue)
     return outcome("rejected")
 
 

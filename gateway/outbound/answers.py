@@ -271,8 +271,9 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
 
 
 def rejected(session: Session, answering: Answering, parsed: ParsedMessage, *, reason: str,
-             template: TemplateSettings | None, language: str) -> None:
-    """Explain a refusal to the sender, from the gateway's default identity."""
+             template: TemplateSettings | None, language: str, queue: str | None = None) -> None:
+    """Explain a refusal to the sender, from the address of `queue` (the queue of the route
+    or template the mail was for), else the gateway's default identity."""
     sender = parsed.from_.address if parsed.from_ else ""
     if not sender or not claim_auto_answer(session, answering, sender, "reject"):
         return
@@ -280,9 +281,15 @@ def rejected(session: Session, answering: Answering, parsed: ParsedMessage, *, r
         "customer_name": parsed.from_.name if parsed.from_ else "", "reason": reason,
         "original_subject": parsed.subject,
         "template_name": _template_name(template, language)},
-        sender=MailIdentity.parse(answering.settings.outbound.from_),
+        sender=_rejecting_identity(answering.settings, queue),
         to=[(parsed.from_.name if parsed.from_ else "", sender)], facts=None,
         in_reply_to=parsed.message_id)
+
+
+def _rejecting_identity(settings: Settings, queue: str | None) -> MailIdentity:
+    configured = next((q for q in settings.queue if q.id == queue), None) if queue else None
+    return (_queue_identity(configured) if configured
+            else MailIdentity.parse(settings.outbound.from_))
 
 
 def state_changed(session: Session, answering: Answering, ticket_id: int, old: str,
