@@ -165,16 +165,17 @@ def _template_name(template: TemplateSettings | None, language: str) -> str:
 def ticket_created(session: Session, answering: Answering, ticket: int | TicketFacts,
                    parsed: ParsedMessage | None, *, automatic: bool,
                    answers: Sequence[tuple[str, str]], missing: Sequence[str],
-                   unverified: str = "", claimed_ticket: str | None = None) -> None:
+                   unverified: str = "", claimed_ticket: str | None = None) -> bool:
     """Acknowledge to the customer (unless automatic, rate-limited or `unverified`); notify
-    the staff. `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`).
+    the staff; True when an acknowledgment was queued (the portal says so only then).
+    `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`).
     `unverified`: why the sender failed DMARC (the notice says so, and which ticket the mail
     was addressed to): no acknowledgment goes to an address that was likely forged."""
     facts = (ticket if isinstance(ticket, TicketFacts)
              else ticket_facts(session, answering.settings, ticket))
     in_reply_to = parsed.message_id if parsed else None
     body = parsed.body_text if parsed else ""
-    mails = []
+    mails: list[OutgoingMail | None] = []
     if (facts.address and not automatic and not unverified
             and claim_auto_answer(session, answering, facts.address, "ack")):
         labels = _labels(facts.template, facts.language)
@@ -187,9 +188,11 @@ def ticket_created(session: Session, answering: Answering, ticket: int | TicketF
             "faq": faq_suggestions(session, answering, facts, parsed)},
             sender=_queue_identity(facts.queue), to=[(facts.customer_name, facts.address)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(answering, facts)))
+    acknowledged = bool(mails) and mails[0] is not None
     mails += _staff_notices(answering, facts, kind="new", body=body, in_reply_to=in_reply_to,
                             unverified=unverified, claimed_ticket=claimed_ticket)
     _enqueue(session, answering, mails)
+    return acknowledged
 
 
 def faq_suggestions(session: Session, answering: Answering, facts: TicketFacts,

@@ -110,6 +110,8 @@ def build_router(portal: Portal) -> APIRouter:
         notice = "replied" if request.query_params.get("replied") == "1" else None
         if request.query_params.get("created") == "1":
             notice = "created"
+        elif request.query_params.get("created") == "quiet":
+            notice = "created_quiet"
         return show(visitor, number, notice=notice)
 
     @router.post("/tickets/{number}/reply")
