@@ -85,7 +85,8 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "reject": {"max_size": None, "template_name": None},
     "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
-    "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
+    "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None,
+                     "assignee": None},     # the assignee's address, if any
     "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
 }
 # Events about one ticket: `ticket_number` is required for them.

@@ -17,7 +17,15 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway.config.settings import QueueSettings, Settings, TemplateSettings
-from gateway.store.models import Article, CustomerUser, Queue, Template, Ticket, table_of
+from gateway.store.models import (
+    Article,
+    CustomerUser,
+    Queue,
+    Staff,
+    Template,
+    Ticket,
+    table_of,
+)
 from gateway.tickets.ticket import storable
 
 _ticket = table_of(Ticket)
@@ -25,6 +33,7 @@ _queue = table_of(Queue)
 _template = table_of(Template)
 _customer = table_of(CustomerUser)
 _article = table_of(Article)
+_staff = table_of(Staff)
 
 
 @dataclass(frozen=True)
@@ -42,16 +51,19 @@ class TicketFacts:
     reply_token: str | None           # the customer's reply address (`+r-`)
     staff_token: str | None           # the staff reply address (`+s-`)
     thread: tuple[str, ...]           # the ticket's Message-IDs, oldest first
+    assignee: str = ""                # the owner's address (`#assign`, `#take`); "" if none
 
 
 def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> TicketFacts:
     row = session.execute(
         select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
                _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
-               _customer.c.language.label("customer_language"))
+               _customer.c.language.label("customer_language"),
+               _staff.c.email.label("assignee"))
         .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                     .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
         .where(_ticket.c.id == ticket_id)).one()
     queue = _queue_settings(settings, row.queue_key)
     template = _template_settings(settings, row.template_key)
@@ -65,7 +77,7 @@ def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> Ticket
         template=template, customer_name=row.customer_name or "",
         registered=row.customer_user_id is not None, address=address,
         language=row.customer_language or queue.language, reply_token=row.reply_token,
-        staff_token=row.staff_token, thread=thread)
+        staff_token=row.staff_token, thread=thread, assignee=row.assignee or "")
 
 
 def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: str, priority: int,

@@ -15,6 +15,7 @@ from gateway.store.models import (
     CustomerUser,
     GuideAnswer,
     Queue,
+    Staff,
     Template,
     Ticket,
     TicketHistory,
@@ -32,6 +33,7 @@ _queue = table_of(Queue)
 _template = table_of(Template)
 _answer = table_of(GuideAnswer)
 _history = table_of(TicketHistory)
+_staff = table_of(Staff)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -39,16 +41,20 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def list_tickets(session: Session, *, state: StateFilter = "all", queue: str | None = None,
-                 customer: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Tickets newest number first; `open` means every state but closed (the contract)."""
+                 customer: str | None = None, assignee: str | None = None,
+                 unassigned: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    """Tickets newest number first; `open` means every state but closed (the contract).
+    `assignee`: only tickets of this staff member (address, case-insensitive);
+    `unassigned`: only tickets nobody has taken."""
     statement = (
         select(_ticket.c.number, _ticket.c.title, _ticket.c.state, _ticket.c.priority,
                _template.c.key.label("template"), _queue.c.key.label("queue"),
                _customer.c.username.label("customer"), _ticket.c.contact_email,
-               _ticket.c.created, _ticket.c.updated)
+               _staff.c.email.label("assignee"), _ticket.c.created, _ticket.c.updated)
         .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                     .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
         .order_by(_ticket.c.number.desc())
         .limit(limit)
     )
@@ -60,10 +66,15 @@ def list_tickets(session: Session, *, state: StateFilter = "all", queue: str | N
         statement = statement.where(_queue.c.key == queue)
     if customer:
         statement = statement.where(_customer.c.username == customer)
+    if assignee:
+        statement = statement.where(func.lower(_staff.c.email) == assignee.strip().lower())
+    if unassigned:
+        statement = statement.where(_ticket.c.owner_staff_id.is_(None))
     return [
         {"number": r.number, "title": r.title, "state": r.state, "priority": r.priority,
          "template": r.template, "queue": r.queue, "customer": r.customer,
-         "contact": r.contact_email, "created": _iso(r.created), "updated": _iso(r.updated)}
+         "contact": r.contact_email, "assignee": r.assignee, "created": _iso(r.created),
+         "updated": _iso(r.updated)}
         for r in session.execute(statement)
     ]
 
@@ -78,10 +89,11 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
     ticket = find_ticket(session, number)
     names = session.execute(
         select(_queue.c.key.label("queue"), _template.c.key.label("template"),
-               _customer.c.username.label("customer"))
+               _customer.c.username.label("customer"), _staff.c.email.label("assignee"))
         .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                     .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
         .where(_ticket.c.id == ticket.id)
     ).one()
     attachments: dict[int, list[dict[str, Any]]] = {}
@@ -113,7 +125,8 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
         "number": ticket.number, "title": ticket.title, "state": ticket.state,
         "priority": ticket.priority, "priority_label": priority_label(ticket.priority),
         "template": names.template, "queue": names.queue, "customer": names.customer,
-        "contact": ticket.contact_email, "created": _iso(ticket.created),
+        "contact": ticket.contact_email, "assignee": names.assignee,
+        "created": _iso(ticket.created),
         "updated": _iso(ticket.updated), "closed": _iso(ticket.closed),
         "guide_answers": answers, "articles": articles, "history": history,
     }

@@ -66,3 +66,10 @@ def test_a_mail_without_commands() -> None:
     mail = parse_commands("Hallo,\n#state closed steht unten nicht oben")
     assert mail.commands == () and mail.text.startswith("Hallo,")
     assert parse_commands("").text == ""
+
+
+def test_take_needs_no_value() -> None:
+    mail = parse_commands("#take\n#state open\nIch schaue es mir an.")
+    assert mail.commands == (Command("take", ""), Command("state", "open"))
+    wrong = parse_commands("#take bernd\nText")
+    assert wrong.commands == () and "#take takes no value" in wrong.errors[0].reason
