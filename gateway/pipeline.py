@@ -51,6 +51,7 @@ from gateway.store.models import ReceivedMail, table_of
 from gateway.tickets import staff_mail
 from gateway.tickets.actions import change_state
 from gateway.tickets.facts import TicketFacts, new_ticket_facts
+from gateway.tickets.guide import record_guide_reply
 from gateway.tickets.numbers import Numbering
 from gateway.tickets.ticket import (
     NewArticle,
@@ -216,11 +217,14 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                          actor=f"mail:{sender}")
         if decision.internal:
             return outcome("appended", decision.ticket.id, decision.ticket.number)
+        guide = record_guide_reply(session, stages.answering, decision.ticket.id, parsed,
+                                   sender_role=decision.sender_role, automatic=automatic)
         answers.customer_replied(session, stages.answering, decision.ticket.id, parsed,
-                                 automatic=automatic)
-        return _offer_upload(session, stages, understood,
-                             outcome("appended", decision.ticket.id, decision.ticket.number),
-                             decision.ticket.id, sender)
+                                 automatic=automatic, guide_answers=guide.recorded if guide else ())
+        result = outcome("appended", decision.ticket.id, decision.ticket.number)
+        if guide is not None and guide.note():
+            result = replace(result, reason=f"{result.reason}; {guide.note()}")
+        return _offer_upload(session, stages, understood, result, decision.ticket.id, sender)
     if isinstance(decision, IgnoreDecision) and decision.faq_question:
         reason = answer_question(session, stages.answering, parsed, mail_id)
         return replace(outcome("ignored"), reason=reason)

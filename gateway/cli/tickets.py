@@ -89,8 +89,12 @@ def _print_ticket(t: dict[str, Any]) -> None:
     if t["contact_bouncing"]:
         click.secho(f"  ! {t['contact_bouncing']}: automatic mail to it is held back "
                     "(`ticketgw bounces`)", fg="yellow")
+    if t["guide_answers"] or t["guide_missing"]:
+        click.echo("guide:")
     for key, value in t["guide_answers"].items():
         click.echo(f"  {key}: {value}")
+    if t["guide_missing"]:
+        click.secho(f"  still missing (required): {', '.join(t['guide_missing'])}", fg="yellow")
     for article in t["articles"]:
         flag = " [internal]" if article["internal"] else ""
         click.echo("")

@@ -190,7 +190,7 @@ def ticket_created(session: Session, answering: Answering, ticket: int | TicketF
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(answering, facts)))
     acknowledged = bool(mails) and mails[0] is not None
     mails += _staff_notices(answering, facts, kind="new", body=body, in_reply_to=in_reply_to,
-                            unverified=unverified, claimed_ticket=claimed_ticket)
+                            unverified=unverified, claimed_ticket=claimed_ticket, guide=answers)
     _enqueue(session, answering, mails)
     return acknowledged
 
@@ -227,7 +227,9 @@ def faq_answered(session: Session, answering: Answering, parsed: ParsedMessage, 
 
 
 def customer_replied(session: Session, answering: Answering, ticket_id: int, parsed: ParsedMessage,
-                     *, automatic: bool) -> None:
+                     *, automatic: bool, guide_answers: Sequence[tuple[str, str]] = ()) -> None:
+    """A follow-up receipt (when the queue wants one) and the staff notices; these show
+    `guide_answers`, the (key, answer) pairs the reply recorded (`tickets/guide.py`)."""
     facts = ticket_facts(session, answering.settings, ticket_id)
     mails = []
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
@@ -240,7 +242,7 @@ def customer_replied(session: Session, answering: Answering, ticket_id: int, par
                              reply_to=reply_address(answering, facts)))
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     mails += _staff_notices(answering, facts, kind="reply", body=text,
-                            in_reply_to=parsed.message_id)
+                            in_reply_to=parsed.message_id, guide=guide_answers)
     _enqueue(session, answering, mails)
 
 
@@ -253,7 +255,8 @@ def notify_staff(session: Session, answering: Answering, facts: TicketFacts, *, 
 
 def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body: str,
                    in_reply_to: str | None, unverified: str = "",
-                   claimed_ticket: str | None = None) -> list[OutgoingMail | None]:
+                   claimed_ticket: str | None = None,
+                   guide: Sequence[tuple[str, str]] = ()) -> list[OutgoingMail | None]:
     """To each of the queue's staff; their reply goes to the ticket's staff reply address
     and threads by the References this mail carries."""
     staff = {s.email: s for s in answering.settings.staff}
@@ -268,7 +271,9 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
             "priority": facts.priority,
             "template_name": _template_name(facts.template, language),
             "unverified": unverified or None, "claimed_ticket": claimed_ticket,
-            "assignee": facts.assignee or None},
+            "assignee": facts.assignee or None,
+            "answers": [GuideAnswer(_labels(facts.template, language).get(k, k), v)
+                        for k, v in guide]},
             sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
     return notices

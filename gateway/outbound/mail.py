@@ -22,6 +22,7 @@ EVENTS = (
     "new-password",     # the generated password
     "file-link",        # a file-exchange link
     "faq-answer",       # matching FAQ articles
+    "guide-complete",   # every required guide answer is there (once per ticket)
 )
 
 

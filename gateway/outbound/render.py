@@ -78,6 +78,7 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     "new-password": ("customer_name", "username", "password"),
     "file-link": ("customer_name", "token", "expires"),
     "faq-answer": ("customer_name", "question", "articles"),
+    "guide-complete": ("customer_name", "title", "answers"),
 }
 # Keys an event may have; absent ones are set to these defaults.
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
@@ -86,14 +87,15 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "file-link": {"too_large": None},       # bytes: a mail over the limit, its text kept
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
     "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None,
-                     "assignee": None},     # the assignee's address, if any
+                     "assignee": None,      # the assignee's address, if any
+                     "answers": ()},        # GuideAnswers the mail gave (new or recorded)
     "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
 }
 # Events about one ticket: `ticket_number` is required for them.
 TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify",
-                           "command-failed", "kept-as-note"})
+                           "command-failed", "kept-as-note", "guide-complete"})
 # Answers to a customer's mail (RFC 3834 "auto-replied" when they answer one).
-REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer"})
+REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer", "guide-complete"})
 # Set by the renderer; a caller's context may not contain them.
 COMMON_CONTEXT = ("event", "language", "base_url", "ticket_number", "ticket_url",
                   "login_url", "sender_name", "confirm_url", "file_url")

@@ -14,6 +14,7 @@ from gateway.store.models import (
     Attachment,
     CustomerUser,
     GuideAnswer,
+    GuideQuestion,
     Queue,
     Staff,
     Template,
@@ -32,6 +33,7 @@ _customer = table_of(CustomerUser)
 _queue = table_of(Queue)
 _template = table_of(Template)
 _answer = table_of(GuideAnswer)
+_question = table_of(GuideQuestion)
 _history = table_of(TicketHistory)
 _staff = table_of(Staff)
 
@@ -120,7 +122,11 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
                                  .order_by(_history.c.at, _history.c.id))
     ]
     answers = dict(session.execute(select(_answer.c.key, _answer.c.value)
-                                   .where(_answer.c.ticket_id == ticket.id)).all())
+                                   .where(_answer.c.ticket_id == ticket.id)
+                                   .order_by(_answer.c.id)).all())
+    required: list[str] = list(session.execute(select(_question.c.key).where(
+        _question.c.template_id == ticket.template_id, _question.c.required.is_(True))
+        .order_by(_question.c.position)).scalars()) if ticket.template_id else []
     return {
         "number": ticket.number, "title": ticket.title, "state": ticket.state,
         "priority": ticket.priority, "priority_label": priority_label(ticket.priority),
@@ -128,5 +134,6 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
         "contact": ticket.contact_email, "assignee": names.assignee,
         "created": _iso(ticket.created),
         "updated": _iso(ticket.updated), "closed": _iso(ticket.closed),
-        "guide_answers": answers, "articles": articles, "history": history,
+        "guide_answers": answers, "guide_missing": [k for k in required if k not in answers],
+        "articles": articles, "history": history,
     }

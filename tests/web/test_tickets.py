@@ -24,7 +24,16 @@ from gateway.store.models import (
 from gateway.tickets.actions import change_state
 from gateway.tickets.queries import ticket_detail
 from gateway.tickets.ticket import NewArticle, State, add_article, find_ticket
-from tests.web.conftest import csrf_of, deliver, log_in, mail, mails, new_browser, set_password
+from tests.web.conftest import (
+    csrf_of,
+    deliver,
+    log_in,
+    mail,
+    mails,
+    new_browser,
+    post_form,
+    set_password,
+)
 
 _ticket = table_of(Ticket)
 _attachment = table_of(Attachment)
@@ -263,6 +272,21 @@ def test_the_portal_says_an_acknowledgment_is_on_its_way_only_when_one_is(
             reason="test"))                  # the address is dead: the outbox holds it back
     assert "unterwegs" not in create("Drittes")
     assert [e for e, _, _ in mails(app)].count("ack") == 2
+
+
+def test_the_ticket_view_shows_the_guide_answers_with_their_labels(
+        app: App, customers: None, web: FastAPI) -> None:
+    number = ticket_by_mail(app, "Drucker", body="Betroffenes System: HP <4250>\n\nKaputt.\n")
+    client = logged_in(app, web, "mmuster")
+    page = client.get(f"/tickets/{number}").text
+    assert "<h2 class=\"small\">Gesprächsleitfaden</h2>" in page
+    assert "<dt>Betroffenes System</dt><dd>HP &lt;4250&gt;</dd>" in page
+    post_form(client, f"/tickets/{number}", "/language", {"language": "en",
+                                                         "next": f"/tickets/{number}"})
+    english = client.get(f"/tickets/{number}").text
+    assert "Conversation guide" in english and "<dt>Affected system</dt>" in english
+    without = ticket_by_mail(app, "Ohne Angaben", body="Kaputt.\n")
+    assert "Gesprächsleitfaden" not in client.get(f"/tickets/{without}").text
 
 
 def test_a_template_of_another_organisation_is_404(app: App, customers: None,

@@ -144,6 +144,15 @@ CASES: dict[str, dict[str, Any]] = {
         "ticket": False, "to": CUSTOMER,
         "expect": ["VPN-Client neu einrichten", f"{BASE_URL}/faq/12", "Passwort abgelaufen"],
     },
+    "guide-complete": {
+        "context": {"customer_name": "Jürgen Müller", "title": "Störung: Drucker im 2. OG",
+                    "answers": [GuideAnswer("Betroffenes System", "HP LaserJet 4250"),
+                                GuideAnswer("Grund", "Umzug <3. OG>")]},
+        "ticket": True, "to": CUSTOMER,
+        "expect": [NUMBER, "HP LaserJet 4250", "Betroffenes System (",
+                   f"{BASE_URL}/tickets/{NUMBER}"],
+        "expect_lang": {"de": ["jetzt alle", "(neu)"], "en": ["we now have every", "(new)"]},
+    },
 }
 
 
@@ -221,7 +230,8 @@ def test_every_event_renders_and_parses_back(renderer: MailRenderer, event: str,
         assert "Auto-Submitted" not in message           # a person wrote it
     else:
         assert sender.display_name == "Service Desk"
-        expected = "auto-replied" if event in ("ack", "follow-up", "reject", "faq-answer") \
+        expected = "auto-replied" if event in ("ack", "follow-up", "reject", "faq-answer",
+                                               "guide-complete") \
             else "auto-generated"
         assert message["Auto-Submitted"] == expected
     if case.get("reply_to"):
