@@ -5,6 +5,8 @@ real aiosmtpd relay answers 451 once; time moves by making the retry due in the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,10 +14,12 @@ from gateway.app import App
 from gateway.outbound.outbox import drain
 from gateway.tickets.actions import change_state
 from gateway.tickets.ticket import State, find_ticket
+from tests.conftest import write_config
 from tests.integration.outbound.test_answers import deliver, mail
 from tests.integration.outbound.test_outbox import (
     ScriptedRelay,
     make_due,
+    new_ticket,
     outgoing,
     put,
     rows,
@@ -77,3 +81,26 @@ def test_other_recipients_and_mail_without_a_ticket_are_not_held(
     # the ack fails; the notice (another recipient) and the FAQ answer (no ticket) go out
     assert [(d.status, r.event) for d, r in zip(delivered, rows(app), strict=True)] == [
         ("queued", "ack"), ("sent", "staff-notify"), ("sent", "faq-answer")]
+
+
+def test_retry_now_keeps_the_order_and_says_what_waits(
+        app: App, scripted: ScriptedRelay, run_cli: Any, tmp_path: Path,
+        database_url: str) -> None:
+    config = write_config(tmp_path / "ticketgw.toml", database_url,
+                          f'\n[outbound]\ntransport = "smtp://127.0.0.1:{scripted.port}"\n'
+                          "starttls = false\n")
+    ticket_id = new_ticket(app)
+    scripted.data_replies = ["550 5.7.1 no", "550 5.7.1 no"]
+    first, second = put(app, outgoing(1, event="status", ticket_id=ticket_id),
+                        outgoing(2, event="status", ticket_id=ticket_id))
+    drain(app.db, smtp_to(scripted))
+    drain(app.db, smtp_to(scripted))        # the second waited for the first to fail
+    assert [r.status for r in rows(app)] == ["failed", "failed"]
+    now = run_cli("--config", str(config), "outbox", "retry", "--all", "--now")
+    assert now.exit_code == 0, now.output
+    assert now.stdout.splitlines() == [
+        f"outbox {first}: sent (250 2.0.0 OK queued)",
+        f"outbox {second}: not sent now (an earlier mail of its ticket to the same recipient "
+        "goes first, or it was held back; see `outbox list`)"]
+    drain(app.db, smtp_to(scripted))
+    assert [r.status for r in rows(app)] == ["sent", "sent"]
