@@ -53,6 +53,7 @@ from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets import participants, staff_mail
 from gateway.tickets.actions import change_state
 from gateway.tickets.facts import TicketFacts, new_ticket_facts
+from gateway.tickets.guide import record_guide_reply
 from gateway.tickets.numbers import Numbering
 from gateway.tickets.ticket import (
     NewArticle,
@@ -231,12 +232,16 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                          actor=f"mail:{sender}")
         if decision.internal:
             return outcome("appended", decision.ticket.id, decision.ticket.number)
+        guide = record_guide_reply(session, stages.answering, decision.ticket.id, parsed,
+                                   sender_role=decision.sender_role, automatic=automatic)
         answers.customer_replied(session, stages.answering, decision.ticket.id, parsed,
-                                 automatic=automatic)
-        appended = outcome("appended", decision.ticket.id, decision.ticket.number)
+                                 automatic=automatic, guide_answers=guide.recorded if guide else ())
+        result = outcome("appended", decision.ticket.id, decision.ticket.number)
         if joined:
-            appended = replace(appended, reason=f"{appended.reason}; {joined}")
-        return _offer_upload(session, stages, understood, appended, decision.ticket.id, sender)
+            result = replace(result, reason=f"{result.reason}; {joined}")
+        if guide is not None and guide.note():
+            result = replace(result, reason=f"{result.reason}; {guide.note()}")
+        return _offer_upload(session, stages, understood, result, decision.ticket.id, sender)
     if isinstance(decision, IgnoreDecision) and decision.staff_list:
         listed = digest.answer_list_request(session, stages.answering, staff_address=sender,
                                             queues=decision.staff_list, now=utcnow(),
@@ -261,7 +266,7 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
     if decision.answer and decision.rule in REJECT_REASONS:
         template = next((t for t in stages.settings.template if t.id == decision.template), None)
         answers.rejected(session, stages.answering, parsed, reason=decision.rule, template=template,
-                         language=decision.language)
+                         language=decision.language, queue=decision.queue)
     return outcome("rejected")
 
 

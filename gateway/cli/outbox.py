@@ -135,9 +135,14 @@ def outbox_retry(context: CliContext, mail_id: int | None, retry_all: bool,
     hook = tell_staff_on_failure(app.answering)
     for start in range(0, len(ids), 100):
         chunk = ids[start:start + 100]
+        tried = set()
         for delivery in drain(app.db, transport, limit=len(chunk), mail_ids=chunk,
                               on_failed=hook):
+            tried.add(delivery.mail_id)
             when = (f", next attempt {delivery.next_attempt:%Y-%m-%d %H:%M} UTC"
                     if delivery.next_attempt else "")
             click.echo(f"outbox {delivery.mail_id}: {delivery.status} "
                        f"({delivery.detail}{when})")
+        for waiting in (i for i in chunk if i not in tried):
+            click.echo(f"outbox {waiting}: not sent now (an earlier mail of its ticket to "
+                       "the same recipient goes first, or it was held back; see `outbox list`)")

@@ -36,22 +36,30 @@ def ticket() -> None:
               default="all", show_default=True, help="open = every state but closed.")
 @click.option("--queue", default=None, help="Only this queue id.")
 @click.option("--customer", default=None, help="Only this customer's username.")
+@click.option("--assignee", default=None, metavar="ADDRESS",
+              help="Only tickets assigned to this staff address (#assign, #take).")
+@click.option("--unassigned", is_flag=True, help="Only tickets nobody is assigned to.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @json_option
 @pass_context
 def ticket_list(context: CliContext, state_filter: str, queue: str | None,
-                customer: str | None, limit: int, as_json: bool) -> None:
+                customer: str | None, assignee: str | None, unassigned: bool, limit: int,
+                as_json: bool) -> None:
     """List tickets, newest first."""
+    if assignee and unassigned:
+        raise click.UsageError("--assignee and --unassigned exclude each other")
     app = context.app()
     with app.db.read() as session:
         rows = list_tickets(session, state=cast(StateFilter, state_filter), queue=queue,
-                            customer=customer, limit=limit)
+                            customer=customer, assignee=assignee, unassigned=unassigned,
+                            limit=limit)
     if as_json:
         echo_json(rows)
         return
-    echo_table([{**r, "customer": r["customer"] or r["contact"],
+    echo_table([{**r, "customer": r["customer"] or r["contact"], "assignee": r["assignee"] or "-",
                  "created": r["created"][:16].replace("T", " ")} for r in rows],
-               ["number", "state", "priority", "queue", "customer", "created", "title"],
+               ["number", "state", "priority", "queue", "customer", "assignee", "created",
+                "title"],
                empty="(no tickets)")
 
 
@@ -77,6 +85,7 @@ def _print_ticket(t: dict[str, Any]) -> None:
     click.echo(f"state: {t['state']}   priority: {t['priority_label']}   queue: {t['queue']}"
                f"   template: {t['template'] or '-'}")
     click.echo(f"customer: {t['customer'] or '-'} <{t['contact']}>   created: {t['created']}")
+    click.echo(f"assignee: {t['assignee'] or '-'}")
     if t["contact_bouncing"]:
         click.secho(f"  ! {t['contact_bouncing']}: automatic mail to it is held back "
                     "(`ticketgw bounces`)", fg="yellow")
@@ -84,8 +93,12 @@ def _print_ticket(t: dict[str, Any]) -> None:
         name = f"{p['name']} " if p["name"] else ""
         click.echo(f"participant: {name}<{p['address']}>   ({p['source']}, added by "
                    f"{p['added_by']})")
+    if t["guide_answers"] or t["guide_missing"]:
+        click.echo("guide:")
     for key, value in t["guide_answers"].items():
         click.echo(f"  {key}: {value}")
+    if t["guide_missing"]:
+        click.secho(f"  still missing (required): {', '.join(t['guide_missing'])}", fg="yellow")
     for article in t["articles"]:
         flag = " [internal]" if article["internal"] else ""
         click.echo("")

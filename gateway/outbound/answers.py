@@ -166,16 +166,17 @@ def _template_name(template: TemplateSettings | None, language: str) -> str:
 def ticket_created(session: Session, answering: Answering, ticket: int | TicketFacts,
                    parsed: ParsedMessage | None, *, automatic: bool,
                    answers: Sequence[tuple[str, str]], missing: Sequence[str],
-                   unverified: str = "", claimed_ticket: str | None = None) -> None:
+                   unverified: str = "", claimed_ticket: str | None = None) -> bool:
     """Acknowledge to the customer (unless automatic, rate-limited or `unverified`); notify
-    the staff. `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`).
+    the staff; True when an acknowledgment was queued (the portal says so only then).
+    `ticket`: its id, or its facts when the caller has them (`new_ticket_facts`).
     `unverified`: why the sender failed DMARC (the notice says so, and which ticket the mail
     was addressed to): no acknowledgment goes to an address that was likely forged."""
     facts = (ticket if isinstance(ticket, TicketFacts)
              else ticket_facts(session, answering.settings, ticket))
     in_reply_to = parsed.message_id if parsed else None
     body = parsed.body_text if parsed else ""
-    mails = []
+    mails: list[OutgoingMail | None] = []
     if (facts.address and not automatic and not unverified
             and claim_auto_answer(session, answering, facts.address, "ack")):
         labels = _labels(facts.template, facts.language)
@@ -188,9 +189,11 @@ def ticket_created(session: Session, answering: Answering, ticket: int | TicketF
             "faq": faq_suggestions(session, answering, facts, parsed)},
             sender=_queue_identity(facts.queue), to=[(facts.customer_name, facts.address)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_address(answering, facts)))
+    acknowledged = bool(mails) and mails[0] is not None
     mails += _staff_notices(answering, facts, kind="new", body=body, in_reply_to=in_reply_to,
-                            unverified=unverified, claimed_ticket=claimed_ticket)
+                            unverified=unverified, claimed_ticket=claimed_ticket, guide=answers)
     _enqueue(session, answering, mails)
+    return acknowledged
 
 
 def faq_suggestions(session: Session, answering: Answering, facts: TicketFacts,
@@ -227,7 +230,9 @@ def faq_answered(session: Session, answering: Answering, parsed: ParsedMessage, 
 
 
 def customer_replied(session: Session, answering: Answering, ticket_id: int, parsed: ParsedMessage,
-                     *, automatic: bool) -> None:
+                     *, automatic: bool, guide_answers: Sequence[tuple[str, str]] = ()) -> None:
+    """A follow-up receipt (when the queue wants one) and the staff notices; these show
+    `guide_answers`, the (key, answer) pairs the reply recorded (`tickets/guide.py`)."""
     facts = ticket_facts(session, answering.settings, ticket_id)
     mails = []
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
@@ -240,7 +245,7 @@ def customer_replied(session: Session, answering: Answering, ticket_id: int, par
                              reply_to=reply_address(answering, facts)))
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     mails += _staff_notices(answering, facts, kind="reply", body=text,
-                            in_reply_to=parsed.message_id)
+                            in_reply_to=parsed.message_id, guide=guide_answers)
     _enqueue(session, answering, mails)
 
 
@@ -253,7 +258,8 @@ def notify_staff(session: Session, answering: Answering, facts: TicketFacts, *, 
 
 def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body: str,
                    in_reply_to: str | None, unverified: str = "",
-                   claimed_ticket: str | None = None) -> list[OutgoingMail | None]:
+                   claimed_ticket: str | None = None,
+                   guide: Sequence[tuple[str, str]] = ()) -> list[OutgoingMail | None]:
     """To each of the queue's staff; their reply goes to the ticket's staff reply address
     and threads by the References this mail carries."""
     staff = {s.email: s for s in answering.settings.staff}
@@ -267,15 +273,19 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
             "customer_address": facts.address, "title": facts.title, "body": body,
             "priority": facts.priority,
             "template_name": _template_name(facts.template, language),
-            "unverified": unverified or None, "claimed_ticket": claimed_ticket},
+            "unverified": unverified or None, "claimed_ticket": claimed_ticket,
+            "assignee": facts.assignee or None,
+            "answers": [GuideAnswer(_labels(facts.template, language).get(k, k), v)
+                        for k, v in guide]},
             sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
     return notices
 
 
 def rejected(session: Session, answering: Answering, parsed: ParsedMessage, *, reason: str,
-             template: TemplateSettings | None, language: str) -> None:
-    """Explain a refusal to the sender, from the gateway's default identity."""
+             template: TemplateSettings | None, language: str, queue: str | None = None) -> None:
+    """Explain a refusal to the sender, from the address of `queue` (the queue of the route
+    or template the mail was for), else the gateway's default identity."""
     sender = parsed.from_.address if parsed.from_ else ""
     if not sender or not claim_auto_answer(session, answering, sender, "reject"):
         return
@@ -283,9 +293,15 @@ def rejected(session: Session, answering: Answering, parsed: ParsedMessage, *, r
         "customer_name": parsed.from_.name if parsed.from_ else "", "reason": reason,
         "original_subject": parsed.subject,
         "template_name": _template_name(template, language)},
-        sender=MailIdentity.parse(answering.settings.outbound.from_),
+        sender=_rejecting_identity(answering.settings, queue),
         to=[(parsed.from_.name if parsed.from_ else "", sender)], facts=None,
         in_reply_to=parsed.message_id)
+
+
+def _rejecting_identity(settings: Settings, queue: str | None) -> MailIdentity:
+    configured = next((q for q in settings.queue if q.id == queue), None) if queue else None
+    return (_queue_identity(configured) if configured
+            else MailIdentity.parse(settings.outbound.from_))
 
 
 def state_changed(session: Session, answering: Answering, ticket_id: int, old: str,

@@ -42,7 +42,8 @@ _bouncing = table_of(BouncingAddress)
 _outbound = table_of(OutboundMail)
 
 SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer",
-                               "staff-digest"})
+                               "staff-digest",
+                               "guide-complete"})
 HARD_BOUNCES_DEAD = 2
 _NOT_ABOUT_THE_ADDRESS = frozenset({"5.2.2", "5.3.4"})   # mailbox full, mail too big
 

@@ -23,6 +23,7 @@ EVENTS = (
     "file-link",        # a file-exchange link
     "faq-answer",       # matching FAQ articles
     "staff-digest",     # to a staff member: the open tickets of their queues (digest, `list`)
+    "guide-complete",   # every required guide answer is there (once per ticket)
 )
 
 

@@ -41,6 +41,8 @@ Guarantees:
 - **No automatic mail to dead addresses.** At lease time an acknowledgment, notice,
   rejection or FAQ answer whose every recipient is dead (`gateway/outbound/bouncing.py`) becomes
   `suppressed`, with the reason in `last_error`; `requeue_failed` takes it back.
+- **In order.** A mail of a ticket waits while an earlier one to the same recipient is
+  still queued (`gateway/outbound/ordering.py`): a retry never lets "pending" overtake "open".
 - **Staff are told.** When a row becomes `failed`, `on_failed(session, mail, error)` runs in
   the recording transaction (under a savepoint: if it raises, the failure is still recorded
   and the error logged). It is never called for a `delivery-failed` mail (no loops).
@@ -63,6 +65,7 @@ from gateway.observe import metrics
 from gateway.observe.logs import OutageLog
 from gateway.outbound import bouncing
 from gateway.outbound.mail import OutgoingMail
+from gateway.outbound.ordering import in_queue_order
 from gateway.outbound.outbox_record import (
     Delivery,
     FailedHook,
@@ -195,6 +198,7 @@ def lease_due(db: Database, *, limit: int = BATCH, mail_ids: Sequence[int] | Non
                 continue
             leased.append(replace(mail, attempts=mail.attempts + 1))
         leased = _hold_back_dead(session, leased, now)
+        leased = in_queue_order(session, leased)      # never overtake an earlier mail
         if leased:
             session.execute(update(_outbound)
                             .where(_outbound.c.id.in_([m.id for m in leased]))

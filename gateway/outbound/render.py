@@ -80,6 +80,7 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     "faq-answer": ("customer_name", "question", "articles"),
     # entries: dicts of `outbound/digest.py`; as_of: the moment the overview is for
     "staff-digest": ("staff_name", "entries", "queues", "as_of"),
+    "guide-complete": ("customer_name", "title", "answers"),
 }
 # Keys an event may have; absent ones are set to these defaults.
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
@@ -91,15 +92,17 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     "file-link": {"too_large": None, "left_out": (), "max_size": None},
     "faq-answer": {"other_language": False},   # no article in the answer's language matched
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
-    "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None},
+    "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None,
+                     "assignee": None,      # the assignee's address, if any
+                     "answers": ()},        # GuideAnswers the mail gave (new or recorded)
     "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
     "staff-digest": {"requested": False},   # True: the answer to a `list` mail
 }
 # Events about one ticket: `ticket_number` is required for them.
 TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify",
-                           "command-failed", "kept-as-note"})
+                           "command-failed", "kept-as-note", "guide-complete"})
 # Answers to a customer's mail (RFC 3834 "auto-replied" when they answer one).
-REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer"})
+REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer", "guide-complete"})
 # Set by the renderer; a caller's context may not contain them.
 COMMON_CONTEXT = ("event", "language", "base_url", "ticket_number", "ticket_url",
                   "login_url", "sender_name", "confirm_url", "file_url")

@@ -74,6 +74,7 @@ class RejectDecision:
     answer: bool                           # may we explain it to the sender?
     template: str | None = None            # the template asked for, if any
     language: str = "de"                   # the sender's (a customer's) or the queue's
+    queue: str | None = None               # the route's or template's queue: the answer's From
 
 
 Decision = NewTicketDecision | AppendDecision | IgnoreDecision | RejectDecision

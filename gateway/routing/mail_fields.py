@@ -15,6 +15,7 @@ import re
 
 from gateway.config.settings import TemplateSettings
 from gateway.mail.message import ParsedMessage
+from gateway.tickets.ticket import PRIORITY_NAMES
 
 SUBJECT_TAG = re.compile(r"\[Ticket#(\d{16,20})\]", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|wg|fwd?|sv|vs|antw|rif|tr|r|ref)\s*(\[\d+\])?\s*:\s*)+",
@@ -44,16 +45,39 @@ def says_not_solved(parsed: ParsedMessage) -> bool:
 
 _X_PRIORITY = {"1": 5, "2": 4, "3": 3, "4": 2, "5": 1}
 _IMPORTANCE = {"high": 4, "normal": 3, "low": 2}
-_BODY_PRIORITY = re.compile(r"^\s*(priority|priorit[äa]t)\s*:\s*([1-5])\b", re.IGNORECASE | re.M)
+_BODY_PRIORITY = re.compile(r"^[ \t]*(?:priority|priorit[äa]t)[ \t]*:[ \t]*(.*?)[ \t]*$",
+                            re.IGNORECASE | re.M)
+_LEADING_DIGIT = re.compile(r"([1-5])\b")
+# what a customer may write as the value besides a digit and `#priority`'s English names
+# (`tickets.ticket.PRIORITY_NAMES`): the German names, and "urgent"/"dringend" as the top one
+PRIORITY_WORDS = {**{name: number for number, name in PRIORITY_NAMES.items()},
+                  "sehr niedrig": 1, "niedrig": 2, "hoch": 4, "sehr hoch": 5,
+                  "urgent": 5, "dringend": 5}
+
+
+def body_priority(text: str) -> int | None:
+    """The first `Priority:`/`Priorität:` line whose whole value is a priority: a digit
+    1-5 (what follows it does not matter, as before), or a name of `PRIORITY_WORDS`.
+    Conservative on purpose: the words count only as such a line's value, never in the
+    subject or in running text ("this is urgent" sets nothing)."""
+    for match in _BODY_PRIORITY.finditer(text):
+        value = " ".join(match.group(1).lower().split())
+        digit = _LEADING_DIGIT.match(value)
+        if digit:
+            return int(digit.group(1))
+        if value in PRIORITY_WORDS:
+            return PRIORITY_WORDS[value]
+    return None
 
 
 def mail_priority(parsed: ParsedMessage) -> int | None:
-    """A priority line in the body, else X-Priority (RFC-less but universal), else
-    Importance (RFC 2156); None: use the template's default."""
+    """A priority line in the body (`body_priority`), else X-Priority (RFC-less but
+    universal), else Importance (RFC 2156); None: use the template's default. Routing uses
+    it for a new ticket only: a reply never changes the priority."""
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
-    match = _BODY_PRIORITY.search(text)
-    if match:
-        return int(match.group(2))
+    from_body = body_priority(text)
+    if from_body is not None:
+        return from_body
     x_priority = parsed.header("x-priority").strip()[:1]
     if x_priority in _X_PRIORITY and x_priority != "3":
         return _X_PRIORITY[x_priority]

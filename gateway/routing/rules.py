@@ -296,17 +296,17 @@ def _decide(parsed: ParsedMessage, context: MailContext, settings: Settings,
     if not title:
         return RejectDecision("no-subject", f"{prefix}a ticket needs a subject",
                               answer=answer, template=template_id,
-                              language=language)
+                              language=language, queue=queue)
     if customer is None and destination.unknown_sender == "reject":
         return RejectDecision("unknown-sender", f"{prefix}{sender or 'the sender'} is not a "
                               "registered customer", answer=answer,
-                              template=template_id, language=language)
+                              template=template_id, language=language, queue=queue)
     if template is not None and template.organisations and (
             customer is None or customer.organisation not in template.organisations):
         return RejectDecision("template-not-available", f"{prefix}template {template.id} is "
                               "only for organisations " + ", ".join(template.organisations),
                               answer=answer, template=template_id,
-                              language=language)
+                              language=language, queue=queue)
     answers, missing = guide_answers(parsed, template)
     priority = mail_priority(parsed) or (template.priority if template else 3)
     reason = prefix + (f"opens template {template.id}" if template else f"goes to queue {queue}")

@@ -9,6 +9,7 @@ between them are fine); the text starts at the first other line. Commands, one p
   #internal                           #assign <staff address or name>
   #files [DAYS]                       (a file-exchange link mailed to the customer)
   #cc add <address>                   #cc remove <address>   (the ticket's participants)
+  #take                               (assign the ticket to the staff member who writes)
 Fail safe: a line of the block that is not a valid command (`#internl`, `#state done`,
 `# state closed`) becomes a `CommandError`, and the pipeline then carries out nothing of the
 mail: no command runs, nothing goes to the customer, the mail is kept as an internal note
@@ -32,13 +33,13 @@ from gateway.tickets.ticket import State, parse_priority, parse_state
 _BLOCK_LINE = re.compile(r"^\s*#")
 _COMMAND = re.compile(r"^\s*#([a-zA-Z]+)\b\s*(.*?)\s*$")
 _INTERNAL = re.compile(r"#internal\b", re.IGNORECASE)
-KNOWN = ("state", "priority", "internal", "assign", "files", "cc")
+KNOWN = ("state", "priority", "internal", "assign", "files", "cc", "take")
 MAX_FILES_DAYS = 365
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str                # state | priority | internal | assign | files | cc
+    name: str                # state | priority | internal | assign | files | cc | take
     value: str               # normalised: a State value, "1".."5", "", the assignee, days,
                              # "add ADDRESS" / "remove ADDRESS"
 
@@ -102,6 +103,10 @@ def _command(name: str, argument: str) -> Command:
         if not argument:
             raise InvalidInput("#assign needs a staff address or name")
         return Command("assign", argument)
+    if name == "take":
+        if argument:
+            raise InvalidInput("#take takes no value; to assign someone else: #assign ADDRESS")
+        return Command("take", "")
     if name == "files":
         if argument and not (argument.isdigit() and 1 <= int(argument) <= MAX_FILES_DAYS):
             raise InvalidInput(f"#files takes the days the link is valid, 1 to "

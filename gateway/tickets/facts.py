@@ -21,6 +21,7 @@ from gateway.store.models import (
     Article,
     CustomerUser,
     Queue,
+    Staff,
     Template,
     Ticket,
     TicketParticipant,
@@ -34,6 +35,7 @@ _template = table_of(Template)
 _customer = table_of(CustomerUser)
 _article = table_of(Article)
 _participant = table_of(TicketParticipant)
+_staff = table_of(Staff)
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,19 @@ class TicketFacts:
     # (name, address) of the ticket's participants (`tickets/participants.py`), who get its
     # staff answers and status mails as mails of their own
     participants: tuple[tuple[str, str], ...] = ()
+    assignee: str = ""                # the owner's address (`#assign`, `#take`); "" if none
 
 
 def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> TicketFacts:
     row = session.execute(
         select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
                _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
-               _customer.c.language.label("customer_language"))
+               _customer.c.language.label("customer_language"),
+               _staff.c.email.label("assignee"))
         .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                     .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
         .where(_ticket.c.id == ticket_id)).one()
     queue = _queue_settings(settings, row.queue_key)
     template = _template_settings(settings, row.template_key)
@@ -77,7 +82,7 @@ def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> Ticket
         template=template, customer_name=row.customer_name or "",
         registered=row.customer_user_id is not None, address=address,
         language=row.customer_language or queue.language, reply_token=row.reply_token,
-        staff_token=row.staff_token, thread=thread,
+        staff_token=row.staff_token, thread=thread, assignee=row.assignee or "",
         participants=tuple((r.name, r.address) for r in session.execute(
             select(_participant.c.name, _participant.c.address)
             .where(_participant.c.ticket_id == ticket_id).order_by(_participant.c.id))))

@@ -14,7 +14,9 @@ from gateway.store.models import (
     Attachment,
     CustomerUser,
     GuideAnswer,
+    GuideQuestion,
     Queue,
+    Staff,
     Template,
     Ticket,
     TicketHistory,
@@ -32,7 +34,9 @@ _customer = table_of(CustomerUser)
 _queue = table_of(Queue)
 _template = table_of(Template)
 _answer = table_of(GuideAnswer)
+_question = table_of(GuideQuestion)
 _history = table_of(TicketHistory)
+_staff = table_of(Staff)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -40,16 +44,20 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def list_tickets(session: Session, *, state: StateFilter = "all", queue: str | None = None,
-                 customer: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Tickets newest number first; `open` means every state but closed (the contract)."""
+                 customer: str | None = None, assignee: str | None = None,
+                 unassigned: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    """Tickets newest number first; `open` means every state but closed (the contract).
+    `assignee`: only tickets of this staff member (address, case-insensitive);
+    `unassigned`: only tickets nobody has taken."""
     statement = (
         select(_ticket.c.number, _ticket.c.title, _ticket.c.state, _ticket.c.priority,
                _template.c.key.label("template"), _queue.c.key.label("queue"),
                _customer.c.username.label("customer"), _ticket.c.contact_email,
-               _ticket.c.created, _ticket.c.updated)
+               _staff.c.email.label("assignee"), _ticket.c.created, _ticket.c.updated)
         .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                     .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
         .order_by(_ticket.c.number.desc())
         .limit(limit)
     )
@@ -61,10 +69,15 @@ def list_tickets(session: Session, *, state: StateFilter = "all", queue: str | N
         statement = statement.where(_queue.c.key == queue)
     if customer:
         statement = statement.where(_customer.c.username == customer)
+    if assignee:
+        statement = statement.where(func.lower(_staff.c.email) == assignee.strip().lower())
+    if unassigned:
+        statement = statement.where(_ticket.c.owner_staff_id.is_(None))
     return [
         {"number": r.number, "title": r.title, "state": r.state, "priority": r.priority,
          "template": r.template, "queue": r.queue, "customer": r.customer,
-         "contact": r.contact_email, "created": _iso(r.created), "updated": _iso(r.updated)}
+         "contact": r.contact_email, "assignee": r.assignee, "created": _iso(r.created),
+         "updated": _iso(r.updated)}
         for r in session.execute(statement)
     ]
 
@@ -80,10 +93,11 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
     ticket = find_ticket(session, number)
     names = session.execute(
         select(_queue.c.key.label("queue"), _template.c.key.label("template"),
-               _customer.c.username.label("customer"))
+               _customer.c.username.label("customer"), _staff.c.email.label("assignee"))
         .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id))
+                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                     .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
         .where(_ticket.c.id == ticket.id)
     ).one()
     attachments: dict[int, list[dict[str, Any]]] = {}
@@ -110,14 +124,20 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
                                  .order_by(_history.c.at, _history.c.id))
     ]
     answers = dict(session.execute(select(_answer.c.key, _answer.c.value)
-                                   .where(_answer.c.ticket_id == ticket.id)).all())
+                                   .where(_answer.c.ticket_id == ticket.id)
+                                   .order_by(_answer.c.id)).all())
+    required: list[str] = list(session.execute(select(_question.c.key).where(
+        _question.c.template_id == ticket.template_id, _question.c.required.is_(True))
+        .order_by(_question.c.position)).scalars()) if ticket.template_id else []
     return {
         "number": ticket.number, "title": ticket.title, "state": ticket.state,
         "priority": ticket.priority, "priority_label": priority_label(ticket.priority),
         "template": names.template, "queue": names.queue, "customer": names.customer,
-        "contact": ticket.contact_email, "created": _iso(ticket.created),
+        "contact": ticket.contact_email, "assignee": names.assignee,
+        "created": _iso(ticket.created),
         "updated": _iso(ticket.updated), "closed": _iso(ticket.closed),
-        "guide_answers": answers, "articles": articles, "history": history,
+        "guide_answers": answers, "guide_missing": [k for k in required if k not in answers],
+        "articles": articles, "history": history,
         "participants": [{"address": p.address, "name": p.name, "source": p.source,
                           "added_by": p.added_by, "added": _iso(p.added)}
                          for p in participants_of(session, ticket.id or 0)],

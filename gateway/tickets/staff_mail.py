@@ -130,6 +130,11 @@ def _run_command(session: Session, answering: Answering, ticket_id: int, command
             return f"#assign {assign(session, ticket_id, command.value, actor=actor)}"
         except InvalidInput as exc:
             return f"#assign {command.value}: {exc}"
+    if command.name == "take":      # the sender: routing let them act as staff
+        try:
+            return f"#take {assign(session, ticket_id, sender, actor=actor)}"
+        except InvalidInput as exc:
+            return f"#take: {exc}"
     if command.name == "files":
         return files_command(session, answering, ticket_id, command.value, actor=actor)
     if command.name == "cc":

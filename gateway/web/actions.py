@@ -29,7 +29,7 @@ from sqlmodel import Session
 from gateway.config.settings import TemplateSettings
 from gateway.errors import InvalidInput
 from gateway.mail.message import MailAddress, ParsedMessage
-from gateway.outbound import answers
+from gateway.outbound import answers, bouncing
 from gateway.outbound.answers import Answering
 from gateway.outbound.headers import MailIdentity, new_message_id
 from gateway.store.models import Queue, Template, table_of, utcnow
@@ -106,7 +106,10 @@ def _article(user: PortalUser, message: ParsedMessage,
 def create_from_template(session: Session, answering: Answering, numbering: Numbering,
                          user: PortalUser,
                          template: TemplateSettings, form: TemplateForm,
-                         attachments: Sequence[NewAttachment]) -> TicketRef:
+                         attachments: Sequence[NewAttachment]) -> tuple[TicketRef, bool]:
+    """The new ticket, and whether an acknowledgment is on its way to the customer: not
+    when none was queued (the hourly limit of automatic mails) or their address is dead
+    (the outbox holds the mail back, `outbound/bouncing.py`)."""
     if not available(template, user):
         raise InvalidInput(f"template {template.id} is not available to this user")
     subject = " ".join(form.subject.split())
@@ -123,9 +126,9 @@ def create_from_template(session: Session, answering: Answering, numbering: Numb
         reply_token=secrets.token_urlsafe(18), guide_answers=form.answers,
         first_article=_article(user, message, attachments)),
         numbering=numbering, actor=f"web:{user.username}")
-    answers.ticket_created(session, answering, ref.id, message, automatic=False,
-                           answers=form.answers, missing=missing)
-    return ref
+    acknowledged = answers.ticket_created(session, answering, ref.id, message, automatic=False,
+                                          answers=form.answers, missing=missing)
+    return ref, acknowledged and bouncing.dead_address(session, user.email) is None
 
 
 def reply(session: Session, answering: Answering, user: PortalUser, ticket_id: int, number: str,

@@ -127,9 +127,10 @@ def build_router(portal: Portal) -> APIRouter:
             with portal.db.write() as session:
                 form = TemplateForm(subject=subject, text=values.get("text", "").strip(),
                                     priority=chosen_priority, answers=tuple(answers))
-                ref = create_from_template(session, portal.answering, portal.numbering, user,
-                                           template, form, stored)
-            return portal.redirect(f"/tickets/{quote(ref.number)}?created=1")
+                ref, acknowledged = create_from_template(
+                    session, portal.answering, portal.numbering, user, template, form, stored)
+            created = "1" if acknowledged else "quiet"    # "quiet": no acknowledgment sent
+            return portal.redirect(f"/tickets/{quote(ref.number)}?created={created}")
 
         try:
             return await run_in_threadpool(work)

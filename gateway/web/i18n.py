@@ -142,6 +142,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "created_ticket": ("Ihr Ticket {number} wurde erstellt. Eine Bestätigung ist per E-Mail "
                        "unterwegs.", "Your ticket {number} has been created. An "
                        "acknowledgment is on its way by email."),
+    "created_ticket_quiet": ("Ihr Ticket {number} wurde erstellt.",
+                             "Your ticket {number} has been created."),
     "replied": ("Ihre Antwort wurde hinzugefügt.", "Your reply has been added."),
     "not_found": ("Nicht gefunden.", "Not found."),
     "forbidden": ("Die Anfrage wurde abgelehnt (Formular abgelaufen?). Bitte laden Sie die "

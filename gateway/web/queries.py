@@ -18,7 +18,15 @@ from typing import Literal
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlmodel import Session
 
-from gateway.store.models import Article, Attachment, CustomerUser, Ticket, table_of
+from gateway.store.models import (
+    Article,
+    Attachment,
+    CustomerUser,
+    GuideAnswer,
+    Template,
+    Ticket,
+    table_of,
+)
 from gateway.tickets.participants import participants_of
 from gateway.web.sessions import PortalUser
 
@@ -26,6 +34,8 @@ _ticket = table_of(Ticket)
 _article = table_of(Article)
 _attachment = table_of(Attachment)
 _customer = table_of(CustomerUser)
+_answer = table_of(GuideAnswer)
+_template = table_of(Template)
 
 Filter = Literal["all", "open", "closed"]
 FILTERS: tuple[Filter, ...] = ("all", "open", "closed")
@@ -163,6 +173,16 @@ class TicketView:
     updated: datetime
     articles: tuple[ArticleView, ...]
     participants: tuple[str, ...] = ()     # "Name <address>" or the address
+    template_id: int | None = None
+    guide_answers: tuple[tuple[str, str], ...] = ()     # (question key, answer)
+
+
+def template_key(session: Session, template_id: int | None) -> str | None:
+    """The configured id of a ticket's template (its labels are in the settings)."""
+    if template_id is None:
+        return None
+    return session.execute(select(_template.c.key).where(_template.c.id == template_id)
+                           ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -202,8 +222,12 @@ def ticket_view(session: Session, user: PortalUser, number: str, *,
             .order_by(_article.c.created, _article.c.id)))
     people = tuple(f"{p.name} <{p.address}>" if p.name else p.address
                    for p in participants_of(session, ticket.id))
+    answers = tuple((r.key, r.value) for r in session.execute(
+        select(_answer.c.key, _answer.c.value).where(_answer.c.ticket_id == ticket.id)
+        .order_by(_answer.c.id)))
     return TicketView(ticket.id, ticket.number, ticket.title, ticket.state, ticket.priority,
-                      ticket.created, ticket.updated, articles, people)
+                      ticket.created, ticket.updated, articles, people, ticket.template_id,
+                      answers)
 
 
 def find_attachment(session: Session, user: PortalUser, number: str, attachment_id: int, *,

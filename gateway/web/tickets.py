@@ -15,6 +15,7 @@ download, other images are removed, and the page says how many remote ones were.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlencode
@@ -25,9 +26,10 @@ from fastapi.responses import Response, StreamingResponse
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from gateway.config.settings import TemplateSettings
 from gateway.mail.attachment_names import clean_filename
 from gateway.web import queries
-from gateway.web.actions import ReplyRefused, reply
+from gateway.web.actions import ReplyRefused, guide_labels, reply
 from gateway.web.formats import format_size
 from gateway.web.i18n import text, text_n
 from gateway.web.pages import Portal, Visitor
@@ -90,6 +92,18 @@ def age(language: str, created: datetime, now: datetime | None = None) -> str:
     return text_n(language, "age_days", seconds // 86400)
 
 
+def guide_shown(templates: Sequence[TemplateSettings], template: str | None,
+                answers: Sequence[tuple[str, str]], language: str) -> list[tuple[str, str]]:
+    """The ticket's guide answers as (label in `language`, answer), in guide order; answers
+    to questions no longer configured keep their key as the label, at the end."""
+    configured = next((t for t in templates if t.id == template), None)
+    questions = [q.key for q in configured.guide] if configured else []
+    labels = guide_labels(configured, language) if configured else {}
+    given = dict(answers)
+    ordered = [k for k in questions if k in given] + [k for k in given if k not in questions]
+    return [(labels.get(k, k), given[k]) for k in ordered]
+
+
 def build_router(portal: Portal) -> APIRouter:
     router = APIRouter()
     web = portal.settings.web
@@ -121,10 +135,13 @@ def build_router(portal: Portal) -> APIRouter:
         assert visitor.user is not None
         with portal.db.read() as session:
             view = queries.ticket_view(session, visitor.user, number, organisation=org)
+            template = queries.template_key(session, view.template_id) if view else None
         if view is None:
             return not_found(visitor)
         return portal.render(visitor, "ticket.html", status, ticket=view, error=error,
                              notice=notice, article_html=article_html,
+                             guide=guide_shown(portal.settings.template, template,
+                                               view.guide_answers, visitor.language),
                              reopen=portal.settings.tickets.reopen_on_reply)
 
     def not_found(visitor: Visitor) -> Response:
@@ -137,6 +154,8 @@ def build_router(portal: Portal) -> APIRouter:
         notice = "replied" if request.query_params.get("replied") == "1" else None
         if request.query_params.get("created") == "1":
             notice = "created"
+        elif request.query_params.get("created") == "quiet":
+            notice = "created_quiet"
         return show(visitor, number, notice=notice)
 
     @router.post("/tickets/{number}/reply")

@@ -8,10 +8,19 @@ from email.message import EmailMessage
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
 from gateway.app import App
-from gateway.store.models import Article, Attachment, GuideAnswer, Ticket, table_of
+from gateway.outbound import answers
+from gateway.store.models import (
+    Article,
+    Attachment,
+    AutoAnswer,
+    BouncingAddress,
+    GuideAnswer,
+    Ticket,
+    table_of,
+)
 from gateway.tickets.actions import change_state
 from gateway.tickets.queries import ticket_detail
 from gateway.tickets.ticket import NewArticle, State, add_article, find_ticket
@@ -236,6 +245,48 @@ def test_templates_are_grouped_and_create_the_ticket_a_mail_would(
             select(_ticket.c.number).where(_ticket.c.title == "Drucker im 3. OG")).scalar_one())
     for key in ("template", "queue", "priority", "customer", "state", "guide_answers"):
         assert by_mail[key] == web_ticket[key], key
+
+
+def test_the_portal_says_an_acknowledgment_is_on_its_way_only_when_one_is(
+        app: App, customers: None, web: FastAPI) -> None:
+    client = logged_in(app, web, "mmuster")
+    csrf = csrf_of(client.get("/templates/incident").text)
+
+    def create(subject: str) -> str:
+        response = client.post("/templates/incident", data={
+            "csrf": csrf, "subject": subject, "guide_system": "HP 4000", "text": "kaputt"})
+        assert response.status_code == 303
+        page = client.get(response.headers["location"])
+        assert page.status_code == 200 and "wurde erstellt" in page.text
+        return page.text
+
+    assert "Eine Bestätigung ist per E-Mail unterwegs" in create("Erstes")
+    with app.db.write() as session:          # the hourly limit of automatic mails is used up
+        for _ in range(app.settings.outbound.max_auto_replies_per_hour):
+            answers.claim_auto_answer(session, app.answering, "max@acme.example", "ack")
+    assert "unterwegs" not in create("Zweites")
+    with app.db.write() as session:
+        session.execute(delete(table_of(AutoAnswer)))
+        session.execute(insert(table_of(BouncingAddress)).values(
+            address_key="max@acme.example", status="5.1.1", permanent=True, count=2,
+            reason="test"))                  # the address is dead: the outbox holds it back
+    assert "unterwegs" not in create("Drittes")
+    assert [e for e, _, _ in mails(app)].count("ack") == 2
+
+
+def test_the_ticket_view_shows_the_guide_answers_with_their_labels(
+        app: App, customers: None, web: FastAPI) -> None:
+    number = ticket_by_mail(app, "Drucker", body="Betroffenes System: HP <4250>\n\nKaputt.\n")
+    client = logged_in(app, web, "mmuster")
+    page = client.get(f"/tickets/{number}").text
+    assert "<h2 class=\"small\">Gesprächsleitfaden</h2>" in page
+    assert "<dt>Betroffenes System</dt><dd>HP &lt;4250&gt;</dd>" in page
+    post_form(client, f"/tickets/{number}", "/language", {"language": "en",
+                                                         "next": f"/tickets/{number}"})
+    english = client.get(f"/tickets/{number}").text
+    assert "Conversation guide" in english and "<dt>Affected system</dt>" in english
+    without = ticket_by_mail(app, "Ohne Angaben", body="Kaputt.\n")
+    assert "Gesprächsleitfaden" not in client.get(f"/tickets/{without}").text
 
 
 def test_a_template_of_another_organisation_is_404(app: App, customers: None,

@@ -200,6 +200,32 @@ def test_rejections_are_explained_but_never_to_automatic_mail(app: App, customer
     assert auto.outcome == "rejected" and len(outbox(app)) == 1
 
 
+def test_a_rejection_comes_from_the_queue_the_mail_was_for(app: App, customer: None) -> None:
+    """Not from the gateway's default `[outbound] from`: from the template's queue."""
+    deliver(app, mail(subject="", message_id="<r3@acme>", to="change@support.example.com"),
+            recipient="change@support.example.com")
+    deliver(app, mail(subject="", message_id="<r4@acme>", sender="moritz@acme.example"))
+    [(_, _, to_changes), (_, _, to_incident)] = outbox(app)
+    assert to_changes["From"].addresses[0].addr_spec == "changes@support.example.com"
+    assert to_changes["From"].addresses[0].display_name == "Changes"
+    assert to_incident["From"].addresses[0].addr_spec == QUEUE_ADDRESS
+    assert app.settings.outbound.from_ not in (str(to_changes["From"]),
+                                               str(to_incident["From"]))
+
+
+def test_a_priority_line_sets_only_a_new_tickets_priority(app: App, customer: None) -> None:
+    [done] = deliver(app, mail(message_id="<p1@acme>", body="Priorität: hoch\nDer Drucker.\n"))
+    with app.db.read() as session:
+        assert ticket_detail(session, str(done.ticket_number))["priority"] == 4
+    [ack, _] = outbox(app)
+    assert "4 hoch" in ack[2].get_body(("plain",)).get_content()
+    address = str(ack[2]["Reply-To"].addresses[0].addr_spec)
+    deliver(app, mail(subject=f"Re: [Ticket#{done.ticket_number}]", to=address,
+                      message_id="<p2@acme>", body="Priority: urgent\n"), recipient=address)
+    with app.db.read() as session:
+        assert ticket_detail(session, str(done.ticket_number))["priority"] == 4
+
+
 def test_auto_responders_get_no_acknowledgment(app: App, customer: None) -> None:
     [done] = deliver(app, mail(subject="Alert: disk full", message_id="<m1@acme>",
                                Auto_Submitted="auto-generated"))

@@ -158,6 +158,15 @@ CASES: dict[str, dict[str, Any]] = {
         "expect_lang": {"de": ["3 Tage", "ÜBERFÄLLIG", "niemand"],
                         "en": ["3 days", "OVERDUE", "nobody"]},
     },
+    "guide-complete": {
+        "context": {"customer_name": "Jürgen Müller", "title": "Störung: Drucker im 2. OG",
+                    "answers": [GuideAnswer("Betroffenes System", "HP LaserJet 4250"),
+                                GuideAnswer("Grund", "Umzug <3. OG>")]},
+        "ticket": True, "to": CUSTOMER,
+        "expect": [NUMBER, "HP LaserJet 4250", "Betroffenes System (",
+                   f"{BASE_URL}/tickets/{NUMBER}"],
+        "expect_lang": {"de": ["jetzt alle", "(neu)"], "en": ["we now have every", "(new)"]},
+    },
 }
 
 
@@ -235,7 +244,8 @@ def test_every_event_renders_and_parses_back(renderer: MailRenderer, event: str,
         assert "Auto-Submitted" not in message           # a person wrote it
     else:
         assert sender.display_name == "Service Desk"
-        expected = "auto-replied" if event in ("ack", "follow-up", "reject", "faq-answer") \
+        expected = "auto-replied" if event in ("ack", "follow-up", "reject", "faq-answer",
+                                               "guide-complete") \
             else "auto-generated"
         assert message["Auto-Submitted"] == expected
     if case.get("reply_to"):
@@ -303,6 +313,18 @@ def test_ack_without_answers_or_missing(renderer: MailRenderer) -> None:
     parts = renderer.render_parts("ack", "de", context, ticket_number=NUMBER)
     assert "Ihre Angaben" not in parts.text and "fehlen uns" not in parts.text
     assert f"{BASE_URL}/tickets/{NUMBER}" in parts.text
+
+
+@pytest.mark.parametrize(("language", "label"), [("de", "Vorlage"), ("en", "Template")])
+def test_ack_without_template_has_no_template_line(renderer: MailRenderer, language: str,
+                                                   label: str) -> None:
+    """A mail from an unknown sender to the general address has no template: no empty line."""
+    context = {**CASES["ack"]["context"], "template_name": ""}
+    parts = renderer.render_parts("ack", language, context, ticket_number=NUMBER)
+    assert f"{label}:" not in parts.text and f">{label}<" not in parts.html
+    with_template = renderer.render_parts("ack", language, CASES["ack"]["context"],
+                                          ticket_number=NUMBER)
+    assert f"{label}:" in with_template.text and f">{label}<" in with_template.html
 
 
 def test_faq_without_articles(renderer: MailRenderer) -> None:

@@ -235,6 +235,32 @@ def test_priority_from_headers_and_body() -> None:
                       MAX, organisation="globex")})).priority == 4  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(("body", "priority"), [
+    ("Priorität: hoch\nDer Drucker steht.", 4),
+    ("Priority: high\nThe printer is down.", 4),
+    ("priority:   Very High", 5),
+    ("Priorität: dringend", 5),
+    ("Priority: urgent", 5),
+    ("Priorität: sehr niedrig", 1),
+    ("Hallo,\n\nPriorität: niedrig\n", 2),
+    ("Priority: 4 high", 4),
+])
+def test_priority_names_in_a_priority_line(body: str, priority: int) -> None:
+    assert decide(mail(body=body)).priority == priority  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("body", [
+    "Das ist dringend!",                          # the word alone, not as a line's value
+    "Priority: urgent, please",                   # not the whole value
+    "Priority: whenever you can",
+    "Wir haben eine hohe Priorität: hoch ist sie", # not a priority line
+    "Hallo\n> Priority: urgent",                  # quoted history never counts
+])
+def test_priority_words_elsewhere_set_nothing(body: str) -> None:
+    decision = decide(mail(body=body))
+    assert isinstance(decision, NewTicketDecision) and decision.priority == 3
+
+
 def test_loops_duplicates_bounces_and_out_of_office() -> None:
     own = decide(mail(sender="incident@support.example.com"))
     assert isinstance(own, IgnoreDecision) and own.rule == "own-address"

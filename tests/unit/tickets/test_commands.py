@@ -84,3 +84,10 @@ def test_a_wrong_cc_line_is_an_error(line: str) -> None:
     assert mail.commands == ()
     assert [e.line for e in mail.errors] == [line]
     assert "#cc takes add or remove and one mail address" in mail.errors[0].reason
+
+
+def test_take_needs_no_value() -> None:
+    mail = parse_commands("#take\n#state open\nIch schaue es mir an.")
+    assert mail.commands == (Command("take", ""), Command("state", "open"))
+    wrong = parse_commands("#take bernd\nText")
+    assert wrong.commands == () and "#take takes no value" in wrong.errors[0].reason
