@@ -18,7 +18,6 @@ from gateway.tickets.ticket import (
     parse_priority,
     parse_state,
     priority_label,
-    set_priority,
 )
 
 
@@ -107,7 +106,7 @@ def _print_ticket(t: dict[str, Any]) -> None:
 def ticket_set(context: CliContext, number: str, state: str | None, priority: str | None) -> None:
     """Change a ticket's state and/or priority (recorded in its history). The customer gets
     a status mail for the states the config announces (`[outbound] status_mail_states`)."""
-    from gateway.tickets.actions import change_state  # loads the mail renderer
+    from gateway.tickets.actions import change_priority, change_state  # loads the renderer
     if state is None and priority is None:
         raise InvalidInput("nothing to change: give --state and/or --priority")
     new_state = parse_state(state) if state is not None else None      # validate both first
@@ -121,7 +120,8 @@ def ticket_set(context: CliContext, number: str, state: str | None, priority: st
             click.echo(f"Ticket#{found.number}: state {found.state} -> {new_state.value}"
                        if changed else f"Ticket#{found.number}: state is {found.state} already")
         if new_priority is not None:
-            changed = set_priority(session, found.id, new_priority, actor="cli")
+            changed = change_priority(session, app.settings, found.id, new_priority,
+                                      actor="cli")
             old = priority_label(found.priority)
             click.echo(f"Ticket#{found.number}: priority {old} -> {priority_label(new_priority)}"
                        if changed else f"Ticket#{found.number}: priority is {old} already")
