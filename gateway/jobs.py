@@ -13,6 +13,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.config.settings import WebSettings
+from gateway.outbound.answers import Answering
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.housekeeping import (
@@ -21,11 +22,15 @@ from gateway.store.housekeeping import (
     sweep_unreferenced_blobs,
 )
 from gateway.store.models import utcnow
+from gateway.tickets.deadline_check import check_deadlines
 
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings) -> AsyncIOScheduler:
+def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings,
+                    answering: Answering | None = None) -> AsyncIOScheduler:
+    """The housekeeping jobs; with `answering` also the deadline check (service levels and
+    waiting customers) every minute."""
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
     scheduler.add_job(_purge_tokens, "interval", args=[db], minutes=30,
@@ -37,7 +42,20 @@ def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings) -> AsyncIO
     # not at start: it lists every blob (a whole bucket on S3), and nothing is urgent here
     scheduler.add_job(_sweep_unreferenced_blobs, "interval", args=[db, blobs], hours=6,
                       id="sweep-unreferenced-blobs")
+    if answering is not None:
+        scheduler.add_job(_check_deadlines, "interval", args=[db, answering], minutes=1,
+                          id="check-deadlines", next_run_time=utcnow())
     return scheduler
+
+
+def _check_deadlines(db: Database, answering: Answering) -> None:
+    """Service-level reminders and escalations, customer-wait reminders and closings
+    (`tickets/deadline_check.py`), as of now."""
+    with db.write(patient=True) as session:
+        actions = check_deadlines(session, answering, utcnow())
+    for action in actions:
+        log.info("deadline: %s %s %s -> %s", action.ticket, action.action,
+                 action.target or "", ", ".join(action.recipients) or action.note)
 
 
 def _sweep_sessions(db: Database, web: WebSettings) -> None:

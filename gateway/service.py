@@ -301,7 +301,8 @@ class SchedulerComponent:
     name = "scheduler"
 
     def __init__(self, app: App) -> None:
-        self.scheduler = build_scheduler(app.db, app.blobs, app.settings.web)
+        self.scheduler = build_scheduler(app.db, app.blobs, app.settings.web,
+                                         answering=app.answering)
 
     async def start(self) -> None:
         self.scheduler.start()

@@ -80,11 +80,12 @@ def _register_commands() -> None:
         mailbox,
         outbox,
         serve,
+        sla,
         tickets,
     )
 
     for module in (admin, bounces, customers, faq, files, inbound, mailbox, outbox, serve,
-                   tickets):
+                   sla, tickets):
         module.register(cli)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 import click
@@ -10,7 +11,9 @@ from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.errors import InvalidInput
 from gateway.outbound import bouncing
-from gateway.tickets.queries import StateFilter, list_tickets, ticket_detail
+from gateway.store.models import utcnow
+from gateway.tickets.business_time import parse_duration
+from gateway.tickets.queries import StateFilter, TicketSort, list_tickets, ticket_detail
 from gateway.tickets.ticket import (
     PRIORITY_NAMES,
     State,
@@ -36,21 +39,40 @@ def ticket() -> None:
 @click.option("--queue", default=None, help="Only this queue id.")
 @click.option("--customer", default=None, help="Only this customer's username.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--sort", type=click.Choice(["number", "due"]), default="number",
+              show_default=True,
+              help="number: newest first; due: the next service-level due time first.")
+@click.option("--overdue", is_flag=True,
+              help="Only new and open tickets whose next due time has passed.")
+@click.option("--due-within", "due_within", default=None, metavar="DURATION",
+              help="Only new and open tickets due within this time, e.g. 4h or 1d "
+                   "(overdue ones included).")
 @json_option
 @pass_context
 def ticket_list(context: CliContext, state_filter: str, queue: str | None,
-                customer: str | None, limit: int, as_json: bool) -> None:
-    """List tickets, newest first."""
+                customer: str | None, limit: int, sort: str, overdue: bool,
+                due_within: str | None, as_json: bool) -> None:
+    """List tickets, newest first (or by due time: `--sort due`)."""
+    if overdue and due_within:
+        raise InvalidInput("give --overdue or --due-within, not both")
+    due_before = None
+    if overdue or due_within:
+        try:
+            due_before = utcnow() + (parse_duration(due_within) if due_within else timedelta(0))
+        except ValueError as exc:
+            raise InvalidInput(f"--due-within: {exc}") from None
     app = context.app()
     with app.db.read() as session:
         rows = list_tickets(session, state=cast(StateFilter, state_filter), queue=queue,
-                            customer=customer, limit=limit)
+                            customer=customer, limit=limit, sort=cast(TicketSort, sort),
+                            due_before=due_before)
     if as_json:
         echo_json(rows)
         return
     echo_table([{**r, "customer": r["customer"] or r["contact"],
-                 "created": r["created"][:16].replace("T", " ")} for r in rows],
-               ["number", "state", "priority", "queue", "customer", "created", "title"],
+                 "created": r["created"][:16].replace("T", " "),
+                 "due": (r["next_due"] or "")[:16].replace("T", " ")} for r in rows],
+               ["number", "state", "priority", "queue", "customer", "created", "due", "title"],
                empty="(no tickets)")
 
 
@@ -76,6 +98,11 @@ def _print_ticket(t: dict[str, Any]) -> None:
     click.echo(f"state: {t['state']}   priority: {t['priority_label']}   queue: {t['queue']}"
                f"   template: {t['template'] or '-'}")
     click.echo(f"customer: {t['customer'] or '-'} <{t['contact']}>   created: {t['created']}")
+    if t["first_response_due"] or t["solution_due"]:
+        answered = f" (met {t['first_response_at']})" if t["first_response_at"] else ""
+        paused = f"   clock stopped since {t['sla_paused_at']}" if t["sla_paused_at"] else ""
+        click.echo(f"first response due: {t['first_response_due'] or '-'}{answered}   "
+                   f"solution due: {t['solution_due'] or '-'}{paused}")
     if t["contact_bouncing"]:
         click.secho(f"  ! {t['contact_bouncing']}: automatic mail to it is held back "
                     "(`ticketgw bounces`)", fg="yellow")

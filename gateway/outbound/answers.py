@@ -264,7 +264,8 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
             "customer_address": facts.address, "title": facts.title, "body": body,
             "priority": facts.priority,
             "template_name": _template_name(facts.template, language),
-            "unverified": unverified or None, "claimed_ticket": claimed_ticket},
+            "unverified": unverified or None, "claimed_ticket": claimed_ticket,
+            "first_response_due": facts.first_response_due, "solution_due": facts.solution_due},
             sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
     return notices

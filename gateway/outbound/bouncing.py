@@ -40,7 +40,9 @@ from gateway.store.upsert import upsert_for
 _bouncing = table_of(BouncingAddress)
 _outbound = table_of(OutboundMail)
 
-SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer"})
+SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer",
+                               "sla-reminder", "sla-escalation", "pending-reminder",
+                               "pending-closed"})
 HARD_BOUNCES_DEAD = 2
 _NOT_ABOUT_THE_ADDRESS = frozenset({"5.2.2", "5.3.4"})   # mailbox full, mail too big
 

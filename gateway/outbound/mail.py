@@ -22,6 +22,10 @@ EVENTS = (
     "new-password",     # the generated password
     "file-link",        # a file-exchange link
     "faq-answer",       # matching FAQ articles
+    "sla-reminder",     # to the staff to remind: a service-level target is due soon
+    "sla-escalation",   # to [[queue]] escalation (else the staff): a target was missed
+    "pending-reminder",  # to the customer: the ticket waits for their answer
+    "pending-closed",   # to the customer: closed after waiting too long for their answer
 )
 
 

@@ -14,7 +14,7 @@ from gateway.errors import InvalidInput
 from gateway.mail.addresses import address_key
 from gateway.outbound import answers
 from gateway.outbound.answers import Answering
-from gateway.store.models import Staff, Ticket, table_of
+from gateway.store.models import Staff, Ticket, table_of, utcnow
 from gateway.tickets import service_levels
 from gateway.tickets.ticket import State, record_change, set_priority, set_state
 
@@ -27,6 +27,7 @@ def change_state(session: Session, answering: Answering, ticket_id: int, state: 
     """Set the state; the customer gets a status mail when the state is one the config
     announces (and `announce`: a caller that sends its own mail says no). The service-level
     clock stops or starts with it. False when the ticket had that state already."""
+    now = now or utcnow()
     old = set_state(session, ticket_id, state, actor=actor, now=now)
     if old is None:
         return False
