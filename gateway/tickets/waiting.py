@@ -8,8 +8,8 @@ with the mail queued and the history written in that transaction.
 Guarantees:
 - the days count from the ticket's last change to `pending` (its history), in plain
   calendar days (the customer's time, not the desk's working hours);
-- one reminder per stay in `pending` (`pending-reminder` in the history, after that
-  change); the closing sends `pending-closed` and no status mail; a check that comes
+- one reminder per stay in `pending` (`pending-reminder` in the history, naming the
+  moment the stay began); the closing sends `pending-closed` and no status mail; a check that comes
   late only closes (one mail);
 - a customer reply makes the ticket `open` again (`actions.end_customer_wait`), which ends
   the wait; the ticket row is locked and its state read again before anything is done, so
@@ -101,7 +101,7 @@ def _remind(session: Session, answering: Answering, row: Any, started: datetime,
         return None
     note = deadline_mails.customer_wait(session, answering, ticket_facts(
         session, answering.settings, row.id), closed=False, close_on=close_at)
-    record_change(session, row.id, ACTOR, REMINDER, None, note, now)
+    record_change(session, row.id, ACTOR, REMINDER, started.isoformat(), note, now)
     return DeadlineAction(row.number, REMINDER, None, close_at, _recipients(note), note)
 
 
@@ -113,9 +113,11 @@ def _still_pending(session: Session, ticket_id: int) -> bool:
 
 
 def _reminded_since(session: Session, ticket_id: int, started: datetime) -> bool:
+    """A reminder for this stay in pending: its history entry names the stay's start (as
+    its old value), so a check run for another moment (`--as-of`) cannot confuse stays."""
     return session.execute(select(_history.c.id).where(
         _history.c.ticket_id == ticket_id, _history.c.field == REMINDER,
-        _history.c.at >= started).limit(1)).first() is not None
+        _history.c.old_value == started.isoformat()).limit(1)).first() is not None
 
 
 def _recipients(note: str) -> tuple[str, ...]:
