@@ -23,7 +23,7 @@ def register(cli: click.Group) -> None:
 
 @click.group()
 def sla() -> None:
-    """Service levels and waiting for customers (docs/admin.md 1.14)."""
+    """Service levels and waiting for customers (docs/admin.md 1.13)."""
 
 
 def parse_moment(text: str, zone: str) -> datetime:

@@ -191,7 +191,7 @@ class QueueSettings(_Section):
     staff: list[Address] = Field(default_factory=list)
     language: Language = "de"
     acknowledge_follow_ups: bool = False   # confirm each customer follow-up by mail
-    # service levels (docs/admin.md 1.14): working hours in [tickets] timezone, "" = 24/7
+    # service levels (docs/admin.md 1.13): working hours in [tickets] timezone, "" = 24/7
     hours: BusinessHours = ""
     holidays: list[date] = Field(default_factory=list)   # besides [tickets] holidays
     escalation: Addresses = Field(default_factory=list)   # for missed targets; [] = staff
