@@ -22,7 +22,17 @@ from gateway.tickets.business_time import (
     parse_hours,
 )
 from tests.conftest import write_config
-from tests.integration.tickets.test_staff_by_mail import Cli, ingest, message, reply_to, text_of
+from tests.integration.tickets.test_staff_by_mail import (
+    Cli,
+    ingest,
+    message,
+    reply_to,
+    smtp,
+    text_of,
+    to,
+)
+from tests.maildir import Maildir
+from tests.serve_helpers import free_port, serve_config, serving, tickets_titled
 
 MAX = "max.mustermann@acme.example"
 ANNA = "anna.agent@example.com"        # German
@@ -252,3 +262,40 @@ def test_wrong_as_of_is_explained(desk: Cli, run_cli: Any) -> None:
     assert "is not a date and time" in result.output
     result = run_cli("--config", str(desk.config), "ticket", "list", "--due-within", "4 hours")
     assert result.exit_code != 0 and "not a duration" in result.output
+
+
+def test_serve_delivers_reminder_and_escalation_into_the_maildir(
+        database_url: str, tmp_path: Path, run_cli: Any) -> None:
+    """Through a real `ticketgw serve` (its own deadline check runs every minute beside the
+    CLI's, as a second instance would): the mails reach the Maildir once each, with the
+    right recipients and languages. The ticket's times lie in the future, so the service's
+    own check, which uses the real clock, finds nothing due before the CLI's does."""
+    smtp_port, web_port = free_port(), free_port()
+    config = serve_config(tmp_path / "ticketgw.toml", database_url, smtp_port=smtp_port,
+                          web_port=web_port, extra=CONFIG)
+    cli = Cli(run_cli, config)
+    cli("db", "upgrade")
+    with serving(["--config", str(config), "serve"], tmp_path,
+                 f"http://127.0.0.1:{web_port}/healthz"):
+        outbox = Maildir(tmp_path / "var" / "outbox")
+        smtp(smtp_port, message(f"Max Mustermann <{MAX}>", "incident@support.example.com",
+                                "Server down", "<down@acme.example>", "Nichts geht.\n"),
+             MAX, "incident@support.example.com")
+        [ticket] = tickets_titled(config, "Server down")
+        number = str(ticket["number"])
+        created_at(database_url, number, berlin("2027-01-04T09:00"))    # a Monday ahead
+        cli("ticket", "set", number, "--priority", "5")                  # due 10:00
+
+        assert [a["recipients"] for a in check(cli, "2027-01-04T09:15")] == [[ANNA, BEN]]
+        anna = outbox.wait_for(lambda m: to(m) == ANNA and "Fällig" in str(m["Subject"]))
+        ben = outbox.wait_for(lambda m: to(m) == BEN and "Due" in str(m["Subject"]))
+        assert "04.01.2027, 10:00 Uhr" in text_of(anna)
+        assert "2027-01-04 10:00" in text_of(ben)
+        assert [a["recipients"] for a in check(cli, "2027-01-04T10:01")] == [[LEAD]]
+        lead = outbox.wait_for(lambda m: to(m) == LEAD)
+        assert str(lead["Subject"]).startswith("Verpasst: Erste Antwort")
+        assert check(cli, "2027-01-04T10:02") == []
+        cli.outcome("<down@acme.example>")
+        sla_mails = [m for m in outbox.messages() if str(m["Subject"]).startswith(
+            ("Fällig", "Due", "Verpasst", "Missed"))]
+        assert sorted(to(m) for m in sla_mails) == sorted([ANNA, BEN, LEAD])
