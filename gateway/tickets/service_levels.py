@@ -104,7 +104,11 @@ def next_due() -> ColumnElement[Any]:
 
 
 def start_clock(session: Session, settings: Settings, ticket_id: int) -> DueTimes:
-    """Set a new ticket's due times from its creation time (what `recompute_due` does)."""
+    """Set a new ticket's due times from its creation time (what `recompute_due` does);
+    without a single template with targets in the config, no query at all (the mail path
+    runs this for every new ticket)."""
+    if not any(t.sla or t.sla_by_priority for t in settings.template):
+        return DueTimes(None, None)
     return recompute_due(session, settings, ticket_id)
 
 

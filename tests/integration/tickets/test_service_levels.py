@@ -299,3 +299,45 @@ def test_serve_delivers_reminder_and_escalation_into_the_maildir(
         sla_mails = [m for m in outbox.messages() if str(m["Subject"]).startswith(
             ("Fällig", "Due", "Verpasst", "Missed"))]
         assert sorted(to(m) for m in sla_mails) == sorted([ANNA, BEN, LEAD])
+
+
+def test_the_assignee_is_reminded_first_and_named_in_the_escalation(
+        desk: Cli, database_url: str) -> None:
+    number = new_ticket(desk, "Laptop kaputt")
+    created_at(database_url, number, berlin("2026-11-30T09:00"))
+    desk("ticket", "set", number, "--priority", "4")                  # due 13:00
+    [(_, notice)] = [(r, m) for r, m in mails(desk, "staff-notify") if r == [ANNA]]
+    staff_address = reply_to(notice)
+    take = message(f"Anna Agent <{ANNA}>", staff_address, f"Re: [Ticket#{number}]",
+                   "<assign@example.com>", f"#assign {BEN}\n#internal\nBen übernimmt.\n")
+    assert ingest(desk, take, staff_address, ANNA)["outcome"] == "appended"
+    assert [a["recipients"] for a in check(desk, "2026-11-30T12:30")] == [[BEN, ANNA]]
+    check(desk, "2026-11-30T13:05")
+    [(recipients, escalated)] = mails(desk, "sla-escalation")
+    assert recipients == [LEAD]
+    assert f"Zuständig:  {BEN}" in text_of(escalated)
+
+
+def test_ticket_list_sorts_and_filters_by_due_time(desk: Cli, database_url: str) -> None:
+    later = new_ticket(desk, "Neuer Bildschirm")
+    created_at(database_url, later, berlin("2030-01-07T09:00"))       # far ahead
+    desk("ticket", "set", later, "--priority", "4")
+    overdue = new_ticket(desk, "Altes Problem")
+    created_at(database_url, overdue, berlin("2026-11-30T09:00"))
+    desk("ticket", "set", overdue, "--priority", "4")
+    no_target = new_ticket(desk, "Ohne Vorlage")
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(update(_ticket).where(_ticket.c.number == no_target).values(
+            first_response_due=None, solution_due=None))
+    engine.dispose()
+
+    by_due = [t["number"] for t in desk.json("ticket", "list", "--sort", "due")]
+    assert by_due == [overdue, later, no_target]                      # none last
+    assert [t["number"] for t in desk.json("ticket", "list", "--overdue")] == [overdue]
+    assert [t["number"] for t in desk.json("ticket", "list", "--due-within", "4h")] == \
+        [overdue]
+    table = desk("ticket", "list", "--sort", "due").stdout
+    assert "DUE" in table.splitlines()[0] and "2026-11-30 12:00" in table   # 13:00 Berlin
+    desk("ticket", "set", overdue, "--state", "closed")
+    assert desk.json("ticket", "list", "--overdue") == []              # the clock stopped
