@@ -67,3 +67,18 @@ def sla_check(context: CliContext, as_of: str | None, dry_run: bool, as_json: bo
                  "target": r["target"] or "", "recipients": ", ".join(r["recipients"])}
                 for r in rows], ["ticket", "action", "target", "due", "recipients"],
                empty="(nothing due)")
+
+
+@sla.command("recompute")
+@pass_context
+def sla_recompute(context: CliContext) -> None:
+    """Compute the due times of every ticket that is not closed again, from its creation
+    time, priority and template: after changing `sla`, `sla_by_priority`, `hours` or
+    `holidays` in the config, or to give older tickets due times. Reminders and escalations
+    already sent are not sent again."""
+    from gateway.tickets.service_levels import recompute_open_tickets
+
+    app = context.app()
+    with app.db.write() as session:
+        count = recompute_open_tickets(session, app.settings)
+    click.echo(f"due times recomputed for {count} tickets that are not closed")

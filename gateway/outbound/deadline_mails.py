@@ -11,7 +11,8 @@ customer mail in the customer's language with the ticket's reply address; automa
 headers (Auto-Submitted: auto-generated); a mail to a dead address is held back by the
 outbox (`bouncing.SUPPRESSED_EVENTS`); customer mail counts against
 `[outbound] max_auto_replies_per_hour` like an acknowledgment. An address that cannot be
-written is logged and skipped.
+written is logged and skipped. It composes with `answers.py`'s own helpers (identity,
+render-and-queue, staff language), so these mails cannot drift from the other answers.
 """
 
 from __future__ import annotations

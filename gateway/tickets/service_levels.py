@@ -103,6 +103,25 @@ def next_due() -> ColumnElement[Any]:
                  _ticket.c.first_response_due), else_=_ticket.c.solution_due)
 
 
+def next_due_of(first_response_due: datetime | None, first_response_at: datetime | None,
+                solution_due: datetime | None) -> datetime | None:
+    """`next_due` for values already read: the first-response due time until it is met,
+    then the solution due time."""
+    if first_response_due is not None and first_response_at is None:
+        return first_response_due
+    return solution_due
+
+
+def recompute_open_tickets(session: Session, settings: Settings) -> int:
+    """Recompute the due times of every ticket that is not closed (after the targets or
+    working hours in the config changed, or for tickets older than the targets); how many."""
+    ids = list(session.execute(select(_ticket.c.id).where(_ticket.c.state != "closed")
+                               .order_by(_ticket.c.id)).scalars())
+    for ticket_id in ids:
+        recompute_due(session, settings, ticket_id)
+    return len(ids)
+
+
 def start_clock(session: Session, settings: Settings, ticket_id: int) -> DueTimes:
     """Set a new ticket's due times from its creation time (what `recompute_due` does);
     without a single template with targets in the config, no query at all (the mail path

@@ -341,3 +341,15 @@ def test_ticket_list_sorts_and_filters_by_due_time(desk: Cli, database_url: str)
     assert "DUE" in table.splitlines()[0] and "2026-11-30 12:00" in table   # 13:00 Berlin
     desk("ticket", "set", overdue, "--state", "closed")
     assert desk.json("ticket", "list", "--overdue") == []              # the clock stopped
+
+
+def test_recompute_after_the_targets_changed(desk: Cli, database_url: str) -> None:
+    number = new_ticket(desk, "Altes Ticket")
+    created_at(database_url, number, berlin("2026-11-30T09:00"))
+    desk("ticket", "set", number, "--priority", "4")
+    assert at(desk.ticket(number)["first_response_due"]) == berlin("2026-11-30T13:00")
+    config = desk.config
+    config.write_text(config.read_text().replace('first_response = "4h", solution = "16h"',
+                                                 'first_response = "2h", solution = "16h"'))
+    assert "recomputed for 1 tickets" in desk("sla", "recompute").stdout
+    assert at(desk.ticket(number)["first_response_due"]) == berlin("2026-11-30T11:00")
