@@ -28,14 +28,16 @@ from gateway.store.housekeeping import (
     sweep_unreferenced_blobs,
 )
 from gateway.store.models import utcnow
+from gateway.tickets.deadline_check import check_deadlines
 
 log = logging.getLogger(__name__)
 
 
 def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings, *,
                     answering: Answering | None = None) -> AsyncIOScheduler:
-    """`answering`: what the staff digest needs; it is scheduled when given and
-    `[digest] schedule` is set (a crontab line in `[tickets] timezone`)."""
+    """The housekeeping jobs; with `answering` also the deadline check (service levels and
+    waiting customers) every minute, and the staff digest when `[digest] schedule` is set
+    (a crontab line in `[tickets] timezone`)."""
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
     scheduler.add_job(tolerating_outages(_purge_tokens), "interval", args=[db], minutes=30,
@@ -52,6 +54,10 @@ def build_scheduler(db: Database, blobs: BlobStore, web: WebSettings, *,
         scheduler.add_job(tolerating_outages(_send_digests), CronTrigger.from_crontab(
             settings.digest.schedule, timezone=settings.tickets.timezone),
             args=[db, answering], id="staff-digest")
+    if answering is not None:
+        scheduler.add_job(tolerating_outages(_check_deadlines), "interval",
+                          args=[db, answering], minutes=1, id="check-deadlines",
+                          next_run_time=utcnow())
     return scheduler
 
 
@@ -78,6 +84,16 @@ def _send_digests(db: Database, answering: Answering) -> None:
         log.info("staff digest: queued for %s; %s", ", ".join(queued) or "nobody",
                  ", ".join(f"{r.staff}: {r.outcome}" for r in results if r.outcome != "queued")
                  or "no one left out")
+
+
+def _check_deadlines(db: Database, answering: Answering) -> None:
+    """Service-level reminders and escalations, customer-wait reminders and closings
+    (`tickets/deadline_check.py`), as of now."""
+    with db.write(patient=True) as session:
+        actions = check_deadlines(session, answering, utcnow())
+    for action in actions:
+        log.info("deadline: %s %s %s -> %s", action.ticket, action.action,
+                 action.target or "", ", ".join(action.recipients) or action.note)
 
 
 def _sweep_sessions(db: Database, web: WebSettings) -> None:

@@ -51,10 +51,11 @@ from gateway.routing.rules import route_message
 from gateway.store.blobs import BlobStore
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets import participants, staff_mail
-from gateway.tickets.actions import change_state
+from gateway.tickets.actions import change_state, end_customer_wait
 from gateway.tickets.facts import TicketFacts, new_ticket_facts
 from gateway.tickets.guide import record_guide_reply
 from gateway.tickets.numbers import Numbering
+from gateway.tickets.service_levels import start_clock
 from gateway.tickets.ticket import (
     NewArticle,
     NewAttachment,
@@ -230,6 +231,9 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         if decision.reopen:
             change_state(session, stages.answering, decision.ticket.id, State.OPEN,
                          actor=f"mail:{sender}")
+        elif not decision.internal:
+            end_customer_wait(session, stages.answering, decision.ticket.id,
+                              actor=f"mail:{sender}")
         if decision.internal:
             return outcome("appended", decision.ticket.id, decision.ticket.number)
         guide = record_guide_reply(session, stages.answering, decision.ticket.id, parsed,
@@ -335,6 +339,7 @@ def _create(session: Session, stages: Stages, decision: NewTicketDecision, parse
         first_article=_article(stages.blobs, first, first_mail_id, sender="customer",
                                internal=False)),
         numbering=stages.numbering, actor=f"mail:{decision.contact}")
+    due = start_clock(session, stages.settings, ref.id)
     if decision.unverified:       # what `ticket show` tells staff besides the notice
         record_change(session, ref.id, f"mail:{decision.contact}", "unverified", None,
                       decision.unverified)
@@ -352,7 +357,8 @@ def _create(session: Session, stages: Stages, decision: NewTicketDecision, parse
         customer_name=customer.name if customer else "", registered=customer is not None,
         address=(customer.email if customer else "") or decision.contact,
         customer_language=customer.language if customer else None, reply_token=reply_token,
-        staff_token=staff_token, thread=tuple(m for m in thread if m)), decision
+        staff_token=staff_token, thread=tuple(m for m in thread if m),
+        first_response_due=due.first_response, solution_due=due.solution), decision
 
 
 def _article(blobs: BlobStore, parsed: ParsedMessage, mail_id: int | None, *, sender: str,

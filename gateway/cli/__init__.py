@@ -83,11 +83,12 @@ def _register_commands() -> None:
         mailbox,
         outbox,
         serve,
+        sla,
         tickets,
     )
 
     for module in (admin, bounces, customers, digest, faq, files, inbound, leases, mailbox,
-                   outbox, serve, tickets):
+                   outbox, serve, sla, tickets):
         module.register(cli)
 
 

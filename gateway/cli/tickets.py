@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 import click
@@ -10,7 +11,9 @@ from gateway.cli.context import CliContext, pass_context
 from gateway.cli.output import echo_json, echo_table, json_object_option, json_option
 from gateway.errors import InvalidInput
 from gateway.outbound import bouncing
-from gateway.tickets.queries import StateFilter, list_tickets, ticket_detail
+from gateway.store.models import utcnow
+from gateway.tickets.business_time import parse_duration
+from gateway.tickets.queries import StateFilter, TicketSort, list_tickets, ticket_detail
 from gateway.tickets.ticket import (
     PRIORITY_NAMES,
     State,
@@ -18,7 +21,6 @@ from gateway.tickets.ticket import (
     parse_priority,
     parse_state,
     priority_label,
-    set_priority,
 )
 
 
@@ -40,25 +42,42 @@ def ticket() -> None:
               help="Only tickets assigned to this staff address (#assign, #take).")
 @click.option("--unassigned", is_flag=True, help="Only tickets nobody is assigned to.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--sort", type=click.Choice(["number", "due"]), default="number",
+              show_default=True,
+              help="number: newest first; due: the next service-level due time first.")
+@click.option("--overdue", is_flag=True,
+              help="Only new and open tickets whose next due time has passed.")
+@click.option("--due-within", "due_within", default=None, metavar="DURATION",
+              help="Only new and open tickets due within this time, e.g. 4h or 1d "
+                   "(overdue ones included).")
 @json_option
 @pass_context
 def ticket_list(context: CliContext, state_filter: str, queue: str | None,
                 customer: str | None, assignee: str | None, unassigned: bool, limit: int,
-                as_json: bool) -> None:
-    """List tickets, newest first."""
+                sort: str, overdue: bool, due_within: str | None, as_json: bool) -> None:
+    """List tickets, newest first (or by due time: `--sort due`)."""
     if assignee and unassigned:
         raise click.UsageError("--assignee and --unassigned exclude each other")
+    if overdue and due_within:
+        raise InvalidInput("give --overdue or --due-within, not both")
+    due_before = None
+    if overdue or due_within:
+        try:
+            due_before = utcnow() + (parse_duration(due_within) if due_within else timedelta(0))
+        except ValueError as exc:
+            raise InvalidInput(f"--due-within: {exc}") from None
     app = context.app()
     with app.db.read() as session:
         rows = list_tickets(session, state=cast(StateFilter, state_filter), queue=queue,
                             customer=customer, assignee=assignee, unassigned=unassigned,
-                            limit=limit)
+                            limit=limit, sort=cast(TicketSort, sort), due_before=due_before)
     if as_json:
         echo_json(rows)
         return
     echo_table([{**r, "customer": r["customer"] or r["contact"], "assignee": r["assignee"] or "-",
-                 "created": r["created"][:16].replace("T", " ")} for r in rows],
-               ["number", "state", "priority", "queue", "customer", "assignee", "created",
+                 "created": r["created"][:16].replace("T", " "),
+                 "due": (r["next_due"] or "")[:16].replace("T", " ")} for r in rows],
+               ["number", "state", "priority", "queue", "customer", "assignee", "created", "due",
                 "title"],
                empty="(no tickets)")
 
@@ -86,6 +105,11 @@ def _print_ticket(t: dict[str, Any]) -> None:
                f"   template: {t['template'] or '-'}")
     click.echo(f"customer: {t['customer'] or '-'} <{t['contact']}>   created: {t['created']}")
     click.echo(f"assignee: {t['assignee'] or '-'}")
+    if t["first_response_due"] or t["solution_due"]:
+        answered = f" (met {t['first_response_at']})" if t["first_response_at"] else ""
+        paused = f"   clock stopped since {t['sla_paused_at']}" if t["sla_paused_at"] else ""
+        click.echo(f"first response due: {t['first_response_due'] or '-'}{answered}   "
+                   f"solution due: {t['solution_due'] or '-'}{paused}")
     if t["contact_bouncing"]:
         click.secho(f"  ! {t['contact_bouncing']}: automatic mail to it is held back "
                     "(`ticketgw bounces`)", fg="yellow")
@@ -124,7 +148,7 @@ def _print_ticket(t: dict[str, Any]) -> None:
 def ticket_set(context: CliContext, number: str, state: str | None, priority: str | None) -> None:
     """Change a ticket's state and/or priority (recorded in its history). The customer gets
     a status mail for the states the config announces (`[outbound] status_mail_states`)."""
-    from gateway.tickets.actions import change_state  # loads the mail renderer
+    from gateway.tickets.actions import change_priority, change_state  # loads the renderer
     if state is None and priority is None:
         raise InvalidInput("nothing to change: give --state and/or --priority")
     new_state = parse_state(state) if state is not None else None      # validate both first
@@ -138,7 +162,8 @@ def ticket_set(context: CliContext, number: str, state: str | None, priority: st
             click.echo(f"Ticket#{found.number}: state {found.state} -> {new_state.value}"
                        if changed else f"Ticket#{found.number}: state is {found.state} already")
         if new_priority is not None:
-            changed = set_priority(session, found.id, new_priority, actor="cli")
+            changed = change_priority(session, app.settings, found.id, new_priority,
+                                      actor="cli")
             old = priority_label(found.priority)
             click.echo(f"Ticket#{found.number}: priority {old} -> {priority_label(new_priority)}"
                        if changed else f"Ticket#{found.number}: priority is {old} already")

@@ -17,6 +17,7 @@ the file names environment variables (`*_env` keys) and only those are read.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -24,10 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.config.values import (
     Address,
+    Addresses,
     AfterImport,
     BaseUrl,
     BlobLocation,
+    BusinessHours,
     DatabaseUrl,
+    Duration,
     EnvName,
     FileSize,
     Identifier,
@@ -38,6 +42,7 @@ from gateway.config.values import (
     Listen,
     Mailbox,
     Network,
+    Priority,
     S3Endpoint,
     Size,
     SystemId,
@@ -83,8 +88,9 @@ class StorageSettings(_Section):
 class TicketSettings(_Section):
     # two digits in every ticket number, like the KIX/OTRS SystemID
     system_id: SystemId = "10"
-    timezone: TimeZone = "UTC"   # the date in numbers
+    timezone: TimeZone = "UTC"   # the date in numbers; also the zone of [[queue]] hours
     reopen_on_reply: bool = True
+    holidays: list[date] = Field(default_factory=list)   # closed in every queue with hours
 
 
 def _default_trusted_relays() -> list[str]:
@@ -201,6 +207,21 @@ class QueueSettings(_Section):
     # none; cc = the opening mail's Cc and `#cc add`; organisation = cc + the customer's
     # registered colleagues who reply
     participants: Literal["none", "cc", "organisation"] = "cc"
+    # service levels (docs/admin.md 1.13): working hours in [tickets] timezone, "" = 24/7
+    hours: BusinessHours = ""
+    holidays: list[date] = Field(default_factory=list)   # besides [tickets] holidays
+    escalation: Addresses = Field(default_factory=list)   # for missed targets; [] = staff
+    # waiting for the customer: remind after N days in pending, close after M; 0 = off
+    pending_reminder_days: int = Field(default=0, ge=0, le=365)
+    pending_close_days: int = Field(default=0, ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _close_after_reminder(self) -> QueueSettings:
+        if (self.pending_reminder_days and self.pending_close_days
+                and self.pending_close_days <= self.pending_reminder_days):
+            raise ValueError(f"pending_close_days ({self.pending_close_days}) must be after "
+                             f"pending_reminder_days ({self.pending_reminder_days})")
+        return self
 
 
 class StaffSettings(_Section):
@@ -215,6 +236,16 @@ class GuideQuestion(_Section):
     required: bool = False
 
 
+class ServiceLevel(_Section):
+    """Targets in working time (`[[queue]] hours`): the first staff answer and the solution
+    (closing) are due this long after the ticket was created; staff are reminded
+    `warn_before` a target is due. A target left out is not watched."""
+
+    first_response: Duration | None = None
+    solution: Duration | None = None
+    warn_before: Duration | None = None     # default 1h
+
+
 class TemplateSettings(_Section):
     id: Identifier
     group: Literal["change", "incident", "service-request"]
@@ -224,6 +255,9 @@ class TemplateSettings(_Section):
     priority: int = Field(default=3, ge=1, le=5)
     organisations: list[str] = Field(default_factory=list)   # empty: every customer
     guide: list[GuideQuestion] = Field(default_factory=list)
+    sla: ServiceLevel | None = None
+    # per priority (1-5), over `sla`: e.g. { 5 = { first_response = "1h", solution = "8h" } }
+    sla_by_priority: dict[Priority, ServiceLevel] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_guide_keys(self) -> TemplateSettings:

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator
 
+from gateway.tickets.business_time import parse_duration, parse_hours
+
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2,
                "MIB": 1024**2, "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -182,12 +184,35 @@ def _check_after(value: str) -> str:
     return value
 
 
+def _check_duration(value: str) -> str:
+    parse_duration(value)       # raises ValueError with the admin's words
+    return value
+
+
+def _check_hours(value: str) -> str:
+    """Working hours (`mon-fri 08:00-17:00`), or "" for around the clock."""
+    if value.strip():
+        parse_hours(value)
+    return value
+
+
+def _check_priority(value: int) -> int:
+    if not 1 <= value <= 5:
+        raise ValueError(f"{value} is not a priority (1 to 5)")
+    return value
+
+
 Size = Annotated[int, BeforeValidator(_parse_size)]
+Priority = Annotated[int, AfterValidator(_check_priority)]
+Duration = Annotated[str, AfterValidator(_check_duration)]      # 30m, 4h, 1h 30m, 3d
+BusinessHours = Annotated[str, AfterValidator(_check_hours)]
 FileSize = Annotated[int, BeforeValidator(_parse_size), AfterValidator(_check_file_size)]
 Listen = Annotated[str, AfterValidator(_check_listen)]
 Network = Annotated[str, AfterValidator(_check_network)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Address = Annotated[str, AfterValidator(_check_address)]
+# one address or a list of them: `"lead@example.com"` or `["a@example.com", "b@example.com"]`
+Addresses = Annotated[list[Address], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
 Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
 Identifier = Annotated[str, AfterValidator(_check_id)]
 Language = Literal["de", "en"]

@@ -276,7 +276,8 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
             "unverified": unverified or None, "claimed_ticket": claimed_ticket,
             "assignee": facts.assignee or None,
             "answers": [GuideAnswer(_labels(facts.template, language).get(k, k), v)
-                        for k, v in guide]},
+                        for k, v in guide],
+            "first_response_due": facts.first_response_due, "solution_due": facts.solution_due},
             sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
             facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
     return notices

@@ -43,7 +43,9 @@ _outbound = table_of(OutboundMail)
 
 SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answer",
                                "staff-digest",
-                               "guide-complete"})
+                               "guide-complete",
+                               "sla-reminder", "sla-escalation", "pending-reminder",
+                               "pending-closed"})
 HARD_BOUNCES_DEAD = 2
 _NOT_ABOUT_THE_ADDRESS = frozenset({"5.2.2", "5.3.4"})   # mailbox full, mail too big
 

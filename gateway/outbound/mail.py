@@ -24,6 +24,10 @@ EVENTS = (
     "faq-answer",       # matching FAQ articles
     "staff-digest",     # to a staff member: the open tickets of their queues (digest, `list`)
     "guide-complete",   # every required guide answer is there (once per ticket)
+    "sla-reminder",     # to the staff to remind: a service-level target is due soon
+    "sla-escalation",   # to [[queue]] escalation (else the staff): a target was missed
+    "pending-reminder",  # to the customer: the ticket waits for their answer
+    "pending-closed",   # to the customer: closed after waiting too long for their answer
 )
 
 

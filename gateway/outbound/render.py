@@ -81,6 +81,12 @@ REQUIRED_CONTEXT: Mapping[str, tuple[str, ...]] = {
     # entries: dicts of `outbound/digest.py`; as_of: the moment the overview is for
     "staff-digest": ("staff_name", "entries", "queues", "as_of"),
     "guide-complete": ("customer_name", "title", "answers"),
+    # target: first-response | solution; due: when (a datetime)
+    "sla-reminder": ("title", "priority", "target", "due"),
+    "sla-escalation": ("title", "priority", "target", "due"),
+    # close_on: when the ticket will be closed (None: it is not closed by waiting)
+    "pending-reminder": ("customer_name", "title", "close_on"),
+    "pending-closed": ("customer_name", "title", "days"),
 }
 # Keys an event may have; absent ones are set to these defaults.
 OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
@@ -94,13 +100,17 @@ OPTIONAL_CONTEXT: Mapping[str, Mapping[str, Any]] = {
     # unverified: why the sender failed DMARC; claimed_ticket: the ticket it was sent to
     "staff-notify": {"template_name": None, "unverified": None, "claimed_ticket": None,
                      "assignee": None,      # the assignee's address, if any
-                     "answers": ()},        # GuideAnswers the mail gave (new or recorded)
+                     "answers": (),         # GuideAnswers the mail gave (new or recorded)
+                     "first_response_due": None, "solution_due": None},   # service levels
+    "sla-escalation": {"assignee": ""},     # the ticket's owner, when it has one
     "command-failed": {"done": ()},         # nothing is carried out now; for old overrides
     "staff-digest": {"requested": False},   # True: the answer to a `list` mail
 }
 # Events about one ticket: `ticket_number` is required for them.
 TICKET_EVENTS = frozenset({"ack", "follow-up", "status", "staff-answer", "staff-notify",
-                           "command-failed", "kept-as-note", "guide-complete"})
+                           "command-failed", "kept-as-note", "guide-complete",
+                           "sla-reminder", "sla-escalation", "pending-reminder",
+                           "pending-closed"})
 # Answers to a customer's mail (RFC 3834 "auto-replied" when they answer one).
 REPLY_EVENTS = frozenset({"ack", "follow-up", "reject", "faq-answer", "guide-complete"})
 # Set by the renderer; a caller's context may not contain them.
@@ -108,6 +118,7 @@ COMMON_CONTEXT = ("event", "language", "base_url", "ticket_number", "ticket_url"
                   "login_url", "sender_name", "confirm_url", "file_url")
 
 REJECT_REASONS = ("no-subject", "unknown-sender", "template-not-available", "too-large")
+SLA_TARGETS = ("first-response", "solution")
 NOTIFY_KINDS = ("new", "reply", "files")   # files: uploaded via the file exchange
 # the routing rules a staff From may come by (kept-as-note says which; routing/rules.py)
 STAFF_PATHS = ("staff-token", "reply-token", "in-reply-to", "references", "subject-tag")
@@ -347,7 +358,8 @@ def _check_values(event: str, values: Mapping[str, Any]) -> None:
     """The few values with a closed set of choices, checked so a typo fails loudly."""
     choices = {"reason": REJECT_REASONS, "kind": NOTIFY_KINDS, "path": STAFF_PATHS,
                "old_state": tuple(STATE_NAMES["en"]), "new_state": tuple(STATE_NAMES["en"]),
-               "password_mode": ("mail", "set-on-confirm")}
+               "password_mode": ("mail", "set-on-confirm"),
+               "target": SLA_TARGETS}
     for key, allowed in choices.items():
         if key in REQUIRED_CONTEXT[event] and str(values[key]) not in allowed:
             raise RenderError(f"{event}: {key} {values[key]!r} is not one of "

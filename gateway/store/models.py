@@ -144,6 +144,14 @@ class Ticket(SQLModel, table=True):
     created: datetime = _time(default_factory=utcnow)
     updated: datetime = _time(default_factory=utcnow)
     closed: datetime | None = _time(default=None)
+    # service levels (tickets/service_levels.py): due times in UTC, None = no target; the
+    # clock stands while pending or closed (since sla_paused_at), and the working time it
+    # stood moves both due times (sla_paused_seconds)
+    first_response_due: datetime | None = _time(default=None)
+    solution_due: datetime | None = _time(default=None)
+    first_response_at: datetime | None = _time(default=None)   # the first staff answer
+    sla_paused_at: datetime | None = _time(default=None)
+    sla_paused_seconds: int = Field(default=0)
 
     __table_args__ = (Index("ix_ticket_customer_number", "customer_user_id", "number"),)
 

@@ -12,6 +12,7 @@ gateway's default address (`[outbound] from`) / without a template, never an err
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -57,6 +58,8 @@ class TicketFacts:
     # staff answers and status mails as mails of their own
     participants: tuple[tuple[str, str], ...] = ()
     assignee: str = ""                # the owner's address (`#assign`, `#take`); "" if none
+    first_response_due: datetime | None = None    # service levels (tickets/service_levels.py)
+    solution_due: datetime | None = None
 
 
 def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> TicketFacts:
@@ -83,6 +86,7 @@ def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> Ticket
         registered=row.customer_user_id is not None, address=address,
         language=row.customer_language or queue.language, reply_token=row.reply_token,
         staff_token=row.staff_token, thread=thread, assignee=row.assignee or "",
+        first_response_due=row.first_response_due, solution_due=row.solution_due,
         participants=tuple((r.name, r.address) for r in session.execute(
             select(_participant.c.name, _participant.c.address)
             .where(_participant.c.ticket_id == ticket_id).order_by(_participant.c.id))))
@@ -91,7 +95,9 @@ def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> Ticket
 def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: str, priority: int,
                      queue: str, template: str | None, customer_name: str, registered: bool,
                      address: str, customer_language: str | None, reply_token: str | None,
-                     staff_token: str | None, thread: tuple[str, ...]) -> TicketFacts:
+                     staff_token: str | None, thread: tuple[str, ...],
+                     first_response_due: datetime | None = None,
+                     solution_due: datetime | None = None) -> TicketFacts:
     """The facts of a ticket its creator just wrote, as `ticket_facts` would read them back
     (the mail path saves those two queries for every new ticket)."""
     queue_settings = _queue_settings(settings, queue)
@@ -100,7 +106,8 @@ def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: 
         queue=queue_settings, template=_template_settings(settings, template),
         customer_name=customer_name, registered=registered, address=address,
         language=customer_language or queue_settings.language, reply_token=reply_token,
-        staff_token=staff_token, thread=tuple(storable(m) for m in thread))
+        staff_token=staff_token, thread=tuple(storable(m) for m in thread),
+        first_response_due=first_response_due, solution_due=solution_due)
 
 
 def _queue_settings(settings: Settings, key: str) -> QueueSettings:

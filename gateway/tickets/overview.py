@@ -6,9 +6,9 @@ the moment `now` the overview is for. Out: `OverviewEntry` records, never an err
 empty result. Reads only.
 
 Order: overdue tickets first (by due time), then the others that have a due time (soonest
-first), then those without one, oldest first. Due times are the service levels' work
-(`next_due`): until a ticket has a `due` column, every ticket has none and the overview is
-simply oldest first.
+first), then those without one, oldest first. Due times are the service levels'
+(`tickets/service_levels.py`): the first-response due time until a staff answer met it, then
+the solution due time; a ticket off the clock (pending) has none here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlmodel import Session
 from gateway.config.settings import Settings
 from gateway.mail.addresses import address_key
 from gateway.store.models import CustomerUser, Queue, Staff, Ticket, table_of
+from gateway.tickets.service_levels import RUNNING_STATES, next_due_of
 from gateway.tickets.ticket import State
 
 _ticket = table_of(Ticket)
@@ -59,10 +60,10 @@ def staff_queues(settings: Settings, staff_address: str) -> list[str]:
 
 
 def next_due(row: Any) -> datetime | None:
-    """The ticket's next due time, or None. Reads a `due` column when the ticket table has
-    one (the service levels add it); without it no ticket is due."""
-    value = getattr(row, "due", None)
-    return value if isinstance(value, datetime) else None
+    """The ticket's next service-level due time, or None (no targets, or off the clock)."""
+    if row.state not in RUNNING_STATES:
+        return None
+    return next_due_of(row.first_response_due, row.first_response_at, row.solution_due)
 
 
 def open_overview(session: Session, queues: Sequence[str], now: datetime) -> list[OverviewEntry]:

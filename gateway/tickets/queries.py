@@ -23,9 +23,11 @@ from gateway.store.models import (
     table_of,
 )
 from gateway.tickets.participants import participants_of
+from gateway.tickets.service_levels import RUNNING_STATES, next_due
 from gateway.tickets.ticket import State, find_ticket, priority_label
 
 StateFilter = Literal["all", "open", "closed"]
+TicketSort = Literal["number", "due"]
 
 _ticket = table_of(Ticket)
 _article = table_of(Article)
@@ -45,22 +47,31 @@ def _iso(value: datetime | None) -> str | None:
 
 def list_tickets(session: Session, *, state: StateFilter = "all", queue: str | None = None,
                  customer: str | None = None, assignee: str | None = None,
-                 unassigned: bool = False, limit: int = 100) -> list[dict[str, Any]]:
-    """Tickets newest number first; `open` means every state but closed (the contract).
-    `assignee`: only tickets of this staff member (address, case-insensitive);
-    `unassigned`: only tickets nobody has taken."""
+                 unassigned: bool = False, limit: int = 100, sort: TicketSort = "number",
+                 due_before: datetime | None = None) -> list[dict[str, Any]]:
+    """Tickets newest number first, or (`sort="due"`) the next due time first, tickets
+    without one last; `open` means every state but closed (the contract). `due_before`:
+    only tickets on the clock (new, open) whose next due time is before it (the overdue
+    ones with `now`). `assignee`: only tickets of this staff member (address,
+    case-insensitive); `unassigned`: only tickets nobody has taken."""
+    due = next_due()
     statement = (
         select(_ticket.c.number, _ticket.c.title, _ticket.c.state, _ticket.c.priority,
                _template.c.key.label("template"), _queue.c.key.label("queue"),
                _customer.c.username.label("customer"), _ticket.c.contact_email,
-               _staff.c.email.label("assignee"), _ticket.c.created, _ticket.c.updated)
+               _staff.c.email.label("assignee"), _ticket.c.created, _ticket.c.updated,
+               _ticket.c.first_response_due, _ticket.c.first_response_at,
+               _ticket.c.solution_due, due.label("next_due"))
         .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
                      .outerjoin(_template, _template.c.id == _ticket.c.template_id)
                      .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
                      .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
-        .order_by(_ticket.c.number.desc())
+        .order_by(*((due.is_(None), due, _ticket.c.number) if sort == "due"
+                    else (_ticket.c.number.desc(),)))
         .limit(limit)
     )
+    if due_before is not None:
+        statement = statement.where(_ticket.c.state.in_(RUNNING_STATES), due < due_before)
     if state == "open":
         statement = statement.where(_ticket.c.state != State.CLOSED.value)
     elif state == "closed":
@@ -77,7 +88,10 @@ def list_tickets(session: Session, *, state: StateFilter = "all", queue: str | N
         {"number": r.number, "title": r.title, "state": r.state, "priority": r.priority,
          "template": r.template, "queue": r.queue, "customer": r.customer,
          "contact": r.contact_email, "assignee": r.assignee, "created": _iso(r.created),
-         "updated": _iso(r.updated)}
+         "updated": _iso(r.updated),
+         "first_response_due": _iso(r.first_response_due),
+         "first_response_at": _iso(r.first_response_at),
+         "solution_due": _iso(r.solution_due), "next_due": _iso(r.next_due)}
         for r in session.execute(statement)
     ]
 
@@ -136,6 +150,10 @@ def ticket_detail(session: Session, number: str) -> dict[str, Any]:
         "contact": ticket.contact_email, "assignee": names.assignee,
         "created": _iso(ticket.created),
         "updated": _iso(ticket.updated), "closed": _iso(ticket.closed),
+        "first_response_due": _iso(ticket.first_response_due),
+        "first_response_at": _iso(ticket.first_response_at),
+        "solution_due": _iso(ticket.solution_due),
+        "sla_paused_at": _iso(ticket.sla_paused_at),
         "guide_answers": answers, "guide_missing": [k for k in required if k not in answers],
         "articles": articles, "history": history,
         "participants": [{"address": p.address, "name": p.name, "source": p.source,

@@ -36,15 +36,15 @@ from gateway.outbound import answers
 from gateway.outbound.answers import Answering
 from gateway.routing.addressbook import AddressBook
 from gateway.tickets import participants
-from gateway.tickets.actions import assign, change_state
+from gateway.tickets.actions import assign, change_priority, change_state
 from gateway.tickets.commands import Command, parse_commands
 from gateway.tickets.facts import ticket_facts
+from gateway.tickets.service_levels import note_first_response
 from gateway.tickets.ticket import (
     NewArticle,
     State,
     add_article,
     remember_message_ids,
-    set_priority,
 )
 
 
@@ -91,6 +91,8 @@ def carry_out(session: Session, answering: Answering, ticket_id: int, parsed: Pa
     add_article(session, ticket_id, replace(
         article, direction="out", body=command_mail.text, quote_start=None, body_html=None,
         message_id=message_id, from_address=agent))   # never the agent's own address
+    if message_id:
+        note_first_response(session, ticket_id)
     done.append("answer sent to the customer" if message_id else
                 "answer kept: the ticket has no customer address to send it to")
     return "; ".join(done)
@@ -123,7 +125,7 @@ def _run_command(session: Session, answering: Answering, ticket_id: int, command
                                actor=actor)
         return f"#state {command.value}" + ("" if changed else " (unchanged)")
     if command.name == "priority":
-        set_priority(session, ticket_id, int(command.value), actor=actor)
+        change_priority(session, answering.settings, ticket_id, int(command.value), actor=actor)
         return f"#priority {command.value}"
     if command.name == "assign":
         try:

@@ -33,8 +33,9 @@ from gateway.outbound import answers, bouncing
 from gateway.outbound.answers import Answering
 from gateway.outbound.headers import MailIdentity, new_message_id
 from gateway.store.models import Queue, Template, table_of, utcnow
-from gateway.tickets.actions import change_state
+from gateway.tickets.actions import change_state, end_customer_wait
 from gateway.tickets.numbers import Numbering
+from gateway.tickets.service_levels import start_clock
 from gateway.tickets.ticket import (
     NewArticle,
     NewAttachment,
@@ -126,6 +127,7 @@ def create_from_template(session: Session, answering: Answering, numbering: Numb
         reply_token=secrets.token_urlsafe(18), guide_answers=form.answers,
         first_article=_article(user, message, attachments)),
         numbering=numbering, actor=f"web:{user.username}")
+    start_clock(session, answering.settings, ref.id)
     acknowledged = answers.ticket_created(session, answering, ref.id, message, automatic=False,
                                           answers=form.answers, missing=missing)
     return ref, acknowledged and bouncing.dead_address(session, user.email) is None
@@ -139,4 +141,6 @@ def reply(session: Session, answering: Answering, user: PortalUser, ticket_id: i
     add_article(session, ticket_id, _article(user, message, attachments))
     if state == State.CLOSED.value:
         change_state(session, answering, ticket_id, State.OPEN, actor=f"web:{user.username}")
+    else:
+        end_customer_wait(session, answering, ticket_id, actor=f"web:{user.username}")
     answers.customer_replied(session, answering, ticket_id, message, automatic=False)

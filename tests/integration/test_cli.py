@@ -44,7 +44,9 @@ def test_demo_loads_everything_a_newcomer_needs(run_cli: Any, config: Path) -> N
     assert len(tickets) == 5
     assert all(NUMBER_PATTERN.match(t["number"]) for t in tickets)
     assert set(tickets[0]) == {"number", "title", "state", "priority", "template", "queue",
-                               "customer", "contact", "assignee", "created", "updated"}
+                               "customer", "contact", "assignee", "created", "updated",
+                               "first_response_due", "first_response_at", "solution_due",
+                               "next_due"}
     assert {t["state"] for t in tickets} == {"new", "open", "pending", "closed"}
     templates = json.loads(run_cli("--config", str(config), "template", "list", "--json").stdout)
     assert {t["group"] for t in templates} == {"change", "incident", "service-request"}

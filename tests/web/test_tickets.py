@@ -374,3 +374,23 @@ def test_the_ticket_view_names_its_participants(app: App, customers: None, web: 
     assert "<dt>Participants</dt>" in client.get(f"/tickets/{number}").text
     plain = ticket_by_mail(app, "Drucker ohne Cc")
     assert "Beteiligte" not in client.get(f"/tickets/{plain}").text
+
+
+def test_a_portal_reply_ends_the_wait_for_the_customer(app: App, customers: None,
+                                                       web: FastAPI) -> None:
+    """Issue #16 item 5: a pending ticket is open again when its customer answers in the
+    portal, as by mail, without a status mail (they know they wrote)."""
+    number = ticket_by_mail(app, "Warte auf Kunde")
+    with app.db.write() as session:
+        change_state(session, app.answering, find_ticket(session, number).id or 0,
+                     State.PENDING, actor="test")
+    before = len(mails(app))
+    client = logged_in(app, web, "mmuster")
+    csrf = csrf_of(client.get(f"/tickets/{number}").text)
+    assert client.post(f"/tickets/{number}/reply",
+                       data={"csrf": csrf, "text": "Hier die Angaben."}).status_code == 303
+    with app.db.read() as session:
+        detail = ticket_detail(session, number)
+    assert detail["state"] == "open"
+    assert [h["actor"] for h in detail["history"] if h["field"] == "state"][-1] == "web:mmuster"
+    assert "status" not in [event for event, _, _ in mails(app)[before:]]

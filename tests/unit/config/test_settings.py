@@ -319,3 +319,65 @@ def test_the_listener_limits_and_trusted_relays(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "[inbound]\nsoft_error_limit = 30\n")
     assert problems == [f"{path}: inbound: soft_error_limit (30) must not be above "
                         "hard_error_limit (20)"]
+
+
+def test_service_levels_and_customer_wait_are_validated(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, """
+[tickets]
+holidays = ["2026-13-24"]
+
+[[queue]]
+id = "desk"
+from = "desk@example.com"
+hours = "mon-fri 8-17"
+escalation = "lead"
+
+[[queue]]
+id = "other"
+from = "other@example.com"
+pending_reminder_days = 7
+pending_close_days = 3
+
+[[template]]
+id = "incident"
+group = "incident"
+name = { de = "Störung" }
+queue = "desk"
+sla = { first_response = "4 hours", solution = "3d" }
+sla_by_priority = { 7 = { first_response = "1h" } }
+""")
+    text = "\n".join(problems)
+    assert "tickets.holidays[0]:" in text
+    assert "queue[0].hours: 'mon-fri 8-17': '8-17' is not a time range such as 08:00-17:00" \
+        in text
+    assert "queue[0].escalation[0]: 'lead' is not a mail address" in text
+    assert "queue[1]: pending_close_days (3) must be after pending_reminder_days (7)" in text
+    assert "template[0].sla.first_response: '4 hours' is not a duration" in text
+    assert "7 is not a priority (1 to 5)" in text
+
+
+def test_service_levels_read_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "ticketgw.toml"
+    path.write_text("""
+[tickets]
+holidays = [2026-12-24, "2026-12-25"]
+
+[[queue]]
+id = "desk"
+from = "desk@example.com"
+hours = "mon-fri 08:00-17:00"
+escalation = "lead@example.com"
+
+[[template]]
+id = "incident"
+group = "incident"
+name = { de = "Störung" }
+queue = "desk"
+sla = { first_response = "4h", solution = "3d" }
+sla_by_priority = { 5 = { first_response = "1h", solution = "8h" } }
+""", encoding="utf-8")
+    settings = load_settings(path)
+    assert [str(d) for d in settings.tickets.holidays] == ["2026-12-24", "2026-12-25"]
+    assert settings.queue[0].escalation == ["lead@example.com"]
+    assert settings.queue[0].pending_reminder_days == 0      # waiting reminders: off
+    assert settings.template[0].sla_by_priority[5].solution == "8h"

@@ -167,6 +167,38 @@ CASES: dict[str, dict[str, Any]] = {
                    f"{BASE_URL}/tickets/{NUMBER}"],
         "expect_lang": {"de": ["jetzt alle", "(neu)"], "en": ["we now have every", "(new)"]},
     },
+    "sla-reminder": {
+        "context": {"title": "Störung: Drucker im 2. OG", "priority": 4,
+                    "target": "first-response", "due": EXPIRES},
+        "ticket": True, "to": STAFF, "reply_to": "support+s-ab12cd34ef56gh78@support.example.com",
+        "expect": [NUMBER, "Störung: Drucker im 2. OG"],
+        "expect_lang": {"de": ["erste Antwort an den Kunden", "28.11.2026, 14:30 Uhr"],
+                        "en": ["first response to the customer", "2026-11-28 14:30"]},
+    },
+    "sla-escalation": {
+        "context": {"title": "Störung: Drucker im 2. OG", "priority": 4, "target": "solution",
+                    "due": EXPIRES, "assignee": "anna.agent@example.com"},
+        "ticket": True, "to": ("", "lead@example.com"),
+        "reply_to": "support+s-ab12cd34ef56gh78@support.example.com",
+        "expect": [NUMBER, "anna.agent@example.com"],
+        "expect_lang": {"de": ["wurde verpasst", "Lösung (Ticket geschlossen)"],
+                        "en": ["was missed", "solution (ticket closed)"]},
+    },
+    "pending-reminder": {
+        "context": {"customer_name": "Jürgen Müller", "title": "Störung: Drucker im 2. OG",
+                    "close_on": EXPIRES},
+        "ticket": True, "to": CUSTOMER,
+        "expect": [NUMBER, f"{BASE_URL}/tickets/{NUMBER}"],
+        "expect_lang": {"de": ["warten noch auf Ihre Antwort", "28.11.2026, 14:30 Uhr"],
+                        "en": ["still waiting for your answer", "2026-11-28 14:30"]},
+    },
+    "pending-closed": {
+        "context": {"customer_name": "Jürgen Müller", "title": "Störung: Drucker im 2. OG",
+                    "days": 7},
+        "ticket": True, "to": CUSTOMER,
+        "expect": [NUMBER, f"{BASE_URL}/tickets/{NUMBER}"],
+        "expect_lang": {"de": ["7 Tage", "geschlossen"], "en": ["7 days", "closed it"]},
+    },
 }
 
 
@@ -740,3 +772,19 @@ def test_a_notice_about_an_unverified_sender_says_why(renderer: MailRenderer, la
     plain = renderer.render_parts("staff-notify", language, CASES["staff-notify"]["context"],
                                   ticket_number=NUMBER)
     assert warning not in plain.text and "[" not in plain.subject.split("[Ticket#")[0]
+
+
+def test_staff_notice_shows_the_due_times(renderer: MailRenderer) -> None:
+    context = {**CASES["staff-notify"]["context"], "first_response_due": NOW,
+               "solution_due": EXPIRES}
+    for language, wanted in (("de", ["Erste Antwort fällig", "27.11.2026, 14:30 Uhr",
+                                     "Lösung fällig", "28.11.2026, 14:30 Uhr"]),
+                             ("en", ["First response due", "2026-11-27 14:30",
+                                     "Solution due", "2026-11-28 14:30"])):
+        mail = renderer.render("staff-notify", language, context, sender=QUEUE, to=[STAFF],
+                               ticket_number=NUMBER)
+        text, html = bodies(parse(mail.raw))
+        for fragment in wanted:
+            assert fragment in text and fragment in html, (language, fragment)
+    plain, _ = bodies(parse(render_case(renderer, "staff-notify", "en").raw))
+    assert "due" not in plain          # a ticket without targets shows none

@@ -1,6 +1,6 @@
 """The working order of the staff overview (issue #16 item 4): overdue, then due, then the
-oldest without a due time. Tickets get due times from the service levels; `next_due` reads
-a `due` column once rows have one, which these rows stand in for."""
+oldest without a due time. Tickets get due times from the service levels (item 3); these
+rows stand in for the ticket rows the overview reads."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def row(number: str, age_hours: int, due_in_hours: int | None = None) -> SimpleN
               "queue_key": "servicedesk", "customer_name": "", "customer_username": "mmuster",
               "contact_email": "max@acme.example", "created": NOW - timedelta(hours=age_hours),
               "owner_name": "", "owner_email": "anna@example.com", "staff_token": "t" * 24}
-    if due_in_hours is not None:
-        values["due"] = NOW + timedelta(hours=due_in_hours)
+    due = None if due_in_hours is None else NOW + timedelta(hours=due_in_hours)
+    values |= {"first_response_due": due, "first_response_at": None, "solution_due": None}
     return SimpleNamespace(**values)
 
 
@@ -40,6 +40,11 @@ def test_overdue_then_due_soon_then_later_then_none() -> None:
         ("later", "due"), ("later-still", "due"), ("old", "none")]
 
 
-def test_next_due_reads_a_due_column_only_when_there_is_one() -> None:
+def test_next_due_is_the_first_response_until_met_then_the_solution() -> None:
     assert next_due(row("1", 1)) is None
     assert next_due(row("1", 1, due_in_hours=2)) == NOW + timedelta(hours=2)
+    met = SimpleNamespace(**{**vars(row("1", 1, due_in_hours=2)), "first_response_at": NOW,
+                             "solution_due": NOW + timedelta(hours=9)})
+    assert next_due(met) == NOW + timedelta(hours=9)
+    paused = SimpleNamespace(**{**vars(row("1", 1, due_in_hours=2)), "state": "pending"})
+    assert next_due(paused) is None
