@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,6 +22,7 @@ from gateway.errors import TemporaryFailure
 from gateway.outbound.answers import Answering
 from gateway.outbound.digest import send_digests
 from gateway.store.blobs import BlobStore
+from gateway.store.claims import one_instance_at_a_time
 from gateway.store.db import Database
 from gateway.store.housekeeping import (
     purge_expired_tokens,
@@ -75,10 +77,17 @@ def tolerating_outages(job: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+DIGEST_ONCE = timedelta(minutes=30)   # every instance's schedule fires; one digest per slot
+
+
 def _send_digests(db: Database, answering: Answering) -> None:
-    """The staff digest as of now (`outbound/digest.send_digests`)."""
+    """The staff digest as of now (`outbound/digest.send_digests`), once per scheduled
+    slot however many instances run the schedule: the first sends, the others find its mail
+    queued within `DIGEST_ONCE` and skip."""
+    now = utcnow()
     with db.write() as session:
-        results = send_digests(session, answering, utcnow())
+        one_instance_at_a_time(session, "staff-digest")
+        results = send_digests(session, answering, now, unless_sent_since=now - DIGEST_ONCE)
     queued = [r.staff for r in results if r.outcome == "queued"]
     if results:
         log.info("staff digest: queued for %s; %s", ", ".join(queued) or "nobody",
@@ -98,8 +107,6 @@ def _check_deadlines(db: Database, answering: Answering) -> None:
 
 def _sweep_sessions(db: Database, web: WebSettings) -> None:
     """Expired portal sessions are refused when used; this removes the ones never used again."""
-    from datetime import timedelta
-
     from gateway.web.sessions import SessionPolicy, sweep_sessions
 
     policy = SessionPolicy(idle=timedelta(minutes=web.session_idle_minutes),

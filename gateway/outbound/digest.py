@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from gateway.config.settings import QueueSettings, Settings
@@ -29,9 +30,11 @@ from gateway.outbound.answers import Answering, claim_auto_answer
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.outbox import enqueue_many
 from gateway.routing.addressbook import split_plus
+from gateway.store.models import OutboundMail, table_of
 from gateway.tickets.overview import OverviewEntry, open_overview, staff_queues
 
 EVENT = "staff-digest"
+_outbound = table_of(OutboundMail)
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,19 @@ def staff_members(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 def send_digests(session: Session, answering: Answering, now: datetime, *,
-                 dry_run: bool = False, only: str | None = None) -> list[DigestResult]:
-    """The digest for every staff member (or the one address `only`), as of `now`."""
+                 dry_run: bool = False, only: str | None = None,
+                 unless_sent_since: datetime | None = None) -> list[DigestResult]:
+    """The digest for every staff member (or the one address `only`), as of `now`.
+    `unless_sent_since`: skip whoever got a digest queued since then (the schedule fires on
+    every instance; the first one sends, the others find its mail)."""
     results = []
+    had_one = _digest_recipients_since(session, unless_sent_since) \
+        if unless_sent_since is not None else set()
     for address, name, language in staff_members(answering.settings):
         if only is not None and address_key(only).lower() != address_key(address).lower():
+            continue
+        if address_key(address).lower() in had_one:
+            results.append(DigestResult(address, language, (), (), "sent-already"))
             continue
         queues = staff_queues(answering.settings, address)
         entries = open_overview(session, queues, now)
@@ -77,6 +88,12 @@ def send_digests(session: Session, answering: Answering, now: datetime, *,
             result = _mail(session, answering, result, name, entries, now)
         results.append(result)
     return results
+
+
+def _digest_recipients_since(session: Session, since: datetime) -> set[str]:
+    rows = session.execute(select(_outbound.c.recipients).where(
+        _outbound.c.event == EVENT, _outbound.c.created >= since)).scalars()
+    return {address_key(r).lower() for recipients in rows for r in recipients}
 
 
 def answer_list_request(session: Session, answering: Answering, *, staff_address: str,

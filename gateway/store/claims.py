@@ -17,11 +17,12 @@ logs the takeover.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlmodel import Session
 
 
@@ -39,3 +40,14 @@ def claim_due(session: Session, table: Table, *, status: str, now: datetime,
         .with_for_update(skip_locked=True)
     )
     return session.execute(statement).all()
+
+
+def one_instance_at_a_time(session: Session, job: str) -> None:
+    """Serialise a scheduled job across instances for the rest of the caller's transaction:
+    on PostgreSQL a transaction-level advisory lock on the job's name (a second instance
+    waits, then sees what the first committed); on SQLite the write transaction is already
+    the only one."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"ticketgw:job:{job}".encode()).digest()[:8],
+                             "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -6,14 +6,16 @@ MTA's Authentication-Results, on both databases. docs/admin.md 1.13."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from gateway import jobs
 from gateway.app import App
 from gateway.config.loading import load_settings
 from gateway.jobs import build_scheduler
@@ -214,3 +216,36 @@ def test_the_digest_is_held_back_from_a_dead_staff_address(app: App, tmp_path: P
         statuses = dict(session.execute(select(_outbound.c.message_id, _outbound.c.status)
                                         .where(_outbound.c.event == "staff-digest")).all())
     assert statuses == {first.message_id: "sent", second.message_id: "suppressed"}
+
+
+def test_the_schedule_firing_on_two_instances_sends_one_digest(app: App) -> None:
+    """Every instance runs the schedule: the job of the second (here: run again, and on
+    PostgreSQL also at the same moment from another thread) finds the first one's digest
+    and sends none; the next slot sends again."""
+    with app.db.write() as session:
+        create_ticket(session, NewTicket(
+            title="Drucker defekt", queue_id=app.stages.configured_ids.queue(session,
+                                                                             "servicedesk"),
+            contact_email="max@acme.example", first_article=NewArticle(
+                direction="in", channel="mail", sender="customer", body="Kaputt.")),
+            numbering=app.stages.numbering, actor="test")
+    scheduled = jobs._send_digests
+    instances = [threading.Thread(target=scheduled, args=(app.db, app.answering))
+                 for _ in range(2)]
+    for instance in instances:
+        instance.start()
+    for instance in instances:
+        instance.join(30)
+    scheduled(app.db, app.answering)
+
+    def digests_to_anna() -> int:
+        with app.db.read() as session:
+            return sum(ANNA in r for r in session.execute(select(_outbound.c.recipients).where(
+                _outbound.c.event == "staff-digest")).scalars())
+
+    assert digests_to_anna() == 1
+    with app.db.write() as session:     # the next slot: the last digest is older than that
+        session.execute(update(_outbound).values(
+            created=datetime.now(UTC) - jobs.DIGEST_ONCE - timedelta(minutes=1)))
+    scheduled(app.db, app.answering)
+    assert digests_to_anna() == 2
