@@ -408,12 +408,14 @@ def test_a_week_at_the_desk(desk: Desk) -> None:
         assert reply_address(sent.mail) == desk.customer_address[cc_ticket]
         assert desk.staff_address[cc_ticket] not in sent.mail.as_string()
 
-    # Anna asks Max for a serial number at 10:00 and waits; she closes two of Erika's
+    # Anna asks Max for a serial number at 10:00 and waits, with his manager in the loop;
+    # she closes two of Erika's tickets
     waiting = numbers[8]
-    desk.staff_reply(ANNA, waiting, "#state pending\nBitte schicken Sie uns die "
-                                    "Seriennummer des Telefons.\n")
+    desk.staff_reply(ANNA, waiting, f"#cc add {BERTA}\n#state pending\nBitte schicken Sie "
+                                    "uns die Seriennummer des Telefons.\n")
     desk.went_pending(waiting, berlin("2025-03-11T10:00"))
-    desk.step(("status", MAX), ("staff-answer", MAX))
+    desk.step(("status", MAX), ("status", BERTA), ("staff-answer", MAX),
+              ("staff-answer", BERTA))
     for number in (numbers[2], numbers[5]):
         desk.staff_reply(ANNA, number, "#state closed\n")            # a command alone
         desk.step(("status", ERIKA))
@@ -456,8 +458,9 @@ def test_a_week_at_the_desk(desk: Desk) -> None:
     desk.digest("2025-03-14T08:00")
     desk.step(("staff-digest", ANNA), ("staff-digest", BEN))
     assert desk.sla_check("2025-03-14T10:01") == [(waiting, "pending-closed", None, [MAX])]
-    [closing] = desk.step(("pending-closed", MAX))
+    closing, told = desk.step(("pending-closed", MAX), ("status", BERTA))
     assert "3 Tage auf Ihre Antwort" in text_of(closing.mail)
+    assert "geschlossen" in str(told.mail["Subject"])
     assert desk.ticket(waiting)["state"] == "closed"
     assert desk.sla_check("2025-03-14T16:59") == []
     desk.step()
@@ -481,7 +484,7 @@ def test_a_week_at_the_desk(desk: Desk) -> None:
     assert len(desk.cli.json("outbox", "list", "--limit", "1000")) == len(desk.all_sent)
     assert Counter((s.event, s.recipient) for s in desk.all_sent) == desk.expected
     assert Counter(s.event for s in desk.all_sent) == {
-        "ack": 20, "staff-notify": 46, "guide-complete": 1, "staff-answer": 27, "status": 9,
+        "ack": 20, "staff-notify": 46, "guide-complete": 1, "staff-answer": 28, "status": 11,
         "sla-reminder": 2, "sla-escalation": 1, "staff-digest": 9, "pending-reminder": 1,
         "pending-closed": 1}
     for sent in desk.all_sent:
