@@ -306,11 +306,14 @@ def _rejecting_identity(settings: Settings, queue: str | None) -> MailIdentity:
 
 
 def state_changed(session: Session, answering: Answering, ticket_id: int, old: str,
-                  new: str) -> None:
+                  new: str, *, to_customer: bool = True) -> None:
+    """The status mail to the customer and each participant; `to_customer=False`: to the
+    participants only (the customer got a mail of its own about the change)."""
     if new not in answering.settings.outbound.status_mail_states:
         return
     facts = ticket_facts(session, answering.settings, ticket_id)
-    for name, address in _customer_and_participants(facts):
+    recipients = _customer_and_participants(facts) if to_customer else facts.participants
+    for name, address in recipients:
         _queue_mail(session, answering, "status", facts.language, {
             "customer_name": name, "title": facts.title, "old_state": old,
             "new_state": new}, sender=_queue_identity(facts.queue),

@@ -126,7 +126,11 @@ def _mail(session: Session, answering: Answering, result: DigestResult, name: st
     try:
         mail = answering.renderer.render(EVENT, result.language, context, sender=identity,
                                          to=[(name, result.staff)], in_reply_to=in_reply_to,
-                                         references=[in_reply_to] if in_reply_to else ())
+                                         references=[in_reply_to] if in_reply_to else (),
+                                         # the answer to a `list` mail answers that mail
+                                         # (RFC 3834 §5); the scheduled digest answers none
+                                         auto_submitted="auto-replied" if in_reply_to
+                                         else "auto-generated")
     except HeaderError:
         return DigestResult(result.staff, result.language, result.queues, result.tickets,
                             "not-written")

@@ -9,8 +9,9 @@ Guarantees:
 - the days count from the ticket's last change to `pending` (its history), in plain
   calendar days (the customer's time, not the desk's working hours);
 - one reminder per stay in `pending` (`pending-reminder` in the history, naming the
-  moment the stay began); the closing sends `pending-closed` and no status mail; a check that comes
-  late only closes (one mail);
+  moment the stay began); the closing sends the customer `pending-closed` instead of the
+  status mail, and the participants the status mail; a check that comes late only closes
+  (one mail to the customer);
 - a customer reply makes the ticket `open` again (`actions.end_customer_wait`), which ends
   the wait; the ticket row is locked and its state read again before anything is done, so
   a reply committed meanwhile wins and a second instance does nothing twice;
@@ -25,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from gateway.outbound import deadline_mails
+from gateway.outbound import answers, deadline_mails
 from gateway.outbound.answers import Answering
 from gateway.store.models import Queue, Ticket, TicketHistory, table_of
 from gateway.tickets.actions import change_state
@@ -86,6 +87,10 @@ def _close(session: Session, answering: Answering, row: Any, started: datetime, 
     change_state(session, answering, row.id, State.CLOSED, actor=ACTOR, now=now, announce=False)
     note = deadline_mails.customer_wait(session, answering, ticket_facts(
         session, answering.settings, row.id), closed=True, days=days)
+    # `pending-closed` replaces the customer's status mail; the participants (docs/admin.md
+    # 1.9: they get the status mails) were not asked anything and learn of it as of any close
+    answers.state_changed(session, answering, row.id, State.PENDING.value,
+                          State.CLOSED.value, to_customer=False)
     record_change(session, row.id, ACTOR, CLOSED, None, f"after {days} days: {note}", now)
     return DeadlineAction(row.number, CLOSED, None, started + timedelta(days=days),
                           _recipients(note), note)

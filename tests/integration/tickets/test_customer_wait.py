@@ -143,3 +143,26 @@ def test_off_by_default(database_url: str, tmp_path: Path, run_cli: Any) -> None
     assert check(cli, since + timedelta(days=365)) == []
     assert cli.ticket(number)["state"] == "pending"
     assert "pending-reminder" not in events(cli)
+
+
+def test_participants_learn_of_the_close_by_a_status_mail(desk: Cli) -> None:
+    """The customer gets `pending-closed` instead of the status mail; a participant, whom
+    the waiting was not about, gets the status mail as on any other close."""
+    berta = "berta.boss@acme.example"
+    opening = message(f"Max Mustermann <{MAX}>", "incident@support.example.com",
+                      "Drucker defekt", "<cc-wait@acme.example>", "Es geht nicht.\n")
+    opening["Cc"] = f"Berta Boss <{berta}>"
+    number = str(ingest(desk, opening, "incident@support.example.com", MAX)["ticket"])
+    desk("ticket", "set", number, "--state", "pending")
+    since = datetime.fromisoformat([h for h in desk.ticket(number)["history"]
+                                    if h["new"] == "pending"][-1]["at"])
+    before = len(desk.events())
+    [closing] = check(desk, since + timedelta(days=7, minutes=1))
+    assert (closing["action"], closing["recipients"]) == ("pending-closed", [MAX])
+    closed = desk.outbox()[before:]
+    assert sorted((e, r) for e, r, _ in closed) == [("pending-closed", [MAX]),
+                                                    ("status", [berta])]
+    [status] = [m for e, _, m in closed if e == "status"]
+    assert str(status["Subject"]).startswith("Your ticket has been closed")  # in Max's language
+    assert check(desk, since + timedelta(days=8)) == []
+    assert len(desk.events()) == before + 2

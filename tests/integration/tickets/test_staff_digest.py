@@ -153,6 +153,7 @@ def test_list_mail_from_vouched_staff_is_answered_and_from_others_is_a_ticket(de
     assert "overview of servicedesk" in entry["reason"] and "queued, 1 tickets" in entry["reason"]
     [(to, listed)] = digests(cli)
     assert to == [ANNA] and listed["In-Reply-To"] == "<list1@example.com>"
+    assert listed["Auto-Submitted"] == "auto-replied"     # an answer to her mail, RFC 3834
     assert "wie angefordert" in text_of(listed) and number in text_of(listed)
     assert "Toner bestellen" not in text_of(listed)      # not Anna's queue
 
