@@ -6,7 +6,8 @@ Guarantees (authorization): every query here is restricted by `visible_to(user)`
 user's own tickets, or their organisation's when `[web] organisation_tickets` is on — and
 by `Article.internal = false`; a ticket, article or attachment outside that is `None`, which
 the pages answer with 404 (the same as a number that does not exist). Nothing is found by
-an id alone: an attachment is looked up by its id *and* its ticket's number.
+an id alone: an attachment is looked up by its id *and* its ticket's number. What a search
+matches, and through which index: `ticket_search`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlmodel import Session
 
 from gateway.store.models import Article, Attachment, CustomerUser, Ticket, table_of
+from gateway.web import ticket_search
 from gateway.web.sessions import PortalUser
 
 _ticket = table_of(Ticket)
@@ -64,17 +66,6 @@ class TicketPage:
     pages: int
 
 
-def _search(q: str) -> ColumnElement[bool]:
-    visible_text = exists().where(_article.c.ticket_id == _ticket.c.id,
-                                  _article.c.internal.is_(False),
-                                  _article.c.body.icontains(q, autoescape=True))
-    conditions = [_ticket.c.title.icontains(q, autoescape=True), visible_text]
-    digits = q.strip().lstrip("#")
-    if digits.isdigit():
-        conditions.append(_ticket.c.number.startswith(digits, autoescape=True))
-    return or_(*conditions)
-
-
 def list_tickets(session: Session, user: PortalUser, *, organisation: bool,
                  state: Filter = "all", q: str = "", sort: str = DEFAULT_SORT, page: int = 1,
                  page_size: int = 25) -> TicketPage:
@@ -84,7 +75,8 @@ def list_tickets(session: Session, user: PortalUser, *, organisation: bool,
     elif state == "closed":
         where.append(_ticket.c.state == "closed")
     if q.strip():
-        where.append(_search(q.strip()))
+        where.append(ticket_search.search_condition(q.strip(),
+                                                    session.get_bind().dialect.name))
     total = int(session.execute(select(func.count()).select_from(_ticket)
                                 .where(and_(*where))).scalar_one())
     pages = max(1, -(-total // page_size))
