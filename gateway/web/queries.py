@@ -77,15 +77,28 @@ def list_tickets(session: Session, user: PortalUser, *, organisation: bool,
     if q.strip():
         where.append(ticket_search.search_condition(q.strip(),
                                                     session.get_bind().dialect.name))
-    total = int(session.execute(select(func.count()).select_from(_ticket)
-                                .where(and_(*where))).scalar_one())
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, page), pages)
-    tickets = session.execute(
-        select(_ticket.c.id, _ticket.c.number, _ticket.c.title, _ticket.c.state,
+    order = SORTS.get(sort, SORTS[DEFAULT_SORT])
+    columns = (_ticket.c.id, _ticket.c.number, _ticket.c.title, _ticket.c.state,
                _ticket.c.created, _ticket.c.updated)
-        .where(and_(*where)).order_by(*SORTS.get(sort, SORTS[DEFAULT_SORT]))
-        .limit(page_size).offset((page - 1) * page_size)).all()
+    if q.strip():
+        # a search is evaluated once: every match's id in order (the count is their
+        # number), then the page's rows; a count and a page query would search twice
+        found = session.execute(select(_ticket.c.id).where(and_(*where)).order_by(*order)
+                                ).scalars().all()
+        total = len(found)
+        pages = max(1, -(-total // page_size))
+        page = min(max(1, page), pages)
+        shown = found[(page - 1) * page_size:page * page_size]
+        tickets = session.execute(select(*columns).where(_ticket.c.id.in_(shown))
+                                  .order_by(*order)).all() if shown else []
+    else:
+        total = int(session.execute(select(func.count()).select_from(_ticket)
+                                    .where(and_(*where))).scalar_one())
+        pages = max(1, -(-total // page_size))
+        page = min(max(1, page), pages)
+        tickets = session.execute(
+            select(*columns).where(and_(*where)).order_by(*order)
+            .limit(page_size).offset((page - 1) * page_size)).all()
     excerpts = _first_texts(session, [t.id for t in tickets])
     rows = tuple(TicketRow(t.number, t.title, excerpts.get(t.id, ""), t.state, t.created,
                            t.updated) for t in tickets)

@@ -155,3 +155,15 @@ def test_the_sqlite_index_follows_changed_and_deleted_articles(app: App) -> None
         rows = session.execute(text(
             "SELECT count(*) FROM article_trgm WHERE article_trgm MATCH '\"läuft\"'")).scalar()
         assert rows == 0
+
+
+def test_a_search_is_paged_like_the_list(app: App, backend: str) -> None:
+    users = _setup(app)
+    with app.db.read() as session:
+        pages = [queries.list_tickets(session, users["max"], organisation=True, q="2026010210",
+                                      sort="title", page=n, page_size=2) for n in (1, 2, 3, 4, 9)]
+    assert [p.total for p in pages] == [7] * 5 and [p.pages for p in pages] == [4] * 5
+    assert [p.page for p in pages] == [1, 2, 3, 4, 4]          # past the end: the last page
+    titles = [row.title for p in pages[:4] for row in p.rows]
+    assert titles == sorted(t for owner, t, _ in TICKETS.values() if owner != "jane")
+    assert pages[4].rows == pages[3].rows
