@@ -25,8 +25,7 @@ metadata = SQLModel.metadata
 SEARCH_TABLE_PREFIXES = ("faq_fts", "faq_head_fts", "faq_term_trgm",   # SQLite FTS5 (+ _data...)
                          "article_trgm")
 SEARCH_INDEXES = frozenset({"ix_faq_article_search", "ix_faq_article_head",   # PostgreSQL GIN
-                            "ix_faq_term_trgm", "ix_article_body_trgm",
-                            "ix_ticket_title_trgm"})
+                            "ix_faq_term_trgm", "ix_article_body_trgm"})
 SEARCH_COLUMNS = frozenset({("faq_article", "search_vector"),                 # PostgreSQL
                             ("faq_article", "head_vector")})
 

@@ -134,7 +134,7 @@ def test_the_index_serves_the_search(app: App, backend: str) -> None:
         else:
             session.execute(text("SET LOCAL enable_seqscan = off"))   # 8 rows: force it
             plan = " ".join(row[0] for row in session.execute(text(f"EXPLAIN {compiled}")))
-            assert "ix_article_body_trgm" in plan and "ix_ticket_title_trgm" in plan, plan
+            assert "ix_article_body_trgm" in plan, plan
 
 
 @pytest.mark.backends("sqlite")

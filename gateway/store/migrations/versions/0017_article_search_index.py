@@ -1,4 +1,4 @@
-"""articles and ticket titles: trigram indexes for the portal's My-tickets search
+"""articles: a trigram index on their text for the portal's My-tickets search
 
 Revision ID: 0017
 Revises: 0013
@@ -8,12 +8,12 @@ The portal searches the user's tickets for a substring of an article's text
 (`web/ticket_search.py`). Without an index that reads every article of the user; these
 indexes find the articles that contain the query (3 characters and more) directly. Raw DDL
 per database (`store/schema.py` keeps them out of the models comparison):
-- PostgreSQL: `pg_trgm` and the GIN indexes `ix_article_body_trgm` on `article.body` and
-  `ix_ticket_title_trgm` on `ticket.title` (`gin_trgm_ops`), which serve `ILIKE '%q%'`.
-  `CREATE EXTENSION` needs a role allowed to create it: pg_trgm is a trusted extension (PostgreSQL 13+), so the database's
+- PostgreSQL: `pg_trgm` and the GIN index `ix_article_body_trgm` on `article.body`
+  (`gin_trgm_ops`), which serves `body ILIKE '%q%'`. `CREATE EXTENSION` needs a role
+  allowed to create it: pg_trgm is a trusted extension (PostgreSQL 13+), so the database's
   owner or a role with CREATE on it may; otherwise an administrator runs
   `CREATE EXTENSION pg_trgm` in the database first (0006 already needs it for the FAQ). The
-  indexes keep GIN's `fastupdate` on (unlike the FAQ's): articles are written with every
+  index keeps GIN's `fastupdate` on (unlike the FAQ's): articles are written with every
   mail, and the pending list makes that write cheap; searches read the list until it is
   merged (autovacuum, or 4 MB of it).
 - SQLite: the FTS5 table `article_trgm` (`tokenize = "trigram"`, external content
@@ -33,10 +33,8 @@ depends_on: str | Sequence[str] | None = None
 POSTGRES_INDEX = (
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     "CREATE INDEX ix_article_body_trgm ON article USING gin (body gin_trgm_ops)",
-    "CREATE INDEX ix_ticket_title_trgm ON ticket USING gin (title gin_trgm_ops)",
 )
-POSTGRES_INDEX_DROP = ("DROP INDEX IF EXISTS ix_ticket_title_trgm",
-                       "DROP INDEX IF EXISTS ix_article_body_trgm")
+POSTGRES_INDEX_DROP = ("DROP INDEX IF EXISTS ix_article_body_trgm",)
 SQLITE_INDEX = (
     "CREATE VIRTUAL TABLE article_trgm USING fts5(body, content = 'article', "
     "content_rowid = 'id', tokenize = 'trigram')",
