@@ -20,8 +20,8 @@ How the article texts are searched:
     the index only narrows the rows, PostgreSQL rechecks the ILIKE on each, so the result
     is exactly the scan's;
   - SQLite: the FTS5 trigram table `article_trgm` (`tokenize="trigram"`, case folded for
-    every letter) finds the articles containing the query as a phrase, a superset of what
-    `lower(body) LIKE` matches; that LIKE then decides, so the result is exactly the
+    every letter) finds the articles that have every trigram of the query, a superset of
+    what `lower(body) LIKE` matches; that LIKE then decides, so the result is exactly the
     scan's.
 Never raises for any query text: LIKE wildcards are escaped, FTS5 quotes are doubled.
 """
@@ -57,9 +57,11 @@ def scan_condition(q: str) -> ColumnElement[bool]:
                *_number_prefix(q))
 
 
-def _fts5_phrase(q: str) -> str:
-    """`q` as one FTS5 phrase: with the trigram tokenizer, a substring match."""
-    return '"' + q.replace('"', '""') + '"'
+def _fts5_trigrams(q: str) -> str:
+    """An FTS5 query for the texts that have every trigram of `q` (a superset of those
+    containing `q`: the index has no positions, `detail = 'none'`)."""
+    grams = sorted({q[i:i + TRIGRAM] for i in range(len(q) - TRIGRAM + 1)})
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
 
 def indexed_condition(q: str, dialect: str) -> ColumnElement[bool]:
@@ -69,7 +71,7 @@ def indexed_condition(q: str, dialect: str) -> ColumnElement[bool]:
                                                   _body_contains(q))
     if dialect == "sqlite":
         candidates = text("SELECT rowid AS id FROM article_trgm WHERE article_trgm MATCH "
-                          ":phrase").bindparams(phrase=_fts5_phrase(q)).columns(_article.c.id)
+                          ":grams").bindparams(grams=_fts5_trigrams(q)).columns(_article.c.id)
         articles = articles.where(_article.c.id.in_(candidates))
     return or_(_ticket.c.title.icontains(q, autoescape=True), _ticket.c.id.in_(articles),
                *_number_prefix(q))
