@@ -11,19 +11,31 @@ one request at a time, a logged-in session cookie):
 - search-text:   GET /tickets?q=WORD — a word found in the text of 1 % of the tickets: the
                  search reads every visible article of the user (LIKE '%word%').
 - search-number: GET /tickets?q=NUMBER-PREFIX — one day's tickets by number prefix.
+- search-common: GET /tickets?q=WORD — a word in 10 % of the tickets.
+- search-short:  GET /tickets?q=vp — two letters: no trigram, always the scan.
+- search-… (scan): the same request answered with the parent's query (before migration
+                 0017: `ticket_search.scan_condition`, swapped in for that request), on the
+                 same data; the script checks that both list the same tickets.
+- faq-search:    GET /faq?lang=all&q=… — the FAQ's search page (its own FTS5 / tsvector
+                 index), the queries of bench/faq.py in turn, over `--faq-articles`
+                 generated articles.
+With `--drop-index`, the index of migration 0017 is dropped after the import and only the
+scans are measured: the parent commit's query on the parent's schema.
 Each is requested `--count` times after 5 unmeasured warm-up requests, interleaved round by
-round; the table shows the median and the 95th percentile in milliseconds. The data: one
-customer with 10,000 tickets (one ~600-byte article each, every 10th closed) plus 10,000
-tickets of another customer that must never show up.
+round; the table shows the median and the 95th percentile in milliseconds and the ratio of
+the median to static's. The data: one customer with 10,000 tickets (`--articles` ~600-byte
+articles each, default 10: 100,000 articles; every 10th ticket closed) plus 10,000 tickets
+of another customer (one article each) that must never show up; then ANALYZE on PostgreSQL.
 
 Run:  .venv/bin/python bench/portal.py [--backends sqlite,postgresql] [--tickets N]
-      [--count N] [--pg-admin-url URL]
+      [--articles N] [--faq-articles N] [--drop-index] [--count N] [--pg-admin-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -33,13 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.faq import QUERIES as FAQ_QUERIES
+from bench.faq import generate as generate_faq
 from bench.tickets import PG_ADMIN_URL, database
 from gateway.app import build_app, prepare_database
 from gateway.config.loading import settings_from_mapping
+from gateway.faq.store import save_articles
 from gateway.store.models import (
     Article,
     CustomerUser,
@@ -48,16 +63,21 @@ from gateway.store.models import (
     table_of,
 )
 from gateway.tickets.customers import NewCustomer, add_customer
+from gateway.web import ticket_search
 from gateway.web.app import create_web_app
 from gateway.web.passwords import hash_password
 
 PASSWORD = "bench password 1"
+DROP_INDEX = {"sqlite": ["DROP TRIGGER article_trgm_insert", "DROP TABLE article_trgm"],
+              "postgresql": ["DROP INDEX ix_article_body_trgm"]}   # what 0017 made
 WORDS = ("printer", "network", "mailbox", "laptop", "login", "invoice", "vpn", "monitor")
 RARE = "zeppelin"   # in 1 % of the tickets
+COMMON = "harbour"  # in 10 % of the tickets
 
 
-def populate(app: Any, tickets: int) -> str:
-    """Two customers with `tickets` tickets each; the number prefix of one day."""
+def populate(app: Any, tickets: int, articles: int) -> str:
+    """Two customers with `tickets` tickets each (the first with `articles` articles per
+    ticket, the other with one); the number prefix of one day."""
     with app.db.write() as session:
         add_customer(session, NewCustomer("bench", "bench@example.com", "Bench User"))
         add_customer(session, NewCustomer("other", "other@example.com", "Other User"))
@@ -77,9 +97,13 @@ def populate(app: Any, tickets: int) -> str:
                 day = created.strftime("%Y%m%d")
                 number = f"{day}10{owner_index}{i:07d}"
                 prefix = prefix or day
-                words = " ".join(rng.choice(WORDS) for _ in range(80))
-                if i % 100 == 7:
-                    words += f" {RARE}"
+                for k in range(articles if owner_index == 0 else 1):
+                    words = " ".join(rng.choice(WORDS) for _ in range(80))
+                    if i % 100 == 7 and k == articles // 2:
+                        words += f" {RARE}"
+                    if i % 10 == 3 and k == 0:
+                        words += f" {COMMON}"
+                    article_rows.append((number, words, created))
                 ticket_rows.append({
                     "number": number, "title": f"Ticket {i} about {rng.choice(WORDS)}",
                     "state": "closed" if i % 10 == 0 else "open", "priority": 3,
@@ -87,7 +111,6 @@ def populate(app: Any, tickets: int) -> str:
                     "contact_email": f"{username}@example.com", "created": created,
                     "updated": created, "template_id": None, "owner_staff_id": None,
                     "reply_token": None, "closed": None})
-                article_rows.append((number, words, created))
             with app.db.write() as session:
                 ids = dict(session.execute(
                     insert(table_of(Ticket)).returning(table_of(Ticket).c.number,
@@ -120,7 +143,15 @@ def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, tuple[flo
             app = build_app(settings)
             prepare_database(app, migrate=True)
             began = time.perf_counter()
-            day = populate(app, args.tickets)
+            day = populate(app, args.tickets, args.articles)
+            began = time.perf_counter()
+            with app.db.write() as session:
+                save_articles(session, generate_faq(args.faq_articles))
+            print(f"{backend}: {args.faq_articles} FAQ articles imported in "
+                  f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
+            if backend == "postgresql":
+                with app.db.write() as session:     # what autovacuum does after a bulk load
+                    session.execute(text("ANALYZE"))
             print(f"{backend}: {2 * args.tickets} tickets written in "
                   f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
             client = TestClient(create_web_app(app), follow_redirects=False)
@@ -131,18 +162,49 @@ def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, tuple[flo
             urls = {"static": "/static/portal.css", "my-tickets": "/tickets",
                     "open-page-200": "/tickets?filter=open&page=200",
                     "search-text": f"/tickets?q={RARE}",
-                    "search-number": f"/tickets?q={day}"}
+                    "search-number": f"/tickets?q={day}",
+                    "search-common": f"/tickets?q={COMMON}",
+                    "search-short": "/tickets?q=vp"}
+            searches = [name for name in urls if name.startswith("search-")]
+            for name in searches:            # the parent's query (before 0017), same request
+                urls[f"{name} (scan)"] = urls[name]
+            if args.drop_index:              # the parent's schema too: scans only
+                with app.db.write() as session:
+                    for statement in DROP_INDEX[backend]:
+                        session.execute(text(statement))
+                for name in searches:
+                    del urls[name]
+                searches = []
+            faq = [f"/faq?lang=all&q={q.replace(' ', '+')}" for q in FAQ_QUERIES]
+            urls["faq-search"] = faq[0]
             timings: dict[str, list[float]] = {name: [] for name in urls}
-            for path in urls.values():
-                for _ in range(5):
-                    assert client.get(path).status_code == 200, path
-            for _ in range(args.count):
-                for name, path in urls.items():
-                    began = time.perf_counter()
-                    response = client.get(path)
-                    timings[name].append((time.perf_counter() - began) * 1000)
+            indexed = ticket_search.search_condition
+
+            def scan(q: str, dialect: str) -> Any:
+                return ticket_search.scan_condition(q)
+
+            def get(name: str, round_: int) -> tuple[float, Any]:
+                path = faq[round_ % len(faq)] if name == "faq-search" else urls[name]
+                ticket_search.search_condition = scan if name.endswith("(scan)") else indexed
+                began = time.perf_counter()
+                response = client.get(path)
+                elapsed = (time.perf_counter() - began) * 1000
+                ticket_search.search_condition = indexed
+                return elapsed, response
+
+            for name in urls:
+                for round_ in range(5):
+                    assert get(name, round_)[1].status_code == 200, name
+            for name in searches:            # both queries find the same tickets
+                assert (re.findall(r"/tickets/(\d+)", get(name, 0)[1].text)
+                        == re.findall(r"/tickets/(\d+)", get(f"{name} (scan)", 0)[1].text)), name
+            for round_ in range(args.count):
+                for name in urls:
+                    elapsed, response = get(name, round_)
+                    timings[name].append(elapsed)
                     assert response.status_code == 200
-            assert "Other" not in client.get(f"/tickets?q={RARE}").text
+                    assert name != "faq-search" or 'class="hits"' in response.text, name
+            assert "Other" not in get("search-text (scan)", 0)[1].text
             app.close()
     return {name: (statistics.median(values), percentile(values, 0.95))
             for name, values in timings.items()}
@@ -153,14 +215,23 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--tickets", type=int, default=10_000)
     parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--faq-articles", type=int, default=10_000)
+    parser.add_argument("--drop-index", action="store_true",
+                        help="drop the article index of migration 0017 (the parent's schema) "
+                             "and measure the scans only")
+    parser.add_argument("--articles", type=int, default=10,
+                        help="articles per ticket of the measured customer")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     args = parser.parse_args()
-    print(f"| backend | request | median ms | p95 ms |  ({args.tickets} tickets, "
-          f"{args.count} requests each)")
-    print("|---|---|---:|---:|")
+    print(f"| backend | request | median ms | p95 ms | median ÷ static |  ({args.tickets} "
+          f"tickets, {args.articles} articles each, {args.faq_articles} FAQ articles, "
+          f"{args.count} rounds)")
+    print("|---|---|---:|---:|---:|")
     for backend in args.backends.split(","):
-        for name, (median, p95) in bench_backend(backend.strip(), args).items():
-            print(f"| {backend} | {name} | {median:.1f} | {p95:.1f} |", flush=True)
+        results = bench_backend(backend.strip(), args)
+        for name, (median, p95) in results.items():
+            print(f"| {backend} | {name} | {median:.1f} | {p95:.1f} | "
+                  f"{median / results['static'][0]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

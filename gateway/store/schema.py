@@ -3,8 +3,9 @@ migrations against the models leaves out.
 
 In: nothing. Out: `metadata` (SQLModel's, with every table of `models`, `models_faq` and
 `models_files` registered) and `include_name`, the Alembic hook that hides the full-text
-search objects migration 0006 creates per database (SQLite FTS5 tables and their shadow tables, the
-PostgreSQL `search_vector` and `head_vector` columns and the GIN indexes): SQLAlchemy cannot
+search objects migrations 0006 and 0017 create per database (SQLite FTS5 tables and their
+shadow tables, the PostgreSQL `search_vector` and `head_vector` columns and the GIN
+indexes): SQLAlchemy cannot
 declare them portably, so they are created with raw DDL and checked by their own tests.
 """
 
@@ -20,10 +21,11 @@ import gateway.store.models_files  # noqa: F401  (and the file exchange's)
 
 metadata = SQLModel.metadata
 
-# created by 0006 with raw DDL, per database
-SEARCH_TABLE_PREFIXES = ("faq_fts", "faq_head_fts", "faq_term_trgm")   # SQLite FTS5 (+ _data...)
+# created by 0006 (the FAQ) and 0017 (articles) with raw DDL, per database
+SEARCH_TABLE_PREFIXES = ("faq_fts", "faq_head_fts", "faq_term_trgm",   # SQLite FTS5 (+ _data...)
+                         "article_trgm")
 SEARCH_INDEXES = frozenset({"ix_faq_article_search", "ix_faq_article_head",   # PostgreSQL GIN
-                            "ix_faq_term_trgm"})
+                            "ix_faq_term_trgm", "ix_article_body_trgm"})
 SEARCH_COLUMNS = frozenset({("faq_article", "search_vector"),                 # PostgreSQL
                             ("faq_article", "head_vector")})
 

@@ -6,7 +6,8 @@ Guarantees (authorization): every query here is restricted by `visible_to(user)`
 user's own tickets, or their organisation's when `[web] organisation_tickets` is on — and
 by `Article.internal = false`; a ticket, article or attachment outside that is `None`, which
 the pages answer with 404 (the same as a number that does not exist). Nothing is found by
-an id alone: an attachment is looked up by its id *and* its ticket's number.
+an id alone: an attachment is looked up by its id *and* its ticket's number. What a search
+matches, and through which index: `ticket_search`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlmodel import Session
 
 from gateway.store.models import (
@@ -28,6 +29,7 @@ from gateway.store.models import (
     table_of,
 )
 from gateway.tickets.participants import participants_of
+from gateway.web import ticket_search
 from gateway.web.sessions import PortalUser
 
 _ticket = table_of(Ticket)
@@ -75,17 +77,6 @@ class TicketPage:
     pages: int
 
 
-def _search(q: str) -> ColumnElement[bool]:
-    visible_text = exists().where(_article.c.ticket_id == _ticket.c.id,
-                                  _article.c.internal.is_(False),
-                                  _article.c.body.icontains(q, autoescape=True))
-    conditions = [_ticket.c.title.icontains(q, autoescape=True), visible_text]
-    digits = q.strip().lstrip("#")
-    if digits.isdigit():
-        conditions.append(_ticket.c.number.startswith(digits, autoescape=True))
-    return or_(*conditions)
-
-
 def list_tickets(session: Session, user: PortalUser, *, organisation: bool,
                  state: Filter = "all", q: str = "", sort: str = DEFAULT_SORT, page: int = 1,
                  page_size: int = 25) -> TicketPage:
@@ -95,16 +86,30 @@ def list_tickets(session: Session, user: PortalUser, *, organisation: bool,
     elif state == "closed":
         where.append(_ticket.c.state == "closed")
     if q.strip():
-        where.append(_search(q.strip()))
-    total = int(session.execute(select(func.count()).select_from(_ticket)
-                                .where(and_(*where))).scalar_one())
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, page), pages)
-    tickets = session.execute(
-        select(_ticket.c.id, _ticket.c.number, _ticket.c.title, _ticket.c.state,
+        where.append(ticket_search.search_condition(q.strip(),
+                                                    session.get_bind().dialect.name))
+    order = SORTS.get(sort, SORTS[DEFAULT_SORT])
+    columns = (_ticket.c.id, _ticket.c.number, _ticket.c.title, _ticket.c.state,
                _ticket.c.created, _ticket.c.updated)
-        .where(and_(*where)).order_by(*SORTS.get(sort, SORTS[DEFAULT_SORT]))
-        .limit(page_size).offset((page - 1) * page_size)).all()
+    if q.strip():
+        # a search is evaluated once: every match's id in order (the count is their
+        # number), then the page's rows; a count and a page query would search twice
+        found = session.execute(select(_ticket.c.id).where(and_(*where)).order_by(*order)
+                                ).scalars().all()
+        total = len(found)
+        pages = max(1, -(-total // page_size))
+        page = min(max(1, page), pages)
+        shown = found[(page - 1) * page_size:page * page_size]
+        tickets = session.execute(select(*columns).where(_ticket.c.id.in_(shown))
+                                  .order_by(*order)).all() if shown else []
+    else:
+        total = int(session.execute(select(func.count()).select_from(_ticket)
+                                    .where(and_(*where))).scalar_one())
+        pages = max(1, -(-total // page_size))
+        page = min(max(1, page), pages)
+        tickets = session.execute(
+            select(*columns).where(and_(*where)).order_by(*order)
+            .limit(page_size).offset((page - 1) * page_size)).all()
     excerpts = _first_texts(session, [t.id for t in tickets])
     rows = tuple(TicketRow(t.number, t.title, excerpts.get(t.id, ""), t.state, t.created,
                            t.updated) for t in tickets)
