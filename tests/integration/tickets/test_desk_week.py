@@ -282,7 +282,9 @@ BREACH = 7             # Jane's urgent ticket nobody answers in time
 
 # -- the week ----------------------------------------------------------------------------------
 
-@pytest.mark.slow          # about 30 s a database: some 130 mails in, 200 CLI runs
+@pytest.mark.slow          # about 30 s: some 130 mails in, 200 CLI runs
+@pytest.mark.backends("postgresql")   # once, on the production database: each piece it
+# plays (guide, participants, SLA, digest, waiting) has its own tests on both databases
 def test_a_week_at_the_desk(desk: Desk) -> None:
     # Monday 08:00: the digest finds nothing open
     assert {s: r["outcome"] for s, r in desk.digest("2025-03-10T08:00").items()} == \
