@@ -64,6 +64,10 @@ mail_location = maildir:{root}/home/%u/Maildir
 default_login_user = dovenull
 default_internal_user = dovecot
 imap_idle_notify_interval = 2 mins
+# IDLE learns of new mail through inotify; when the machine has no inotify instance left
+# (128 per user by default, and a test run starts many processes) Dovecot falls back to
+# looking every mailbox_idle_check_interval, 30 s by default: far longer than the tests wait
+mailbox_idle_check_interval = 1 secs
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/users/%u
