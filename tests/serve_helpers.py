@@ -113,3 +113,23 @@ def tickets_titled(config: Path, title: str, timeout: float = 30) -> list[dict[s
             return found
         time.sleep(0.2)
     return []
+
+
+def child_pids(pid: int) -> list[int]:
+    """The process's children (of all its threads), from /proc."""
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def worker_pids(serve_pid: int) -> list[int]:
+    """The inbound worker processes among `serve`'s children (spawned, so their command line
+    says `spawn_main`; multiprocessing's resource tracker does not)."""
+    return [pid for pid in child_pids(serve_pid)
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def only_worker(serve_pid: int) -> int:
+    """`serve`'s one worker process (it is started before the web view answers)."""
+    workers = worker_pids(serve_pid)
+    assert len(workers) == 1, workers
+    return workers[0]

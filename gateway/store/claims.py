@@ -42,12 +42,16 @@ def claim_due(session: Session, table: Table, *, status: str, now: datetime,
     return session.execute(statement).all()
 
 
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory-lock key for `name`: 64 bits of its SHA-256, signed."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 def one_instance_at_a_time(session: Session, job: str) -> None:
     """Serialise a scheduled job across instances for the rest of the caller's transaction:
     on PostgreSQL a transaction-level advisory lock on the job's name (a second instance
     waits, then sees what the first committed); on SQLite the write transaction is already
     the only one."""
     if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(f"ticketgw:job:{job}".encode()).digest()[:8],
-                             "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": advisory_key(f"ticketgw:job:{job}")})

@@ -31,7 +31,7 @@ from sqlmodel import Session
 from gateway.config.settings import Settings
 from gateway.outbound import deadline_mails
 from gateway.outbound.answers import Answering
-from gateway.store.models import Queue, Staff, Template, Ticket, TicketHistory, table_of
+from gateway.store.models import Queue, Template, Ticket, TicketHistory, table_of
 from gateway.tickets.assignees import staff_to_remind
 from gateway.tickets.business_time import business_time_between
 from gateway.tickets.facts import ticket_facts
@@ -41,7 +41,6 @@ from gateway.tickets.ticket import record_change
 _ticket = table_of(Ticket)
 _queue = table_of(Queue)
 _template = table_of(Template)
-_staff = table_of(Staff)
 _history = table_of(TicketHistory)
 
 ACTOR = "system:sla"

@@ -18,12 +18,14 @@ import pytest
 from tests.conftest import write_config
 from tests.serve_helpers import (
     TICKETGW,
+    child_pids,
     free_port,
     serve_config,
     serving,
     start,
     stop_cleanly,
     tickets_titled,
+    worker_pids,
 )
 
 
@@ -154,14 +156,6 @@ def test_serve_answers_a_customer_through_a_real_relay(database_url: str,
             stop_cleanly(process)
 
 
-def _children(pid: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        children += [int(c) for c in text]
-    return children
-
-
 @pytest.mark.backends("sqlite")
 def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
         database_url: str, tmp_path: Path) -> None:
@@ -175,9 +169,9 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
     with serving(["--config", str(config), "serve", "--demo"], tmp_path,
                  f"http://127.0.0.1:{web_port}/healthz") as process:
         deadline = time.monotonic() + 20
-        while not _children(process.pid) and time.monotonic() < deadline:
+        while not child_pids(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        for pid in _children(process.pid):
+        for pid in child_pids(process.pid):
             os.kill(pid, signal.SIGKILL)
         started = time.monotonic()
         raw = (b"From: max.mustermann@acme.example\r\nTo: stoerung@support.example.com\r\n"
@@ -189,12 +183,6 @@ def test_a_dead_worker_neither_freezes_the_listener_nor_loses_mail(
         assert tickets_titled(config, "Nach dem Absturz"), \
             "the restarted worker did not process the mail"
         assert "worker process died (killed by SIGKILL)" in stop_cleanly(process)
-
-
-def _worker_pids(pid: int) -> list[int]:
-    """The worker processes among its children (not multiprocessing's resource tracker)."""
-    return [child for child in _children(pid)
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
 def _health_until(url: str, wanted: int, timeout: float) -> httpx.Response:
@@ -217,9 +205,9 @@ def test_healthz_is_503_while_the_worker_is_dead_and_200_after_its_restart(
     url = f"http://127.0.0.1:{web_port}/healthz"
     with serving(["--config", str(config), "serve", "--demo"], tmp_path, url) as process:
         deadline = time.monotonic() + 20
-        while not _worker_pids(process.pid) and time.monotonic() < deadline:
+        while not worker_pids(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        [worker] = _worker_pids(process.pid)
+        [worker] = worker_pids(process.pid)
         healthy = httpx.get(url)
         assert healthy.status_code == 200
         assert healthy.json()["components"] == {"outbox": "ok", "worker": "ok"}
@@ -231,7 +219,7 @@ def test_healthz_is_503_while_the_worker_is_dead_and_200_after_its_restart(
             "worker: the worker process is not running (killed by SIGKILL)"]
         recovered = _health_until(url, 200, timeout=60)
         assert recovered.status_code == 200, recovered.json()
-        assert _worker_pids(process.pid) not in ([], [worker])
+        assert worker_pids(process.pid) not in ([], [worker])
         assert "worker process died (killed by SIGKILL)" in stop_cleanly(process)
 
 
@@ -253,9 +241,9 @@ def test_the_worker_does_not_outlive_a_killed_serve(database_url: str, tmp_path:
     with serving(["--config", str(config), "serve"], tmp_path,
                  f"http://127.0.0.1:{web_port}/healthz") as process:
         deadline = time.monotonic() + 20
-        while not _children(process.pid) and time.monotonic() < deadline:
+        while not child_pids(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        children = _children(process.pid)
+        children = child_pids(process.pid)
         assert children
         process.kill()
         process.communicate(timeout=30)     # hung for good while an orphan held the pipes

@@ -14,13 +14,13 @@ even if two instances poll at once. The lock keeps them from doing the work twic
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from gateway.store.claims import advisory_key
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,7 @@ class MailboxLock:
         self.name = name
         self.url = None if db.is_sqlite else db.url
         self._failing = False
-        digest = hashlib.sha256(f"ticketgw:imap:{name}".encode()).digest()
-        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self.key = advisory_key(f"ticketgw:imap:{name}")
         self._engine: Engine | None = None
         self._connection: Connection | None = None
 

@@ -17,8 +17,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from tests.integration.test_serve import _worker_pids
-from tests.serve_helpers import free_port, serve_config, serving, stop_cleanly
+from tests.serve_helpers import (
+    free_port,
+    serve_config,
+    serving,
+    stop_cleanly,
+    worker_pids,
+)
 
 
 def _mail(subject: str, **headers: str) -> EmailMessage:
@@ -102,9 +107,9 @@ def test_metrics_count_what_the_database_recorded_across_a_worker_restart(
         _until(lambda: _all_done(database_url, 4))
         _until(lambda: _total(_samples(metrics_url), "ticketgw_processed_total") == 4)
 
-        [worker] = _worker_pids(process.pid)       # the counting happened over there
+        [worker] = worker_pids(process.pid)       # the counting happened over there
         os.kill(worker, signal.SIGKILL)
-        _until(lambda: _worker_pids(process.pid) not in ([], [worker]))
+        _until(lambda: worker_pids(process.pid) not in ([], [worker]))
         _send(smtp_port, _mail("Tastatur klebt"))
         _until(lambda: _all_done(database_url, 5))
         _until(lambda: _total(_samples(metrics_url), "ticketgw_processed_total") == 5)
