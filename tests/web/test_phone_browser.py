@@ -193,6 +193,8 @@ def test_the_language_switch_stays_with_the_customer(server: tuple[str, Path],  
         expect(page.get_by_role("status")).to_contain_text("has been created")
         number = re.search(r"/tickets/(\d+)", page.url)
         assert number
-    ack = outbox.wait_for(lambda m: f"Ticket#{number.group(1)}" in str(m["Subject"]))
+    # the customer's acknowledgment, not the staff notification for the same ticket
+    ack = outbox.wait_for(lambda m: f"Ticket#{number.group(1)}" in str(m["Subject"])
+                          and "max.mustermann@acme.example" in str(m["To"]))
     assert "We have received your request" in str(ack["Subject"])
     assert text_of(ack).startswith("Hello Max Mustermann,")
