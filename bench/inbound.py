@@ -7,8 +7,11 @@ and number of client connections:
             routes, creates one ticket per mail and queues the answers (the acknowledgement
             to the customer, a notification to each of the queue's staff) in the same
             transaction. Clock: from the first MAIL FROM until every mail sent is no longer
-            `pending` in `received_mail` (polled every 20 ms): the end-to-end rate. The time
-            until the last `250` came back gives the intake rate (the listener's share).
+            `pending` in `received_mail` (polled every 20 ms): the end-to-end rate ("until
+            committed"). Then until every answer the run caused has left the outbox (no
+            `queued` row in `outbound_mail`; the answers go into a Maildir, fsynced):
+            the sustained rate ("until delivered"). The time until the last `250` came back
+            gives the intake rate (the listener's share).
 - baseline: an aiosmtpd server in its own subprocess (`--serve-baseline PORT`) whose handler
             only answers `250 OK`, receiving the same mails over the same number of
             connections, in the same round.
@@ -448,6 +451,17 @@ class Gateway:
                 raise RuntimeError(f"{left} mails still pending after {timeout} s")
             time.sleep(POLL)
 
+    def wait_delivered(self, timeout: float = 600) -> float:
+        """Poll until no answer is `queued` in the outbox any more; that moment."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.scalar("SELECT count(*) FROM outbound_mail WHERE status = 'queued'")
+            if left == 0:
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{left} answers still queued after {timeout} s")
+            time.sleep(POLL)
+
     def check(self, after_id: int, count: int) -> None:
         """Not a timing check: every mail of the run must have become a new ticket."""
         created = self.scalar("SELECT count(*) FROM received_mail WHERE id > :id "
@@ -473,6 +487,7 @@ class Series:
     baseline: list[float] = field(default_factory=list)       # mails/s
     intake: list[float] = field(default_factory=list)         # gateway, until the last 250
     end_to_end: list[float] = field(default_factory=list)     # gateway, until all processed
+    delivered: list[float] = field(default_factory=list)      # gateway, until all answers sent
     cpu_baseline: list[float] = field(default_factory=list)   # ms CPU per mail
     cpu_listener: list[float] = field(default_factory=list)
     cpu_worker: list[float] = field(default_factory=list)
@@ -495,6 +510,7 @@ def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
     cpu_d = server_cpu_seconds(postmaster) if postmaster else 0.0
     start, answered = send_all(gateway.port, mails, connections)
     done = gateway.wait_processed(first, len(mails))
+    delivered = gateway.wait_delivered()
     cpu_l, cpu_w = cpu_seconds(gateway.pid) - cpu_l, cpu_seconds(gateway.worker_pid) - cpu_w
     if postmaster:
         cpu_d = server_cpu_seconds(postmaster) - cpu_d
@@ -502,6 +518,7 @@ def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
     if series is not None:
         series.intake.append(len(mails) / (answered - start))
         series.end_to_end.append(len(mails) / (done - start))
+        series.delivered.append(len(mails) / (delivered - start))
         series.cpu_listener.append(cpu_l * 1000 / len(mails))
         series.cpu_worker.append(cpu_w * 1000 / len(mails))
         if postmaster:
@@ -568,7 +585,9 @@ def bench_backend(backend: str, args: argparse.Namespace, baseline: Baseline
                               f"{conns} conn: baseline {series.baseline[-1]:6.1f}/s, "
                               f"gateway intake {series.intake[-1]:6.1f}/s, "
                               f"end-to-end {series.end_to_end[-1]:6.1f}/s "
-                              f"(ratio {series.end_to_end[-1] / series.baseline[-1]:.2f}); "
+                              f"(ratio {series.end_to_end[-1] / series.baseline[-1]:.2f}), "
+                              f"delivered {series.delivered[-1]:6.1f}/s "
+                              f"(ratio {series.delivered[-1] / series.baseline[-1]:.2f}); "
                               f"CPU ms/mail baseline {series.cpu_baseline[-1]:.2f}, "
                               f"listener {series.cpu_listener[-1]:.2f}, "
                               f"worker {series.cpu_worker[-1]:.2f}"
@@ -650,13 +669,16 @@ def main() -> None:
     print(f"\n{args.rounds} rounds, medians; {args.text_count} text / {args.attachment_count} "
           f"attachment mails per run; {time.monotonic() - started:.0f} s in all")
     print(f"{'backend':<10} {'mail':<10} {'conns':>5} {'baseline/s':>10} {'intake/s':>9} "
-          f"{'gateway/s':>9} {'intake':>6} {'ratio':>5}  {'CPU ms/mail: base':>17} "
+          f"{'gateway/s':>9} {'intake':>6} {'ratio':>5} {'delivered/s':>11} {'ratio':>5}  "
+          f"{'CPU ms/mail: base':>17} "
           f"{'listener':>8} {'worker':>6} {'db':>5}")
     for backend, results, _ in rows:
         for (kind, conns), s in results.items():
             base, intake, e2e = med(s.baseline), med(s.intake), med(s.end_to_end)
+            sent = med(s.delivered)
             print(f"{backend:<10} {kind:<10} {conns:>5} {base:>10.1f} {intake:>9.1f} "
-                  f"{e2e:>9.1f} {intake / base:>6.2f} {e2e / base:>5.2f}  "
+                  f"{e2e:>9.1f} {intake / base:>6.2f} {e2e / base:>5.2f} {sent:>11.1f} "
+                  f"{sent / base:>5.2f}  "
                   f"{med(s.cpu_baseline):>17.2f} {med(s.cpu_listener):>8.2f} "
                   f"{med(s.cpu_worker):>6.2f} "
                   + (f"{med(s.cpu_database):>5.2f}" if s.cpu_database else f"{'-':>5}"))
