@@ -81,6 +81,8 @@ def test_demo_command_writes_a_config_every_command_finds(database_url: str,
     assert "wrote" not in again.stderr and "note:" not in again.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.backends("sqlite")   # the demo's own database; the config lookup runs on both
 def test_serve_demo_then_other_commands_and_a_failing_serve(database_url: str,
                                                             tmp_path: Path) -> None:
     port = free_port()
@@ -98,6 +100,8 @@ def test_serve_demo_then_other_commands_and_a_failing_serve(database_url: str,
     assert_demo_holds(tmp_path, env)
 
 
+@pytest.mark.slow
+@pytest.mark.backends("sqlite")   # the demo's own database; the config lookup runs on both
 def test_serve_demo_on_a_busy_port_leaves_the_demo_usable(database_url: str,
                                                            tmp_path: Path) -> None:
     ticketgw(tmp_path, environment(database_url), "demo")

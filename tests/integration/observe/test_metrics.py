@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
@@ -91,6 +92,8 @@ def _all_done(database_url: str, received: int) -> bool:
             and ("queued",) not in queued)
 
 
+@pytest.mark.slow
+@pytest.mark.backends("postgresql")   # a real serve for 11 s: once, on the production database
 def test_metrics_count_what_the_database_recorded_across_a_worker_restart(
         database_url: str, tmp_path: Path) -> None:
     smtp_port, web_port = free_port(), free_port()
