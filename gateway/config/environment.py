@@ -35,7 +35,7 @@ from gateway.errors import ConfigError
 
 PREFIX = "TICKETGW_"
 OVERRIDABLE_SECTIONS = ("database", "storage", "tickets", "inbound", "outbound", "web",
-                        "files", "faq", "logging")
+                        "files", "faq", "logging", "digest")
 _INTEGER = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 

@@ -117,7 +117,8 @@ def test_other_ticketgw_variables_are_not_overrides(tmp_path: Path) -> None:
 
 def test_only_the_single_table_sections_and_their_scalar_keys() -> None:
     assert set(OVERRIDABLE_SECTIONS) == {"database", "storage", "tickets", "inbound",
-                                         "outbound", "web", "files", "faq", "logging"}
+                                         "outbound", "web", "files", "faq", "logging",
+                                         "digest"}
     assert "trusted_relays" not in scalar_keys("inbound")
     assert "dkim" not in scalar_keys("outbound")
     assert {"smtp", "lmtp", "max_message_size", "authserv_id"} <= scalar_keys("inbound").keys()
@@ -138,3 +139,12 @@ def test_the_admin_guide_lists_every_key_that_can_be_set() -> None:
 def test_the_file_cannot_claim_keys_came_from_the_environment(tmp_path: Path) -> None:
     assert problems(tmp_path, {}, 'from_environment = [["web.listen", "X"]]\n') == [
         f"{tmp_path / 'ticketgw.toml'}: from_environment: unknown key"]
+
+
+def test_the_digest_schedule_differs_per_instance(tmp_path: Path) -> None:
+    # one instance sends the digest, the others leave it off: the same file for all
+    toml = '[digest]\nschedule = "0 8 * * mon-fri"\n'
+    assert load(tmp_path, {}, toml).digest.schedule == "0 8 * * mon-fri"
+    assert load(tmp_path, {"TICKETGW_DIGEST_SCHEDULE": ""}, toml).digest.schedule == ""
+    assert any("schedule 'every morning' is not a crontab line" in p for p in
+               problems(tmp_path, {"TICKETGW_DIGEST_SCHEDULE": "every morning"}, toml))
