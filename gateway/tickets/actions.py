@@ -59,6 +59,17 @@ def end_customer_wait(session: Session, answering: Answering, ticket_id: int, *,
     return change_state(session, answering, ticket_id, State.OPEN, actor=actor, announce=False)
 
 
+def start_work(session: Session, answering: Answering, ticket_id: int, *, actor: str) -> bool:
+    """Staff answered the customer: a `new` ticket is `open` now (as in OTRS and Zammad),
+    without a status mail (the customer has the answer). False for a ticket in any other
+    state (a `#state` of the same mail, say, is left as it is)."""
+    state = session.execute(select(_ticket.c.state).where(_ticket.c.id == ticket_id)
+                            ).scalar_one()
+    if state != State.NEW.value:
+        return False
+    return change_state(session, answering, ticket_id, State.OPEN, actor=actor, announce=False)
+
+
 def assign(session: Session, ticket_id: int, who: str, *, actor: str) -> str:
     """Make a staff member (address or name, case-insensitive) the ticket's owner; their
     address. `InvalidInput` when nobody active matches."""

@@ -15,6 +15,8 @@ Guarantees (docs/admin.md 5.2):
   back), sends nothing to the customer, keeps the mail as an internal note and mails the
   staff member what was wrong (`command-failed`);
 - `#internal` in the block or anywhere in the text keeps the text from the customer;
+- an answer sent to the customer moves a `new` ticket to `open` (no status mail: the
+  customer has the answer), as the first response of its service level;
 - a held-back mail is an internal note and its sender, a configured staff address, is told
   why (`kept-as-note`), unless the mail is automatic (RFC 3834 §2) or they had their
   `[outbound] max_auto_replies_per_hour` of such mails already.
@@ -36,7 +38,7 @@ from gateway.outbound import answers
 from gateway.outbound.answers import Answering
 from gateway.routing.addressbook import AddressBook
 from gateway.tickets import participants
-from gateway.tickets.actions import assign, change_priority, change_state
+from gateway.tickets.actions import assign, change_priority, change_state, start_work
 from gateway.tickets.commands import Command, parse_commands
 from gateway.tickets.facts import ticket_facts
 from gateway.tickets.service_levels import note_first_response
@@ -91,10 +93,12 @@ def carry_out(session: Session, answering: Answering, ticket_id: int, parsed: Pa
     add_article(session, ticket_id, replace(
         article, direction="out", body=command_mail.text, quote_start=None, body_html=None,
         message_id=message_id, from_address=agent))   # never the agent's own address
-    if message_id:
-        note_first_response(session, ticket_id)
     done.append("answer sent to the customer" if message_id else
                 "answer kept: the ticket has no customer address to send it to")
+    if message_id:
+        note_first_response(session, ticket_id)
+        if start_work(session, answering, ticket_id, actor=f"mail:{sender}"):
+            done.append("new -> open")
     return "; ".join(done)
 
 

@@ -303,6 +303,35 @@ def test_ingest_staff_mail_acts_only_with_our_mtas_pass(piped: Cli) -> None:
     assert cli.ticket(number)["state"] == "closed"
 
 
+def test_ingest_a_staff_answer_opens_a_new_ticket_without_a_status_mail(piped: Cli) -> None:
+    cli = piped
+    first = ingest(cli, message(f"Max Mustermann <{MAX}>", "incident@support.example.com",
+                                "Monitor flackert", "<m1@acme.example>", "Seit dem Update.\n",
+                                Authentication_Results=dmarc("pass")),
+                   "incident@support.example.com", MAX)
+    number = str(first["ticket"])
+    assert cli.ticket(number)["state"] == "new"
+    [notice] = [m for e, _, m in cli.outbox() if e == "staff-notify"]
+    passing = f"{MX}; dkim=pass header.d=example.com header.s=mail; dmarc=pass " \
+              "header.from=example.com"
+    entry = ingest(cli, message(f"Anna Agent <{ANNA}>", reply_to(notice),
+                                f"Re: [Ticket#{number}]", "<m2@example.com>",
+                                "Bitte starten Sie den Rechner neu.\n",
+                                Authentication_Results=passing), reply_to(notice), ANNA)
+    assert entry["reason"].endswith("answer sent to the customer; new -> open"), entry
+    ticket = cli.ticket(number)
+    assert ticket["state"] == "open"
+    assert [(h["field"], h["old"], h["new"]) for h in ticket["history"]
+            if h["field"] == "state"][-1] == ("state", "new", "open")
+    assert "staff-answer" in cli.events() and "status" not in cli.events()
+
+    # an answer to a ticket that is open already changes no state
+    entry = ingest(cli, message(f"Anna Agent <{ANNA}>", reply_to(notice),
+                                f"Re: [Ticket#{number}]", "<m3@example.com>", "Und?\n",
+                                Authentication_Results=passing), reply_to(notice), ANNA)
+    assert entry["reason"].endswith("answer sent to the customer"), entry
+
+
 def test_check_config_warns_while_authserv_id_is_empty(run_cli: Any, tmp_path: Path) -> None:
     path = tmp_path / "ticketgw.toml"
     assert run_cli("init", str(path)).exit_code == 0
