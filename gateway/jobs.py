@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -80,11 +81,17 @@ def tolerating_outages(job: Callable[..., None]) -> Callable[..., None]:
 DIGEST_ONCE = timedelta(minutes=30)   # every instance's schedule fires; one digest per slot
 
 
-def _send_digests(db: Database, answering: Answering) -> None:
-    """The staff digest as of now (`outbound/digest.send_digests`), once per scheduled
+def _send_digests(db: Database, answering: Answering, now: datetime | None = None) -> None:
+    """The staff digest as of `now` (`outbound/digest.send_digests`), once per scheduled
     slot however many instances run the schedule: the first sends, the others find its mail
-    queued within `DIGEST_ONCE` and skip."""
-    now = utcnow()
+    queued within `DIGEST_ONCE` and skip. Not on a public holiday (`[tickets] holidays`, a
+    date in `[tickets] timezone`): a crontab line knows no holidays, the desk does."""
+    now = now or utcnow()
+    tickets = answering.settings.tickets
+    today = now.astimezone(ZoneInfo(tickets.timezone)).date()
+    if today in tickets.holidays:
+        log.info("staff digest: not sent, %s is a holiday ([tickets] holidays)", today)
+        return
     with db.write() as session:
         one_instance_at_a_time(session, "staff-digest")
         results = send_digests(session, answering, now, unless_sent_since=now - DIGEST_ONCE)

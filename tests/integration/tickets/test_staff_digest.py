@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,29 @@ def test_the_schedule_firing_on_two_instances_sends_one_digest(app: App) -> None
             created=datetime.now(UTC) - jobs.DIGEST_ONCE - timedelta(minutes=1)))
     scheduled(app.db, app.answering)
     assert digests_to_anna() == 2
+
+
+def test_the_schedule_sends_no_digest_on_a_public_holiday(app: App) -> None:
+    with app.db.write() as session:
+        create_ticket(session, NewTicket(
+            title="Drucker defekt", queue_id=app.stages.configured_ids.queue(session,
+                                                                             "servicedesk"),
+            contact_email="max@acme.example", first_article=NewArticle(
+                direction="in", channel="mail", sender="customer", body="Kaputt.")),
+            numbering=app.stages.numbering, actor="test")
+    christmas = datetime(2026, 12, 25, 7, 0, tzinfo=UTC)      # 08:00 in Berlin
+    tickets = app.answering.settings.tickets.model_copy(update={
+        "timezone": "Europe/Berlin", "holidays": [date(2026, 12, 25)]})
+    answering = replace(app.answering, settings=app.answering.settings.model_copy(
+        update={"tickets": tickets}))
+
+    def digests() -> int:
+        with app.db.read() as session:
+            return len(session.execute(select(_outbound.c.id).where(
+                _outbound.c.event == "staff-digest")).all())
+
+    jobs._send_digests(app.db, answering, christmas)
+    assert digests() == 0
+    # 23:30 UTC on the 25th is already the 26th in Berlin: a working day
+    jobs._send_digests(app.db, answering, christmas + timedelta(hours=16, minutes=30))
+    assert digests() == 1
