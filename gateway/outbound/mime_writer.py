@@ -68,10 +68,16 @@ def mailbox(display_name: str, address: str) -> str:
 
 
 def quoted_printable(text: str) -> bytes:
-    """UTF-8 quoted-printable with CRLF line ends; a lone CR or LF becomes CRLF."""
+    """UTF-8 quoted-printable with CRLF line ends; a lone CR or LF becomes CRLF. Soft line
+    breaks are CRLF too: `b2a_qp` takes the line end of its input's first line for them,
+    and writes a bare LF for a text without any, so such a text is encoded after a CRLF
+    that is then taken off again."""
     normalised = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    return binascii.b2a_qp(normalised.encode("utf-8"), quotetabs=False, istext=True,
-                           header=False)
+    if "\n" in normalised:
+        return binascii.b2a_qp(normalised.encode("utf-8"), quotetabs=False, istext=True,
+                               header=False)
+    return binascii.b2a_qp(f"\r\n{normalised}".encode(), quotetabs=False, istext=True,
+                           header=False)[2:]
 
 
 def multipart_alternative(header_lines: Sequence[str], text: str, html: str) -> bytes:
