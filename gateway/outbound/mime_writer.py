@@ -22,7 +22,7 @@ Guarantees:
 from __future__ import annotations
 
 import binascii
-import secrets
+import random
 from collections.abc import Sequence
 from email.header import Header
 from email.utils import formataddr
@@ -101,8 +101,10 @@ def multipart_alternative(header_lines: Sequence[str], text: str, html: str) -> 
 
 def _boundary(bodies: Sequence[bytes]) -> str:
     """RFC 2046 §5.1.1: a boundary that occurs in no body. 128 random bits make a clash
-    practically impossible; it is checked anyway."""
+    practically impossible; it is checked anyway. It need not be secret (it is in the
+    message), so it comes from `random` (reseeded in a forked child), not from a system
+    call per mail as `secrets` would."""
     while True:
-        boundary = f"=_tgw_{secrets.token_hex(16)}"
+        boundary = f"=_tgw_{random.getrandbits(128):032x}"
         if not any(boundary.encode("ascii") in body for body in bodies):
             return boundary
