@@ -42,7 +42,7 @@ from gateway.mail.message import ParsedMessage
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import QueuedMail, enqueue_many
-from gateway.outbound.render import FaqArticle, GuideAnswer, MailRenderer
+from gateway.outbound.render import FaqArticle, GuideAnswer, MailRenderer, RenderedParts
 from gateway.routing.addressbook import split_plus
 from gateway.store.models import AutoAnswer, table_of, utcnow
 from gateway.tickets.facts import TicketFacts, ticket_facts
@@ -116,14 +116,16 @@ def claim_auto_answer(session: Session, answering: Answering, address: str, even
 
 def _render(answering: Answering, event: str, language: str, context: dict[str, object], *,
             sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
-            in_reply_to: str | None = None, reply_to: str | None = None) -> OutgoingMail | None:
-    """The finished mail, or None (logged) when it cannot be written."""
+            in_reply_to: str | None = None, reply_to: str | None = None,
+            parts: RenderedParts | None = None) -> OutgoingMail | None:
+    """The finished mail, or None (logged) when it cannot be written. `parts`: its texts,
+    already rendered for another recipient of the same event, language and context."""
     references = (*facts.thread, *( [in_reply_to] if in_reply_to else [])) if facts else ()
     try:
         return answering.renderer.render(
             event, language, context, sender=sender, to=to, reply_to=reply_to,
             ticket_number=facts.number if facts else None, in_reply_to=in_reply_to,
-            references=references, ticket_id=facts.id if facts else None)
+            references=references, ticket_id=facts.id if facts else None, parts=parts)
     except HeaderError as exc:
         log.warning("%s mail to %s not written: %s", event, [a for _, a in to], exc)
         return None
@@ -261,25 +263,35 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
                    claimed_ticket: str | None = None,
                    guide: Sequence[tuple[str, str]] = ()) -> list[OutgoingMail | None]:
     """To each of the queue's staff; their reply goes to the ticket's staff reply address
-    and threads by the References this mail carries."""
+    and threads by the References this mail carries. The notice says the same to everyone
+    of a language (nothing in it names its recipient), so its texts are rendered once per
+    language; each staff member still gets a mail of their own (own Message-ID)."""
     staff = {s.email: s for s in answering.settings.staff}
     reply_to = staff_reply_address(facts)
+    sender = _queue_identity(facts.queue)
+    texts: dict[str, tuple[dict[str, object], RenderedParts]] = {}
     notices = []
     for email in facts.queue.staff:
         person = staff.get(email)
         language = person.language if person else facts.queue.language
-        notices.append(_render(answering, "staff-notify", language, {
-            "kind": kind, "customer_name": facts.customer_name,
-            "customer_address": facts.address, "title": facts.title, "body": body,
-            "priority": facts.priority,
-            "template_name": _template_name(facts.template, language),
-            "unverified": unverified or None, "claimed_ticket": claimed_ticket,
-            "assignee": facts.assignee or None,
-            "answers": [GuideAnswer(_labels(facts.template, language).get(k, k), v)
-                        for k, v in guide],
-            "first_response_due": facts.first_response_due, "solution_due": facts.solution_due},
-            sender=_queue_identity(facts.queue), to=[(person.name if person else "", email)],
-            facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
+        if language not in texts:
+            context: dict[str, object] = {
+                "kind": kind, "customer_name": facts.customer_name,
+                "customer_address": facts.address, "title": facts.title, "body": body,
+                "priority": facts.priority,
+                "template_name": _template_name(facts.template, language),
+                "unverified": unverified or None, "claimed_ticket": claimed_ticket,
+                "assignee": facts.assignee or None,
+                "answers": [GuideAnswer(_labels(facts.template, language).get(k, k), v)
+                            for k, v in guide],
+                "first_response_due": facts.first_response_due,
+                "solution_due": facts.solution_due}
+            texts[language] = context, answering.renderer.render_parts(
+                "staff-notify", language, context, ticket_number=facts.number, sender=sender)
+        context, parts = texts[language]
+        notices.append(_render(answering, "staff-notify", language, context, sender=sender,
+                               to=[(person.name if person else "", email)], facts=facts,
+                               in_reply_to=in_reply_to, reply_to=reply_to, parts=parts))
     return notices
 
 

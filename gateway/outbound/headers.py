@@ -18,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -94,9 +95,12 @@ def tagged_subject(subject: str, ticket_number: str | None) -> str:
     return f"{text} [Ticket#{ticket_number}]".lstrip()
 
 
+@functools.lru_cache(maxsize=1024)
 def split_address(address: str) -> tuple[str, str]:
     """`user@domain` -> (local part, ASCII domain). Internationalised domains are converted
-    to their IDNA form; a non-ASCII local part would need SMTPUTF8 and is refused."""
+    to their IDNA form; a non-ASCII local part would need SMTPUTF8 and is refused.
+    Remembered per address (a pure function; a refusal is not remembered, it raises again):
+    every mail splits the queue's address three times, each recipient's twice."""
     value = address.strip()
     local, at, domain = value.rpartition("@")
     if not at or len(value) > ADDRESS_LIMIT or not _LOCAL.fullmatch(local):
@@ -160,8 +164,10 @@ class MessageHeaders:
     auto_submitted: AutoSubmitted = "no"
 
 
+@functools.lru_cache(maxsize=256)
 def _mailbox_header(identity: MailIdentity) -> str:
-    """`Name <local@domain>` with the name RFC 2047-encoded when it is not ASCII."""
+    """`Name <local@domain>` with the name RFC 2047-encoded when it is not ASCII; remembered
+    per identity (a pure function of name and address: the queue's From is in every mail)."""
     local, domain = split_address(identity.address)
     return mailbox(clean_header_text(identity.name, NAME_LIMIT), f"{local}@{domain}")
 

@@ -22,7 +22,7 @@ Guarantees:
 from __future__ import annotations
 
 import binascii
-import secrets
+import random
 from collections.abc import Sequence
 from email.header import Header
 from email.utils import formataddr
@@ -68,10 +68,18 @@ def mailbox(display_name: str, address: str) -> str:
 
 
 def quoted_printable(text: str) -> bytes:
-    """UTF-8 quoted-printable with CRLF line ends; a lone CR or LF becomes CRLF."""
-    normalised = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    return binascii.b2a_qp(normalised.encode("utf-8"), quotetabs=False, istext=True,
-                           header=False)
+    """UTF-8 quoted-printable with CRLF line ends; a lone CR or LF becomes CRLF. Soft line
+    breaks are CRLF too: `b2a_qp` takes the line end of its input's first line for them,
+    and writes a bare LF for a text without any, so such a text is encoded after a CRLF
+    that is then taken off again."""
+    if "\r" in text:            # rendered templates have none: one pass instead of three
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    normalised = text.replace("\n", "\r\n")
+    if "\n" in normalised:
+        return binascii.b2a_qp(normalised.encode("utf-8"), quotetabs=False, istext=True,
+                               header=False)
+    return binascii.b2a_qp(f"\r\n{normalised}".encode(), quotetabs=False, istext=True,
+                           header=False)[2:]
 
 
 def multipart_alternative(header_lines: Sequence[str], text: str, html: str) -> bytes:
@@ -95,8 +103,10 @@ def multipart_alternative(header_lines: Sequence[str], text: str, html: str) -> 
 
 def _boundary(bodies: Sequence[bytes]) -> str:
     """RFC 2046 §5.1.1: a boundary that occurs in no body. 128 random bits make a clash
-    practically impossible; it is checked anyway."""
+    practically impossible; it is checked anyway. It need not be secret (it is in the
+    message), so it comes from `random` (reseeded in a forked child), not from a system
+    call per mail as `secrets` would."""
     while True:
-        boundary = f"=_tgw_{secrets.token_hex(16)}"
+        boundary = f"=_tgw_{random.getrandbits(128):032x}"
         if not any(boundary.encode("ascii") in body for body in bodies):
             return boundary

@@ -210,7 +210,7 @@ class MailRenderer:
                reply_to: MailIdentity | str | None = None, ticket_number: str | None = None,
                in_reply_to: str | None = None, references: Sequence[str] = (),
                auto_submitted: AutoSubmitted | None = None, ticket_id: int | None = None,
-               now: datetime | None = None) -> OutgoingMail:
+               now: datetime | None = None, parts: RenderedParts | None = None) -> OutgoingMail:
         """One finished mail for the outbox.
 
         `language`: the one already decided (the customer's, else the queue's).
@@ -220,11 +220,15 @@ class MailRenderer:
         `auto_submitted`: None = the event's default: "auto-replied" for the answers in
         `REPLY_EVENTS` when `in_reply_to` is given, nothing for `staff-answer` (a person
         wrote it), else "auto-generated"; "no" leaves the header out.
+        `parts`: the texts `render_parts` gave for this very event, language, context,
+        ticket number and sender, when one text goes to several people in mails of their
+        own (a notice to each staff member): rendered once, not per mail.
         """
         if not to:
             raise RenderError(f"{event}: a mail needs at least one recipient")
-        parts = self.render_parts(event, language, context, ticket_number=ticket_number,
-                                  sender=sender)
+        if parts is None:
+            parts = self.render_parts(event, language, context, ticket_number=ticket_number,
+                                      sender=sender)
         recipients = [r if isinstance(r, MailIdentity) else MailIdentity(*r) for r in to]
         from_ = sender
         if event == "staff-answer":

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from gateway.app import App
+from gateway.app import App, build_app, prepare_database
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import process_due
 from gateway.store.models import OutboundMail, table_of
 from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.tickets.queries import ticket_detail
+from tests.conftest import BASE_CONFIG, make_settings
 from tests.integration.smtp_helpers import customer_mail
 
 _outbound = table_of(OutboundMail)
@@ -325,3 +328,41 @@ def test_automatic_staff_mail_on_another_path_is_kept_but_not_answered(
     assert outbox(app)[before:] == []
     with app.db.read() as session:
         assert ticket_detail(session, str(first.ticket_number))["state"] == "new"
+
+
+@pytest.fixture
+def three_staff_app(database_url: str, tmp_path: Path) -> Iterator[App]:
+    """The service desk with three staff members: two read German, one English."""
+    queues = [dict(BASE_CONFIG["queue"][0], staff=["anna.agent@example.com",
+                                                   "bernd.agent@example.com",
+                                                   "carl.agent@example.com"]),
+              *BASE_CONFIG["queue"][1:]]
+    built = build_app(make_settings(database_url, tmp_path / "data", queue=queues, staff=[
+        {"email": "anna.agent@example.com", "name": "Anna Agent", "language": "de"},
+        {"email": "bernd.agent@example.com", "name": "Bernd Agent", "language": "de"},
+        {"email": "carl.agent@example.com", "name": "Carl Agent", "language": "en"}]))
+    prepare_database(built, migrate=False)
+    yield built
+    built.close()
+
+
+def test_each_staff_member_gets_a_notice_of_their_own(three_staff_app: App) -> None:
+    """The notice's texts are rendered once per language; each mail still has its own
+    recipient and Message-ID, and the text of its recipient's language."""
+    app = three_staff_app
+    deliver(app, mail(message_id="<one@acme>", sender="Max Muster <max@acme.example>",
+                      body="Der Drucker druckt nicht.\n"))
+    notices = {recipients: message for event, recipients, message in outbox(app)
+               if event == "staff-notify"}
+    assert set(notices) == {("anna.agent@example.com",), ("bernd.agent@example.com",),
+                            ("carl.agent@example.com",)}
+    anna, bernd, carl = (notices[(f"{n}.agent@example.com",)] for n in ("anna", "bernd", "carl"))
+    assert [m["To"].addresses[0].display_name for m in (anna, bernd, carl)] == [
+        "Anna Agent", "Bernd Agent", "Carl Agent"]
+    assert len({m["Message-ID"] for m in (anna, bernd, carl)}) == 3
+    texts = {name: str(m.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+             for name, m in (("anna", anna), ("bernd", bernd), ("carl", carl))}
+    assert texts["anna"] == texts["bernd"] != texts["carl"]
+    assert all("Der Drucker druckt nicht." in text for text in texts.values())
+    assert str(anna["Subject"]) == str(bernd["Subject"]) != str(carl["Subject"])
+    assert anna["Reply-To"] == bernd["Reply-To"] == carl["Reply-To"]

@@ -65,6 +65,13 @@ def test_quoted_printable_round_trips_with_crlf_only() -> None:
     assert quopri.decodestring(encoded).decode() == "Grüße\r\nline = two  \r\nthree\r\n" + "ü" * 300
 
 
+def test_a_long_text_without_line_end_is_broken_with_crlf_too() -> None:
+    encoded = quoted_printable("x" * 200)
+    assert b"\n" not in encoded.replace(b"\r\n", b"")
+    assert max(len(line) for line in encoded.split(b"\r\n")) <= 76
+    assert quopri.decodestring(encoded) == b"x" * 200
+
+
 def test_random_messages_parse_back_exactly_and_without_defects() -> None:
     for seed in range(200):
         choice = random.Random(seed).choice

@@ -788,3 +788,50 @@ def test_staff_notice_shows_the_due_times(renderer: MailRenderer) -> None:
             assert fragment in text and fragment in html, (language, fragment)
     plain, _ = bodies(parse(render_case(renderer, "staff-notify", "en").raw))
     assert "due" not in plain          # a ticket without targets shows none
+
+
+def test_one_renderer_keeps_every_mail_to_its_own_values(renderer: MailRenderer) -> None:
+    """What is remembered between mails (templates, split addresses, mailbox headers) never
+    carries one mail's customer, language, ticket or queue into the next."""
+    mails = {}
+    for language, name, address, number, queue in (
+            ("de", "Jürgen Müller", "juergen@kunde.example.org", "2026112710000017", QUEUE),
+            ("en", "Eve Example", "eve@other.example", "2026112710000018",
+             MailIdentity("Billing", "billing@support.example.com")),
+            ("de", "Jürgen Müller", "juergen@kunde.example.org", "2026112710000019", QUEUE)):
+        context = {**CASES["ack"]["context"], "customer_name": name, "title": f"T{number}"}
+        mail = renderer.render("ack", language, context, sender=queue, to=[(name, address)],
+                               ticket_number=number, now=NOW)
+        message = parse(mail.raw)
+        text, html = bodies(message)
+        assert message["To"].addresses[0].display_name == name
+        assert message["To"].addresses[0].addr_spec == address == mail.recipients[0]
+        assert message["From"].addresses[0].addr_spec == queue.address == mail.envelope_from
+        assert message["From"].addresses[0].display_name == queue.name
+        assert f"[Ticket#{number}]" in str(message["Subject"])
+        greeting = "Guten Tag" if language == "de" else "Hello"
+        for body in (text, html):
+            assert f"{greeting} {name}," in body and f"T{number}" in body
+            assert f"{BASE_URL}/tickets/{number}" in body
+        mails[number] = mail
+    assert len({m.message_id for m in mails.values()}) == 3
+    raws = [m.raw for m in mails.values()]
+    assert b"eve@other.example" not in raws[0] + raws[2]
+    assert b"juergen@kunde.example.org" not in raws[1]
+
+
+def test_a_new_renderer_does_not_reuse_another_ones_parts(tmp_path: Path) -> None:
+    """A reloaded configuration builds a new renderer: its base URL and its override
+    templates count from its first mail on, whatever the old one had rendered."""
+    old = MailRenderer(base_url=BASE_URL)
+    before = parse(render_case(old, "follow-up", "de").raw)
+    (tmp_path / "follow-up.de.subject.j2").write_text("Neu: {{ title }}\n")
+    new = MailRenderer(base_url="https://helpdesk.example.net", override_dir=tmp_path)
+    after = parse(render_case(new, "follow-up", "de").raw)
+    assert f"{BASE_URL}/tickets/{NUMBER}" in bodies(before)[0]
+    assert f"https://helpdesk.example.net/tickets/{NUMBER}" in bodies(after)[0]
+    assert BASE_URL not in bodies(after)[0] + bodies(after)[1]
+    assert str(after["Subject"]).startswith("Neu: Störung")
+    assert not str(before["Subject"]).startswith("Neu:")
+    assert str(parse(render_case(old, "follow-up", "de").raw)["Subject"]) == str(
+        before["Subject"])
