@@ -14,26 +14,35 @@ Guarantees:
      skip the rows until then. Several instances never send the same mail while the lease
      holds. A row whose previous lease ran out without a result is a takeover: logged, and
      counted through `on_takeover`.
-  2. The transport sends each mail with no transaction open: no row lock and no SQLite write
-     lock is held during network I/O. Meanwhile a heartbeat (`store/heartbeat.py`) renews
-     the batch's leases every 5 s, so a slow relay never lets another instance take a mail
-     that is still being sent; a mail whose lease was lost before its turn is not sent.
-  3. `record_result` (`outbox_record.py`): one short transaction per mail records the
-     result (the usual "sent" is a single guarded UPDATE, autocommitted): `sent`; back to
-     `queued` with exponential backoff and jitter (about 1, 2, 4 … minutes, at most about an
-     hour) for a temporary failure until the row's `deadline`, then `failed`; `failed` at
-     once for a permanent one (`5xx`). The row's `attempts` value acts as the lease token:
-     a result for a lease that ran out (another instance has the row now) is not recorded
-     over the newer one's, except "sent", which is never forgotten.
+  2. The transport sends the batch in chunks of `transport.batch_size` mails, with no
+     transaction open: no row lock and no SQLite write lock is held during network or disk
+     I/O. SMTP takes one mail at a time (one connection for the batch); Maildir the whole
+     batch (each file fsynced, one fsync of `new/` for all). Meanwhile a heartbeat
+     (`store/heartbeat.py`) renews the leases of the mails not yet recorded every 5 s, so a
+     slow relay never lets another instance take a mail that is still being sent; a mail
+     whose lease was lost before its turn is not sent.
+  3. `record_results` (`outbox_record.py`): one short transaction per chunk records the
+     results before the next chunk is sent (the usual all-"sent" chunk is a single UPDATE
+     guarded by its (id, attempts) pairs, autocommitted on PostgreSQL): `sent`; back to
+     `queued` with exponential backoff and jitter (about 1, 2, 4 … minutes, at most about
+     an hour) for a temporary failure until the row's `deadline`, then `failed`; `failed`
+     at once for a permanent one (`5xx`). The row's `attempts` value acts as the lease
+     token: a result for a lease that ran out (another instance has the row now) is not
+     recorded over the newer one's, except "sent", which is never forgotten. Once
+     recorded (or handed back), a row is no longer renewed by the heartbeat.
 - **At most one duplicate, never a lost mail.** A crash (or a database outage) between send
-  and record leaves the row `queued` with a lease that expires (at most 20 s after the last
-  heartbeat); another instance then sends it again. The
-  drain stops a batch as soon as a record fails and hands back the unsent rest, so no other
-  mail of the batch is sent twice.
+  and record leaves the rows `queued` with leases that expire (at most 20 s after the last
+  heartbeat); another instance then sends them again. SMTP: that is at most the one mail
+  in flight, since each result is recorded before the next mail goes out. Maildir: that
+  is at most the chunk just written, and it replaces its own files (named after the row id
+  and the Message-ID, `maildir.py`), so no mail appears twice in `new/` unless a reader
+  had already moved it to `cur/` in between. The drain stops a batch as soon as a record
+  fails and hands back the unsent rest, so no other mail of the batch is sent twice.
   Leases and results are committed with `db.write(durable=False, patient=True)` (no fsync:
   they survive any process crash, but a power failure or OS crash may forget the last
-  second or so of them; such mails are sent once more, none is lost. On SQLite they wait
-  for the write turn with fewer tries, see `store/priority.py`).
+  second or so of them; such mails are sent once more, none is lost: over SMTP that may be
+  every mail whose "sent" was forgotten, into a Maildir they replace their own files. On
+  SQLite they wait for the write turn with fewer tries, see `store/priority.py`).
 - **Per recipient.** When the relay accepts some recipients and refuses others, the row is
   split: it keeps the recipients that share the first outcome (sent, else temporary, else
   permanent), and a new row (same Message-ID and bytes) is made for each other outcome, so
