@@ -10,6 +10,10 @@ What is measured, per backend (SQLite in a temp dir, PostgreSQL in a fresh datab
             including the ticket's Message-ID row), then `drain` with an `SmtpTransport`
             until nothing is due: lease 20, send each, record each result in its own
             transaction, one relay connection per batch.
+- maildir:  as `outbox`, but drained into a Maildir (`MaildirTransport`, in the run's temp
+            dir, on the same disk as the SQLite file) instead of the relay: the fsyncs and
+            the result transactions without any SMTP. Its ratio to the SMTP baseline is
+            only for scale; compare its mails/s and CPU ms between commits.
 - rendered: as `outbox`, but each mail is first rendered by `MailRenderer.render("ack", …)`
             (Jinja2 text + HTML, headers, MIME serialisation) inside the clock. Left out,
             with a note, when `gateway.outbound.render` cannot be imported.
@@ -21,11 +25,14 @@ and `outbox` send byte-identical mails.
 
 Rounds alternate baseline, outbox, rendered; the table gives medians and
 `ratio = median mails/s / median baseline mails/s`, plus where the outbox's time goes
-(`enqueue` and `drain` ms/mail, from the medians). Each run checks that all its mails are
-`sent` in the database (work done, not a timing check).
+(`enqueue` and `drain` ms/mail, from the medians) and `CPU` ms/mail, this process's CPU
+time (all threads: drain and heartbeat) while draining.
+To compare two commits, run this script with `PYTHONPATH` pointing at each checkout in
+turn (it uses only `drain`, `enqueue`, the transports and `MailRenderer`). Each run
+checks that all its mails are `sent` in the database (work done, not a timing check).
 
 Run:  .venv/bin/python bench/outbound.py [--backends sqlite,postgresql] [--count 300]
-      [--rounds 5] [--kinds outbox,rendered] [--pg-admin-url URL]
+      [--rounds 5] [--kinds outbox,maildir,rendered] [--pg-admin-url URL]
 """
 
 from __future__ import annotations
@@ -55,8 +62,10 @@ from gateway.app import App, build_app, prepare_database
 from gateway.config.loading import settings_from_mapping
 from gateway.config.settings import DATABASE_URL_ENV
 from gateway.outbound.mail import OutgoingMail
+from gateway.outbound.maildir import MaildirTransport
 from gateway.outbound.outbox import drain, enqueue
 from gateway.outbound.smtp import SmtpTransport
+from gateway.outbound.transport import Transport
 from gateway.store.models import OutboundMail, Queue, table_of
 from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 
@@ -184,12 +193,12 @@ def run_baseline(port: int, mails: list[OutgoingMail]) -> float:
     return len(mails) / elapsed
 
 
-def run_outbox(app: App, port: int, mails: list[OutgoingMail] | None, count: int,
+def run_outbox(app: App, transport: Transport, mails: list[OutgoingMail] | None, count: int,
                render: Callable[[int, int], OutgoingMail] | None,
-               ticket_id: int) -> tuple[float, float, float]:
-    """(mails/s, enqueue s, drain s). With `mails` None, each mail is rendered in the clock."""
+               ticket_id: int) -> tuple[float, float, float, float]:
+    """(mails/s, enqueue s, drain s, drain CPU s). With `mails` None, each mail is rendered
+    in the clock."""
     first_id = _max_id(app)
-    transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout=60)
     start = time.perf_counter()
     for n in range(count):
         if mails is not None:
@@ -200,15 +209,17 @@ def run_outbox(app: App, port: int, mails: list[OutgoingMail] | None, count: int
         with app.db.write() as session:
             enqueue(session, mail)
     queued = time.perf_counter()
+    cpu = time.process_time()
     while drain(app.db, transport):
         pass
     end = time.perf_counter()
+    cpu = time.process_time() - cpu
     with app.db.read() as session:
         sent = session.execute(select(func.count()).select_from(_outbound).where(
             _outbound.c.id > first_id, _outbound.c.status == "sent")).scalar_one()
     if sent != count:
         raise SystemExit(f"only {sent} of {count} mails were sent")
-    return count / (end - start), queued - start, end - queued
+    return count / (end - start), queued - start, end - queued, cpu
 
 
 def _max_id(app: App) -> int:
@@ -226,7 +237,7 @@ def bench_backend(backend: str, port: int, args: argparse.Namespace,
                   render: Callable[[int, int], OutgoingMail] | None) -> dict[str, Any]:
     kinds = ["baseline", *args.kinds]
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
-    phases: dict[str, list[float]] = {"enqueue": [], "drain": []}
+    phases: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="tgw-bench-") as tmp_name, \
             database(backend, Path(tmp_name), args.pg_admin_url) as url:
         settings = settings_from_mapping(
@@ -242,6 +253,7 @@ def bench_backend(backend: str, port: int, args: argparse.Namespace,
                     direction="in", channel="mail", sender="customer", body="x",
                     message_id="<first@customer.example>")),
                 numbering=app.numbering, actor="bench").id
+        maildir = Path(tmp_name) / "maildir"
 
         def run(kind: str, count: int) -> float:
             # fresh Message-IDs each run, built before the clock starts
@@ -249,27 +261,31 @@ def bench_backend(backend: str, port: int, args: argparse.Namespace,
             if kind == "baseline":
                 assert mails is not None
                 return run_baseline(port, mails)
-            rate, enqueue_s, drain_s = run_outbox(
-                app, port, mails, count, render, ticket_id)
-            if kind == "outbox":
-                phases["enqueue"].append(enqueue_s / count)
-                phases["drain"].append(drain_s / count)
+            transport: Transport = (MaildirTransport(maildir) if kind == "maildir" else
+                                    SmtpTransport("127.0.0.1", port, starttls=False,
+                                                  timeout=60))
+            rate, enqueue_s, drain_s, cpu_s = run_outbox(
+                app, transport, mails, count, render, ticket_id)
+            for phase, seconds in (("enqueue", enqueue_s), ("drain", drain_s),
+                                   ("cpu", cpu_s)):
+                phases.setdefault(f"{kind} {phase}", []).append(seconds / count)
             return rate
 
         for kind in kinds:
             run(kind, WARMUP)
-        phases = {"enqueue": [], "drain": []}
+        phases.clear()
         for round_no in range(1, args.rounds + 1):
             for kind in kinds:
                 rates[kind].append(run(kind, args.count))
             print(f"  {backend} round {round_no}/{args.rounds}: " + ", ".join(
-                f"{kind} {rates[kind][-1]:6.1f}/s" for kind in kinds), file=sys.stderr)
+                f"{kind} {rates[kind][-1]:6.1f}/s" for kind in kinds)
+                + "; drain CPU ms/mail " + ", ".join(
+                f"{kind} {1000 * phases[f'{kind} cpu'][-1]:.2f}" for kind in args.kinds),
+                file=sys.stderr)
         app.close()
     medians = {kind: statistics.median(values) for kind, values in rates.items()}
     return {"backend": backend, "medians": medians,
-            "enqueue_ms": 1000 * statistics.median(phases["enqueue"]) if phases["enqueue"]
-            else None,
-            "drain_ms": 1000 * statistics.median(phases["drain"]) if phases["drain"] else None}
+            "ms": {name: 1000 * statistics.median(values) for name, values in phases.items()}}
 
 
 def main() -> None:
@@ -281,12 +297,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="mails per kind and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kinds", default="outbox,rendered",
-                        help="comma-separated: outbox, rendered (the baseline always runs)")
+                        help="comma-separated: outbox, maildir, rendered (the baseline "
+                             "always runs)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    if (set(backends) - {"sqlite", "postgresql"} or set(args.kinds) - {"outbox", "rendered"}
+    if (set(backends) - {"sqlite", "postgresql"}
+            or set(args.kinds) - {"outbox", "maildir", "rendered"}
             or args.count < 1 or args.rounds < 1):
         parser.error("check --backends, --kinds, --count and --rounds")
     os.environ.pop(DATABASE_URL_ENV, None)
@@ -298,19 +316,23 @@ def main() -> None:
     with relay_process() as port:
         results = [bench_backend(backend, port, args, render) for backend in backends]
     print(f"\n{args.count} mails per kind and round ({mail_size} bytes each), "
-          f"{args.rounds} rounds, medians")
+          f"{args.rounds} rounds, medians; ms per mail (CPU: this process while draining)")
     header = f"{'backend':<11} {'baseline/s':>10}"
     for kind in args.kinds:
         header += f" {kind + '/s':>11} {'ratio':>5}"
-    print(header + f" {'enqueue ms':>10} {'drain ms':>8}")
+    for kind in args.kinds:
+        header += f" | {kind}: enqueue  drain   CPU"
+    print(header)
     for r in results:
         line = f"{r['backend']:<11} {r['medians']['baseline']:>10.1f}"
         for kind in args.kinds:
             line += (f" {r['medians'][kind]:>11.1f}"
                      f" {r['medians'][kind] / r['medians']['baseline']:>5.2f}")
-        enqueue_ms = "-" if r["enqueue_ms"] is None else f"{r['enqueue_ms']:.2f}"
-        drain_ms = "-" if r["drain_ms"] is None else f"{r['drain_ms']:.2f}"
-        print(line + f" {enqueue_ms:>10} {drain_ms:>8}")
+        for kind in args.kinds:
+            ms = r["ms"]
+            line += (f" | {' ' * len(kind)}  {ms[f'{kind} enqueue']:>7.2f}"
+                     f" {ms[f'{kind} drain']:>6.2f} {ms[f'{kind} cpu']:>5.2f}")
+        print(line)
 
 
 if __name__ == "__main__":
