@@ -308,8 +308,8 @@ def drain(db: Database, transport: Transport, *, limit: int = BATCH,
                     # then: one line; anything else is a bug.
                     log.log(logging.WARNING if isinstance(exc, TemporaryFailure)
                             else logging.ERROR,
-                            "outbox: could not record the results of %d mails (%s); they "
-                            "will be retried when their leases end: %s", len(chunk),
+                            "outbox: could not record the results of %d mail(s) (%s); "
+                            "retried when their leases end: %s", len(chunk),
                             ", ".join(f"{m.id} {m.message_id}: {r.outcome}"
                                       for m, r in zip(chunk, results, strict=True)),
                             exc, exc_info=not isinstance(exc, TemporaryFailure))
