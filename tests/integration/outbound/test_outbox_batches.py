@@ -218,3 +218,28 @@ def test_envelope_keys_are_stable_and_distinct() -> None:
     assert first.key != _envelope(queued(7, "<b@example.com>", 1)).key       # another db
     assert first.key != _envelope(queued(8, "<a@example.com>", 1)).key       # a split row
     assert first.key.startswith("ticketgw.7.") and "/" not in first.key
+
+
+def test_an_all_sent_batch_with_a_lost_lease_leaves_the_newer_result(
+        app: App, database_url: str) -> None:
+    """The newer lease failed the second mail meanwhile: this batch's "sent" for it is not
+    recorded over that (the row is no longer queued); the others are marked sent."""
+    put(app, outgoing(1), outgoing(2), outgoing(3))
+    first, second, third = lease_due(app.db)
+    other = Database(database_url)
+    try:
+        with app.db.write() as session:
+            session.execute(update(_outbound).where(_outbound.c.id == second.id)
+                            .values(next_attempt=utcnow() - timedelta(seconds=1)))
+        [taken] = lease_due(other, mail_ids=[second.id])
+        [failed] = record_results(other, [(taken, DeliveryResult("permanent", 550, "no"))])
+        assert failed.status == "failed"
+    finally:
+        other.dispose()
+    sent = DeliveryResult("sent", 250, "250 OK")
+    deliveries = record_results(app.db, [(first, sent), (second, sent), (third, sent)])
+    assert [(d.mail_id, d.status) for d in deliveries] == [
+        (first.id, "sent"), (second.id, "unrecorded"), (third.id, "sent")]
+    by_id = {row.id: row for row in rows(app)}
+    assert [by_id[m.id].status for m in (first, second, third)] == ["sent", "failed", "sent"]
+    assert by_id[second.id].attempts == 2
