@@ -5,11 +5,17 @@ What is measured, per backend (SQLite in a temp dir, PostgreSQL in a fresh datab
 - baseline: `smtplib.SMTP.sendmail` of N pre-rendered mails over one connection (opened and
             EHLO done before the clock starts) to the relay: the cost of the SMTP
             transactions alone.
-- outbox:   the same N pre-rendered `OutgoingMail`s through the real outbox: `enqueue` of each
-            in its own `app.db.write()` transaction (as a ticket change would commit it,
-            including the ticket's Message-ID row), then `drain` with an `SmtpTransport`
-            until nothing is due: lease 20, send each, record each result in its own
-            transaction, one relay connection per batch.
+- outbox:   the same N pre-rendered `OutgoingMail`s, each about its own ticket (made before
+            the first run), through the real outbox: `enqueue` of each in its own
+            `app.db.write()` transaction (as a ticket change would commit it, including the
+            ticket's Message-ID row), then `drain` with an `SmtpTransport` until nothing is
+            due: lease 20, send each and record its result, one relay connection per batch.
+            (Until 2026-12-07 all mails were about one ticket and one recipient; since
+            `outbound/ordering.py` that let each drain send just the first of its batch.)
+- maildir:  as `outbox`, but drained into a Maildir (`MaildirTransport`, in the run's temp
+            dir, on the same disk as the SQLite file) instead of the relay: the fsyncs and
+            the result transactions without any SMTP. Its ratio to the SMTP baseline is
+            only for scale; compare its mails/s and CPU ms between commits.
 - rendered: as `outbox`, but each mail is first rendered by `MailRenderer.render("ack", …)`
             (Jinja2 text + HTML, headers, MIME serialisation) inside the clock. Left out,
             with a note, when `gateway.outbound.render` cannot be imported.
@@ -21,11 +27,14 @@ and `outbox` send byte-identical mails.
 
 Rounds alternate baseline, outbox, rendered; the table gives medians and
 `ratio = median mails/s / median baseline mails/s`, plus where the outbox's time goes
-(`enqueue` and `drain` ms/mail, from the medians). Each run checks that all its mails are
-`sent` in the database (work done, not a timing check).
+(`enqueue` and `drain` ms/mail, from the medians) and `CPU` ms/mail, this process's CPU
+time (all threads: drain and heartbeat) while draining.
+To compare two commits, run this script with `PYTHONPATH` pointing at each checkout in
+turn (it uses only `drain`, `enqueue`, the transports and `MailRenderer`). Each run
+checks that all its mails are `sent` in the database (work done, not a timing check).
 
 Run:  .venv/bin/python bench/outbound.py [--backends sqlite,postgresql] [--count 300]
-      [--rounds 5] [--kinds outbox,rendered] [--pg-admin-url URL]
+      [--rounds 5] [--kinds outbox,maildir,rendered] [--pg-admin-url URL]
 """
 
 from __future__ import annotations
@@ -55,8 +64,10 @@ from gateway.app import App, build_app, prepare_database
 from gateway.config.loading import settings_from_mapping
 from gateway.config.settings import DATABASE_URL_ENV
 from gateway.outbound.mail import OutgoingMail
+from gateway.outbound.maildir import MaildirTransport
 from gateway.outbound.outbox import drain, enqueue
 from gateway.outbound.smtp import SmtpTransport
+from gateway.outbound.transport import Transport
 from gateway.store.models import OutboundMail, Queue, table_of
 from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
 
@@ -162,11 +173,12 @@ def handmade(n: int, ticket_id: int) -> OutgoingMail:
                         message_id=message_id, raw=raw, ticket_id=ticket_id)
 
 
-def prebuilt(count: int, ticket_id: int,
+def prebuilt(count: int, tickets: list[int],
              render: Callable[[int, int], OutgoingMail] | None) -> list[OutgoingMail]:
-    """`count` finished mails (rendered before the clock), each with its own Message-ID."""
+    """`count` finished mails (rendered before the clock), each with its own Message-ID,
+    each about its own ticket."""
     make = render or handmade
-    return [make(n, ticket_id) for n in range(count)]
+    return [make(n, tickets[n % len(tickets)]) for n in range(count)]
 
 
 # -- the runs ----------------------------------------------------------------------------------
@@ -184,31 +196,33 @@ def run_baseline(port: int, mails: list[OutgoingMail]) -> float:
     return len(mails) / elapsed
 
 
-def run_outbox(app: App, port: int, mails: list[OutgoingMail] | None, count: int,
+def run_outbox(app: App, transport: Transport, mails: list[OutgoingMail] | None, count: int,
                render: Callable[[int, int], OutgoingMail] | None,
-               ticket_id: int) -> tuple[float, float, float]:
-    """(mails/s, enqueue s, drain s). With `mails` None, each mail is rendered in the clock."""
+               tickets: list[int]) -> tuple[float, float, float, float]:
+    """(mails/s, enqueue s, drain s, drain CPU s). With `mails` None, each mail is rendered
+    in the clock."""
     first_id = _max_id(app)
-    transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout=60)
     start = time.perf_counter()
     for n in range(count):
         if mails is not None:
             mail = mails[n]
         else:
             assert render is not None
-            mail = render(n, ticket_id)
+            mail = render(n, tickets[n % len(tickets)])
         with app.db.write() as session:
             enqueue(session, mail)
     queued = time.perf_counter()
+    cpu = time.process_time()
     while drain(app.db, transport):
         pass
     end = time.perf_counter()
+    cpu = time.process_time() - cpu
     with app.db.read() as session:
         sent = session.execute(select(func.count()).select_from(_outbound).where(
             _outbound.c.id > first_id, _outbound.c.status == "sent")).scalar_one()
     if sent != count:
         raise SystemExit(f"only {sent} of {count} mails were sent")
-    return count / (end - start), queued - start, end - queued
+    return count / (end - start), queued - start, end - queued, cpu
 
 
 def _max_id(app: App) -> int:
@@ -226,7 +240,7 @@ def bench_backend(backend: str, port: int, args: argparse.Namespace,
                   render: Callable[[int, int], OutgoingMail] | None) -> dict[str, Any]:
     kinds = ["baseline", *args.kinds]
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
-    phases: dict[str, list[float]] = {"enqueue": [], "drain": []}
+    phases: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="tgw-bench-") as tmp_name, \
             database(backend, Path(tmp_name), args.pg_admin_url) as url:
         settings = settings_from_mapping(
@@ -235,41 +249,50 @@ def bench_backend(backend: str, port: int, args: argparse.Namespace,
             "bench/outbound.py", Path(tmp_name))
         app = build_app(settings)
         prepare_database(app, migrate=True)
+        # one ticket per mail, as acks are: mails of one ticket to one recipient go out in
+        # order (`outbound/ordering.py`), one per batch, which is not what this measures
+        tickets = []
         with app.db.write() as session:
             queue_id = session.execute(select(table_of(Queue).c.id)).scalar_one()
-            ticket_id = create_ticket(session, NewTicket(
-                title="Printer", queue_id=queue_id, first_article=NewArticle(
-                    direction="in", channel="mail", sender="customer", body="x",
-                    message_id="<first@customer.example>")),
-                numbering=app.numbering, actor="bench").id
+            for n in range(max(args.count, WARMUP)):
+                tickets.append(create_ticket(session, NewTicket(
+                    title=f"Printer {n}", queue_id=queue_id, first_article=NewArticle(
+                        direction="in", channel="mail", sender="customer", body="x",
+                        message_id=f"<first.{n}@customer.example>")),
+                    numbering=app.numbering, actor="bench").id)
+        maildir = Path(tmp_name) / "maildir"
 
         def run(kind: str, count: int) -> float:
             # fresh Message-IDs each run, built before the clock starts
-            mails = prebuilt(count, ticket_id, render) if kind != "rendered" else None
+            mails = prebuilt(count, tickets, render) if kind != "rendered" else None
             if kind == "baseline":
                 assert mails is not None
                 return run_baseline(port, mails)
-            rate, enqueue_s, drain_s = run_outbox(
-                app, port, mails, count, render, ticket_id)
-            if kind == "outbox":
-                phases["enqueue"].append(enqueue_s / count)
-                phases["drain"].append(drain_s / count)
+            transport: Transport = (MaildirTransport(maildir) if kind == "maildir" else
+                                    SmtpTransport("127.0.0.1", port, starttls=False,
+                                                  timeout=60))
+            rate, enqueue_s, drain_s, cpu_s = run_outbox(
+                app, transport, mails, count, render, tickets)
+            for phase, seconds in (("enqueue", enqueue_s), ("drain", drain_s),
+                                   ("cpu", cpu_s)):
+                phases.setdefault(f"{kind} {phase}", []).append(seconds / count)
             return rate
 
         for kind in kinds:
             run(kind, WARMUP)
-        phases = {"enqueue": [], "drain": []}
+        phases.clear()
         for round_no in range(1, args.rounds + 1):
             for kind in kinds:
                 rates[kind].append(run(kind, args.count))
             print(f"  {backend} round {round_no}/{args.rounds}: " + ", ".join(
-                f"{kind} {rates[kind][-1]:6.1f}/s" for kind in kinds), file=sys.stderr)
+                f"{kind} {rates[kind][-1]:6.1f}/s" for kind in kinds)
+                + "; drain CPU ms/mail " + ", ".join(
+                f"{kind} {1000 * phases[f'{kind} cpu'][-1]:.2f}" for kind in args.kinds),
+                file=sys.stderr)
         app.close()
     medians = {kind: statistics.median(values) for kind, values in rates.items()}
     return {"backend": backend, "medians": medians,
-            "enqueue_ms": 1000 * statistics.median(phases["enqueue"]) if phases["enqueue"]
-            else None,
-            "drain_ms": 1000 * statistics.median(phases["drain"]) if phases["drain"] else None}
+            "ms": {name: 1000 * statistics.median(values) for name, values in phases.items()}}
 
 
 def main() -> None:
@@ -281,36 +304,42 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="mails per kind and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kinds", default="outbox,rendered",
-                        help="comma-separated: outbox, rendered (the baseline always runs)")
+                        help="comma-separated: outbox, maildir, rendered (the baseline "
+                             "always runs)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    if (set(backends) - {"sqlite", "postgresql"} or set(args.kinds) - {"outbox", "rendered"}
+    if (set(backends) - {"sqlite", "postgresql"}
+            or set(args.kinds) - {"outbox", "maildir", "rendered"}
             or args.count < 1 or args.rounds < 1):
         parser.error("check --backends, --kinds, --count and --rounds")
     os.environ.pop(DATABASE_URL_ENV, None)
     render = make_renderer()
     if render is None and "rendered" in args.kinds:
         args.kinds.remove("rendered")
-    mail_size = len(prebuilt(1, 1, render)[0].raw)
+    mail_size = len(prebuilt(1, [1], render)[0].raw)
 
     with relay_process() as port:
         results = [bench_backend(backend, port, args, render) for backend in backends]
     print(f"\n{args.count} mails per kind and round ({mail_size} bytes each), "
-          f"{args.rounds} rounds, medians")
+          f"{args.rounds} rounds, medians; ms per mail (CPU: this process while draining)")
     header = f"{'backend':<11} {'baseline/s':>10}"
     for kind in args.kinds:
         header += f" {kind + '/s':>11} {'ratio':>5}"
-    print(header + f" {'enqueue ms':>10} {'drain ms':>8}")
+    for kind in args.kinds:
+        header += f" | {kind}: enqueue  drain   CPU"
+    print(header)
     for r in results:
         line = f"{r['backend']:<11} {r['medians']['baseline']:>10.1f}"
         for kind in args.kinds:
             line += (f" {r['medians'][kind]:>11.1f}"
                      f" {r['medians'][kind] / r['medians']['baseline']:>5.2f}")
-        enqueue_ms = "-" if r["enqueue_ms"] is None else f"{r['enqueue_ms']:.2f}"
-        drain_ms = "-" if r["drain_ms"] is None else f"{r['drain_ms']:.2f}"
-        print(line + f" {enqueue_ms:>10} {drain_ms:>8}")
+        for kind in args.kinds:
+            ms = r["ms"]
+            line += (f" | {' ' * len(kind)}  {ms[f'{kind} enqueue']:>7.2f}"
+                     f" {ms[f'{kind} drain']:>6.2f} {ms[f'{kind} cpu']:>5.2f}")
+        print(line)
 
 
 if __name__ == "__main__":

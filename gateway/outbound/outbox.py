@@ -14,26 +14,35 @@ Guarantees:
      skip the rows until then. Several instances never send the same mail while the lease
      holds. A row whose previous lease ran out without a result is a takeover: logged, and
      counted through `on_takeover`.
-  2. The transport sends each mail with no transaction open: no row lock and no SQLite write
-     lock is held during network I/O. Meanwhile a heartbeat (`store/heartbeat.py`) renews
-     the batch's leases every 5 s, so a slow relay never lets another instance take a mail
-     that is still being sent; a mail whose lease was lost before its turn is not sent.
-  3. `record_result` (`outbox_record.py`): one short transaction per mail records the
-     result (the usual "sent" is a single guarded UPDATE, autocommitted): `sent`; back to
-     `queued` with exponential backoff and jitter (about 1, 2, 4 … minutes, at most about an
-     hour) for a temporary failure until the row's `deadline`, then `failed`; `failed` at
-     once for a permanent one (`5xx`). The row's `attempts` value acts as the lease token:
-     a result for a lease that ran out (another instance has the row now) is not recorded
-     over the newer one's, except "sent", which is never forgotten.
+  2. The transport sends the batch in chunks of `transport.batch_size` mails, with no
+     transaction open: no row lock and no SQLite write lock is held during network or disk
+     I/O. SMTP takes one mail at a time (one connection for the batch); Maildir the whole
+     batch (each file fsynced, one fsync of `new/` for all). Meanwhile a heartbeat
+     (`store/heartbeat.py`) renews the leases of the mails not yet recorded every 5 s, so a
+     slow relay never lets another instance take a mail that is still being sent; a mail
+     whose lease was lost before its turn is not sent.
+  3. `record_results` (`outbox_record.py`): one short transaction per chunk records the
+     results before the next chunk is sent (the usual all-"sent" chunk is a single UPDATE
+     guarded by its (id, attempts) pairs, autocommitted on PostgreSQL): `sent`; back to
+     `queued` with exponential backoff and jitter (about 1, 2, 4 … minutes, at most about
+     an hour) for a temporary failure until the row's `deadline`, then `failed`; `failed`
+     at once for a permanent one (`5xx`). The row's `attempts` value acts as the lease
+     token: a result for a lease that ran out (another instance has the row now) is not
+     recorded over the newer one's, except "sent", which is never forgotten. Once
+     recorded (or handed back), a row is no longer renewed by the heartbeat.
 - **At most one duplicate, never a lost mail.** A crash (or a database outage) between send
-  and record leaves the row `queued` with a lease that expires (at most 20 s after the last
-  heartbeat); another instance then sends it again. The
-  drain stops a batch as soon as a record fails and hands back the unsent rest, so no other
-  mail of the batch is sent twice.
+  and record leaves the rows `queued` with leases that expire (at most 20 s after the last
+  heartbeat); another instance then sends them again. SMTP: that is at most the one mail
+  in flight, since each result is recorded before the next mail goes out. Maildir: that
+  is at most the chunk just written, and it replaces its own files (named after the row id
+  and the Message-ID, `maildir.py`), so no mail appears twice in `new/` unless a reader
+  had already moved it to `cur/` in between. The drain stops a batch as soon as a record
+  fails and hands back the unsent rest, so no other mail of the batch is sent twice.
   Leases and results are committed with `db.write(durable=False, patient=True)` (no fsync:
   they survive any process crash, but a power failure or OS crash may forget the last
-  second or so of them; such mails are sent once more, none is lost. On SQLite they wait
-  for the write turn with fewer tries, see `store/priority.py`).
+  second or so of them; such mails are sent once more, none is lost: over SMTP that may be
+  every mail whose "sent" was forgotten, into a Maildir they replace their own files. On
+  SQLite they wait for the write turn with fewer tries, see `store/priority.py`).
 - **Per recipient.** When the relay accepts some recipients and refuses others, the row is
   split: it keeps the recipients that share the first outcome (sent, else temporary, else
   permanent), and a new row (same Message-ID and bytes) is made for each other outcome, so
@@ -50,6 +59,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -72,9 +82,10 @@ from gateway.outbound.outbox_record import (
     QueuedMail,
     fail_leased,
     record_result,
+    record_results,
     update_leased,
 )
-from gateway.outbound.transport import DeliveryResult, Transport
+from gateway.outbound.transport import DeliveryResult, Envelope, Transport
 from gateway.store.claims import claim_due
 from gateway.store.db import Database
 from gateway.store.heartbeat import Heartbeat
@@ -84,7 +95,7 @@ from gateway.tickets.ticket import remember_message_ids, storable
 
 log = logging.getLogger(__name__)
 __all__ = ["Delivery", "QueuedMail", "drain", "enqueue", "enqueue_many", "lease_due",
-           "record_result", "release", "requeue_failed", "run_outbox"]
+           "record_result", "record_results", "release", "requeue_failed", "run_outbox"]
 
 _outbound = table_of(OutboundMail)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
@@ -264,54 +275,83 @@ def drain(db: Database, transport: Transport, *, limit: int = BATCH,
           on_failed: FailedHook | None = None, stop: Flag | None = None,
           mail_ids: Sequence[int] | None = None,
           on_takeover: TakeoverHook | None = None) -> list[Delivery]:
-    """Lease one batch, send each mail and record each result, renewing the leases of the
-    mails not yet recorded meanwhile; the deliveries (empty when nothing was due). Sending
-    stops early (the rest handed back unsent) when `stop` is set, when the batch has taken
-    `SEND_BUDGET`, or when a result cannot be recorded. A mail whose lease was lost before
-    its turn (another instance took it over) is left to that instance."""
+    """Lease one batch and send it in chunks of `transport.batch_size` mails, recording each
+    chunk's results in one transaction before the next chunk is sent, and renewing the
+    leases of the mails not yet recorded meanwhile; the deliveries (empty when nothing was
+    due). Sending stops early (the rest handed back unsent) when `stop` is set, when the
+    batch has taken `SEND_BUDGET`, or when results cannot be recorded. A mail whose lease
+    was lost before its turn (another instance took it over) is left to that instance."""
     leased = lease_due(db, limit=limit, mail_ids=mail_ids, on_failed=on_failed,
                        on_takeover=on_takeover)
     started = time.monotonic()
     deliveries: list[Delivery] = []
+    size = max(1, transport.batch_size)
     try:
         with Heartbeat(db, "outbound", {m.id: m.attempts for m in leased}) as heartbeat:
-            for index, mail in enumerate(leased):
+            for index in range(0, len(leased), size):
                 if ((stop is not None and stop.is_set())
                         or time.monotonic() - started > SEND_BUDGET.total_seconds()):
                     heartbeat.finished(m.id for m in leased[index:])
                     release(db, leased[index:])
                     break
-                if heartbeat.is_lost(mail.id):
-                    log.warning("outbox %d %s: the lease was lost before it was sent; left "
-                                "to the instance that has it now", mail.id, mail.message_id)
+                chunk = _still_ours(leased[index:index + size], heartbeat)
+                if not chunk:
                     continue
-                result = _send(transport, mail)
+                results = _send(transport, chunk)
                 try:
-                    deliveries += record_result(db, mail, result, on_failed=on_failed)
+                    deliveries += record_results(db, list(zip(chunk, results, strict=True)),
+                                                 on_failed=on_failed)
                 except Exception as exc:
-                    # sent (or not) but not recorded: after the lease it is sent again. Stop
-                    # here so that no further mail of the batch risks the same. A database
-                    # outage is expected now and then: one line; anything else is a bug.
+                    # sent (or not) but not recorded: after the lease they are sent again
+                    # (a Maildir replaces its own files). Stop here so that no further mail
+                    # of the batch risks the same. A database outage is expected now and
+                    # then: one line; anything else is a bug.
                     log.log(logging.WARNING if isinstance(exc, TemporaryFailure)
                             else logging.ERROR,
-                            "outbox %d %s: could not record the result (%s); it will be "
-                            "retried when the lease ends: %s", mail.id, mail.message_id,
-                            result.outcome, exc, exc_info=not isinstance(exc, TemporaryFailure))
-                    heartbeat.finished(m.id for m in leased[index:])  # its lease runs out
-                    release(db, leased[index + 1:])
+                            "outbox: could not record the results of %d mail(s) (%s); "
+                            "retried when their leases end: %s", len(chunk),
+                            ", ".join(f"{m.id} {m.message_id}: {r.outcome}"
+                                      for m, r in zip(chunk, results, strict=True)),
+                            exc, exc_info=not isinstance(exc, TemporaryFailure))
+                    heartbeat.finished(m.id for m in leased[index:])  # their leases run out
+                    release(db, leased[index + size:])
                     break
-                heartbeat.finished([mail.id])
+                heartbeat.finished(m.id for m in chunk)
     finally:
         transport.close()
     return deliveries
 
 
-def _send(transport: Transport, mail: QueuedMail) -> DeliveryResult:
+def _still_ours(mails: list[QueuedMail], heartbeat: Heartbeat) -> list[QueuedMail]:
+    """The mails whose lease the heartbeat has not found lost (taken over) meanwhile."""
+    ours = []
+    for mail in mails:
+        if heartbeat.is_lost(mail.id):
+            log.warning("outbox %d %s: the lease was lost before it was sent; left to the "
+                        "instance that has it now", mail.id, mail.message_id)
+        else:
+            ours.append(mail)
+    return ours
+
+
+def _send(transport: Transport, mails: list[QueuedMail]) -> list[DeliveryResult]:
     try:
-        return transport.send(mail.envelope_from, mail.recipients, mail.raw)
-    except Exception as exc:   # a transport bug: keep the mail, retry it later
-        log.exception("outbox %d %s: the transport failed", mail.id, mail.message_id)
-        return DeliveryResult("temporary", None, f"transport error: {exc!r}"[:1000])
+        results = transport.send_batch([_envelope(mail) for mail in mails])
+        if len(results) != len(mails):
+            raise RuntimeError(f"{len(results)} results for {len(mails)} mails")
+        return results
+    except Exception as exc:   # a transport bug: keep the mails, retry them later
+        log.exception("outbox: the transport failed sending %s",
+                      ", ".join(f"{m.id} {m.message_id}" for m in mails))
+        return [DeliveryResult("temporary", None, f"transport error: {exc!r}"[:1000])] * len(mails)
+
+
+def _envelope(mail: QueuedMail) -> Envelope:
+    """The mail for the transport, with a key that is the same on every attempt (the row
+    id) and differs between databases that share a Maildir (the Message-ID's digest)."""
+    digest = hashlib.sha256(mail.message_id.encode("utf-8", "surrogateescape")).hexdigest()
+    return Envelope(f"ticketgw.{mail.id}.{digest[:24]}", mail.envelope_from,
+                    mail.recipients, mail.raw)
 
 
 def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Flag | None = None,

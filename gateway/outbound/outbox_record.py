@@ -1,6 +1,11 @@
-"""Recording what the transport did with a leased outbound mail (see `outbox.py` for the
+"""Recording what the transport did with leased outbound mails (see `outbox.py` for the
 guarantees): `sent`, back to `queued` with backoff, or `failed` (and the staff told);
 a row split per recipient outcome; nothing recorded over a newer lease.
+
+`record_results` records a batch in one write transaction: the usual case, every mail sent
+to every recipient, is a single UPDATE guarded by the (id, attempts) pairs (autocommitted on
+PostgreSQL); splits, retries and failures join the same transaction. Only when a lease was
+lost under an all-sent batch does a second short transaction look at those rows.
 """
 
 from __future__ import annotations
@@ -8,13 +13,13 @@ from __future__ import annotations
 import email.policy
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, bindparam, insert, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, insert, select, tuple_, update
 from sqlmodel import Session
 
 from gateway.observe import metrics
@@ -26,11 +31,13 @@ from gateway.tickets.ticket import storable
 log = logging.getLogger("gateway.outbound.outbox")   # one log source for the outbox
 
 _outbound = table_of(OutboundMail)
-# `update_leased(…, status="sent", sent=…, last_error=None)`, built once: the usual result
+# `update_leased(…, status="sent", sent=…, last_error=None)` for a whole batch, built once:
+# the usual result; the ids it returns are the rows that were still under our lease
 _MARK_SENT = update(_outbound).where(
-    _outbound.c.id == bindparam("mail_id"), _outbound.c.status == "queued",
-    _outbound.c.attempts == bindparam("leased")).values(
-    status="sent", sent=bindparam("sent"), last_error=None, lease_holder=None)
+    _outbound.c.status == "queued",
+    tuple_(_outbound.c.id, _outbound.c.attempts).in_(bindparam("leases", expanding=True))
+).values(status="sent", sent=bindparam("sent"), last_error=None,
+         lease_holder=None).returning(_outbound.c.id)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
 
 FIRST_RETRY = timedelta(minutes=1)
@@ -82,47 +89,81 @@ FailedHook = Callable[[Session, QueuedMail, str], None]
 def record_result(db: Database, mail: QueuedMail, result: DeliveryResult, *,
                   on_failed: FailedHook | None = None,
                   now: datetime | None = None) -> list[Delivery]:
-    """Record what the transport did with a leased mail, in one transaction; returns one
-    `Delivery` per row (more than one when the recipients had different outcomes)."""
+    """Record what the transport did with one leased mail (`record_results` of one)."""
+    return record_results(db, [(mail, result)], on_failed=on_failed, now=now)
+
+
+def record_results(db: Database, results: Sequence[tuple[QueuedMail, DeliveryResult]], *,
+                   on_failed: FailedHook | None = None,
+                   now: datetime | None = None) -> list[Delivery]:
+    """Record what the transport did with leased mails, in one transaction; returns the
+    `Delivery`s in the order of `results`, one per row (more than one for a mail whose
+    recipients had different outcomes). Raises (nothing recorded) when the database
+    fails; the mails are then left to their leases."""
     now = now or utcnow()
-    groups = list(_by_outcome(mail.recipients, result).items())
-    if [outcome for outcome, _ in groups] == ["sent"] and _sent_at_once(db, mail, now):
-        [(_, (_, detail))] = groups
-        log.debug("outbox %d %s: sent to %s (%s)", mail.id, mail.message_id,
-                  ", ".join(mail.recipients), detail)
-        metrics.count_outbound("sent", metrics.seconds_between(mail.created, now))
-        return [Delivery(mail.id, mail.message_id, mail.recipients, "sent", detail)]
-    with db.write(durable=False, patient=True) as session:
-        if len(groups) == 1:    # the usual case: one guarded UPDATE
-            [(outcome, (_, detail))] = groups
-            done = _apply(session, mail, outcome, detail, None, on_failed, now)
-            deliveries = [done] if done else _lease_lost(session, mail, result, now)
-        else:
-            deliveries = _record_split(session, mail, groups, on_failed, now)
-            if not deliveries:
-                deliveries = _lease_lost(session, mail, result, now)
-    for delivery in deliveries:
-        # sent: routine; queued again: the relay's 4xx or no connection, expected now and
-        # then (one line, no traceback); failed was logged by `fail_leased`
-        log.log(_LEVELS.get(delivery.status, logging.INFO), "outbox %d %s: %s to %s (%s)",
-                delivery.mail_id, delivery.message_id, delivery.status,
-                ", ".join(delivery.recipients), delivery.detail)
-        if delivery.status in ("sent", "queued"):
-            metrics.count_outbound("sent" if delivery.status == "sent" else "deferred",
-                                   metrics.seconds_between(mail.created, now))
-    return deliveries
+    if not results:
+        return []
+    plans = [(mail, result, list(_by_outcome(mail.recipients, result).items()))
+             for mail, result in results]
+    all_sent = [mail for mail, _, groups in plans if [o for o, _ in groups] == ["sent"]]
+    done: dict[int, list[Delivery]] = {}
+    if len(all_sent) == len(plans):    # the usual case: one guarded UPDATE, autocommitted
+        with db.one_statement() as connection:
+            marked = _mark_sent(connection, all_sent, now)
+        done = {mail.id: [_sent(mail, groups)] for mail, _, groups in plans
+                if mail.id in marked}
+        if len(done) < len(plans):     # a lease was lost: rare, looked at in a transaction
+            with db.write(durable=False, patient=True) as session:
+                for mail, result, _ in plans:
+                    if mail.id not in done:
+                        done[mail.id] = _lease_lost(session, mail, result, now)
+    else:
+        with db.write(durable=False, patient=True) as session:
+            marked = _mark_sent(session, all_sent, now)
+            for mail, result, groups in plans:
+                if mail.id in marked:
+                    done[mail.id] = [_sent(mail, groups)]
+                elif len(groups) == 1 and groups[0][0] != "sent":   # one guarded UPDATE
+                    [(outcome, (_, detail))] = groups
+                    applied = _apply(session, mail, outcome, detail, None, on_failed, now)
+                    done[mail.id] = ([applied] if applied
+                                     else _lease_lost(session, mail, result, now))
+                elif len(groups) > 1:
+                    done[mail.id] = (_record_split(session, mail, groups, on_failed, now)
+                                     or _lease_lost(session, mail, result, now))
+                else:                   # sent, but the lease was lost
+                    done[mail.id] = _lease_lost(session, mail, result, now)
+    for mail, _, _ in plans:
+        for delivery in done[mail.id]:
+            # sent: routine; queued again: the relay's 4xx or no connection, expected now
+            # and then (one line, no traceback); failed was logged by `fail_leased`
+            log.log(_LEVELS.get(delivery.status, logging.INFO), "outbox %d %s: %s to %s (%s)",
+                    delivery.mail_id, delivery.message_id, delivery.status,
+                    ", ".join(delivery.recipients), delivery.detail)
+            if delivery.status in ("sent", "queued"):
+                metrics.count_outbound("sent" if delivery.status == "sent" else "deferred",
+                                       metrics.seconds_between(mail.created, now))
+    return [delivery for mail, _, _ in plans for delivery in done[mail.id]]
 
 
 _LEVELS = {"sent": logging.DEBUG, "queued": logging.WARNING}
 
 
-def _sent_at_once(db: Database, mail: QueuedMail, now: datetime) -> bool:
-    """The usual result, sent to every recipient, as one guarded UPDATE; False when the
-    lease was lost (the caller then records it the long way)."""
-    with db.one_statement() as connection:
-        result = connection.execute(_MARK_SENT, {"mail_id": mail.id, "leased": mail.attempts,
-                                                 "sent": now})
-        return result.rowcount == 1
+def _mark_sent(connection: Session | Connection, mails: list[QueuedMail],
+               now: datetime) -> set[int]:
+    """Mark these mails sent to every recipient while they are under our lease, in one
+    statement; the ids marked (a missing one has lost its lease)."""
+    if not mails:
+        return set()
+    marked = connection.execute(_MARK_SENT, {"leases": [(m.id, m.attempts) for m in mails],
+                                             "sent": now})
+    return set(marked.scalars())
+
+
+def _sent(mail: QueuedMail, groups: list[tuple[Outcome, tuple[tuple[str, ...], str]]]
+          ) -> Delivery:
+    [(_, (_, detail))] = groups
+    return Delivery(mail.id, mail.message_id, mail.recipients, "sent", detail)
 
 
 def _lease_lost(session: Session, mail: QueuedMail, result: DeliveryResult,

@@ -1,6 +1,8 @@
 """The SMTP transport: outbound mail through a relay (`smtp://host[:port]`, `smtps://...`).
 
-In: `send(envelope_from, recipients, raw)`; the relay's host and port, TLS (implicit, or
+In: `send(envelope_from, recipients, raw)` (or `send_batch` of one `Envelope`: `batch_size`
+is 1, so the outbox records each mail's result before it sends the next, and a crash sends
+at most the mail in flight twice); the relay's host and port, TLS (implicit, or
 STARTTLS), optional AUTH. Out: a `DeliveryResult` classified by `transport.classify`, with
 the phase and the relay's reply in its text, and per-recipient `Refusal`s when the relay
 took the mail for some recipients and refused others.
@@ -25,8 +27,9 @@ import re
 import smtplib
 import socket
 import ssl as ssl_module
+from collections.abc import Sequence
 
-from gateway.outbound.transport import DeliveryResult, Outcome, Refusal, classify
+from gateway.outbound.transport import DeliveryResult, Envelope, Outcome, Refusal, classify
 
 _BARE_EOL = re.compile(rb"\r\n|\r|\n")
 DEFAULT_TIMEOUT = 60.0    # seconds per socket operation; RFC 5321 §4.5.3.2 allows far more
@@ -57,6 +60,10 @@ class SmtpTransport:
     optional AUTH. One connection serves consecutive mails until `close()`. When the relay
     cannot be reached, the following mails until `close()` get the same temporary result
     at once instead of waiting for a timeout each."""
+
+    # a relay's 250 cannot be taken back: record it before the next mail, so that a crash
+    # repeats at most the mail in flight (the connection is kept across batches of one)
+    batch_size = 1
 
     def __init__(self, host: str, port: int, *, ssl: bool = False, starttls: bool = True,
                  user: str = "", password: str = "", timeout: float = DEFAULT_TIMEOUT,
@@ -98,6 +105,9 @@ class SmtpTransport:
                 return DeliveryResult("temporary", _code(exc),
                                       f"connection to {self!r} lost: {_describe(exc)}")
         return DeliveryResult("temporary", None, f"{self!r} keeps closing the connection")
+
+    def send_batch(self, envelopes: Sequence[Envelope]) -> list[DeliveryResult]:
+        return [self.send(e.envelope_from, e.recipients, e.raw) for e in envelopes]
 
     def _transaction(self, connection: smtplib.SMTP, envelope_from: str,
                      recipients: tuple[str, ...], raw: bytes) -> DeliveryResult:

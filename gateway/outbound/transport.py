@@ -1,21 +1,27 @@
-"""Transports: hand one finished mail (envelope + raw bytes) to the next hop.
+"""Transports: hand finished mail (envelope + raw bytes) to the next hop.
 
 This module is what every transport promises and what the outbox relies on (`Transport`,
-`DeliveryResult`, `classify`) and the choice of the configured one
+`Envelope`, `DeliveryResult`, `classify`) and the choice of the configured one
 (`transport_from_settings`); the transports themselves are `maildir.MaildirTransport` and
 `smtp.SmtpTransport`.
 
-In: `send(envelope_from, recipients, raw)`. Out: a `DeliveryResult` saying what the next hop
-did with it: `sent`, `temporary` (try again later) or `permanent` (it will never take it), with
-the reply code and text, and per-recipient refusals when the relay took the mail for some
-recipients and refused others.
+In: `send(envelope_from, recipients, raw)` for one mail, or `send_batch(envelopes)` for
+several (each `Envelope` with a `key`, stable across attempts of that mail). Out: a
+`DeliveryResult` per mail saying what the next hop did with it: `sent`, `temporary` (try
+again later) or `permanent` (it will never take it), with the reply code and text, and
+per-recipient refusals when the relay took the mail for some recipients and refused others.
 
 Guarantees:
-- `send` never raises for anything the network, the relay or the disk does: every such
-  failure is a `temporary` result with what happened in its text. Only `permanent` results
-  (an SMTP `5xx` about this mail) make the outbox give up on a mail.
+- `send` and `send_batch` never raise for anything the network, the relay or the disk does:
+  every such failure is a `temporary` result with what happened in its text. Only
+  `permanent` results (an SMTP `5xx` about this mail) make the outbox give up on a mail.
 - `sent` is reported only after the next hop accepted responsibility: the relay's `250` to
-  the end of DATA, or the Maildir file renamed into `new/` and fsynced.
+  the end of DATA, or the Maildir file renamed into `new/` and the directory fsynced.
+- `batch_size` is the most mails one `send_batch` call takes, and so the most results the
+  outbox holds unrecorded (a crash before they are recorded sends them again): SMTP 1 (each
+  mail recorded before the next is sent: at most the mail in flight is sent twice);
+  Maildir a whole batch (one directory fsync for all; a batch sent again replaces its own
+  files, named after each `Envelope.key`, so it leaves no duplicates in `new/`).
 - SMTP sends CRLF line endings only (a bare CR or LF in `raw` becomes CRLF); the Maildir
   gets `raw` unchanged.
 - A transport holds at most one connection, opened on the first `send` and kept for the
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -80,9 +87,28 @@ class DeliveryResult:
         return f"{self.text}; refused " + "; ".join(r.describe() for r in self.refused)
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """One mail for `send_batch`. `key` names this delivery, the same on every attempt and
+    different for every other one (the outbox uses its row id and the Message-ID's
+    digest): a transport that can, lets a repeated delivery replace the earlier one."""
+
+    key: str
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+
+
 class Transport(Protocol):
+    # the most mails one `send_batch` takes (their results are recorded together afterwards)
+    batch_size: int
+
     def send(self, envelope_from: str, recipients: tuple[str, ...],
              raw: bytes) -> DeliveryResult: ...
+
+    def send_batch(self, envelopes: Sequence[Envelope]) -> list[DeliveryResult]:
+        """One result per envelope, in order; at most `batch_size` envelopes."""
+        ...
 
     def close(self) -> None: ...
 

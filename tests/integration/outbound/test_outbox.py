@@ -416,7 +416,7 @@ def test_when_a_result_cannot_be_recorded_the_rest_of_the_batch_is_handed_back(
         raise TemporaryFailure("database unavailable: connection refused")
 
     _, second_id = put(app, outgoing(1), outgoing(2))
-    monkeypatch.setattr(outbox_module, "record_result", database_gone)
+    monkeypatch.setattr(outbox_module, "record_results", database_gone)
     assert drain(app.db, smtp_to(relay)) == []
     monkeypatch.undo()
     first, second = rows(app)

@@ -8,6 +8,7 @@ Time is given: the lease functions and the heartbeat take `now` / a clock."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -152,3 +153,32 @@ def test_a_row_locked_by_its_work_is_skipped_by_the_heartbeat_not_lost(app: App)
                         .with_for_update())
         assert beat.beat() == set() and beat.lost == set()
     assert beat.beat() == {mail_id}
+
+
+def test_consecutive_blocks_share_one_heartbeat_thread_and_a_quick_one_renews_nothing(
+        app: App) -> None:
+    """A batch that ends before its first beat costs no renewal, and the next batch's block
+    is renewed by the same thread (not one started and joined per batch)."""
+    first_id, second_id = queued(app, 2)
+    [first] = lease_due(app.db, mail_ids=[first_id])
+    [second] = lease_due(app.db, mail_ids=[second_id])
+    first_until, second_until = row(app, first_id).next_attempt, row(app, second_id).next_attempt
+    every = timedelta(milliseconds=200)
+    before = set(threading.enumerate())
+
+    def beaters() -> list[threading.Thread]:
+        return [t for t in threading.enumerate()
+                if t.name == "ticketgw-heartbeat" and t not in before]
+
+    with Heartbeat(app.db, "outbound", {first.id: first.attempts}, every=every):
+        [thread] = beaters()
+    assert row(app, first_id).next_attempt == first_until        # over before its beat
+    with Heartbeat(app.db, "outbound", {second.id: second.attempts}, every=every):
+        assert beaters() == [thread]
+        deadline = utcnow() + timedelta(seconds=30)
+        while row(app, second_id).next_attempt == second_until and utcnow() < deadline:
+            time.sleep(0.02)
+    assert row(app, second_id).next_attempt > second_until
+    assert row(app, first_id).next_attempt == first_until        # left, never renewed
+    thread.join(30)                                              # idle: it ends
+    assert not thread.is_alive()
