@@ -68,7 +68,14 @@ from gateway.mail.mime_text import collapse_whitespace
 from gateway.mail.peek import peek_from_subject
 from gateway.observe import metrics
 from gateway.observe.logs import OutageLog, mail_context
-from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
+from gateway.pipeline import (
+    Outcome,
+    Stages,
+    Understood,
+    before_applying,
+    route_and_apply,
+    understand_stored,
+)
 from gateway.store.db import Database
 from gateway.store.heartbeat import Heartbeat
 from gateway.store.leases import TakeoverHook
@@ -173,6 +180,8 @@ def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,
     try:
         with db.write() as session:
             ours, lost = _still_ours(session, leased)
+            before_applying(session, [mail.understood for mail in leased if mail.id in ours
+                                      and isinstance(mail.understood, Understood)])
             deadline = time.monotonic() + _budget(db)
             records: list[dict[str, object]] = []      # the outcomes, written together
             for mail in leased:
