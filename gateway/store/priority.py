@@ -9,16 +9,19 @@ SMTP connection, the intake fell from 73 to 18 mails/s while the worker ran
 
 `WriteTurns` puts every writer on one SQLite file (all processes: `serve`, its worker,
 `ticketgw ingest`) in front of two lock files beside the database:
-- `DB-turn`: held (flock, exclusive) for the whole write transaction. Waiters poll it
-  every `POLL` seconds, so the next writer starts within half a millisecond of a commit.
+- `DB-turn`: held (flock, exclusive) for the whole write transaction.
 - `DB-urgent`: held shared by urgent writers (received mail, a client waits for the
   answer) while they wait for their turn. Background writers (the worker, the outbox,
   the portal) let them go first, and the worker ends a batch early when one waits
   (`urgent_waiting()`).
-- Patient writers (the outbox's bookkeeping: nobody waits for a "sent" mark) try every
-  `PATIENT_POLL` instead. Each try costs about 55 µs of CPU here (a syscall and a wake-up),
-  so polling at `POLL` costs ~8% of a core while the worker holds the turn; the outbox does
-  that for every mail it records, in the process (and under the GIL) of the SMTP listener.
+A waiter does not poll: it watches both files with inotify (`_Releases`) and tries again
+when a holder closes one, which every holder does right after unlocking it, so the next
+writer starts within a wake-up of a commit and a wait costs a few syscalls, not a try
+(~55 µs of CPU: a syscall and a wake-up) every half millisecond as it did. A holder that
+was killed is closed by the kernel before its lock is released, so that wake-up can come
+too early: waiters also try every `WATCHED_POLL`. Where inotify is missing they poll
+every `POLL` (`PATIENT_POLL` for patient writers, the outbox's bookkeeping, which nobody
+waits for).
 SQLite's own lock still decides correctness; turns only decide the order. PostgreSQL
 locks rows, not the database, and does not use turns.
 
@@ -29,8 +32,11 @@ blocks the others; waiting for a turn ends after `timeout` seconds with
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
+import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,8 +45,9 @@ from pathlib import Path
 from gateway.errors import TemporaryFailure
 
 MAX_GIVE_WAY = 0.5      # seconds a background writer lets urgent ones go first, at most
-POLL = 0.0005           # seconds between tries for the turn
+POLL = 0.0005           # seconds between tries for the turn without inotify
 PATIENT_POLL = 0.005    # the same for patient writers
+WATCHED_POLL = 0.02     # with inotify: a try this often anyway (a killed holder, see above)
 
 
 class WriteTurns:
@@ -57,34 +64,41 @@ class WriteTurns:
             raise ValueError("a writer cannot be urgent and patient")
         poll = PATIENT_POLL if patient else POLL
         announcement = self._announce() if urgent else None
-        if not urgent:
-            self._give_way(poll)
+        releases: _Releases | None = None
         try:
             fd = os.open(self.turn_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:                     # e.g. a read-only directory: no order, no harm
-            if announcement is not None:
-                os.close(announcement)
+            _release(announcement)
             yield
             return
         try:
+            if not urgent and self.urgent_waiting():
+                releases = _Releases.watching(self.turn_path, self.urgent_path)
+                self._give_way(releases, poll)
             deadline = time.monotonic() + timeout
             while not _try_lock(fd, fcntl.LOCK_EX):
+                if releases is None:
+                    releases = _Releases.watching(self.turn_path, self.urgent_path)
+                    continue                # released before the watch began? try again
                 if time.monotonic() > deadline:
                     raise TemporaryFailure(f"no write turn within {timeout:.0f} s")
-                time.sleep(poll)
-            if announcement is not None:
-                os.close(announcement)      # not waiting any more
-                announcement = None
+                releases.wait(poll)
+            if releases is not None:
+                releases.close()
+                releases = None
+            _release(announcement)          # not waiting any more
+            announcement = None
             yield
         finally:
-            os.close(fd)                    # closing releases the lock
-            if announcement is not None:
-                os.close(announcement)
+            _release(fd)                    # unlocked, then closed: that wakes the waiters
+            _release(announcement)
+            if releases is not None:
+                releases.close()
 
     def urgent_waiting(self) -> bool:
         """Is an urgent writer waiting for its turn right now?"""
-        try:
-            fd = os.open(self.urgent_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:    # read-only: closing it wakes nobody (`_Releases` watches closes of writers)
+            fd = os.open(self.urgent_path, os.O_RDONLY | os.O_CREAT, 0o600)
         except OSError:
             return False
         try:
@@ -100,10 +114,10 @@ class WriteTurns:
         fcntl.flock(fd, fcntl.LOCK_SH)      # waits at most for another writer's check
         return fd
 
-    def _give_way(self, poll: float) -> None:
+    def _give_way(self, releases: _Releases, poll: float) -> None:
         deadline = time.monotonic() + MAX_GIVE_WAY
         while self.urgent_waiting() and time.monotonic() < deadline:
-            time.sleep(poll)
+            releases.wait(poll)
 
 
 def _try_lock(fd: int, kind: int) -> bool:
@@ -112,3 +126,66 @@ def _try_lock(fd: int, kind: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def _release(fd: int | None) -> None:
+    """Unlock, then close: the close that wakes the waiters comes after the unlock (the
+    kernel's own close of a file reports the close before it drops the lock)."""
+    if fd is None:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+_IN_CLOSE_WRITE = 0x8
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_libc: ctypes.CDLL | None
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _libc.inotify_init1.argtypes = [ctypes.c_int]
+    _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+except (OSError, AttributeError):       # not Linux: waiters poll
+    _libc = None
+
+
+class _Releases:
+    """Wakes a waiter when a turn's holder closes one of the lock files (inotify
+    IN_CLOSE_WRITE); without inotify, `wait` sleeps."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    @classmethod
+    def watching(cls, *paths: Path) -> _Releases:
+        if _libc is None:
+            return cls(None)
+        fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:                      # e.g. too many instances: poll instead
+            return cls(None)
+        for path in paths:
+            if _libc.inotify_add_watch(fd, os.fsencode(path), _IN_CLOSE_WRITE) < 0:
+                os.close(fd)
+                return cls(None)
+        return cls(fd)
+
+    def wait(self, poll: float) -> None:
+        """Until a holder lets go of a lock file (or `WATCHED_POLL`); `poll` without
+        inotify."""
+        if self.fd is None:
+            time.sleep(poll)
+            return
+        ready, _, _ = select.select([self.fd], [], [], WATCHED_POLL)
+        if ready:
+            try:
+                os.read(self.fd, 4096)      # the events themselves say nothing more
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

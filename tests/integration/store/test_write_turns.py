@@ -107,22 +107,60 @@ def test_sqlite_writes_wait_for_the_turn_and_postgresql_takes_none(tmp_path: Pat
     assert Database("postgresql+psycopg://nobody@127.0.0.1:1/none").turns is None
 
 
-@pytest.mark.parametrize("patient", [False, True])
-def test_a_patient_writer_tries_less_often_and_still_gets_the_turn(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patient: bool) -> None:
-    """Each try for a held turn costs a syscall and a wake-up: the outbox's bookkeeping
-    (patient) tries every PATIENT_POLL, other writers every POLL."""
+def _counting_tries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     from gateway.store import priority
 
-    tries = 0
+    tries = [0]
     real_try_lock = priority._try_lock
 
     def counting(fd: int, kind: int) -> bool:
-        nonlocal tries
-        tries += 1
+        tries[0] += 1
         return real_try_lock(fd, kind)
 
     monkeypatch.setattr(priority, "_try_lock", counting)
+    return tries
+
+
+@pytest.mark.parametrize("urgent", [False, True])
+def test_a_waiter_is_woken_by_the_release_instead_of_polling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, urgent: bool) -> None:
+    """Each try for a held turn costs a syscall and a wake-up: a waiter sleeps until the
+    holder lets go (inotify), not trying every half millisecond; the safety-net try is
+    made rare here, so only the release can wake it in time."""
+    from gateway.store import priority
+
+    monkeypatch.setattr(priority, "WATCHED_POLL", 60.0)
+    tries = _counting_tries(monkeypatch)
+    turns = WriteTurns(tmp_path / "gateway.db")
+    child, _, release = _child(tmp_path / "gateway.db")
+    got = threading.Event()
+
+    def writer() -> None:
+        with turns.turn(urgent=urgent):
+            got.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert not got.wait(0.2)          # the other process has the turn
+        release.set()
+        assert got.wait(10), "the release did not wake the waiter"
+    finally:
+        release.set()
+        thread.join(70)
+        child.join(10)
+    assert tries[0] <= 4      # the first try, one after the watch began, one per wake-up
+
+
+@pytest.mark.parametrize("patient", [False, True])
+def test_without_inotify_a_patient_writer_polls_less_often_and_still_gets_the_turn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patient: bool) -> None:
+    """Where inotify is missing, waiters poll: the outbox's bookkeeping (patient) every
+    PATIENT_POLL, other writers every POLL."""
+    from gateway.store import priority
+
+    monkeypatch.setattr(priority, "_libc", None)
+    tries = _counting_tries(monkeypatch)
     turns = WriteTurns(tmp_path / "gateway.db")
     child, _, release = _child(tmp_path / "gateway.db")
     held_for = 0.1
@@ -135,9 +173,9 @@ def test_a_patient_writer_tries_less_often_and_still_gets_the_turn(
     assert waited >= held_for * 0.9
     # sleeping can only take longer than asked: at most one try per interval, plus the last
     interval = priority.PATIENT_POLL if patient else priority.POLL
-    assert tries <= waited / interval + 2
+    assert tries[0] <= waited / interval + 3
     if not patient:     # more tries than a patient writer could make in that time
-        assert tries > waited / priority.PATIENT_POLL + 2
+        assert tries[0] > waited / priority.PATIENT_POLL + 3
 
 
 def test_a_writer_cannot_be_urgent_and_patient(tmp_path: Path) -> None:
