@@ -2,12 +2,18 @@
 transaction. Read-only: `ticketgw explain` uses it as it is.
 
 Every lookup is an indexed query (Message-IDs, reply tokens, ticket numbers, address keys),
-so threading a reply costs what opening a ticket costs.
+so threading a reply costs what opening a ticket costs. "Is this mail already an article?"
+(`is_duplicate`) is asked of every mail: the worker asks first, for its whole batch in one
+query, which of the mails' Message-IDs any article has (`look_up_message_ids`, kept in the
+transaction's session only), and a mail whose Message-ID no article had then, nor any
+article this transaction added since, is no duplicate without a query of its own. Every
+other answer is a query, as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -28,7 +34,7 @@ from gateway.store.models import (
     table_of,
 )
 from gateway.store.models_faq import FaqMailAnswer
-from gateway.tickets.ticket import storable
+from gateway.tickets.ticket import NEW_ARTICLE_MESSAGE_IDS, storable
 
 _ticket = table_of(Ticket)
 _queue = table_of(Queue)
@@ -60,6 +66,26 @@ _CUSTOMERS_BY_LOWER_KEY = _CUSTOMER.where(
     func.lower(_customer.c.email_key) == bindparam("key")).limit(2)
 _DUPLICATE = select(_article.c.id).where(_article.c.message_id == bindparam("message_id"),
                                          _article.c.body == bindparam("body")).limit(1)
+
+
+_SEEN = "tgw_article_message_ids_seen"      # `Session.info` key of `look_up_message_ids`
+
+
+@dataclass(frozen=True)
+class _Seen:
+    looked_up: frozenset[str]      # the Message-IDs asked for
+    known: frozenset[str]          # those an article had
+
+
+def look_up_message_ids(session: Session, message_ids: Sequence[str]) -> None:
+    """Before a batch of mails is routed in this transaction: which of their Message-IDs
+    any article has, in one query (see the module's docstring)."""
+    wanted = sorted({storable(m) for m in message_ids if m})
+    if not wanted:
+        return
+    known = session.execute(select(_article.c.message_id).distinct()
+                            .where(_article.c.message_id.in_(wanted))).scalars()
+    session.info[_SEEN] = _Seen(frozenset(wanted), frozenset(known))
 
 
 def _ticket_info(row: Sequence[Any]) -> TicketInfo:
@@ -137,6 +163,11 @@ class DatabaseDirectory:
 
     def is_duplicate(self, message_id: str, body: str) -> bool:
         """The same Message-ID with the same text is already an article."""
+        wanted = storable(message_id)
+        seen = self.session.info.get(_SEEN)
+        if seen is not None and wanted in seen.looked_up and wanted not in seen.known \
+                and wanted not in self.session.info.get(NEW_ARTICLE_MESSAGE_IDS, ()):
+            return False
         return self.session.execute(_DUPLICATE, {"message_id": storable(message_id),
                                                  "body": storable(body)}).first() is not None
 

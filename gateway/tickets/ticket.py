@@ -208,6 +208,7 @@ def _create_in_one_statement(session: Session, values: dict[str, Any], article: 
         **values, "day": day, "prefix": f"{day}{numbering.system_id}", "actor": fitted(actor, 400),
         **{f"article_{name}": value for name, value in article_values.items()}}).one()
     _attach(session, row.article_id, article)
+    _note_article_message_id(session, message_id)
     return row.id, row.number
 
 
@@ -362,6 +363,7 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
     article_id: int = session.execute(
         _INSERT_ARTICLE, values | {"ticket_id": ticket_id, "created": now}).scalar_one()
     _attach(session, article_id, article)
+    _note_article_message_id(session, values["message_id"])
     if values["message_id"]:
         remember_message_ids(session, ticket_id, [values["message_id"]])
     return article_id
@@ -382,6 +384,14 @@ def _attach(session: Session, article_id: int, article: NewArticle) -> None:
 
 
 _REMEMBER_MESSAGE_ID: dict[str, Any] = {}   # per dialect, built (and compiled) once
+NEW_ARTICLE_MESSAGE_IDS = "tgw_new_article_message_ids"   # `Session.info` key
+
+
+def _note_article_message_id(session: Session, message_id: str | None) -> None:
+    """The Message-IDs of the articles this transaction added, in `Session.info`
+    (`inbound/directory.py` answers "already an article?" from a look-up made before)."""
+    if message_id:
+        session.info.setdefault(NEW_ARTICLE_MESSAGE_IDS, set()).add(message_id)
 
 
 def remember_message_ids(session: Session, ticket_id: int, message_ids: Sequence[str]) -> None:
