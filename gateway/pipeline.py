@@ -29,7 +29,11 @@ from gateway.config.sync import ConfiguredIds
 from gateway.errors import InvalidInput
 from gateway.faq.mail import answer_question
 from gateway.files.exchange import create_area_for_address
-from gateway.inbound.directory import DatabaseDirectory, look_up_message_ids
+from gateway.inbound.directory import (
+    DatabaseDirectory,
+    look_up_customers,
+    look_up_message_ids,
+)
 from gateway.inbound.intake import stored_raw
 from gateway.mail.attachment_scan import ScannedFile
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
@@ -162,9 +166,11 @@ def route_and_apply(session: Session, stages: Stages, understood: Understood,
 def before_applying(session: Session, batch: Sequence[Understood]) -> None:
     """What applying these mails in the caller's transaction would ask the database for
     each of them, asked once for all: which of their Message-IDs are articles already
-    (`directory.look_up_message_ids`) and which senders have a bounce record to clear
+    (`directory.look_up_message_ids`), who of their senders is a customer
+    (`directory.look_up_customers`) and which senders have a bounce record to clear
     (`bouncing.look_up_senders`)."""
     look_up_message_ids(session, [u.parsed.message_id for u in batch if u.parsed.message_id])
+    look_up_customers(session, [u.parsed.from_.address for u in batch if u.parsed.from_])
     bouncing.look_up_senders(session, [u.parsed.from_.address for u in batch
                                        if u.parsed.from_ and _shows_life(u)])
 
