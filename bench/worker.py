@@ -5,7 +5,8 @@ config of `bench/inbound.py` (one queue, one staff member, one template; a regis
 customer per mail), `--count` text mails stored through the real intake (`accept_many`, in
 groups of 8 as the listener's group commit stores them), then `process_due` until nothing
 is due. Reported per new ticket: this process's CPU (user + system) and wall time, the
-PostgreSQL server's CPU (local server, from `/proc`), and with `--statements` the
+PostgreSQL server's CPU (the backends of the run's own database on a local server, from
+`/proc`: other sessions on the server are not counted), and with `--statements` the
 statements sent to the database (a `before_cursor_execute` hook; an executemany counts
 once), by their first words. Each round stores and processes fresh mails in the same
 database; the first `WARMUP` mails are processed unmeasured.
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from itertools import count as counter
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,8 @@ from inbound import (  # bench/inbound.py: the same config, customers and mails
     PG_ADMIN_URL,
     RCPT,
     clean_env,
+    cpu_seconds,
     sender_of,
-    server_cpu_seconds,
     text_mail,
     write_config,
 )
@@ -65,15 +67,19 @@ def _setup(url: str, tmp: Path, customers: int) -> Path:
     return config
 
 
-def _postmaster(app: Any) -> int | None:
+def _server_cpu(app: Any) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving this run's database (its name is the
+    run's own, so other sessions on the same server are not counted); {} for SQLite."""
     if app.db.is_sqlite:
-        return None
+        return {}
     with app.db.engine.connect() as connection:
-        backend = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
-    try:
-        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+        pids = connection.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars()
+        cpu = {}
+        for pid in pids:
+            with suppress(OSError):      # ended meanwhile
+                cpu[pid] = cpu_seconds(pid)
+    return cpu
 
 
 def _store(app: Any, tag: str, numbers: range) -> None:
@@ -104,7 +110,6 @@ def main() -> None:
                              sqlite_name="gateway.db") as url:
         tmp = Path(name)
         app = build_app(load_settings(_setup(url, tmp, customers)))
-        postmaster = _postmaster(app)
         numbers = counter()
         first = next(numbers)
         _store(app, "warm", range(first, first + WARMUP))
@@ -127,15 +132,15 @@ def main() -> None:
                 next(numbers)
             statements.clear()
             c0, w0 = time.process_time(), time.monotonic()
-            s0 = server_cpu_seconds(postmaster) if postmaster else 0.0
+            s0 = _server_cpu(app)
             done = _drain(app)
             c1, w1 = time.process_time(), time.monotonic()
-            s1 = server_cpu_seconds(postmaster) if postmaster else 0.0
+            s1 = _server_cpu(app)
             if done != args.count:
                 raise RuntimeError(f"{done} mails processed, {args.count} stored")
             cpu.append((c1 - c0) * 1000 / done)
             wall.append((w1 - w0) * 1000 / done)
-            db_cpu.append((s1 - s0) * 1000 / done)
+            db_cpu.append(sum(v - s0.get(pid, 0.0) for pid, v in s1.items()) * 1000 / done)
             print(f"round {round_ + 1}: worker CPU {cpu[-1]:.2f} ms/mail, wall {wall[-1]:.2f} "
                   f"ms/mail, db CPU {db_cpu[-1]:.2f} ms/mail", flush=True)
             if args.statements:
