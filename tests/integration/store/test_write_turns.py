@@ -121,12 +121,12 @@ def _counting_tries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return tries
 
 
-@pytest.mark.parametrize("urgent", [False, True])
-def test_a_waiter_is_woken_by_the_release_instead_of_polling(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, urgent: bool) -> None:
-    """Each try for a held turn costs a syscall and a wake-up: a waiter sleeps until the
-    holder lets go (inotify), not trying every half millisecond; the safety-net try is
-    made rare here, so only the release can wake it in time."""
+@pytest.mark.parametrize("patient", [False, True])
+def test_a_background_waiter_is_woken_by_the_release_instead_of_polling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patient: bool) -> None:
+    """Each try for a held turn costs a syscall and a wake-up: a background writer sleeps
+    until the holder lets go (inotify), not trying every half millisecond; the safety-net
+    try is made rare here, so only the release can wake it in time."""
     from gateway.store import priority
 
     monkeypatch.setattr(priority, "WATCHED_POLL", 60.0)
@@ -136,7 +136,7 @@ def test_a_waiter_is_woken_by_the_release_instead_of_polling(
     got = threading.Event()
 
     def writer() -> None:
-        with turns.turn(urgent=urgent):
+        with turns.turn(patient=patient):
             got.set()
 
     thread = threading.Thread(target=writer)
