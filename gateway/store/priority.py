@@ -12,8 +12,8 @@ SMTP connection, the intake fell from 73 to 18 mails/s while the worker ran
 - `DB-turn`: held (flock, exclusive) for the whole write transaction.
 - `DB-urgent`: held shared by urgent writers (received mail, a client waits for the
   answer) while they wait for their turn. Background writers (the worker, the outbox,
-  the portal) let them go first, and the worker ends a batch early when one waits
-  (`urgent_waiting()`).
+  the portal) let them go first, each time they could take the turn, and the worker
+  ends a batch early when one waits (`urgent_waiting()`).
 A background writer does not poll: it watches both files with inotify (`_Releases`) and
 tries again when a holder closes one, which every holder does right after unlocking it,
 so a wait costs a few syscalls, not a try (~25-55 µs of CPU: a syscall and a wake-up)
@@ -74,17 +74,20 @@ class WriteTurns:
             yield
             return
         try:
-            if not urgent and self.urgent_waiting():
-                releases = _Releases.watching(self.turn_path, self.urgent_path)
-                self._give_way(releases, poll)
-            deadline = time.monotonic() + timeout
-            while not _try_lock(fd, fcntl.LOCK_EX):
+            started = time.monotonic()
+            while True:
+                # a background writer lets waiting urgent ones go first, every time it is
+                # woken (it is woken as fast as they are), for `MAX_GIVE_WAY` at most
+                giving_way = not urgent and time.monotonic() - started < MAX_GIVE_WAY \
+                    and self.urgent_waiting()
+                if not giving_way and _try_lock(fd, fcntl.LOCK_EX):
+                    break
                 if urgent:                  # polls: its wait is what an SMTP client sees
                     releases = releases or _Releases(None)
                 elif releases is None:
                     releases = _Releases.watching(self.turn_path, self.urgent_path)
-                    continue                # released before the watch began? try again
-                if time.monotonic() > deadline:
+                    continue                # released before the watch began? look again
+                if time.monotonic() - started > timeout:
                     raise TemporaryFailure(f"no write turn within {timeout:.0f} s")
                 releases.wait(poll)
             if releases is not None:
@@ -117,11 +120,6 @@ class WriteTurns:
             return None                     # no announcement: only the order suffers
         fcntl.flock(fd, fcntl.LOCK_SH)      # waits at most for another writer's check
         return fd
-
-    def _give_way(self, releases: _Releases, poll: float) -> None:
-        deadline = time.monotonic() + MAX_GIVE_WAY
-        while self.urgent_waiting() and time.monotonic() < deadline:
-            releases.wait(poll)
 
 
 def _try_lock(fd: int, kind: int) -> bool:
