@@ -122,7 +122,10 @@ def main() -> None:
             statements[" ".join(statement.split()[:3])[:60]] += 1
 
         if args.statements:
-            for engine in {app.db.engine, app.db._lazy_write_engine.engine}:
+            engines = [app.db.engine]
+            if app.db._lazy_engine is not None:
+                engines.append(app.db._lazy_engine)
+            for engine in engines:
                 event.listen(engine, "before_cursor_execute", _count)
         cpu, wall, db_cpu = [], [], []
         for round_ in range(args.rounds):

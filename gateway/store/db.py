@@ -13,8 +13,7 @@ Guarantees:
   loss (leases, attempt counters, the outbox's "sent" records): its commit survives a crash
   of any process but not a power failure or an OS crash, which may forget the last such
   commits (about a second's worth). SQLite commits it with `synchronous=NORMAL` (WAL: no
-  fsync; the next durable commit syncs it too), PostgreSQL with `synchronous_commit=off`,
-  each on connections of their own (a pool per durability: no switching per transaction).
+  fsync; the next durable commit syncs it too), PostgreSQL with `synchronous_commit=off`.
   Received mail, tickets and queued answers are always written durably.
 - PostgreSQL: a pooled connection that sat idle is tested before use (`_ping_when_idle`).
 - Operational errors (server down, locked past the timeout) surface as `TemporaryFailure`
@@ -57,16 +56,10 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self._lazy_engine: Engine | None = None       # PostgreSQL's, for `one_statement`
-        self._sqlite_lazy_engine: Engine | None = None
+        self._lazy_engine: Engine | None = None
         if self.is_sqlite:
-            self.engine = self._sqlite_engine(url, echo, busy_timeout_ms, "FULL")
-            # connections of their own for bookkeeping: switching `synchronous` on a shared
-            # connection cost two PRAGMA statements per lease and batch
-            lazy = self.engine          # in memory: one database per engine, nothing to sync
-            if parsed.database and parsed.database != ":memory:":
-                lazy = self._sqlite_lazy_engine = self._sqlite_engine(
-                    url, echo, busy_timeout_ms, "NORMAL")
+            self.engine = self._sqlite_engine(url, echo, busy_timeout_ms)
+            lazy = self.engine          # synchronous is switched per transaction (below)
         else:
             self.engine = self._postgres_engine(url, echo, pool_size=5)
             # a pool of its own whose sessions commit without waiting for the WAL flush:
@@ -75,7 +68,7 @@ class Database:
                 url, echo, pool_size=2, options="-c synchronous_commit=off")
         # the same pool, but transactions that will write take the SQLite write lock at BEGIN
         self._write_engine = self.engine.execution_options(tgw_write=True)
-        self._lazy_write_engine = lazy.execution_options(tgw_write=True)
+        self._lazy_write_engine = lazy.execution_options(tgw_write=True, tgw_lazy=True)
         # SQLite: every writer of the file takes turns, received mail first (priority.py)
         self.turns: WriteTurns | None = None
         database = parsed.database
@@ -93,9 +86,7 @@ class Database:
         return engine
 
     @staticmethod
-    def _sqlite_engine(url: str, echo: bool, busy_timeout_ms: int, synchronous: str) -> Engine:
-        """An engine whose connections commit with `synchronous` (FULL: durable; NORMAL:
-        see `write(durable=False)`)."""
+    def _sqlite_engine(url: str, echo: bool, busy_timeout_ms: int) -> Engine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -109,15 +100,26 @@ class Database:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA synchronous=FULL")
+            record.info["tgw_synchronous"] = "FULL"
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            write = connection.get_execution_options().get("tgw_write", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            options = connection.get_execution_options()
+            if not options.get("tgw_write", False):
+                connection.exec_driver_sql("BEGIN")
+                return
+            # synchronous is per connection and may change between transactions; WAL keeps
+            # a NORMAL commit across crashes of any process, only not across power loss
+            wanted = "NORMAL" if options.get("tgw_lazy", False) else "FULL"
+            info = connection.connection.info
+            if info.get("tgw_synchronous") != wanted:
+                connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+                info["tgw_synchronous"] = wanted
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
@@ -195,9 +197,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        for engine in (self._lazy_engine, self._sqlite_lazy_engine):
-            if engine is not None:
-                engine.dispose()
+        if self._lazy_engine is not None:
+            self._lazy_engine.dispose()
 
 
 @contextmanager
