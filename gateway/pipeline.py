@@ -29,7 +29,11 @@ from gateway.config.sync import ConfiguredIds
 from gateway.errors import InvalidInput
 from gateway.faq.mail import answer_question
 from gateway.files.exchange import create_area_for_address
-from gateway.inbound.directory import DatabaseDirectory
+from gateway.inbound.directory import (
+    DatabaseDirectory,
+    look_up_customers,
+    look_up_message_ids,
+)
 from gateway.inbound.intake import stored_raw
 from gateway.mail.attachment_scan import ScannedFile
 from gateway.mail.message import ParsedMessage, ParseLimitExceeded
@@ -159,6 +163,24 @@ def route_and_apply(session: Session, stages: Stages, understood: Understood,
     return apply_decision(session, stages, decision, understood, mail_id)
 
 
+def before_applying(session: Session, batch: Sequence[Understood]) -> None:
+    """What applying these mails in the caller's transaction would ask the database for
+    each of them, asked once for all: which of their Message-IDs are articles already
+    (`directory.look_up_message_ids`), who of their senders is a customer
+    (`directory.look_up_customers`) and which senders have a bounce record to clear
+    (`bouncing.look_up_senders`)."""
+    look_up_message_ids(session, [u.parsed.message_id for u in batch if u.parsed.message_id])
+    look_up_customers(session, [u.parsed.from_.address for u in batch if u.parsed.from_])
+    bouncing.look_up_senders(session, [u.parsed.from_.address for u in batch
+                                       if u.parsed.from_ and _shows_life(u)])
+
+
+def _shows_life(understood: Understood) -> bool:
+    """A person wrote from its sender, or its out-of-office answered one of our mails: the
+    mailbox exists, automatic answers may go there again."""
+    return not understood.context.automatic or understood.context.automatic_kind == "auto_reply"
+
+
 def checked(understood: Understood, authserv_id: str) -> Understood:
     """The mail with what our border MTA vouches for about its From in its context
     (`routing/authentication.py`), which routing needs to decide who may act as staff and
@@ -184,9 +206,7 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                        parsed.message_id, sender, parsed.subject)
 
     automatic = understood.context.automatic
-    if not automatic or understood.context.automatic_kind == "auto_reply":
-        # a person wrote from it, or its out-of-office answered one of our mails: the
-        # mailbox exists, automatic answers may go there again
+    if _shows_life(understood):
         bouncing.clear_on_mail_from(session, sender)
     if isinstance(decision, NewTicketDecision):
         created = [_create(session, stages, new, parsed, mail_id)

@@ -2,12 +2,22 @@
 transaction. Read-only: `ticketgw explain` uses it as it is.
 
 Every lookup is an indexed query (Message-IDs, reply tokens, ticket numbers, address keys),
-so threading a reply costs what opening a ticket costs.
+so threading a reply costs what opening a ticket costs. "Is this mail already an article?"
+(`is_duplicate`) is asked of every mail: the worker asks first, for its whole batch in one
+query, which of the mails' Message-IDs any article has (`look_up_message_ids`, kept in the
+transaction's session only), and a mail whose Message-ID no article had then, nor any
+article this transaction added since, is no duplicate without a query of its own. The
+customers of the batch's senders are read the same way, once (`look_up_customers`):
+nothing on the mail path writes customers, so what a transaction read at its start is
+what a query per mail would read, but for a change someone commits meanwhile in the web
+or CLI, which then counts as made after these mails. Every other answer is a query, as
+it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -28,7 +38,7 @@ from gateway.store.models import (
     table_of,
 )
 from gateway.store.models_faq import FaqMailAnswer
-from gateway.tickets.ticket import storable
+from gateway.tickets.ticket import NEW_ARTICLE_MESSAGE_IDS, storable
 
 _ticket = table_of(Ticket)
 _queue = table_of(Queue)
@@ -58,8 +68,68 @@ _CUSTOMER = (select(_customer.c.id, _customer.c.username, _organisation.c.key,
 _CUSTOMER_BY_KEY = _CUSTOMER.where(_customer.c.email_key == bindparam("key"))
 _CUSTOMERS_BY_LOWER_KEY = _CUSTOMER.where(
     func.lower(_customer.c.email_key) == bindparam("key")).limit(2)
+_CUSTOMERS_BY_KEYS = (select(_customer.c.email_key, *_CUSTOMER.selected_columns)
+                      .select_from(_customer.outerjoin(_organisation))
+                      .where(_customer.c.active.is_(True),
+                             _customer.c.email_key.in_(bindparam("keys", expanding=True)))
+                      .order_by(_customer.c.id))
+_CUSTOMERS_BY_LOWER_KEYS = (
+    select(func.lower(_customer.c.email_key), *_CUSTOMER.selected_columns)
+    .select_from(_customer.outerjoin(_organisation))
+    .where(_customer.c.active.is_(True),
+           func.lower(_customer.c.email_key).in_(bindparam("keys", expanding=True)))
+    .order_by(_customer.c.id))
 _DUPLICATE = select(_article.c.id).where(_article.c.message_id == bindparam("message_id"),
                                          _article.c.body == bindparam("body")).limit(1)
+
+
+_SEEN = "tgw_article_message_ids_seen"      # `Session.info` key of `look_up_message_ids`
+
+
+@dataclass(frozen=True)
+class _Seen:
+    looked_up: frozenset[str]      # the Message-IDs asked for
+    known: frozenset[str]          # those an article had
+
+
+def look_up_message_ids(session: Session, message_ids: Sequence[str]) -> None:
+    """Before a batch of mails is routed in this transaction: which of their Message-IDs
+    any article has, in one query (see the module's docstring)."""
+    wanted = sorted({storable(m) for m in message_ids if m})
+    if not wanted:
+        return
+    known = session.execute(select(_article.c.message_id).distinct()
+                            .where(_article.c.message_id.in_(wanted))).scalars()
+    session.info[_SEEN] = _Seen(frozenset(wanted), frozenset(known))
+
+
+_CUSTOMERS = "tgw_customers_by_key"         # `Session.info` key of `look_up_customers`
+
+
+def look_up_customers(session: Session, addresses: Sequence[str]) -> None:
+    """Before a batch of mails is routed in this transaction: the customers of their
+    senders, as `customer_by_address` finds them, in one query (and one more for those
+    without an exact match)."""
+    keys = sorted({address_key(a) for a in addresses if a})
+    if not keys:
+        return
+    found: dict[str, CustomerInfo | None] = {}
+    for row in session.execute(_CUSTOMERS_BY_KEYS, {"keys": keys}):
+        found.setdefault(row[0], _customer_info(row[1:]))      # the lowest id, as before
+    inexact = {key.lower(): key for key in keys if key not in found}
+    if inexact:
+        matches: dict[str, list[Any]] = {}
+        for row in session.execute(_CUSTOMERS_BY_LOWER_KEYS, {"keys": sorted(inexact)}):
+            matches.setdefault(row[0], []).append(row[1:])
+        for lower, key in inexact.items():
+            rows = matches.get(lower, [])
+            found[key] = _customer_info(rows[0]) if len(rows) == 1 else None  # unambiguous
+    session.info[_CUSTOMERS] = found
+
+
+def _customer_info(row: Sequence[Any]) -> CustomerInfo:
+    return CustomerInfo(id=row[0], username=row[1], organisation=row[2] or "",
+                        language=row[3], name=row[4] or "", email=row[5] or "")
 
 
 def _ticket_info(row: Sequence[Any]) -> TicketInfo:
@@ -110,14 +180,14 @@ class DatabaseDirectory:
         if not address:
             return None
         key = address_key(address)
+        looked_up = self.session.info.get(_CUSTOMERS)
+        if looked_up is not None and key in looked_up:
+            return looked_up[key]
         row = self.session.execute(_CUSTOMER_BY_KEY, {"key": key}).first()
         if row is None:
             rows = self.session.execute(_CUSTOMERS_BY_LOWER_KEY, {"key": key.lower()}).all()
             row = rows[0] if len(rows) == 1 else None
-        if row is None:
-            return None
-        return CustomerInfo(id=row[0], username=row[1], organisation=row[2] or "",
-                            language=row[3], name=row[4] or "", email=row[5] or "")
+        return _customer_info(row) if row is not None else None
 
     def is_staff(self, address: str) -> bool:
         key = address_key(address).lower()
@@ -137,6 +207,11 @@ class DatabaseDirectory:
 
     def is_duplicate(self, message_id: str, body: str) -> bool:
         """The same Message-ID with the same text is already an article."""
+        wanted = storable(message_id)
+        seen = self.session.info.get(_SEEN)
+        if seen is not None and wanted in seen.looked_up and wanted not in seen.known \
+                and wanted not in self.session.info.get(NEW_ARTICLE_MESSAGE_IDS, ()):
+            return False
         return self.session.execute(_DUPLICATE, {"message_id": storable(message_id),
                                                  "body": storable(body)}).first() is not None
 

@@ -11,12 +11,14 @@ never blocks the queue:
 2. `process_batch`: while it runs, a heartbeat (`store/heartbeat.py`) renews the leases
    every 5 s, so a long mail (a 50 MB parse) keeps them. The leased mails are read and
    parsed outside any write transaction (parsing is pure CPU and must not hold SQLite's
-   write lock); then one write transaction
-   routes, applies and records the mails. A mail that fails rolls back alone: the first
-   pass has no savepoints (they cost two statements per mail), and when a mail fails in
-   it, the transaction is rolled back and done again with a savepoint per mail. The
-   failure is recorded in that transaction, and after `MAX_ATTEMPTS` the mail is
-   quarantined while the rest of the queue moves on. Each mail's changes (ticket,
+   write lock); then one write transaction routes, applies and records the mails. What
+   routing and applying ask the database for every mail (already an article? a
+   customer? a bounce record to clear?) is asked once for the transaction's mails first
+   (`pipeline.before_applying`). A mail that fails rolls back alone: the first pass has
+   no savepoints (they cost two statements per mail), and when a mail fails in it, the
+   transaction is rolled back and done again with a savepoint per mail. The failure is
+   recorded in that transaction, and after `MAX_ATTEMPTS` the mail is quarantined while
+   the rest of the queue moves on. Each mail's changes (ticket,
    article, answers, outcome) stay atomic; the mails of a transaction share one commit
    (one fsync, one WAL flush), as the intake's group commit does. A
    transaction takes more mails only for `TRANSACTION_BUDGET` and ends early when received
@@ -68,7 +70,14 @@ from gateway.mail.mime_text import collapse_whitespace
 from gateway.mail.peek import peek_from_subject
 from gateway.observe import metrics
 from gateway.observe.logs import OutageLog, mail_context
-from gateway.pipeline import Outcome, Stages, Understood, route_and_apply, understand_stored
+from gateway.pipeline import (
+    Outcome,
+    Stages,
+    Understood,
+    before_applying,
+    route_and_apply,
+    understand_stored,
+)
 from gateway.store.db import Database
 from gateway.store.heartbeat import Heartbeat
 from gateway.store.leases import TakeoverHook
@@ -173,6 +182,8 @@ def _apply_some(db: Database, stages: Stages, leased: list[_Leased], *,
     try:
         with db.write() as session:
             ours, lost = _still_ours(session, leased)
+            before_applying(session, [mail.understood for mail in leased if mail.id in ours
+                                      and isinstance(mail.understood, Understood)])
             deadline = time.monotonic() + _budget(db)
             records: list[dict[str, object]] = []      # the outcomes, written together
             for mail in leased:

@@ -22,16 +22,23 @@ Guarantees:
   when every recipient is dead; what a person wrote or asked for right now (staff answers,
   password and file-exchange links) is always sent.
 - The mark ends when the address sends us a mail that is not itself automatic, or an admin
-  runs `ticketgw bounces clear ADDRESS`.
+  runs `ticketgw bounces clear ADDRESS`. The worker asks once per transaction which of its
+  mails' senders have a record (`look_up_senders`, one SELECT for the batch) and deletes
+  only those, instead of a DELETE per mail; the answer lives in that transaction's session
+  only (no cache across transactions or processes), and an address this transaction
+  records later is deleted as before. A record another instance commits while this
+  transaction runs is treated as if it came after this mail (either order is possible for
+  concurrent transactions; with a DELETE per mail the same holds for a record committed
+  just after it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlmodel import Session
 
 from gateway.mail.addresses import address_key
@@ -48,6 +55,17 @@ SUPPRESSED_EVENTS = frozenset({"ack", "follow-up", "status", "reject", "faq-answ
                                "pending-closed"})
 HARD_BOUNCES_DEAD = 2
 _NOT_ABOUT_THE_ADDRESS = frozenset({"5.2.2", "5.3.4"})   # mailbox full, mail too big
+_SENDERS = "tgw_bouncing_senders"     # the `Session.info` key of `look_up_senders`
+_CLEAR = delete(_bouncing).where(_bouncing.c.address_key == bindparam("key"))   # built once
+
+
+@dataclass
+class _Senders:
+    """What one transaction knows about its senders' bounce records: the address keys
+    looked up, and those of them (or recorded since) that may have a record."""
+
+    looked_up: set[str]
+    with_record: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,9 @@ def record_bounces(session: Session, bounced: Sequence[tuple[str, str, bool]],
             set_={"status": status, "permanent": permanent, "reason": reason[:1000],
                   "count": _bouncing.c.count + 1, "last_bounce": now,
                   "last_ticket_id": ticket_id}))
+        senders = session.info.get(_SENDERS)
+        if senders is not None:           # a later mail of this transaction clears it
+            senders.with_record.add(address_key(address))
     if not unverified:
         return ""
     why = ("it returns no mail of ours" if not sent_to else
@@ -116,17 +137,34 @@ def _recipients_of(session: Session, message_ids: Sequence[str]) -> dict[str, st
     return {address_key(r).lower(): r for recipients in rows for r in recipients}
 
 
+def look_up_senders(session: Session, addresses: Iterable[str]) -> None:
+    """Before a batch of mails is applied in this transaction: which of their senders have a
+    bounce record, in one SELECT, so that `clear_on_mail_from` deletes only those (the
+    module's docstring). Without it, each clear is a DELETE of its own."""
+    keys = sorted({address_key(a) for a in addresses if a})
+    if not keys:
+        return
+    found = session.execute(select(_bouncing.c.address_key)
+                            .where(_bouncing.c.address_key.in_(keys))).scalars()
+    session.info[_SENDERS] = _Senders(set(keys), set(found))
+
+
 def clear_on_mail_from(session: Session, address: str) -> None:
     """Mail came from the address (a person, or its out-of-office reply; not a bounce or a
-    list): the mailbox exists, it works again."""
-    if address:
-        clear(session, address)
+    list): the mailbox exists, it works again. No statement when `look_up_senders` found
+    no record for it in this transaction and none was recorded since."""
+    if not address:
+        return
+    key = address_key(address)
+    senders = session.info.get(_SENDERS)
+    if senders is not None and key in senders.looked_up and key not in senders.with_record:
+        return
+    session.execute(_CLEAR, {"key": key})   # a record stays known: a savepoint may undo this
 
 
 def clear(session: Session, address: str) -> bool:
     """Forget the address's bounces (`ticketgw bounces clear`); False when none were known."""
-    result = session.execute(delete(_bouncing).where(
-        _bouncing.c.address_key == address_key(address)))
+    result = session.execute(_CLEAR, {"key": address_key(address)})
     return bool(getattr(result, "rowcount", 0))
 
 

@@ -18,7 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from gateway.errors import InvalidInput, NotFound
@@ -34,7 +35,13 @@ from gateway.store.models import (
     utcnow,
 )
 from gateway.store.upsert import upsert_for
-from gateway.tickets.numbers import Numbering, next_ticket_number
+from gateway.tickets.numbers import (
+    Numbering,
+    counter_cte,
+    day_of,
+    next_ticket_number,
+    number_in_sql,
+)
 
 
 class State(StrEnum):
@@ -156,25 +163,88 @@ def create_ticket(session: Session, new: NewTicket, *, numbering: Numbering, act
     if new.priority not in PRIORITY_NAMES:
         raise InvalidInput(f"priority {new.priority} is not between 1 and 5")
     now = now or utcnow()
-    number = next_ticket_number(session, numbering, now)
-    ticket_id = session.execute(_INSERT_TICKET, {
-        "number": number, "title": title, "state": State.NEW.value, "priority": new.priority,
+    values = {
+        "title": title, "state": State.NEW.value, "priority": new.priority,
         "template_id": new.template_id, "queue_id": new.queue_id,
         "customer_user_id": new.customer_user_id, "contact_email": fitted(new.contact_email, 320),
         "owner_staff_id": None, "reply_token": new.reply_token,
         "staff_token": new.staff_token or secrets.token_urlsafe(18), "created": now,
         "updated": now, "closed": None,
-    }).scalar_one()
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        ticket_id, number = _create_in_one_statement(session, values, new.first_article,
+                                                     numbering, actor, now)
+    else:
+        number = next_ticket_number(session, numbering, now)
+        ticket_id = session.execute(_INSERT_TICKET, values | {"number": number}).scalar_one()
+        _record(session, ticket_id, actor, "created", None, State.NEW.value, now)
+        _insert_article(session, ticket_id, new.first_article, now)
     if new.guide_answers:
         session.execute(insert(_answer), [
             {"ticket_id": ticket_id, "key": key, "value": storable(value)}
             for key, value in new.guide_answers
         ])
-    _record(session, ticket_id, actor, "created", None, State.NEW.value, now)
     if new.follows:
         _record(session, ticket_id, actor, "follows", None, new.follows, now)
-    _insert_article(session, ticket_id, new.first_article, now)
     return TicketRef(ticket_id, number)
+
+
+_CREATE: dict[bool, Any] = {}     # PostgreSQL: by "with a Message-ID", built once
+
+
+def _create_in_one_statement(session: Session, values: dict[str, Any], article: NewArticle,
+                             numbering: Numbering, actor: str, now: datetime
+                             ) -> tuple[int, str]:
+    """PostgreSQL: the day's counter, the ticket, its `created` history row, its first
+    article and the article's Message-ID in one statement (data-modifying CTEs), one round
+    trip instead of five; attachments follow as usual. The same rows as the other path."""
+    article_values = _article_values(article)
+    message_id = article_values["message_id"]
+    statement = _CREATE.get(message_id is not None)
+    if statement is None:
+        statement = _CREATE[message_id is not None] = _create_statement(message_id is not None)
+    day = day_of(numbering, now)
+    row = session.execute(statement, {
+        **values, "day": day, "prefix": f"{day}{numbering.system_id}", "actor": fitted(actor, 400),
+        **{f"article_{name}": value for name, value in article_values.items()}}).one()
+    _attach(session, row.article_id, article)
+    _note_article_message_id(session, message_id)
+    return row.id, row.number
+
+
+def _create_statement(with_message_id: bool) -> Any:
+    now = bindparam("created", type_=_ticket.c.created.type)   # also the history's and article's
+    counter = counter_cte()
+    ticket = insert(_ticket).values(
+        number=select(number_in_sql(counter)).scalar_subquery(),
+        **{name: bindparam(name, type_=_ticket.c[name].type)
+           for name in ("title", "state", "priority", "template_id", "queue_id",
+                        "customer_user_id", "contact_email", "owner_staff_id", "reply_token",
+                        "staff_token", "updated", "closed")},
+        created=now, sla_paused_seconds=0,
+    ).returning(_ticket.c.id, _ticket.c.number).cte("new_ticket")
+    ticket_id = select(ticket.c.id).scalar_subquery()
+    history = insert(_history).values(
+        ticket_id=ticket_id, at=now,
+        actor=bindparam("actor", type_=_history.c.actor.type), field="created",
+        old_value=None, new_value=State.NEW.value).cte("created_history")
+    article = insert(_article).values(
+        ticket_id=ticket_id,
+        **{name: bindparam(f"article_{name}", type_=_article.c[name].type)
+           for name in _ARTICLE_COLUMNS}, created=now,
+    ).returning(_article.c.id, _article.c.ticket_id).cte("first_article")
+    statement = (select(ticket.c.id, ticket.c.number, article.c.id.label("article_id"))
+                 .select_from(ticket.join(article, article.c.ticket_id == ticket.c.id))
+                 .add_cte(history))
+    if with_message_id:
+        remembered = (postgresql.insert(_message_id)
+                      .values(message_id=bindparam("article_message_id",
+                                                   type_=_message_id.c.message_id.type),
+                              ticket_id=ticket_id)
+                      .on_conflict_do_nothing(index_elements=["message_id"])
+                      .cte("remembered"))
+        statement = statement.add_cte(remembered)
+    return statement
 
 
 def add_article(session: Session, ticket_id: int, article: NewArticle,
@@ -265,10 +335,15 @@ def fitted(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit]
 
 
-def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: datetime) -> int:
-    message_id = fitted(article.message_id, 1000) if article.message_id else None
-    article_id: int = session.execute(_INSERT_ARTICLE, {
-        "ticket_id": ticket_id, "direction": article.direction, "channel": article.channel,
+_ARTICLE_COLUMNS = ("direction", "channel", "internal", "sender", "from_address",
+                    "to_addresses", "subject", "body", "body_html", "remote_images",
+                    "quote_start", "message_id", "received_mail_id", "outbound_mail_id")
+
+
+def _article_values(article: NewArticle) -> dict[str, Any]:
+    """The article's row, as stored (`_ARTICLE_COLUMNS`)."""
+    return {
+        "direction": article.direction, "channel": article.channel,
         "internal": article.internal, "sender": article.sender,
         "from_address": fitted(article.from_address, 1000),
         "to_addresses": fitted(article.to_addresses, 4000),
@@ -276,10 +351,26 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
         "body": storable(article.body),
         "body_html": storable(article.body_html) if article.body_html else None,
         "remote_images": article.remote_images or None,
-        "quote_start": article.quote_start, "message_id": message_id,
+        "quote_start": article.quote_start,
+        "message_id": fitted(article.message_id, 1000) if article.message_id else None,
         "received_mail_id": article.received_mail_id,
-        "outbound_mail_id": article.outbound_mail_id, "created": now,
-    }).scalar_one()
+        "outbound_mail_id": article.outbound_mail_id,
+    }
+
+
+def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: datetime) -> int:
+    values = _article_values(article)
+    article_id: int = session.execute(
+        _INSERT_ARTICLE, values | {"ticket_id": ticket_id, "created": now}).scalar_one()
+    _attach(session, article_id, article)
+    _note_article_message_id(session, values["message_id"])
+    if values["message_id"]:
+        remember_message_ids(session, ticket_id, [values["message_id"]])
+    return article_id
+
+
+def _attach(session: Session, article_id: int, article: NewArticle) -> None:
+    """The article's attachments (their content is in the blob store already)."""
     if article.attachments:
         for a in article.attachments:
             record_blob(session, StoredBlob(a.sha256, a.size))
@@ -290,12 +381,17 @@ def _insert_article(session: Session, ticket_id: int, article: NewArticle, now: 
              "inline": a.inline, "size": a.size}
             for a in article.attachments
         ])
-    if message_id:
-        remember_message_ids(session, ticket_id, [message_id])
-    return article_id
 
 
 _REMEMBER_MESSAGE_ID: dict[str, Any] = {}   # per dialect, built (and compiled) once
+NEW_ARTICLE_MESSAGE_IDS = "tgw_new_article_message_ids"   # `Session.info` key
+
+
+def _note_article_message_id(session: Session, message_id: str | None) -> None:
+    """The Message-IDs of the articles this transaction added, in `Session.info`
+    (`inbound/directory.py` answers "already an article?" from a look-up made before)."""
+    if message_id:
+        session.info.setdefault(NEW_ARTICLE_MESSAGE_IDS, set()).add(message_id)
 
 
 def remember_message_ids(session: Session, ticket_id: int, message_ids: Sequence[str]) -> None:

@@ -108,6 +108,28 @@ def test_a_batch_with_a_failing_mail_keeps_every_other_mails_work(
     assert tickets(app) == sorted(s for s in subjects if not s.startswith("boom"))
 
 
+def test_a_mail_delivered_twice_is_one_ticket_in_one_batch_or_in_two(
+        app: App, customer: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker asks once per transaction which Message-IDs are articles already: a copy
+    in the same transaction (its article added by it) and a copy in a later one are both
+    duplicates; a mail with the same Message-ID but other text is not."""
+    monkeypatch.setattr(worker, "TRANSACTION_BUDGET", {"sqlite": 60.0, "postgresql": 60.0})
+    first, copy = store(app, "Drucker", "Drucker")
+    results = {r.mail_id: r for r in process_due(app.db, app.stages)}
+    assert (results[first].outcome, results[copy].outcome) == ("created", "ignored")
+    assert results[copy].rule == "duplicate"
+    [later] = store(app, "Drucker")
+    [again] = process_due(app.db, app.stages)
+    assert (again.mail_id, again.outcome, again.rule) == (later, "ignored", "duplicate")
+    other = accept_many(app.db, [Incoming(
+        bytes(customer_mail("Drucker", message_id="<Drucker@acme>", body="Jetzt der Scanner.")),
+        Envelope("smtp", "max@acme.example", ("incident@support.example.com",)))],
+        blobs=app.blobs)
+    [changed] = process_due(app.db, app.stages)
+    assert changed.mail_id == other[0]
+    assert changed.outcome != "ignored", changed
+
+
 def test_a_mail_whose_lease_was_taken_over_meanwhile_is_left_to_the_new_holder(
         app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's heartbeat could not reach the database and another instance leased the

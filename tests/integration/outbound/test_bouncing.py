@@ -157,6 +157,25 @@ def test_an_out_of_office_reply_from_a_dead_address_ends_the_mark(
             assert bouncing.dead_address(session, CUSTOMER) is None
 
 
+def test_a_mail_after_a_bounce_in_the_same_batch_ends_the_mark(
+        app: App, customer: None, tmp_path: Path) -> None:
+    """The worker looks up its batch's senders once, before the bounce of the same batch is
+    recorded: the customer's mail right after that bounce must still end the mark."""
+    with running_listener(app) as port:
+        send(port, customer_mail("Drucker defekt", message_id="<first@acme>"))
+        process_due(app.db, app.stages)
+        deliver(app, tmp_path)
+        ack = next(m for m in outbox(app) if m.event == "ack")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("", ["support@support.example.com"], dsn(ack.message_id, "5.1.1"))
+        send(port, customer_mail("Noch ein Drucker", message_id="<second@acme>"))
+        bounced, written = process_due(app.db, app.stages)       # one transaction
+        assert (bounced.outcome, written.outcome) == ("ignored", "created"), (bounced, written)
+        with app.db.read() as session:
+            assert bouncing.dead_address(session, CUSTOMER) is None
+            assert bouncing.listing(session, dead_only=False) == []
+
+
 def test_the_cli_lists_and_clears_bouncing_addresses(app: App, customer: None,
                                                       tmp_path: Path, run_cli: Any,
                                                       database_url: str) -> None:

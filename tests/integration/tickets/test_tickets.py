@@ -7,11 +7,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from gateway.app import App
 from gateway.errors import InvalidInput, NotFound
-from gateway.store.models import Queue, TicketMessageId, table_of
+from gateway.store.models import Queue, TicketCounter, TicketMessageId, table_of
 from gateway.tickets.numbers import NUMBER_PATTERN, Numbering
 from gateway.tickets.queries import list_tickets, ticket_detail
 from gateway.tickets.ticket import (
@@ -98,6 +98,26 @@ def test_numbers_count_per_day_and_are_never_reused(app: App) -> None:
                                      numbering=app.numbering, actor="t", now=day1).number)
     assert numbers == ["2026112710000001", "2026112710000002", "2026112810000001",
                        "2026112710000003", "2026112710000004"]
+
+
+def test_past_999999_tickets_a_day_the_number_gets_wider(app: App) -> None:
+    """PostgreSQL spells the number in SQL (one statement makes the ticket): the same
+    numbers as Python's, the first article's Message-ID remembered for threading."""
+    day = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    with app.db.write() as session:
+        session.execute(insert(table_of(TicketCounter)).values(day="20261127", value=999_998))
+    refs = []
+    for n in range(2):
+        with app.db.write() as session:
+            refs.append(create_ticket(session, new_ticket(app, first_article=mail_article(
+                message_id=f"<wide{n}@acme>")), numbering=app.numbering, actor="t", now=day))
+    assert [r.number for r in refs] == ["2026112710999999", "20261127101000000"]
+    remembered = table_of(TicketMessageId)
+    with app.db.read() as session:
+        threads = dict(session.execute(select(remembered.c.message_id, remembered.c.ticket_id)
+                                       .where(remembered.c.message_id.like("<wide%"))).all())
+        assert threads == {"<wide0@acme>": refs[0].id, "<wide1@acme>": refs[1].id}
+        assert sorted(t["number"] for t in list_tickets(session)) == sorted(r.number for r in refs)
 
 
 def test_article_state_priority_and_reopen_with_history(app: App) -> None:
