@@ -172,6 +172,17 @@ def test_list_mail_from_vouched_staff_is_answered_and_from_others_is_a_ticket(de
                for e, r, m in cli.outbox() if r != [ANNA] and e != "ack")
 
 
+def printer_ticket(app: App) -> None:
+    """One open ticket in the servicedesk queue, so that a digest has something to say."""
+    with app.db.write() as session:
+        create_ticket(session, NewTicket(
+            title="Drucker defekt", queue_id=app.stages.configured_ids.queue(session,
+                                                                             "servicedesk"),
+            contact_email="max@acme.example", first_article=NewArticle(
+                direction="in", channel="mail", sender="customer", body="Kaputt.")),
+            numbering=app.stages.numbering, actor="test")
+
+
 def test_the_digest_is_scheduled_only_when_configured(app: App, tmp_path: Path) -> None:
     assert "staff-digest" not in {j.id for j in build_scheduler(
         app.db, app.blobs, app.settings.web, answering=app.answering).get_jobs()}
@@ -194,13 +205,7 @@ def test_the_digest_is_scheduled_only_when_configured(app: App, tmp_path: Path) 
 def test_the_digest_is_held_back_from_a_dead_staff_address(app: App, tmp_path: Path) -> None:
     """Like an acknowledgment: once our digest to an address bounced hard, the next one is
     suppressed, until the address writes again."""
-    with app.db.write() as session:
-        create_ticket(session, NewTicket(
-            title="Drucker defekt", queue_id=app.stages.configured_ids.queue(session,
-                                                                             "servicedesk"),
-            contact_email="max@acme.example", first_article=NewArticle(
-                direction="in", channel="mail", sender="customer", body="Kaputt.")),
-            numbering=app.stages.numbering, actor="test")
+    printer_ticket(app)
     now = datetime.now(UTC) + timedelta(hours=1)
     with app.db.write() as session:
         [first] = send_digests(session, app.answering, now)
@@ -224,13 +229,7 @@ def test_the_schedule_firing_on_two_instances_sends_one_digest(app: App) -> None
     """Every instance runs the schedule: the job of the second (here: run again, and on
     PostgreSQL also at the same moment from another thread) finds the first one's digest
     and sends none; the next slot sends again."""
-    with app.db.write() as session:
-        create_ticket(session, NewTicket(
-            title="Drucker defekt", queue_id=app.stages.configured_ids.queue(session,
-                                                                             "servicedesk"),
-            contact_email="max@acme.example", first_article=NewArticle(
-                direction="in", channel="mail", sender="customer", body="Kaputt.")),
-            numbering=app.stages.numbering, actor="test")
+    printer_ticket(app)
     scheduled = jobs._send_digests
     instances = [threading.Thread(target=scheduled, args=(app.db, app.answering))
                  for _ in range(2)]
@@ -254,13 +253,7 @@ def test_the_schedule_firing_on_two_instances_sends_one_digest(app: App) -> None
 
 
 def test_the_schedule_sends_no_digest_on_a_public_holiday(app: App) -> None:
-    with app.db.write() as session:
-        create_ticket(session, NewTicket(
-            title="Drucker defekt", queue_id=app.stages.configured_ids.queue(session,
-                                                                             "servicedesk"),
-            contact_email="max@acme.example", first_article=NewArticle(
-                direction="in", channel="mail", sender="customer", body="Kaputt.")),
-            numbering=app.stages.numbering, actor="test")
+    printer_ticket(app)
     christmas = datetime(2026, 12, 25, 7, 0, tzinfo=UTC)      # 08:00 in Berlin
     tickets = app.answering.settings.tickets.model_copy(update={
         "timezone": "Europe/Berlin", "holidays": [date(2026, 12, 25)]})
