@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, update
 
 from gateway.store.models import CustomerUser, table_of
@@ -81,6 +82,7 @@ def log_in(page: Any, base: str, login: str = "Anmelden") -> None:
     page.locator("main").get_by_role("button", name=login).click()
 
 
+@pytest.mark.backends("sqlite")   # a layout check: the database adds nothing but time
 def test_every_page_fits_a_phone(server: tuple[str, Path], database_url: str,  # noqa: F811
                                  tmp_path: Path) -> None:
     from playwright.sync_api import expect
