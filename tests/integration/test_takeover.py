@@ -3,9 +3,9 @@ SeaweedFS); one is killed with SIGKILL in the middle of a stream of mail while i
 leases. The survivor takes its received and outbound mail over: every mail that was accepted
 with `250` becomes exactly one ticket within 60 s of the kill, and every answer lands in the
 shared Maildir exactly once: a batch the victim wrote but did not record is written again
-by the survivor under the same file names (named after the outbox row), replacing them. Files uploaded through
-either instance download from the other, also after the kill. Prints the takeover time
-measured (kill -> last ticket)."""
+by the survivor under the same file names (named after the outbox row), replacing them.
+Files uploaded through either instance download from the other, also after the kill.
+Prints the takeover time measured (kill -> last ticket)."""
 
 from __future__ import annotations
 
