@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.outbound.transport import DeliveryResult, Envelope
+from gateway.store.blob_files import fsync_directory
 
 BATCH_SIZE = 100        # more than the outbox leases at once: one directory fsync per batch
 
@@ -86,7 +87,7 @@ class MaildirTransport:
             results.append(None)
         if any(result is None for result in results):
             try:
-                _fsync_directory(self.path / "new")
+                fsync_directory(self.path / "new")
             except OSError as exc:
                 return [result or self._failed(exc) for result in results]
         return [result or DeliveryResult("sent", None, f"written to {self.path / 'new' / name}")
@@ -132,11 +133,3 @@ def _write_synced(path: Path, raw: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
-    directory = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -43,7 +43,7 @@ class FileBlobStore(BlobStore):
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(staged, FILE_MODE)
         os.replace(staged, target)
-        _fsync_directory(target.parent)   # the rename itself must survive a crash
+        fsync_directory(target.parent)   # the rename itself must survive a crash
 
     def remove(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)
@@ -64,7 +64,8 @@ class FileBlobStore(BlobStore):
                 continue
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
+    """Make a rename or a new file in `path` durable (fsync of the directory itself)."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

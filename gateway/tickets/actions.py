@@ -52,20 +52,22 @@ def end_customer_wait(session: Session, answering: Answering, ticket_id: int, *,
                       actor: str) -> bool:
     """The customer answered a `pending` ticket: it is `open` again (without a status mail:
     they know they wrote). False for a ticket in any other state."""
-    state = session.execute(select(_ticket.c.state).where(_ticket.c.id == ticket_id)
-                            ).scalar_one()
-    if state != State.PENDING.value:
-        return False
-    return change_state(session, answering, ticket_id, State.OPEN, actor=actor, announce=False)
+    return _open_quietly_from(session, answering, ticket_id, State.PENDING, actor=actor)
 
 
 def start_work(session: Session, answering: Answering, ticket_id: int, *, actor: str) -> bool:
     """Staff answered the customer: a `new` ticket is `open` now (as in OTRS and Zammad),
     without a status mail (the customer has the answer). False for a ticket in any other
     state (a `#state` of the same mail, say, is left as it is)."""
-    state = session.execute(select(_ticket.c.state).where(_ticket.c.id == ticket_id)
-                            ).scalar_one()
-    if state != State.NEW.value:
+    return _open_quietly_from(session, answering, ticket_id, State.NEW, actor=actor)
+
+
+def _open_quietly_from(session: Session, answering: Answering, ticket_id: int, state: State,
+                       *, actor: str) -> bool:
+    """`open` without a status mail, only when the ticket is in `state` now."""
+    current = session.execute(select(_ticket.c.state).where(_ticket.c.id == ticket_id)
+                              ).scalar_one()
+    if current != state.value:
         return False
     return change_state(session, answering, ticket_id, State.OPEN, actor=actor, announce=False)
 
