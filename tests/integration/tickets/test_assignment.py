@@ -13,24 +13,23 @@ from gateway.app import build_app, prepare_database
 from gateway.tickets.actions import assign
 from gateway.tickets.assignees import staff_to_remind
 from gateway.tickets.ticket import find_ticket
-from tests.conftest import BASE_CONFIG, make_settings, write_config
+from tests.conftest import BASE_CONFIG, make_settings
 from tests.integration.outbound.test_answers import deliver, mail
 from tests.integration.smtp_helpers import DESK_WITH_STAFF
 from tests.integration.tickets.test_staff_by_mail import (
     ANNA,
     MAX,
-    MX,
+    STAFF_PASS,
     Cli,
     dmarc,
     ingest,
     message,
     reply_to,
     text_of,
+    vouched_desk,
 )
 
 BERND = "bernd.berater@example.com"
-STAFF_PASS = (f"{MX}; dkim=pass header.d=example.com header.s=mail; "
-              "dmarc=pass header.from=example.com")
 
 
 @pytest.fixture
@@ -38,13 +37,7 @@ def desk(database_url: str, tmp_path: Path, run_cli: Any) -> Cli:
     """Anna and Bernd staff the service desk; `authserv_id` set; the customer Max."""
     extra = DESK_WITH_STAFF.replace(f'staff = ["{ANNA}"]', f'staff = ["{ANNA}", "{BERND}"]')
     extra += f'\n[[staff]]\nemail = "{BERND}"\nname = "Bernd Berater"\nlanguage = "en"\n'
-    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=extra)
-    config.write_text(config.read_text().replace('[inbound]\nsmtp = ""',
-                                                 f'[inbound]\nsmtp = ""\nauthserv_id = "{MX}"'))
-    cli = Cli(run_cli, config)
-    cli("db", "upgrade")
-    cli("customer", "add", "mmuster", MAX, "--name", "Max Mustermann", "--org", "acme")
-    return cli
+    return vouched_desk(run_cli, database_url, tmp_path, extra=extra)
 
 
 def notices(cli: Cli, to: str) -> list[Any]:

@@ -39,8 +39,15 @@ import pytest
 from sqlalchemy import and_, create_engine, select, update
 
 from gateway.store.models import Ticket, TicketHistory, table_of
-from tests.conftest import write_config
-from tests.integration.tickets.test_staff_by_mail import MX, Cli, dmarc, ingest, message, text_of
+from tests.integration.tickets.test_staff_by_mail import (
+    STAFF_PASS,
+    Cli,
+    dmarc,
+    ingest,
+    message,
+    text_of,
+    vouched_desk,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 _ticket, _history = table_of(Ticket), table_of(TicketHistory)
@@ -57,8 +64,6 @@ BEN = "ben.brown@example.com"            # staff, English
 LEAD = "lead@example.com"                # the escalation address (queue language: German)
 INCIDENT = "incident@support.example.com"
 QUEUE_ADDRESS = "support@support.example.com"
-STAFF_PASS = f"{MX}; dkim=pass header.d=example.com header.s=mail; dmarc=pass " \
-             "header.from=example.com"
 NAMES = {MAX: "Max Mustermann", ERIKA: "Erika Kollegin", BERTA: "Berta Boss",
          JOHN: "John Smith", JANE: "Jane Doe", ANNA: "Anna Agent", BEN: "Ben Brown"}
 GERMAN = {MAX, ERIKA, BERTA, ANNA, LEAD}
@@ -238,13 +243,8 @@ def digest_entries(mail: EmailMessage) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def desk(database_url: str, tmp_path: Path, run_cli: Any) -> Desk:
-    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=CONFIG)
-    config.write_text(config.read_text().replace(
-        '[inbound]\nsmtp = ""', f'[inbound]\nsmtp = ""\nauthserv_id = "{MX}"\n'
-                                f'domains = ["support.example.com"]'))
-    cli = Cli(run_cli, config)
-    cli("db", "upgrade")
-    cli("customer", "add", "mmuster", MAX, "--name", NAMES[MAX], "--org", "acme")
+    cli = vouched_desk(run_cli, database_url, tmp_path, extra=CONFIG,
+                       inbound='domains = ["support.example.com"]')
     cli("customer", "add", "ekollegin", ERIKA, "--name", NAMES[ERIKA], "--org", "acme")
     cli("customer", "add", "jsmith", JOHN, "--name", NAMES[JOHN], "--org", "globex",
         "--lang", "en")

@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
 from tests.integration.smtp_helpers import DESK_WITH_STAFF
 from tests.integration.tickets.test_staff_by_mail import (
     ANNA,
     MAX,
-    MX,
+    STAFF_PASS,
     Cli,
     dmarc,
     ingest,
@@ -28,6 +27,7 @@ from tests.integration.tickets.test_staff_by_mail import (
     smtp,
     text_of,
     to,
+    vouched_desk,
 )
 from tests.serve_helpers import tickets_titled
 
@@ -37,8 +37,6 @@ BOSS = "berta.boss@acme.example"            # Max's manager, in Cc of his first 
 ERIKA = "erika.kollegin@acme.example"       # a registered colleague of Max (organisation acme)
 STRANGER = "mallory@elsewhere.example"
 INCIDENT = "incident@support.example.com"
-STAFF_PASS = f"{MX}; dkim=pass header.d=example.com header.s=mail; dmarc=pass " \
-             "header.from=example.com"
 
 
 def desk(database_url: str, tmp_path: Path, run_cli: Any, participants: str | None) -> Cli:
@@ -47,12 +45,7 @@ def desk(database_url: str, tmp_path: Path, run_cli: Any, participants: str | No
     extra = DESK_WITH_STAFF
     if participants is not None:
         extra = extra.replace('staff = ["', f'participants = "{participants}"\nstaff = ["', 1)
-    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=extra)
-    config.write_text(config.read_text().replace(
-        '[inbound]\nsmtp = ""', f'[inbound]\nsmtp = ""\nauthserv_id = "{MX}"'))
-    cli = Cli(run_cli, config)
-    cli("db", "upgrade")
-    cli("customer", "add", "mmuster", MAX, "--name", "Max Mustermann", "--org", "acme")
+    cli = vouched_desk(run_cli, database_url, tmp_path, extra=extra)
     cli("customer", "add", "ekollegin", ERIKA, "--name", "Erika Kollegin", "--org", "acme")
     return cli
 

@@ -198,16 +198,29 @@ def test_serve_a_typo_in_the_command_block_sends_nothing_to_the_customer(served:
 
 
 
-@pytest.fixture
-def piped(database_url: str, tmp_path: Path, run_cli: Any) -> Cli:
-    """A config with `authserv_id` set, a migrated database and the customer Max."""
-    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=DESK_WITH_STAFF)
-    config.write_text(config.read_text().replace('[inbound]\nsmtp = ""',
-                                                 f'[inbound]\nsmtp = ""\nauthserv_id = "{MX}"'))
+# what our border MTA writes for a staff mail that passed DKIM and DMARC
+STAFF_PASS = (f"{MX}; dkim=pass header.d=example.com header.s=mail; "
+              "dmarc=pass header.from=example.com")
+
+
+def vouched_desk(run_cli: Any, database_url: str, tmp_path: Path, *,
+                 extra: str = DESK_WITH_STAFF, inbound: str = "") -> Cli:
+    """A config (`extra` added to the base) whose border MTA `MX` vouches for senders
+    (`authserv_id`; `inbound`: more `[inbound]` lines), a migrated database and the
+    customer Max (organisation acme)."""
+    config = write_config(tmp_path / "ticketgw.toml", database_url, extra=extra)
+    config.write_text(config.read_text().replace(
+        '[inbound]\nsmtp = ""', f'[inbound]\nsmtp = ""\nauthserv_id = "{MX}"\n{inbound}'))
     cli = Cli(run_cli, config)
     cli("db", "upgrade")
     cli("customer", "add", "mmuster", MAX, "--name", "Max Mustermann", "--org", "acme")
     return cli
+
+
+@pytest.fixture
+def piped(database_url: str, tmp_path: Path, run_cli: Any) -> Cli:
+    """A config with `authserv_id` set, a migrated database and the customer Max."""
+    return vouched_desk(run_cli, database_url, tmp_path)
 
 
 def ingest(cli: Cli, mail: EmailMessage, recipient: str, sender: str) -> dict[str, Any]:
@@ -312,8 +325,7 @@ def test_ingest_a_staff_answer_opens_a_new_ticket_without_a_status_mail(piped: C
     number = str(first["ticket"])
     assert cli.ticket(number)["state"] == "new"
     [notice] = [m for e, _, m in cli.outbox() if e == "staff-notify"]
-    passing = f"{MX}; dkim=pass header.d=example.com header.s=mail; dmarc=pass " \
-              "header.from=example.com"
+    passing = STAFF_PASS
     entry = ingest(cli, message(f"Anna Agent <{ANNA}>", reply_to(notice),
                                 f"Re: [Ticket#{number}]", "<m2@example.com>",
                                 "Bitte starten Sie den Rechner neu.\n",

@@ -26,25 +26,24 @@ from gateway.outbound.maildir import MaildirTransport
 from gateway.outbound.outbox import drain
 from gateway.store.models import OutboundMail, table_of
 from gateway.tickets.ticket import NewArticle, NewTicket, create_ticket
-from tests.conftest import write_config
 from tests.integration.smtp_helpers import DESK_WITH_STAFF
 from tests.integration.tickets.test_staff_by_mail import (
     ANNA,
     MAX,
     MX,
+    STAFF_PASS,
     Cli,
     dmarc,
     ingest,
     message,
     text_of,
+    vouched_desk,
 )
 
 _outbound = table_of(OutboundMail)
 INCIDENT = "incident@support.example.com"
 QUEUE_ADDRESS = "support@support.example.com"
 BEN = "ben.backoffice@example.com"
-STAFF_PASS = f"{MX}; dkim=pass header.d=example.com header.s=mail; dmarc=pass " \
-             "header.from=example.com"
 # a second queue that Anna is not on, with its own staff member (English)
 BACKOFFICE = f"""
 [[queue]]
@@ -68,14 +67,7 @@ queue = "backoffice"
 
 @pytest.fixture
 def desk(database_url: str, tmp_path: Path, run_cli: Any) -> Cli:
-    config = write_config(tmp_path / "ticketgw.toml", database_url,
-                          extra=DESK_WITH_STAFF + BACKOFFICE)
-    config.write_text(config.read_text().replace(
-        '[inbound]\nsmtp = ""', f'[inbound]\nsmtp = ""\nauthserv_id = "{MX}"'))
-    cli = Cli(run_cli, config)
-    cli("db", "upgrade")
-    cli("customer", "add", "mmuster", MAX, "--name", "Max Mustermann", "--org", "acme")
-    return cli
+    return vouched_desk(run_cli, database_url, tmp_path, extra=DESK_WITH_STAFF + BACKOFFICE)
 
 
 def open_ticket(cli: Cli, title: str, to: str = INCIDENT) -> str:
