@@ -27,7 +27,7 @@ import uvicorn
 
 from gateway.app import App
 from gateway.config.settings import Settings, host_port
-from gateway.inbound.doorbell import Bell, doorbell
+from gateway.inbound.doorbell import Bell, Ringer, doorbell
 from gateway.inbound.intake import GroupCommitter
 from gateway.inbound.smtp import GatewayHandler, server_factory
 from gateway.inbound.smtp_limits import ClientLimits
@@ -162,10 +162,11 @@ class WorkerComponent:
     CRASH_LOOP_DEATHS = 3          # this many deaths within CRASH_LOOP_WINDOW: crash-looping
     CRASH_LOOP_WINDOW = 300.0
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, outbox_ringer: Ringer | None = None) -> None:
         self.settings = app.settings
         self.context = multiprocessing.get_context("spawn")
         self.ringer, self.bell = doorbell(self.context)
+        self.outbox_ringer = outbox_ringer       # rung by the worker after it queued mail
         self.process: multiprocessing.process.BaseProcess | None = None
         self.supervisor: asyncio.Task[None] | None = None
         self.stopping = False
@@ -181,7 +182,8 @@ class WorkerComponent:
         receiver, sender = self.context.Pipe(duplex=False)
         self.process = self.context.Process(
             target=worker_process_main, name="ticketgw-worker", daemon=True,
-            args=(self.settings, self.bell, sender, logging.getLogger().getEffectiveLevel()))
+            args=(self.settings, self.bell, sender, logging.getLogger().getEffectiveLevel(),
+                  self.outbox_ringer))
         self.process.start()
         sender.close()          # the worker's end: closed here, so its exit is our EOF
         threading.Thread(target=receive_observations, args=(receiver,), daemon=True,
@@ -242,8 +244,10 @@ def exit_reason(exitcode: int | None) -> str:
 
 
 def worker_process_main(settings: Settings, bell: Bell, observations: Connection | None = None,
-                        log_level: int | None = None) -> None:
+                        log_level: int | None = None, outbox_ringer: Ringer | None = None,
+                        ) -> None:
     """Entry point of the worker process (spawned: it builds its own app and connections).
+    After each transaction that queued mail it rings `outbox_ringer`, the outbox's bell.
     SIGTERM asks it to stop after the mail in hand; SIGINT is the parent's to handle. It
     ends within a second of its parent's death, busy or idle (`inbound/lifeline.py`).
     Its metrics go to the parent through `observations`; an exception that ends it is
@@ -264,6 +268,8 @@ def worker_process_main(settings: Settings, bell: Bell, observations: Connection
     forwarder = forward_observations(observations) if observations is not None else None
     try:
         app = build_app(settings)
+        if outbox_ringer is not None:
+            app.db.on_mail_queued = outbox_ringer.ring
         try:
             run_worker(app.db, app.stages, stop, bell,
                        on_takeover=metrics.count_takeover_of)
@@ -279,20 +285,27 @@ def worker_process_main(settings: Settings, bell: Bell, observations: Connection
 
 
 class OutboxComponent:
-    """Drains the outbox in a thread: sending is network-bound, so it shares this process."""
+    """Drains the outbox in a thread: sending is network-bound, so it shares this process.
+    It sleeps on a doorbell that this process rings after each of its transactions that
+    queued mail (`Database.on_mail_queued`: the portal, the scheduler's jobs), and that the
+    worker process rings likewise (`ringer`, handed to `WorkerComponent`); without a ring
+    it looks for due mail (retries) every second."""
 
     name = "outbox"
+    IDLE_POLL = 1.0          # seconds between looks for due mail when nobody rings
 
     def __init__(self, app: App) -> None:
         from gateway.outbound.answers import tell_staff_on_failure
         from gateway.outbound.outbox import run_outbox
         from gateway.outbound.transport import transport_from_settings
 
-        self.stop_event, self.wake_event = threading.Event(), threading.Event()
+        self.ringer, bell = doorbell(multiprocessing.get_context("spawn"))
+        app.db.on_mail_queued = self.ringer.ring
+        self.stop_event = threading.Event()
         self.thread = threading.Thread(
             target=run_outbox, name="ticketgw-outbox",
-            args=(app.db, self.stop_event, transport_from_settings(app.settings),
-                  self.wake_event),
+            args=(app.db, self.stop_event, transport_from_settings(app.settings), bell,
+                  self.IDLE_POLL),
             kwargs={"on_failed": tell_staff_on_failure(app.answering),
                     "on_takeover": metrics.count_takeover_of}, daemon=True)
         self.stopping = False
@@ -306,10 +319,13 @@ class OutboxComponent:
             return None
         return "the outbox thread has stopped"
 
+    def wake(self) -> None:
+        self.ringer.ring()
+
     async def stop(self) -> None:
         self.stopping = True
         self.stop_event.set()
-        self.wake_event.set()
+        self.wake()
         await asyncio.to_thread(self.thread.join, 30)
 
 
@@ -355,8 +371,9 @@ def build_components(app: App, *, worker: bool = True) -> list[Component]:
     """Everything `serve` runs, in start order (they stop in reverse)."""
     components: list[Component] = []
     wake: Callable[[], None] | None = None
+    outbox = OutboxComponent(app)
     if worker:
-        worker_component = WorkerComponent(app)
+        worker_component = WorkerComponent(app, outbox.ringer)
         components.append(worker_component)
         wake = worker_component.wake
     inbound = app.settings.inbound
@@ -371,7 +388,6 @@ def build_components(app: App, *, worker: bool = True) -> list[Component]:
                                                 on_stored=wake))
     if app.settings.mailbox:
         components.append(ImapComponent(app, wake))
-    outbox = OutboxComponent(app)
     if app.settings.web.listen:   # /healthz judges the worker and the outbox of this serve
         liveness = {"outbox": outbox.problem}
         if worker:

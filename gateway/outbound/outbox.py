@@ -87,7 +87,7 @@ from gateway.outbound.outbox_record import (
 )
 from gateway.outbound.transport import DeliveryResult, Envelope, Transport
 from gateway.store.claims import claim_due
-from gateway.store.db import Database
+from gateway.store.db import Database, note_mail_queued
 from gateway.store.heartbeat import Heartbeat
 from gateway.store.leases import LEASE, TakeoverHook, holder_id, note_takeovers
 from gateway.store.models import OutboundMail, table_of, utcnow
@@ -105,7 +105,7 @@ DEFAULT_DEADLINE = timedelta(days=5)    # RFC 5321 §4.5.4.1: give up after 4-5 
 # stop sending a batch this long after leasing it and hand the rest back, so that other
 # instances share the work when the relay is slow (the heartbeat keeps the leases meanwhile)
 SEND_BUDGET = timedelta(minutes=1)
-BATCH = 20
+BATCH = 20          # mails leased at once, or the transport's batch_size if that is larger
 
 
 class Flag(Protocol):
@@ -118,6 +118,15 @@ class Flag(Protocol):
     def clear(self) -> None: ...
 
 
+class Wakeup(Protocol):
+    """What the idle outbox sleeps on: a `threading.Event`, or the doorbell `serve` rings
+    when mail was queued (`inbound/doorbell.Bell`)."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def clear(self) -> None: ...
+
+
 # -- enqueue ----------------------------------------------------------------------------------
 
 def enqueue(session: Session, mail: OutgoingMail, *, deadline: timedelta = DEFAULT_DEADLINE,
@@ -126,6 +135,7 @@ def enqueue(session: Session, mail: OutgoingMail, *, deadline: timedelta = DEFAU
     Message-ID is remembered for its ticket, so replies to it thread."""
     now = now or utcnow()
     mail_id: int = session.execute(_INSERT, _row(mail, now, deadline)).scalar_one()
+    note_mail_queued(session)
     if mail.ticket_id is not None:
         remember_message_ids(session, mail.ticket_id, [mail.message_id])
     return mail_id
@@ -141,6 +151,7 @@ def enqueue_many(session: Session, mails: Sequence[OutgoingMail], *,
     now = now or utcnow()
     rows = [_row(mail, now, deadline) for mail in mails]
     session.execute(_INSERT_MANY, rows if len(rows) > 1 else rows[0])
+    note_mail_queued(session)
     by_ticket: dict[int, list[str]] = {}
     for mail in mails:
         if mail.ticket_id is not None:
@@ -271,7 +282,13 @@ def _queued(row: Any) -> QueuedMail:
 
 # -- drain ------------------------------------------------------------------------------------
 
-def drain(db: Database, transport: Transport, *, limit: int = BATCH,
+def lease_size(transport: Transport) -> int:
+    """How many mails `drain` leases at once for this transport: `BATCH`, or the whole
+    batch the transport writes in one go (a Maildir: 100 files, one directory fsync)."""
+    return max(BATCH, transport.batch_size)
+
+
+def drain(db: Database, transport: Transport, *, limit: int | None = None,
           on_failed: FailedHook | None = None, stop: Flag | None = None,
           mail_ids: Sequence[int] | None = None,
           on_takeover: TakeoverHook | None = None) -> list[Delivery]:
@@ -280,9 +297,10 @@ def drain(db: Database, transport: Transport, *, limit: int = BATCH,
     leases of the mails not yet recorded meanwhile; the deliveries (empty when nothing was
     due). Sending stops early (the rest handed back unsent) when `stop` is set, when the
     batch has taken `SEND_BUDGET`, or when results cannot be recorded. A mail whose lease
-    was lost before its turn (another instance took it over) is left to that instance."""
-    leased = lease_due(db, limit=limit, mail_ids=mail_ids, on_failed=on_failed,
-                       on_takeover=on_takeover)
+    was lost before its turn (another instance took it over) is left to that instance.
+    `limit`: at most this many mails (default `lease_size(transport)`)."""
+    leased = lease_due(db, limit=limit or lease_size(transport), mail_ids=mail_ids,
+                       on_failed=on_failed, on_takeover=on_takeover)
     started = time.monotonic()
     deliveries: list[Delivery] = []
     size = max(1, transport.batch_size)
@@ -354,9 +372,9 @@ def _envelope(mail: QueuedMail) -> Envelope:
                     mail.recipients, mail.raw)
 
 
-def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Flag | None = None,
+def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Wakeup | None = None,
                idle_poll: float = 1.0, *, on_failed: FailedHook | None = None,
-               limit: int = BATCH, on_takeover: TakeoverHook | None = None) -> None:
+               limit: int | None = None, on_takeover: TakeoverHook | None = None) -> None:
     """Drain the outbox until `stop` is set; sleeps `idle_poll` seconds (or until `wake`)
     when nothing is due. A database outage is waited out, not fatal. Set `wake` after
     `stop` for a prompt exit."""

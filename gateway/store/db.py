@@ -15,6 +15,10 @@ Guarantees:
   commits (about a second's worth). SQLite commits it with `synchronous=NORMAL` (WAL: no
   fsync; the next durable commit syncs it too), PostgreSQL with `synchronous_commit=off`.
   Received mail, tickets and queued answers are always written durably.
+- `on_mail_queued`, when set, is called after a write transaction that queued outgoing
+  mail (`note_mail_queued`) has committed, never before and never after a rollback; it
+  must not block (a doorbell ring). `serve` uses it to wake the outbox at once instead of
+  at its next poll.
 - PostgreSQL: a pooled connection that sat idle is tested before use (`_ping_when_idle`).
 - Operational errors (server down, locked past the timeout) surface as `TemporaryFailure`
   from `write()`/`read()`, so callers answer 4xx / exit 75 without knowing the driver.
@@ -25,7 +29,7 @@ Guarantees:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,13 @@ from gateway.store.priority import WriteTurns
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10      # an unreachable host fails in time for a 4xx, never hangs
 PING_AFTER_IDLE_S = 2.0     # PostgreSQL: a pooled connection idle longer is tested first
+_MAIL_QUEUED = "ticketgw.mail_queued"     # Session.info: this transaction queued outgoing mail
+
+
+def note_mail_queued(session: Session) -> None:
+    """Mark the session's transaction as one that queued outgoing mail: once it commits,
+    the database's `on_mail_queued` is called."""
+    session.info[_MAIL_QUEUED] = True
 
 
 def display_url(url: str) -> str:
@@ -71,6 +82,7 @@ class Database:
         self._lazy_write_engine = lazy.execution_options(tgw_write=True, tgw_lazy=True)
         # SQLite: every writer of the file takes turns, received mail first (priority.py)
         self.turns: WriteTurns | None = None
+        self.on_mail_queued: Callable[[], None] | None = None
         database = parsed.database
         if self.is_sqlite and database and database != ":memory:":
             self.turns = WriteTurns(Path(database))
@@ -135,10 +147,13 @@ class Database:
         if self.turns is None:
             with self._session(engine) as session:
                 yield session
-            return
-        with self.turns.turn(urgent=urgent, patient=patient), \
-                self._session(engine) as session:
-            yield session
+        else:
+            with self.turns.turn(urgent=urgent, patient=patient), \
+                    self._session(engine) as session:
+                yield session
+        # reached only after the commit (an exception in the block skips it)
+        if self.on_mail_queued is not None and session.info.get(_MAIL_QUEUED):
+            self.on_mail_queued()
 
     @contextmanager
     def one_statement(self) -> Iterator[Connection]:

@@ -75,7 +75,7 @@ def test_the_outbox_component_reports_its_thread_ending_but_not_a_stop(app: App)
         await outbox.start()
         assert outbox.problem() is None
         outbox.stop_event.set()                         # the loop ends by itself (not stop())
-        outbox.wake_event.set()
+        outbox.wake()
         await asyncio.to_thread(outbox.thread.join, 30)
         assert outbox.problem() == "the outbox thread has stopped"
         await outbox.stop()

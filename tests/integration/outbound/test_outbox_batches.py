@@ -15,7 +15,8 @@ from sqlalchemy import event, update
 
 from gateway.app import App
 from gateway.outbound.maildir import MaildirTransport
-from gateway.outbound.outbox import drain, lease_due, record_results
+from gateway.outbound.outbox import BATCH, drain, lease_due, lease_size, record_results
+from gateway.outbound.smtp import SmtpTransport
 from gateway.outbound.transport import DeliveryResult, Envelope, Refusal
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, table_of, utcnow
@@ -78,6 +79,17 @@ def test_a_maildir_batch_is_recorded_in_one_transaction_under_stable_names(
     assert written == {expected_name(row): row.raw for row in rows(app)}
     assert all((row.status, row.attempts, row.lease_holder) == ("sent", 1, None)
                for row in rows(app))
+
+
+def test_a_maildir_drain_leases_a_whole_batch_and_smtp_the_usual_twenty(
+        app: App, tmp_path: Path) -> None:
+    put(app, *(outgoing(n) for n in range(BATCH + 30)))
+    maildir = MaildirTransport(tmp_path / "outbox")
+    assert lease_size(maildir) == maildir.batch_size > BATCH
+    with counted(app.db) as counts:
+        deliveries = drain(app.db, maildir)
+    assert len(deliveries) == BATCH + 30 and counts["transactions"] == 2
+    assert lease_size(SmtpTransport("127.0.0.1", 25)) == BATCH      # not connected
 
 
 def test_a_batch_sent_again_before_its_results_were_recorded_leaves_one_file_per_mail(
