@@ -66,25 +66,37 @@ class MaildirTransport:
         return self._write([(stable_name(e.key), e.raw) for e in envelopes])
 
     def _write(self, mails: list[tuple[str, bytes]]) -> list[DeliveryResult]:
-        """Each (name in `new/`, bytes) written and fsynced, renamed into `new/`, then one
-        fsync of `new/`; a result per mail."""
+        """Each (name in `new/`, bytes) written to `tmp/`, fsynced, renamed into `new/`,
+        then one fsync of `new/`; a result per mail. Two passes: first every file is
+        written and its writeback started, then each is fsynced and renamed, so that the
+        disk takes the batch's data together and the first fsync's journal commit covers
+        most of the others (measured: 2.6x less wall and CPU time per file than writing
+        and fsyncing one file after the other; bench/README.md, outbound)."""
         try:
             self._make_dirs()
         except OSError as exc:
             return [self._failed(exc)] * len(mails)
         results: list[DeliveryResult | None] = []
-        for name, raw in mails:
-            final = self.path / "new" / name
+        written: list[tuple[int, Path, int]] = []      # (index, temporary path, open fd)
+        for index, (_name, raw) in enumerate(mails):
             temporary = self.path / "tmp" / self._unique_name()
             try:
-                _write_synced(temporary, raw)
-                os.replace(temporary, final)     # replaces the file of an earlier attempt
+                written.append((index, temporary, _write_unsynced(temporary, raw)))
+                results.append(None)
+            except OSError as exc:
+                results.append(self._failed(exc))
+        for index, temporary, fd in written:
+            try:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                # replaces the file of an earlier attempt
+                os.replace(temporary, self.path / "new" / mails[index][0])
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     temporary.unlink()
-                results.append(self._failed(exc))
-                continue
-            results.append(None)
+                results[index] = self._failed(exc)
         if any(result is None for result in results):
             try:
                 fsync_directory(self.path / "new")
@@ -124,12 +136,22 @@ def _host() -> str:
     return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
-def _write_synced(path: Path, raw: bytes) -> None:
+def _write_unsynced(path: Path, raw: bytes) -> int:
+    """Create `path` with `raw` and start its writeback; the open descriptor, for the
+    caller to fsync and close. Nothing is left open or behind when it raises."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(raw)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
+        if _START_WRITEBACK is not None:    # Linux: DONTNEED starts writing dirty pages
+            _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return fd
+
+
+_START_WRITEBACK = getattr(os, "posix_fadvise", None)
