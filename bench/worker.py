@@ -1,4 +1,5 @@
-"""Benchmark: the inbound worker alone, in-process: CPU, wall and statements per new ticket.
+"""Benchmark: the inbound worker alone, in-process: CPU, wall and statements per new ticket
+(or, with `--replies`, per customer reply to an existing ticket).
 
 What is measured, per backend (SQLite in a temp dir, PostgreSQL in a fresh database): the
 config of `bench/inbound.py` (one queue, one staff member, one template; a registered
@@ -17,13 +18,14 @@ PYTHONPATH (e.g. a `git worktree`), alternating, and compare medians:
 Timings here are for comparison between commits on one machine, never for pass/fail tests.
 
 Run:  .venv/bin/python bench/worker.py [--backend sqlite|postgresql] [--count 300]
-      [--rounds 3] [--statements] [--pg-admin-url URL]
+      [--rounds 3] [--statements] [--replies] [--profile FILE] [--pg-admin-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import cProfile
 import statistics
 import subprocess
 import sys
@@ -39,6 +41,7 @@ from inbound import (  # bench/inbound.py: the same config, customers and mails
     RCPT,
     clean_env,
     cpu_seconds,
+    reply_mail,
     sender_of,
     text_mail,
     write_config,
@@ -82,8 +85,8 @@ def _server_cpu(app: Any) -> dict[int, float]:
     return cpu
 
 
-def _store(app: Any, tag: str, numbers: range) -> None:
-    mails = [Incoming(text_mail(tag, n, n), Envelope("smtp", sender_of(n), (RCPT,)))
+def _store(app: Any, tag: str, numbers: range, make: Any = text_mail) -> None:
+    mails = [Incoming(make(tag, n, n), Envelope("smtp", sender_of(n), (RCPT,)))
              for n in numbers]
     for start in range(0, len(mails), GROUP):
         accept_many(app.db, mails[start:start + GROUP], blobs=app.blobs)
@@ -102,6 +105,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--statements", action="store_true")
+    parser.add_argument("--replies", action="store_true",
+                        help="measure customers' replies to their new tickets (the tickets "
+                             "are made first, unmeasured) instead of new tickets")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="cProfile the last round's processing into FILE (pstats)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     args = parser.parse_args()
     customers = WARMUP + args.count * args.rounds
@@ -131,12 +139,21 @@ def main() -> None:
         for round_ in range(args.rounds):
             start_n = next(numbers)
             _store(app, f"r{round_}", range(start_n, start_n + args.count))
+            if args.replies:                  # their tickets first, not measured
+                _drain(app)
+                _store(app, f"r{round_}", range(start_n, start_n + args.count), reply_mail)
             for _ in range(args.count - 1):
                 next(numbers)
             statements.clear()
             c0, w0 = time.process_time(), time.monotonic()
             s0 = _server_cpu(app)
+            profiler = cProfile.Profile() if args.profile and round_ == args.rounds - 1 else None
+            if profiler is not None:
+                profiler.enable()
             done = _drain(app)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
             c1, w1 = time.process_time(), time.monotonic()
             s1 = _server_cpu(app)
             if done != args.count:

@@ -56,7 +56,7 @@ from gateway.store.blobs import BlobStore
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets import participants, staff_mail
 from gateway.tickets.actions import change_state, end_customer_wait
-from gateway.tickets.facts import TicketFacts, new_ticket_facts
+from gateway.tickets.facts import TicketFacts, new_ticket_facts, ticket_facts
 from gateway.tickets.guide import record_guide_reply
 from gateway.tickets.numbers import Numbering
 from gateway.tickets.service_levels import start_clock
@@ -256,10 +256,14 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                               actor=f"mail:{sender}")
         if decision.internal:
             return outcome("appended", decision.ticket.id, decision.ticket.number)
+        # read once for both: neither the guide answers nor the end of a wait change them
+        facts = ticket_facts(session, stages.answering.settings, decision.ticket.id)
         guide = record_guide_reply(session, stages.answering, decision.ticket.id, parsed,
-                                   sender_role=decision.sender_role, automatic=automatic)
+                                   sender_role=decision.sender_role, automatic=automatic,
+                                   facts=facts)
         answers.customer_replied(session, stages.answering, decision.ticket.id, parsed,
-                                 automatic=automatic, guide_answers=guide.recorded if guide else ())
+                                 automatic=automatic, guide_answers=guide.recorded if guide else (),
+                                 facts=facts)
         result = outcome("appended", decision.ticket.id, decision.ticket.number)
         if joined:
             result = replace(result, reason=f"{result.reason}; {joined}")

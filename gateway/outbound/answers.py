@@ -232,10 +232,13 @@ def faq_answered(session: Session, answering: Answering, parsed: ParsedMessage, 
 
 
 def customer_replied(session: Session, answering: Answering, ticket_id: int, parsed: ParsedMessage,
-                     *, automatic: bool, guide_answers: Sequence[tuple[str, str]] = ()) -> None:
+                     *, automatic: bool, guide_answers: Sequence[tuple[str, str]] = (),
+                     facts: TicketFacts | None = None) -> None:
     """A follow-up receipt (when the queue wants one) and the staff notices; these show
-    `guide_answers`, the (key, answer) pairs the reply recorded (`tickets/guide.py`)."""
-    facts = ticket_facts(session, answering.settings, ticket_id)
+    `guide_answers`, the (key, answer) pairs the reply recorded (`tickets/guide.py`).
+    `facts`: the ticket's as read after the reply's article was added, if the caller has
+    them."""
+    facts = facts or ticket_facts(session, answering.settings, ticket_id)
     mails = []
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
             and claim_auto_answer(session, answering, facts.address, "follow-up")):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from gateway.config.settings import QueueSettings, Settings, TemplateSettings
@@ -62,23 +62,31 @@ class TicketFacts:
     solution_due: datetime | None = None
 
 
+# built once (a statement built per call cost about as much as running it)
+_TICKET_ROW = (
+    select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
+           _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
+           _customer.c.language.label("customer_language"), _staff.c.email.label("assignee"))
+    .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
+                 .outerjoin(_template, _template.c.id == _ticket.c.template_id)
+                 .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
+                 .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
+    .where(_ticket.c.id == bindparam("ticket_id")))
+_THREAD = (select(_article.c.message_id)
+           .where(_article.c.ticket_id == bindparam("ticket_id"),
+                  _article.c.message_id.is_not(None))
+           .order_by(_article.c.created, _article.c.id))
+_PARTICIPANTS = (select(_participant.c.name, _participant.c.address)
+                 .where(_participant.c.ticket_id == bindparam("ticket_id"))
+                 .order_by(_participant.c.id))
+
+
 def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> TicketFacts:
-    row = session.execute(
-        select(_ticket, _queue.c.key.label("queue_key"), _template.c.key.label("template_key"),
-               _customer.c.name.label("customer_name"), _customer.c.email.label("email"),
-               _customer.c.language.label("customer_language"),
-               _staff.c.email.label("assignee"))
-        .select_from(_ticket.join(_queue, _queue.c.id == _ticket.c.queue_id)
-                     .outerjoin(_template, _template.c.id == _ticket.c.template_id)
-                     .outerjoin(_customer, _customer.c.id == _ticket.c.customer_user_id)
-                     .outerjoin(_staff, _staff.c.id == _ticket.c.owner_staff_id))
-        .where(_ticket.c.id == ticket_id)).one()
+    key = {"ticket_id": ticket_id}
+    row = session.execute(_TICKET_ROW, key).one()
     queue = _queue_settings(settings, row.queue_key)
     template = _template_settings(settings, row.template_key)
-    thread = tuple(session.execute(
-        select(_article.c.message_id).where(_article.c.ticket_id == ticket_id,
-                                            _article.c.message_id.is_not(None))
-        .order_by(_article.c.created, _article.c.id)).scalars())
+    thread = tuple(session.execute(_THREAD, key).scalars())
     address = row.email or row.contact_email or ""
     return TicketFacts(
         id=ticket_id, number=row.number, title=row.title, priority=row.priority, queue=queue,
@@ -87,9 +95,8 @@ def ticket_facts(session: Session, settings: Settings, ticket_id: int) -> Ticket
         language=row.customer_language or queue.language, reply_token=row.reply_token,
         staff_token=row.staff_token, thread=thread, assignee=row.assignee or "",
         first_response_due=row.first_response_due, solution_due=row.solution_due,
-        participants=tuple((r.name, r.address) for r in session.execute(
-            select(_participant.c.name, _participant.c.address)
-            .where(_participant.c.ticket_id == ticket_id).order_by(_participant.c.id))))
+        participants=tuple((r.name, r.address)
+                           for r in session.execute(_PARTICIPANTS, key)))
 
 
 def new_ticket_facts(settings: Settings, ticket_id: int, *, number: str, title: str, priority: int,

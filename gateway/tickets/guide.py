@@ -29,7 +29,7 @@ from gateway.mail.message import ParsedMessage
 from gateway.outbound.answers import Answering
 from gateway.outbound.guide_mail import guide_completed
 from gateway.store.models import GuideAnswer, TicketHistory, table_of
-from gateway.tickets.facts import ticket_facts
+from gateway.tickets.facts import TicketFacts, ticket_facts
 from gateway.tickets.guide_answers import own_lines, parse_guide_reply
 from gateway.tickets.ticket import record_change, storable
 
@@ -69,14 +69,15 @@ def may_answer_guide(sender_role: str) -> bool:
 
 
 def record_guide_reply(session: Session, answering: Answering, ticket_id: int,
-                       parsed: ParsedMessage, *, sender_role: str,
-                       automatic: bool) -> GuideUpdate | None:
+                       parsed: ParsedMessage, *, sender_role: str, automatic: bool,
+                       facts: TicketFacts | None = None) -> GuideUpdate | None:
     """Record the reply's guide answers (the module's rules); None when the reply may not
-    answer or the ticket has no guide."""
+    answer or the ticket has no guide. `facts`: the ticket's, if the caller has read them
+    in this transaction already."""
     if automatic or not may_answer_guide(sender_role):
         return None
     sender = parsed.from_.address if parsed.from_ else ""
-    facts = ticket_facts(session, answering.settings, ticket_id)
+    facts = facts or ticket_facts(session, answering.settings, ticket_id)
     if facts.template is None or not facts.template.guide:
         return None
     guide = facts.template.guide
