@@ -80,8 +80,9 @@ RCPT = f"incident@{DOMAIN}"
 CUSTOMER_DOMAIN = "customer.example"
 MAX_SIZE_MB = 60
 POLL = 0.02                  # seconds between "all processed?" queries
-WARMUP = {"text": 20, "attachment": 4}   # per backend, before round 1, not measured
-KINDS = ("text", "attachment")
+WARMUP = {"text": 20, "attachment": 4, "reply": 20}   # per backend, before round 1, unmeasured
+KINDS = ("text", "attachment", "reply")
+OUTCOME = {"text": "created", "attachment": "created", "reply": "appended"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # -------------------------------------------------------------------------------- the mails
@@ -145,16 +146,44 @@ def attachment_mail(tag: str, number: int, customer: int, size: int = ATTACHMENT
     ))
 
 
+def reply_mail(tag: str, number: int, customer: int) -> bytes:
+    """The customer's answer to their own ticket (`text_mail(tag, number, customer)`): a
+    reply to the acknowledgment, found by In-Reply-To/References, quoting the original."""
+    original = f"<{tag}.{number}@customer.example>"
+    return (
+        f"From: Customer {customer} <{sender_of(customer)}>\r\n"
+        f"To: Service Desk <{RCPT}>\r\n"
+        f"Subject: Re: Printer on floor 3: error 50.4 ({tag} #{number})\r\n"
+        f"Message-ID: <re.{tag}.{number}@customer.example>\r\n"
+        f"In-Reply-To: {original}\r\nReferences: {original}\r\n"
+        f"Date: {format_datetime(datetime.now(UTC))}\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        "The printer now also shows error 13.2 after the first page. The toner is new.\r\n"
+        "\r\nViele Grüße\r\nAnna Kunde\r\n\r\n"
+        "On Monday, Service Desk wrote:\r\n"
+    ).encode() + b"".join(b"> " + line + b"\r\n" for line in TEXT_BODY.split(b"\r\n")[:40])
+
+
 Mail = tuple[str, bytes]    # envelope sender, raw bytes
 
 
 def build_mails(kind: str, count: int, tag: str, customers: Iterator[int]) -> list[Mail]:
-    make = text_mail if kind == "text" else attachment_mail
+    """`count` mails of `kind`, each from the next customer. For "reply" the tickets they
+    answer are `build_mails("text", count, tag, …)` of the same customers, to be sent first
+    (`opening_mails`)."""
+    make = {"text": text_mail, "attachment": attachment_mail, "reply": reply_mail}[kind]
     mails = []
     for i in range(count):
         customer = next(customers)
         mails.append((sender_of(customer), make(tag, i, customer)))
     return mails
+
+
+def opening_mails(replies: list[Mail], tag: str) -> list[Mail]:
+    """The new-ticket mails that `replies` (built with `tag`) answer."""
+    return [(sender, text_mail(tag, i, int(sender.split("@")[0].removeprefix("customer"))))
+            for i, (sender, _raw) in enumerate(replies)]
 
 
 # -------------------------------------------------------------------------------- client
@@ -462,16 +491,19 @@ class Gateway:
                 raise RuntimeError(f"{left} answers still queued after {timeout} s")
             time.sleep(POLL)
 
-    def check(self, after_id: int, count: int) -> None:
-        """Not a timing check: every mail of the run must have become a new ticket."""
-        created = self.scalar("SELECT count(*) FROM received_mail WHERE id > :id "
-                              "AND outcome = 'created' AND ticket_id IS NOT NULL", id=after_id)
-        if created != count:
+    def check(self, after_id: int, count: int, outcome: str = "created") -> None:
+        """Not a timing check: every mail of the run must have become a new ticket
+        (`created`), or an article of its ticket (`appended`, the replies)."""
+        done = self.scalar("SELECT count(*) FROM received_mail WHERE id > :id "
+                           "AND outcome = :outcome AND ticket_id IS NOT NULL", id=after_id,
+                           outcome=outcome)
+        if done != count:
             with self.engine.connect() as connection:
                 rows = connection.execute(text(
                     "SELECT outcome, reason FROM received_mail WHERE id > :id "
-                    "AND outcome <> 'created' LIMIT 3"), {"id": after_id}).all()
-            raise RuntimeError(f"{created} of {count} mails became tickets; e.g. {rows}")
+                    "AND outcome <> :outcome LIMIT 3"), {"id": after_id,
+                                                         "outcome": outcome}).all()
+            raise RuntimeError(f"{done} of {count} mails were {outcome}; e.g. {rows}")
 
 
 
@@ -503,7 +535,7 @@ def run_baseline(baseline: Baseline, mails: list[bytes], connections: int,
 
 
 def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
-                series: Series | None) -> None:
+                series: Series | None, outcome: str = "created") -> None:
     first = gateway.max_id()
     postmaster = gateway.postmaster()
     cpu_l, cpu_w = cpu_seconds(gateway.pid), cpu_seconds(gateway.worker_pid)
@@ -514,7 +546,7 @@ def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
     cpu_l, cpu_w = cpu_seconds(gateway.pid) - cpu_l, cpu_seconds(gateway.worker_pid) - cpu_w
     if postmaster:
         cpu_d = server_cpu_seconds(postmaster) - cpu_d
-    gateway.check(first, len(mails))
+    gateway.check(first, len(mails), outcome)
     if series is not None:
         series.intake.append(len(mails) / (answered - start))
         series.end_to_end.append(len(mails) / (done - start))
@@ -553,10 +585,10 @@ def memory_test(gateway: Gateway, baseline: Baseline, size_mb: int, customer: in
 def bench_backend(backend: str, args: argparse.Namespace, baseline: Baseline
                   ) -> tuple[dict[tuple[str, int], Series], dict[str, Any] | None]:
     configs = [(k, c) for k in args.kinds for c in args.connections]
-    per_round = sum(args.text_count if k == "text" else args.attachment_count
+    per_round = sum(args.attachment_count if k == "attachment" else args.text_count
                     for k, _ in configs)
     expected = (sum(WARMUP[k] for k in args.kinds) + (1 if args.memory_mb else 0)
-                + args.rounds * per_round)
+                + args.rounds * per_round)       # tickets: a reply's opening mail is one
     customers = count()          # one customer per mail, never reused
     results = {config: Series() for config in configs}
     memory = None
@@ -568,19 +600,23 @@ def bench_backend(backend: str, args: argparse.Namespace, baseline: Baseline
                 gateway.start()
                 for kind in args.kinds:   # connections, imports, statement caches
                     warm = build_mails(kind, WARMUP[kind], f"warmup-{kind}", customers)
+                    if kind == "reply":
+                        run_gateway(gateway, opening_mails(warm, f"warmup-{kind}"), 2, None)
                     send_all(baseline.port, warm, 2)
-                    run_gateway(gateway, warm, 2, None)
+                    run_gateway(gateway, warm, 2, None, OUTCOME[kind])
                 if args.memory_mb:
                     memory = memory_test(gateway, baseline, args.memory_mb, next(customers))
                     print(f"  {backend} memory: {describe_memory(memory)}", file=sys.stderr)
                 for round_no in range(1, args.rounds + 1):
                     for kind, conns in configs:
-                        n = args.text_count if kind == "text" else args.attachment_count
+                        n = args.attachment_count if kind == "attachment" else args.text_count
                         tag = f"r{round_no}-{kind}-{conns}-{secrets.token_hex(3)}"
                         mails = build_mails(kind, n, tag, customers)
                         series = results[(kind, conns)]
+                        if kind == "reply":   # their tickets first, not measured
+                            run_gateway(gateway, opening_mails(mails, tag), conns, None)
                         run_baseline(baseline, mails, conns, series)
-                        run_gateway(gateway, mails, conns, series)
+                        run_gateway(gateway, mails, conns, series, OUTCOME[kind])
                         print(f"  {backend} round {round_no}/{args.rounds} {kind:<10} "
                               f"{conns} conn: baseline {series.baseline[-1]:6.1f}/s, "
                               f"gateway intake {series.intake[-1]:6.1f}/s, "
@@ -626,9 +662,11 @@ def main() -> None:
                         help="comma-separated: sqlite, postgresql (default: both)")
     parser.add_argument("--connections", default="1,8",
                         help="comma-separated numbers of parallel SMTP connections")
-    parser.add_argument("--kinds", default="text,attachment", help="text, attachment")
+    parser.add_argument("--kinds", default="text,attachment",
+                        help="text, attachment, reply (a customer's reply to their new "
+                             "ticket, sent after the ticket exists)")
     parser.add_argument("--text-count", type=int, default=400,
-                        help="text mails per configuration and round")
+                        help="text (and reply) mails per configuration and round")
     parser.add_argument("--attachment-count", type=int, default=60,
                         help="attachment mails per configuration and round")
     parser.add_argument("--rounds", type=int, default=5)
