@@ -401,6 +401,7 @@ class Gateway:
         self.log = tmp / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker_pid = 0
+        self.outbox_pid = 0      # the outbox's own process (0: a thread of serve)
         self.cli("db", "upgrade")
         csv = tmp / "customers.csv"
         csv.write_text("username,email,name,organisation,language\n" + "".join(
@@ -418,16 +419,31 @@ class Gateway:
                 [sys.executable, "-m", "gateway", "--config", str(self.config), "serve"],
                 stdout=out, stderr=subprocess.STDOUT, env=clean_env())
         wait_for_smtp(self.port, self.proc, self.log)
-        self.worker_pid = self._find_worker()
+        self.worker_pid, self.outbox_pid = self._find_children()
 
-    def _find_worker(self) -> int:
+    def _children(self) -> dict[int, str]:
+        """The spawned children of `serve` and their names (`/proc/PID/comm`)."""
         assert self.proc is not None
+        found = {}
+        for children in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            for pid in children.read_text().split():
+                with suppress(OSError):
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        found[int(pid)] = Path(f"/proc/{pid}/comm").read_text().strip()
+        return found
+
+    def _find_children(self) -> tuple[int, int]:
+        """(worker, outbox) process ids; outbox 0 for a gateway whose outbox is a thread of
+        `serve` (before 2026-12-07; such a gateway's only child is its worker)."""
         for _ in range(200):
-            for children in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
-                for pid in children.read_text().split():
-                    with suppress(OSError):
-                        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                            return int(pid)
+            children = self._children()
+            named = {name: pid for pid, name in children.items()}
+            if "ticketgw-worker" in named and "ticketgw-outbox" in named:
+                return named["ticketgw-worker"], named["ticketgw-outbox"]
+            if len(children) == 1 and not any(n.startswith("ticketgw-") for n in named):
+                time.sleep(0.5)                  # a newer gateway names its children late
+                if len(again := self._children()) == 1 and again == children:
+                    return next(iter(children)), 0
             time.sleep(0.05)
         raise RuntimeError("the worker process of ticketgw serve was not found")
 
@@ -523,6 +539,7 @@ class Series:
     cpu_baseline: list[float] = field(default_factory=list)   # ms CPU per mail
     cpu_listener: list[float] = field(default_factory=list)
     cpu_worker: list[float] = field(default_factory=list)
+    cpu_outbox: list[float] = field(default_factory=list)     # its own process, if any
     cpu_database: list[float] = field(default_factory=list)   # PostgreSQL's server, if local
 
 
@@ -539,11 +556,14 @@ def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
     first = gateway.max_id()
     postmaster = gateway.postmaster()
     cpu_l, cpu_w = cpu_seconds(gateway.pid), cpu_seconds(gateway.worker_pid)
+    cpu_o = cpu_seconds(gateway.outbox_pid) if gateway.outbox_pid else 0.0
     cpu_d = server_cpu_seconds(postmaster) if postmaster else 0.0
     start, answered = send_all(gateway.port, mails, connections)
     done = gateway.wait_processed(first, len(mails))
     delivered = gateway.wait_delivered()
     cpu_l, cpu_w = cpu_seconds(gateway.pid) - cpu_l, cpu_seconds(gateway.worker_pid) - cpu_w
+    if gateway.outbox_pid:
+        cpu_o = cpu_seconds(gateway.outbox_pid) - cpu_o
     if postmaster:
         cpu_d = server_cpu_seconds(postmaster) - cpu_d
     gateway.check(first, len(mails), outcome)
@@ -553,6 +573,8 @@ def run_gateway(gateway: Gateway, mails: list[bytes], connections: int,
         series.delivered.append(len(mails) / (delivered - start))
         series.cpu_listener.append(cpu_l * 1000 / len(mails))
         series.cpu_worker.append(cpu_w * 1000 / len(mails))
+        if gateway.outbox_pid:
+            series.cpu_outbox.append(cpu_o * 1000 / len(mails))
         if postmaster:
             series.cpu_database.append(cpu_d * 1000 / len(mails))
 
@@ -627,6 +649,8 @@ def bench_backend(backend: str, args: argparse.Namespace, baseline: Baseline
                               f"CPU ms/mail baseline {series.cpu_baseline[-1]:.2f}, "
                               f"listener {series.cpu_listener[-1]:.2f}, "
                               f"worker {series.cpu_worker[-1]:.2f}"
+                              + (f", outbox {series.cpu_outbox[-1]:.2f}"
+                                 if series.cpu_outbox else "")
                               + (f", db {series.cpu_database[-1]:.2f}"
                                  if series.cpu_database else ""), file=sys.stderr)
                 tickets = gateway.scalar("SELECT count(*) FROM ticket")
@@ -709,7 +733,7 @@ def main() -> None:
     print(f"{'backend':<10} {'mail':<10} {'conns':>5} {'baseline/s':>10} {'intake/s':>9} "
           f"{'gateway/s':>9} {'intake':>6} {'ratio':>5} {'delivered/s':>11} {'ratio':>5}  "
           f"{'CPU ms/mail: base':>17} "
-          f"{'listener':>8} {'worker':>6} {'db':>5}")
+          f"{'listener':>8} {'worker':>6} {'outbox':>6} {'db':>5}")
     for backend, results, _ in rows:
         for (kind, conns), s in results.items():
             base, intake, e2e = med(s.baseline), med(s.intake), med(s.end_to_end)
@@ -719,6 +743,7 @@ def main() -> None:
                   f"{sent / base:>5.2f}  "
                   f"{med(s.cpu_baseline):>17.2f} {med(s.cpu_listener):>8.2f} "
                   f"{med(s.cpu_worker):>6.2f} "
+                  + (f"{med(s.cpu_outbox):>6.2f} " if s.cpu_outbox else f"{'-':>6} ")
                   + (f"{med(s.cpu_database):>5.2f}" if s.cpu_database else f"{'-':>5}"))
     for backend, _, memory in rows:
         if memory is not None:

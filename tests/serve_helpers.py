@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -121,15 +121,31 @@ def child_pids(pid: int) -> list[int]:
             for child in (task / "children").read_text().split()]
 
 
+def child_pids_named(serve_pid: int, name: str) -> list[int]:
+    """`serve`'s child processes called `name` (`/proc/PID/comm`: `ticketgw-worker`,
+    `ticketgw-outbox`; a child names itself once it runs, a moment after it was spawned)."""
+    found = []
+    for pid in child_pids(serve_pid):
+        with suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                found.append(pid)
+    return found
+
+
 def worker_pids(serve_pid: int) -> list[int]:
-    """The inbound worker processes among `serve`'s children (spawned, so their command line
-    says `spawn_main`; multiprocessing's resource tracker does not)."""
-    return [pid for pid in child_pids(serve_pid)
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    """The inbound worker processes among `serve`'s children."""
+    return child_pids_named(serve_pid, "ticketgw-worker")
 
 
-def only_worker(serve_pid: int) -> int:
-    """`serve`'s one worker process (it is started before the web view answers)."""
-    workers = worker_pids(serve_pid)
-    assert len(workers) == 1, workers
-    return workers[0]
+def only_child(serve_pid: int, name: str, timeout: float = 30.0) -> int:
+    """`serve`'s one child process called `name` (waiting for it to have named itself)."""
+    deadline = time.monotonic() + timeout
+    while len(found := child_pids_named(serve_pid, name)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+def only_worker(serve_pid: int, timeout: float = 30.0) -> int:
+    """`serve`'s one worker process."""
+    return only_child(serve_pid, "ticketgw-worker", timeout)

@@ -1,6 +1,7 @@
 """The tree's promise, checked: imports run one way and nothing imports in a circle.
 
-Entry points (`cli/`, `web/`, `service.py`, `jobs.py`, `__main__.py`) may import anything;
+Entry points (`cli/`, `web/`, `service.py`, `child_processes.py`, `jobs.py`,
+`__main__.py`) may import anything;
 `app.py` (the composition root) is imported only by them; no stage imports an entry point;
 and the module-level imports of `gateway` form no cycle (imports inside functions and under
 `TYPE_CHECKING` are left out: they do not run at import time).
@@ -12,8 +13,8 @@ import ast
 from pathlib import Path
 
 GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
-ENTRY_POINTS = ("gateway.cli", "gateway.web", "gateway.service", "gateway.jobs",
-                "gateway.__main__")
+ENTRY_POINTS = ("gateway.cli", "gateway.web", "gateway.service", "gateway.child_processes",
+                "gateway.jobs", "gateway.__main__")
 ROOT = "gateway.app"
 
 

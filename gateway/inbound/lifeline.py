@@ -1,4 +1,4 @@
-"""The worker process ends with the `serve` process that started it, busy or idle.
+"""A child process (the worker, the outbox) ends with the `serve` that started it, busy or idle.
 
 When `serve` is killed (`kill -9`, the OOM killer), nothing tells its worker process: it would
 go on processing the mail in hand, and leasing more, with nobody supervising it. Two guards
@@ -48,6 +48,6 @@ def _watch(parent_pid: int, every: float) -> None:
     while os.getppid() == parent_pid:
         threading.Event().wait(every)
     with contextlib.suppress(OSError):
-        os.write(2, f"ticketgw worker {os.getpid()}: the service that started it (pid "
+        os.write(2, f"ticketgw child process {os.getpid()}: the service that started it (pid "
                     f"{parent_pid}) is gone; exiting at once\n".encode())
     os._exit(EXIT_CODE)

@@ -395,6 +395,9 @@ def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Wakeup | No
             if wake is not None:
                 wake.wait(idle_poll)
                 wake.clear()
+                if getattr(wake, "ringer_gone", False):   # a doorbell whose ringers all ended
+                    log.warning("outbox: the service that rings it is gone; stopping")
+                    break
             else:
                 stop.wait(idle_poll)
     log.info("outbox stopped")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from gateway.app import App
+from gateway.child_processes import OutboxComponent, WorkerComponent
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.outbound.outbox import enqueue
-from gateway.service import OutboxComponent, WorkerComponent
 from tests.integration.outbound.test_outbox import outgoing, put
 
 RUNG_WITHIN = 20.0     # far below SLOW_POLL: a hang guard, not a timing

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from gateway.app import App, build_app, prepare_database
+from gateway.child_processes import OutboxComponent
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import enqueue
-from gateway.service import OutboxComponent
 from gateway.store.models import OutboundMail, ReceivedMail, table_of, utcnow
 from gateway.web.app import create_web_app
 from tests.conftest import make_settings
@@ -68,16 +68,19 @@ def test_a_dead_component_of_the_same_serve_is_503_with_its_reason(app: App) -> 
     assert health.json()["problems"] == ["outbox: the outbox thread has stopped"]
 
 
-def test_the_outbox_component_reports_its_thread_ending_but_not_a_stop(app: App) -> None:
+def test_the_outbox_process_reported_when_it_dies_but_not_after_a_stop(app: App) -> None:
+    class Slow(OutboxComponent):
+        FIRST_PAUSE = 60.0                              # not started again in this test
+
     async def scenario() -> None:
-        outbox = OutboxComponent(app)
+        outbox = Slow(app)
         assert outbox.problem() is None                 # not started yet
         await outbox.start()
         assert outbox.problem() is None
-        outbox.stop_event.set()                         # the loop ends by itself (not stop())
-        outbox.wake()
-        await asyncio.to_thread(outbox.thread.join, 30)
-        assert outbox.problem() == "the outbox thread has stopped"
+        assert outbox.process is not None
+        outbox.process.kill()
+        await asyncio.to_thread(outbox.process.join, 30)
+        assert outbox.problem() == "the outbox process is not running (killed by SIGKILL)"
         await outbox.stop()
         assert outbox.problem() is None                 # stopped on purpose
 

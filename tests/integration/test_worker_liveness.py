@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.app import App
-from gateway.service import WorkerComponent
+from gateway.child_processes import WorkerComponent
 from tests.integration.inbound.test_lifeline import gone, seconds_until_gone
 from tests.serve_helpers import free_port, only_worker, serve_config, serving
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from gateway.app import App
+from gateway.child_processes import WorkerComponent
 from gateway.config.settings import DkimSettings
 from gateway.inbound.worker import run_worker
-from gateway.service import WorkerComponent
 from gateway.store.db import Database
 from tests.serve_helpers import free_port
 
@@ -80,11 +80,11 @@ def test_a_worker_that_dies_of_an_exception_logs_it(
         finally:
             await worker.stop()
 
-    with caplog.at_level(logging.INFO, logger="gateway.service"):
+    with caplog.at_level(logging.INFO, logger="gateway.child_processes"):
         asyncio.run(scenario())
     assert worker.process is not None and worker.process.exitcode == 1
     stderr = capfd.readouterr().err
-    assert "ERROR gateway.service: the worker process ends on this error" in stderr
+    assert "ERROR gateway.child_processes: the worker process ends on this error" in stderr
     assert "Traceback (most recent call last)" in stderr
     assert "missing.pem" in stderr
     assert [r.getMessage() for r in caplog.records if "died" in r.getMessage()] == [

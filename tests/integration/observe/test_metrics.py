@@ -1,5 +1,5 @@
 """The counters and histograms of `/metrics` against the processing log: a real `ticketgw
-serve` (SMTP listener, worker process, outbox thread) takes real mails, and every counter
+serve` (SMTP listener, worker process, outbox process) takes real mails, and every counter
 must equal what the database recorded. The worker counts in its own process, so these
 counters reaching `/metrics` at all is the cross-process path working; a worker killed and
 restarted in the middle must not make them go down."""
