@@ -39,9 +39,11 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from itertools import accumulate
 from pathlib import Path
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi.testclient import TestClient
 from scratch import scratch_database  # bench/scratch.py
+from sqlalchemy import text as sql_text
 
 from gateway.app import build_app, prepare_database
 from gateway.config.loading import settings_from_mapping
@@ -114,6 +117,39 @@ def generate(count: int, seed: int = 7) -> list[ArticleSource]:
             visibility="public" if i % 5 else "customers",
             body="\n\n".join(" ".join(sentences[j:j + 4]) for j in range(0, len(sentences), 4))))
     return sources
+
+
+# what differs in a parent commit's FAQ search (the queries' module is the same since 0018)
+PARENT_MODULES = ("text", "search")
+PARENT_SCHEMA = ("DROP INDEX ix_faq_article_listing",)   # what migration 0018 made
+
+
+def parent_search(rev: str) -> Callable[..., Any]:
+    """`faq.search.search` as commit `rev` had it: its `text` and `search` modules read with
+    `git show` and loaded beside the current ones (as `faq_parent.*`), for an A/B in one
+    run. Stop words still come from `gateway/faq`."""
+    root = Path(__file__).resolve().parent.parent
+    package = types.ModuleType("faq_parent")
+    package.__path__ = []
+    sys.modules["faq_parent"] = package
+    for name in PARENT_MODULES:
+        source = subprocess.run(["git", "show", f"{rev}:gateway/faq/{name}.py"], cwd=root,
+                                check=True, capture_output=True, text=True).stdout
+        for other in PARENT_MODULES:
+            source = source.replace(f"gateway.faq.{other} ", f"faq_parent.{other} ")
+        module = types.ModuleType(f"faq_parent.{name}")
+        module.__package__ = "gateway.faq"
+        sys.modules[module.__name__] = module
+        exec(compile(source, f"{rev}:gateway/faq/{name}.py", "exec"), module.__dict__)  # noqa: S102
+    search_function: Callable[..., Any] = sys.modules["faq_parent.search"].search
+    return search_function
+
+
+def parent_schema(app: Any) -> None:
+    """Undo what migrations after the parent added to the FAQ's tables."""
+    with app.db.write() as session:
+        for statement in PARENT_SCHEMA:
+            session.execute(sql_text(statement))
 
 
 def suggest_for(session: Any, ticket: tuple[str, str]) -> Any:
