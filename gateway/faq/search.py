@@ -92,14 +92,14 @@ for _head in (False, True):
 # scan, which detoasts every row's tsvector for `@@` and the matches' again for `ts_rank`
 # (43 against 23 ms for 3,500 of 10,000 articles; bench/portal.py faq-search). A plan made
 # for this query's words, not a generic one (psycopg prepares a statement run 5 times, and
-# PostgreSQL's cached generic plan keeps whatever it chose). Only for this statement: back
-# to the session's settings right after.
-_INDEX_PLAN = text("SELECT set_config('enable_seqscan', 'off', true), "
+# PostgreSQL's cached generic plan keeps whatever it chose). Only for this statement: the
+# transaction's own values (read before they are set) are restored right after.
+_INDEX_PLAN = text("SELECT current_setting('enable_seqscan') AS seqscan, "
+                   "current_setting('plan_cache_mode') AS plan_cache, "
+                   "set_config('enable_seqscan', 'off', true), "
                    "set_config('plan_cache_mode', 'force_custom_plan', true)")
-_DEFAULT_PLAN = text("SELECT set_config('enable_seqscan', reset_val, true) FROM pg_settings "
-                     "WHERE name = 'enable_seqscan' UNION ALL SELECT set_config("
-                     "'plan_cache_mode', reset_val, true) FROM pg_settings "
-                     "WHERE name = 'plan_cache_mode'")
+_RESTORE_PLAN = text("SELECT set_config('enable_seqscan', :seqscan, true), "
+                     "set_config('plan_cache_mode', :plan_cache, true)")
 _SQLITE_SIMILAR = text(
     "SELECT t.word, t.articles FROM faq_term_trgm JOIN faq_term t ON t.id = faq_term_trgm.rowid "
     "WHERE faq_term_trgm MATCH :match ORDER BY rank LIMIT 40")
@@ -225,11 +225,12 @@ def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], li
         match = joiner.join("(" + " | ".join(terms.all_words(i)) + ")"
                             for i in range(len(terms.words)))
         statement = _STATEMENTS["postgresql", head_only, languages]
-        session.execute(_INDEX_PLAN)
+        before = session.execute(_INDEX_PLAN).one()
     rows = session.execute(statement, {"match": match, "visibilities": list(visibilities),
                                        "languages": list(languages), "limit": limit}).all()
-    if not sqlite:      # (a failed statement ends the transaction, and SET LOCAL with it)
-        session.execute(_DEFAULT_PLAN)
+    if not sqlite:      # (a failed statement ends the transaction, and set_config with it)
+        session.execute(_RESTORE_PLAN, {"seqscan": before.seqscan,
+                                        "plan_cache": before.plan_cache})
     return rows
 
 

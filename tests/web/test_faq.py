@@ -205,3 +205,6 @@ def test_a_search_leaves_the_planner_settings_of_the_transaction_as_they_were(
         assert session.execute(settings).one() == before == ("on", "auto")
         suggest(session, "Drucker druckt leere Seiten", visibilities=CUSTOMERS, language="de")
         assert session.execute(settings).one() == before
+        session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        assert search(session, "Drucker", visibilities=CUSTOMERS).hits
+        assert session.execute(settings).one() == ("on", "force_generic_plan")
