@@ -129,7 +129,12 @@ def generate(count: int, seed: int = 7) -> list[ArticleSource]:
 
 # what differs in a parent commit's FAQ search (the queries' module is the same since 0018)
 PARENT_MODULES = ("text", "search")
-PARENT_SCHEMA = ("DROP INDEX ix_faq_article_listing",)   # what migration 0018 made
+PARENT_SCHEMA = {   # undoing migration 0018 (the UPDATE rewrites the vectors)
+    "sqlite": ("DROP INDEX ix_faq_article_listing",),
+    "postgresql": ("DROP INDEX ix_faq_article_listing",
+                   "ALTER TABLE faq_article ALTER COLUMN search_vector SET STORAGE EXTENDED, "
+                   "ALTER COLUMN head_vector SET STORAGE EXTENDED",
+                   "UPDATE faq_article SET body_text = body_text")}
 
 
 def parent_search(rev: str) -> Callable[..., Any]:
@@ -156,7 +161,7 @@ def parent_search(rev: str) -> Callable[..., Any]:
 def parent_schema(app: Any) -> None:
     """Undo what migrations after the parent added to the FAQ's tables."""
     with app.db.write() as session:
-        for statement in PARENT_SCHEMA:
+        for statement in PARENT_SCHEMA[session.get_bind().dialect.name]:
             session.execute(sql_text(statement))
 
 

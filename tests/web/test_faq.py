@@ -208,3 +208,13 @@ def test_a_search_leaves_the_planner_settings_of_the_transaction_as_they_were(
         session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
         assert search(session, "Drucker", visibilities=CUSTOMERS).hits
         assert session.execute(settings).one() == ("on", "force_generic_plan")
+
+
+@pytest.mark.backends("postgresql")
+def test_the_search_vectors_are_kept_in_the_row(faq: None, app: App) -> None:
+    # ts_rank reads every match's vector: from the row, not the TOAST table (migration 0018)
+    with app.db.read() as session:
+        storage = dict(session.execute(text(
+            "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = "
+            "'faq_article'::regclass AND attname IN ('search_vector', 'head_vector')")).all())
+        assert storage == {"search_vector": "m", "head_vector": "m"}
