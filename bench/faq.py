@@ -7,7 +7,8 @@ German, half English, 60 categories, every fifth customers-only, 150-350 words e
 from a Zipf-distributed vocabulary per language (titles of 4-7 words from the same
 distribution): the demo FAQ's words on the top ranks, then 20,000 made-up ones, so a query
 word such as "drucker" or "printer" is in the text of 500-2,700 articles. The import time
-is printed; then `ANALYZE` on PostgreSQL, as autovacuum would do after a bulk import):
+is printed; then `VACUUM ANALYZE` on PostgreSQL, as autovacuum would do after a bulk
+import):
 
 in-process, one read transaction per operation, the real functions:
 - pk-lookup:    `faq.queries.article_by_key` of a random article (the baseline: a primary-key
@@ -25,13 +26,19 @@ over HTTP, in-process through Starlette's TestClient (no login: public pages):
 - static:       GET /static/portal.css (the web baseline: routing, middleware, client);
 - faq-search:   GET /faq?q=... (the search page, rendered).
 
+With `--before REV`, the A/B in one run: `search (parent)` and `faq-search (parent)` are
+REV's `faq.search` (its `search` and `text` modules, read with git) on a third database
+with the same articles and REV's FAQ schema (migration 0018's index dropped), each with
+the same sequence of queries as its counterpart; the script checks that both find the same
+articles for every query.
+
 Rounds are interleaved (every kind once per step, `--count` steps per round, `--rounds`
 rounds); the table gives the median and 95th percentile in milliseconds over all rounds and
 the ratio of the medians to the baseline of the same layer. The script checks that every
 search found something (the queries' words are in the generated text).
 
 Run:  .venv/bin/python bench/faq.py [--backends sqlite,postgresql] [--articles N]
-      [--count N] [--rounds R] [--pg-admin-url URL]
+      [--count N] [--rounds R] [--before REV] [--pg-admin-url URL]
 """
 
 from __future__ import annotations
@@ -39,9 +46,11 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from itertools import accumulate
 from pathlib import Path
@@ -51,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi.testclient import TestClient
 from scratch import scratch_database  # bench/scratch.py
+from sqlalchemy import text as sql_text
 
 from gateway.app import build_app, prepare_database
 from gateway.config.loading import settings_from_mapping
@@ -59,6 +69,7 @@ from gateway.faq.search import PUBLIC, answer_hits, search, suggest
 from gateway.faq.source import ArticleSource, faq_files, read_sources
 from gateway.faq.store import save_articles
 from gateway.faq.text import words
+from gateway.web import faq as web_faq
 from gateway.web.app import create_web_app
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -116,6 +127,44 @@ def generate(count: int, seed: int = 7) -> list[ArticleSource]:
     return sources
 
 
+# what differs in a parent commit's FAQ search (the queries' module is the same since 0018)
+PARENT_MODULES = ("text", "search")
+PARENT_SCHEMA = {   # undoing migration 0018 (the UPDATE rewrites the vectors)
+    "sqlite": ("DROP INDEX ix_faq_article_listing",),
+    "postgresql": ("DROP INDEX ix_faq_article_listing",
+                   "ALTER TABLE faq_article ALTER COLUMN search_vector SET STORAGE EXTENDED, "
+                   "ALTER COLUMN head_vector SET STORAGE EXTENDED",
+                   "UPDATE faq_article SET body_text = body_text")}
+
+
+def parent_search(rev: str) -> Callable[..., Any]:
+    """`faq.search.search` as commit `rev` had it: its `text` and `search` modules read with
+    `git show` and loaded beside the current ones (as `faq_parent.*`), for an A/B in one
+    run. Stop words still come from `gateway/faq`."""
+    root = Path(__file__).resolve().parent.parent
+    package = types.ModuleType("faq_parent")
+    package.__path__ = []
+    sys.modules["faq_parent"] = package
+    for name in PARENT_MODULES:
+        source = subprocess.run(["git", "show", f"{rev}:gateway/faq/{name}.py"], cwd=root,
+                                check=True, capture_output=True, text=True).stdout
+        for other in PARENT_MODULES:
+            source = source.replace(f"gateway.faq.{other} ", f"faq_parent.{other} ")
+        module = types.ModuleType(f"faq_parent.{name}")
+        module.__package__ = "gateway.faq"
+        sys.modules[module.__name__] = module
+        exec(compile(source, f"{rev}:gateway/faq/{name}.py", "exec"), module.__dict__)  # noqa: S102
+    search_function: Callable[..., Any] = sys.modules["faq_parent.search"].search
+    return search_function
+
+
+def parent_schema(app: Any) -> None:
+    """Undo what migrations after the parent added to the FAQ's tables."""
+    with app.db.write() as session:
+        for statement in PARENT_SCHEMA[session.get_bind().dialect.name]:
+            session.execute(sql_text(statement))
+
+
 def suggest_for(session: Any, ticket: tuple[str, str]) -> Any:
     """What an acknowledgment adds: suggestions for the ticket's text in its language."""
     text, language = ticket
@@ -132,9 +181,10 @@ def bench_backend(backend: str, args: argparse.Namespace,
     with tempfile.TemporaryDirectory(prefix="tgw-bench-faq-") as tmp_name:
         tmp = Path(tmp_name)
         with scratch_database(backend, tmp, args.pg_admin_url, "faq.db") as url, \
-                scratch_database(backend, tmp, args.pg_admin_url, "empty.db") as empty_url:
+                scratch_database(backend, tmp, args.pg_admin_url, "empty.db") as empty_url, \
+                scratch_database(backend, tmp, args.pg_admin_url, "parent.db") as parent_url:
             apps = []
-            for database_url in (url, empty_url):
+            for database_url in (url, empty_url, parent_url)[:3 if parent else 2]:
                 settings = settings_from_mapping({
                     "database": {"url": database_url},
                     "storage": {"data_dir": str(tmp / "data")},
@@ -144,18 +194,25 @@ def bench_backend(backend: str, args: argparse.Namespace,
                 app = build_app(settings)
                 prepare_database(app, migrate=True)
                 apps.append(app)
-            app, empty = apps
-            began = time.perf_counter()
-            with app.db.write() as session:
-                save_articles(session, sources)
-            print(f"{backend}: {len(sources)} articles imported in "
-                  f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
-            if backend != "sqlite":
-                with app.db.engine.connect() as connection:
-                    connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                        "ANALYZE faq_article")
+            app, empty, before = apps[0], apps[1], apps[-1]
+            for filled in apps[::2]:
+                began = time.perf_counter()
+                with filled.db.write() as session:
+                    save_articles(session, sources)
+                print(f"{backend}: {len(sources)} articles imported in "
+                      f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
+            if parent:
+                parent_schema(before)
+            if backend != "sqlite":      # what autovacuum does after a bulk import
+                for filled in apps[::2]:
+                    with filled.db.engine.connect() as connection:
+                        connection.execution_options(isolation_level="AUTOCOMMIT"
+                                                     ).exec_driver_sql("VACUUM ANALYZE faq_article")
             client = TestClient(create_web_app(app), follow_redirects=False)
+            parent_client = TestClient(create_web_app(before), follow_redirects=False)
             rng = random.Random(11)
+            same = {name: random.Random(3) for name in     # A and B: the same queries
+                    ("search", "search (parent)", "faq-search", "faq-search (parent)")}
 
             def read(work: Callable[[Any], Any], db: Any = None) -> Callable[[], Any]:
                 def run() -> Any:
@@ -167,9 +224,14 @@ def bench_backend(backend: str, args: argparse.Namespace,
                 assert result, "a benchmark query found nothing"
                 return result
 
-            def get(path: str) -> Callable[[], Any]:
+            def get(path: str, parent_page: bool = False) -> Callable[[], Any]:
                 def run() -> Any:
-                    response = client.get(path)
+                    current = web_faq.search
+                    web_faq.search = parent if parent_page else current
+                    try:
+                        response = (parent_client if parent_page else client).get(path)
+                    finally:
+                        web_faq.search = current
                     assert response.status_code == 200, path
                 return run
 
@@ -177,7 +239,7 @@ def bench_backend(backend: str, args: argparse.Namespace,
                 "pk-lookup": lambda: read(lambda s: found(article_by_key(
                     s, f"article-{rng.randrange(len(sources))}")))(),
                 "search": lambda: read(lambda s: found(search(
-                    s, rng.choice(QUERIES), visibilities=PUBLIC).hits))(),
+                    s, same["search"].choice(QUERIES), visibilities=PUBLIC).hits))(),
                 "search-typo": lambda: read(lambda s: found(search(
                     s, rng.choice(TYPOS), visibilities=PUBLIC).hits))(),
                 "suggest": lambda: read(lambda s: suggest_for(s, rng.choice(TICKETS)))(),
@@ -186,8 +248,20 @@ def bench_backend(backend: str, args: argparse.Namespace,
                 "mail-answer": lambda: read(lambda s: answer_hits(
                     s, rng.choice(MAILS), visibilities=PUBLIC, limit=3))(),
                 "static": get("/static/portal.css"),
-                "faq-search": lambda: get("/faq?q=" + rng.choice(QUERIES).replace(" ", "+"))(),
+                "faq-search": lambda: get(
+                    "/faq?q=" + same["faq-search"].choice(QUERIES).replace(" ", "+"))(),
             }
+            if parent:
+                kinds["search (parent)"] = lambda: read(lambda s: found(parent(
+                    s, same["search (parent)"].choice(QUERIES), visibilities=PUBLIC).hits),
+                    before)()
+                kinds["faq-search (parent)"] = lambda: get("/faq?q=" + same[
+                    "faq-search (parent)"].choice(QUERIES).replace(" ", "+"), True)()
+                for query in QUERIES:       # both find the same articles
+                    with app.db.read() as session, before.db.read() as old_session:
+                        assert ([h.key for h in search(session, query, visibilities=PUBLIC).hits]
+                                == [h.key for h in parent(old_session, query,
+                                                          visibilities=PUBLIC).hits]), query
             timings: dict[str, list[float]] = {name: [] for name in kinds}
             for work in kinds.values():      # warm-up: connections, statement caches
                 for _ in range(5):
@@ -208,7 +282,9 @@ def bench_backend(backend: str, args: argparse.Namespace,
 
 BASELINES = {"pk-lookup": "pk-lookup", "search": "pk-lookup", "search-typo": "pk-lookup",
              "suggest": "pk-lookup", "suggest-empty": "pk-lookup", "mail-answer": "pk-lookup",
-             "static": "static", "faq-search": "static"}
+             "static": "static", "faq-search": "static", "search (parent)": "pk-lookup",
+             "faq-search (parent)": "static"}
+parent: Callable[..., Any] | None = None      # REV's faq.search (`--before REV`)
 
 
 def main() -> None:
@@ -218,7 +294,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
+    parser.add_argument("--before", metavar="REV",
+                        help="also measure REV's search and search page on REV's FAQ "
+                             "schema (a third database with the same articles)")
     args = parser.parse_args()
+    global parent
+    parent = parent_search(args.before) if args.before else None
     sources = generate(args.articles)
     print(f"| backend | operation | median ms | p95 ms | ratio to baseline |  ({args.articles} "
           f"articles, {args.rounds} rounds x {args.count})")

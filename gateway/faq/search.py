@@ -5,7 +5,9 @@ One ranked, indexed query per search, in the database's own full-text search:
   title 10, keywords 5, text 1;
 - PostgreSQL: `faq_article.search_vector @@ (to_tsquery('german', q) || to_tsquery('english',
   q))` on its GIN index, ranked by `ts_rank` (title A, keywords B, text D).
-Visibility is part of that query: anonymous visitors get `PUBLIC` articles only.
+Visibility is part of that query: anonymous visitors get `PUBLIC` articles only. On
+PostgreSQL that query is planned through the GIN index (see `_INDEX_PLAN`); the caller's
+transaction gets its planner settings back right after it.
 
 Typo tolerance (`search`, not `suggest`): query words of 4+ letters that are not in the
 vocabulary (`faq_term`) get the closest vocabulary words as alternatives, searched besides
@@ -85,6 +87,19 @@ for _head in (False, True):
             vector="head_vector" if _head else "search_vector",
             tsquery=" || ".join(f"to_tsquery('{_CONFIGS[lang]}', :match)"
                                 for lang in _languages)))
+# PostgreSQL: the ranked query reads its matches through the GIN index, never by a
+# sequential scan. When a query word is in a third of the articles the planner prefers the
+# scan, which detoasts every row's tsvector for `@@` and the matches' again for `ts_rank`
+# (43 against 23 ms for 3,500 of 10,000 articles; bench/portal.py faq-search). A plan made
+# for this query's words, not a generic one (psycopg prepares a statement run 5 times, and
+# PostgreSQL's cached generic plan keeps whatever it chose). Only for this statement: the
+# transaction's own values (read before they are set) are restored right after.
+_INDEX_PLAN = text("SELECT current_setting('enable_seqscan') AS seqscan, "
+                   "current_setting('plan_cache_mode') AS plan_cache, "
+                   "set_config('enable_seqscan', 'off', true), "
+                   "set_config('plan_cache_mode', 'force_custom_plan', true)")
+_RESTORE_PLAN = text("SELECT set_config('enable_seqscan', :seqscan, true), "
+                     "set_config('plan_cache_mode', :plan_cache, true)")
 _SQLITE_SIMILAR = text(
     "SELECT t.word, t.articles FROM faq_term_trgm JOIN faq_term t ON t.id = faq_term_trgm.rowid "
     "WHERE faq_term_trgm MATCH :match ORDER BY rank LIMIT 40")
@@ -199,7 +214,8 @@ def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], li
     """One ranked query. `head_only`: in the title and keywords index (`faq_head_fts`,
     `head_vector`): a good match needs a query word there anyway, and a word common in
     the articles' texts then costs nothing."""
-    if session.get_bind().dialect.name == "sqlite":
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
         joiner = " AND " if every_word else " OR "
         match = joiner.join("(" + " OR ".join(f'"{s}"' for s in sorted(stems)) + ")"
                             for stems in terms.stems)
@@ -209,8 +225,13 @@ def _ranked(session: Session, terms: QueryTerms, visibilities: Sequence[str], li
         match = joiner.join("(" + " | ".join(terms.all_words(i)) + ")"
                             for i in range(len(terms.words)))
         statement = _STATEMENTS["postgresql", head_only, languages]
-    return session.execute(statement, {"match": match, "visibilities": list(visibilities),
+        before = session.execute(_INDEX_PLAN).one()
+    rows = session.execute(statement, {"match": match, "visibilities": list(visibilities),
                                        "languages": list(languages), "limit": limit}).all()
+    if not sqlite:      # (a failed statement ends the transaction, and set_config with it)
+        session.execute(_RESTORE_PLAN, {"seqscan": before.seqscan,
+                                        "plan_cache": before.plan_cache})
+    return rows
 
 
 def _hit(analyzer: Analyzer, terms: QueryTerms, row: Any) -> Hit:

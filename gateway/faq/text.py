@@ -40,6 +40,7 @@ _MAIL_WORDS = frozenset(word.casefold() for word in [
     "gern", "gerne", "seit", "schon"])
 _START = 3                                   # letters compared before stemming a word
 _PLAIN = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "s"})
+_SPELLINGS = {"a": ("a", "ä"), "o": ("o", "ö"), "u": ("u", "ü"), "s": ("s", "ß")}
 _SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n+")
 
 
@@ -114,6 +115,19 @@ class QueryTerms:
         return frozenset(stem[:_START].translate(_PLAIN) for stems in self.stems
                          for stem in stems)
 
+    @cached_property
+    def word_starts(self) -> frozenset[str]:
+        """Every beginning a word's first letters may have for `stem_starts` (each plain
+        vowel or "s" also as its umlaut or "ß"): a set lookup per word instead of a
+        translation."""
+        found: set[str] = set()
+        for start in self.stem_starts:
+            forms = [""]
+            for letter in start:
+                forms = [f + variant for f in forms for variant in _SPELLINGS.get(letter, letter)]
+            found.update(forms)
+        return frozenset(found)
+
 
 @dataclass(frozen=True)
 class Snippet:
@@ -174,8 +188,8 @@ class Analyzer:
         by_word, by_stem = terms.lookup
         distinct = set(_TOKEN.findall(text.casefold()))
         found = {word: by_word[word] for word in by_word.keys() & distinct}
-        starts = terms.stem_starts
-        candidates = [w for w in distinct if w[:_START].translate(_PLAIN) in starts]
+        starts = terms.word_starts
+        candidates = [w for w in distinct if w[:_START] in starts]
         for word, stem in zip(candidates, self._stemmers[language].stemWords(candidates),
                               strict=True):
             if stem in by_stem and word not in found:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text
+from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
 from gateway.store.models import utcnow
@@ -48,6 +48,8 @@ class FaqArticle(SQLModel, table=True):
     text (what search indexes and snippets are cut from), both derived at import."""
 
     __tablename__ = "faq_article"
+    # the explorer's counts per category read this index alone (migration 0018)
+    __table_args__ = (Index("ix_faq_article_listing", "category_id", "visibility", "language"),)
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=200)
     category_id: int = Field(foreign_key="faq_category.id", index=True)

@@ -79,6 +79,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "filter_closed": ("Geschlossen", "Closed"),
     "search": ("Suche", "Search"),
     "search_label": ("Suchen in Nummer, Betreff und Text", "Search number, subject and text"),
+    "search_short": ("Suchbegriffe unter 3 Zeichen werden nur in Ticketnummer und Betreff "
+                     "gesucht, nicht im Text.",
+                     "Search terms under 3 characters are looked up in ticket numbers and "
+                     "subjects only, not in the text."),
     "sort": ("Sortierung", "Sort by"),
     "sort_number": ("Ticketnummer (neueste zuerst)", "Ticket number (newest first)"),
     "sort_number-asc": ("Ticketnummer (älteste zuerst)", "Ticket number (oldest first)"),

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.config.settings import TemplateSettings
 from gateway.mail.attachment_names import clean_filename
-from gateway.web import queries
+from gateway.web import queries, ticket_search
 from gateway.web.actions import ReplyRefused, guide_labels, reply
 from gateway.web.formats import format_size
 from gateway.web.i18n import text, text_n
@@ -126,7 +126,8 @@ def build_router(portal: Portal) -> APIRouter:
             return "/tickets?" + urlencode({k: v for k, v in params.items() if v not in ("",)})
 
         return portal.render(visitor, "tickets.html", result=result, filter=state, q=q,
-                             sort=sort, sorts=list(queries.SORTS), filters=queries.FILTERS,
+                             short=ticket_search.is_short(q[:200].strip()), sort=sort,
+                             sorts=list(queries.SORTS), filters=queries.FILTERS,
                              link=link, age=lambda c: age(visitor.language, c),
                              changed=request.query_params.get("changed") == "1")
 

@@ -7,8 +7,10 @@ import re
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from gateway.app import App
+from gateway.faq.search import CUSTOMERS, search, suggest
 from tests.integration.faq.test_faq import load_demo_faq
 from tests.web.conftest import csrf_of, log_in, new_browser, set_password
 
@@ -188,3 +190,31 @@ def test_no_hit_in_the_chosen_language_offers_the_others(faq: None,
     german = browser.get("/faq?q=Papierstau&lang=de", headers={"Accept-Language": "de"})
     assert hit_links(german.text) == [("drucker-papierstau", "de")]
     assert "Treffer in anderen Sprachen" not in german.text
+
+
+@pytest.mark.backends("postgresql")
+def test_a_search_leaves_the_planner_settings_of_the_transaction_as_they_were(
+        faq: None, app: App) -> None:
+    # the ranked query plans through the GIN index (enable_seqscan off, a custom plan);
+    # the caller's transaction, e.g. the worker's for an acknowledgment, keeps its settings
+    settings = text("SELECT current_setting('enable_seqscan'), "
+                    "current_setting('plan_cache_mode')")
+    with app.db.read() as session:
+        before = session.execute(settings).one()
+        assert search(session, "Drucker leere Seiten", visibilities=CUSTOMERS).hits
+        assert session.execute(settings).one() == before == ("on", "auto")
+        suggest(session, "Drucker druckt leere Seiten", visibilities=CUSTOMERS, language="de")
+        assert session.execute(settings).one() == before
+        session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        assert search(session, "Drucker", visibilities=CUSTOMERS).hits
+        assert session.execute(settings).one() == ("on", "force_generic_plan")
+
+
+@pytest.mark.backends("postgresql")
+def test_the_search_vectors_are_kept_in_the_row(faq: None, app: App) -> None:
+    # ts_rank reads every match's vector: from the row, not the TOAST table (migration 0018)
+    with app.db.read() as session:
+        storage = dict(session.execute(text(
+            "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = "
+            "'faq_article'::regclass AND attname IN ('search_vector', 'head_vector')")).all())
+        assert storage == {"search_vector": "m", "head_vector": "m"}

@@ -1,16 +1,19 @@
 """My-tickets search through the trigram indexes (migration 0017) finds exactly what the
-plain scan finds: the same tickets, in the same order, under the same access rules.
+plain scan finds: the same tickets, in the same order, under the same access rules; a query
+under 3 characters finds titles and numbers only, and the page says so.
 
-Each query runs through `queries.list_tickets` (the indexed path for 3 characters and more)
+Each query of 3 characters or more runs through `queries.list_tickets` (the indexed path)
 and through `ticket_search.scan_condition` (what the portal did before the index), on the
 real database; both must equal the tickets the test expects.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import and_, insert, select, text
 from sqlmodel import Session
 
@@ -19,6 +22,7 @@ from gateway.store.models import Article, CustomerUser, Queue, Ticket, table_of
 from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.web import queries, ticket_search
 from gateway.web.sessions import PortalUser
+from tests.web.conftest import log_in, new_browser, set_password
 
 _ticket = table_of(Ticket)
 _article = table_of(Article)
@@ -48,7 +52,8 @@ def _setup(app: App) -> dict[str, PortalUser]:
     with app.db.write() as session:
         add_customer(session, NewCustomer("max", "max@acme.example", "Max", "acme"))
         add_customer(session, NewCustomer("kurt", "kurt@acme.example", "Kurt", "acme"))
-        add_customer(session, NewCustomer("jane", "jane@globex.example", "Jane", "globex"))
+        add_customer(session, NewCustomer("jane", "jane@globex.example", "Jane", "globex",
+                                          "en"))
         queue_id = session.execute(select(table_of(Queue).c.id)).scalars().first()
         users = {row.username: PortalUser(row.id, row.username, row.email, row.username, "de",
                                           row.organisation_id, "", False)
@@ -86,7 +91,7 @@ def test_indexed_search_finds_what_the_scan_finds(app: App, backend: str) -> Non
     with app.db.read() as session:
         for username in ("max", "jane"):
             for organisation in (False, True):
-                for q in QUERIES:
+                for q in [q for q in QUERIES if not ticket_search.is_short(q)]:
                     found = _numbers(session, users[username], q, organisation=organisation)
                     assert found == _scanned(session, users[username], q,
                                              organisation=organisation), (username, q)
@@ -105,18 +110,55 @@ def test_what_a_search_matches(app: App, backend: str) -> None:
         assert mine("ZEPP") == mine("zepp") == ["008"]
         assert mine("leere Seiten") == ["001"]          # a substring across words
         assert mine("100%") == ["004"] and mine("50_%") == ["004"]   # wildcards are text
-        assert mine("_%") == ["004"]
+        assert mine("0_%") == ["004"] and mine("_%") == []     # "_%": 2 characters
         assert mine("Größe") == ["002"] and mine("rüße") == ["002"]
         assert mine('sagt "', organisation=True) == ["006"]          # FTS5 quotes
-        assert mine("ab") == ["004", "002"]             # 2 characters: the scan
         # "Grüße", and "ÜBER" where the case of non-ASCII letters is folded: PostgreSQL's
         # ILIKE does, SQLite's lower() LIKE does not (as before the index)
-        assert mine("ü") == (["002"] if backend == "sqlite" else ["003", "002"])
+        assert mine("üBE") == (["003"] if backend == "postgresql" else [])
+        assert mine("rüß") == ["002"]
+        # under 3 characters: titles and numbers only, never the texts
+        assert mine("ab") == [] and mine("ü") == [] and mine("50") == []
+        assert mine("vp") == mine("VP") == ["002"] and mine("e") == ["004", "001"]
+        assert mine("%") == ["004"] and mine("_") == []
+        assert mine("20") == mine("#2") == ["008", "004", "003", "002", "001"]
         # numbers: a prefix of the ticket number (also with "#")
         assert mine("#2026010210") == ["008", "004", "003", "002", "001"]
         assert mine("2026010210000001") == ["001"]
         assert mine("0001") == []                       # not a prefix, in no text
         assert mine("nothing-here") == []
+
+
+def test_a_short_search_finds_titles_and_numbers_and_says_so(app: App, backend: str,
+                                                             web: FastAPI) -> None:
+    _setup(app)
+    pages = {}
+    for username in ("max", "jane"):
+        set_password(app, username)
+        pages[username] = new_browser(web)
+        log_in(pages[username], username)
+
+    def found(username: str, q: str) -> tuple[list[str], str]:
+        page = pages[username].get("/tickets", params={"q": q})
+        assert page.status_code == 200
+        return [n[-3:] for n in re.findall(r'href="/tickets/(\d+)"', page.text)][::2], page.text
+
+    german = "Suchbegriffe unter 3 Zeichen werden nur in Ticketnummer und Betreff gesucht"
+    english = "Search terms under 3 characters are looked up in ticket numbers and subjects"
+    numbers, page = found("max", "vp")                 # the title "VPN"
+    assert numbers == ["002"] and german in page and english not in page
+    numbers, page = found("max", "ab")                 # only in texts: not found
+    assert numbers == [] and "Keine Tickets gefunden." in page and german in page
+    numbers, page = found("max", " 20 ")               # a number prefix
+    assert numbers == ["008", "004", "003", "002", "001"] and german in page
+    numbers, page = found("max", "bri")                # 3 characters: the texts too
+    assert numbers == ["002"] and german not in page
+    numbers, page = found("max", "")
+    assert len(numbers) == 5 and german not in page
+    numbers, page = found("jane", "pr")                # "Zeppelin printer", in English
+    assert numbers == ["007"] and english in page and german not in page
+    numbers, page = found("jane", "üb")                # her text has "über"
+    assert numbers == [] and english in page
 
 
 def test_the_index_serves_the_search(app: App, backend: str) -> None:

@@ -172,6 +172,15 @@ def test_matched_terms_by_stem() -> None:
     assert analyzer.matched_terms(terms, "Der Drucker braucht neuen Toner.", "de") == {0, 1}
 
 
+def test_word_forms_with_umlauts_in_their_first_letters_are_matched() -> None:
+    # only words that begin like a query stem are stemmed; "Ü", "ö" there are plain vowels
+    analyzer = Analyzer()
+    terms = analyzer.query_terms("Uebergabe Oeffnung")
+    text = "Die Übergaben laufen, die Öffnungen auch; Obst und Uhren nicht."
+    assert analyzer.word_terms(terms, text, "de") == {"übergaben": 0, "öffnungen": 1}
+    assert {"übe", "ube", "öff", "off"} <= terms.word_starts
+
+
 def test_snippet_shows_the_best_passage_with_the_matches_marked() -> None:
     analyzer = Analyzer()
     text = ("Allgemeines vorweg. Das hier ist nur Einleitung ohne Bezug. "
