@@ -116,6 +116,10 @@ def test_metrics_count_what_the_database_recorded_across_a_worker_restart(
         _send(smtp_port, _mail("Tastatur klebt"))
         _until(lambda: _all_done(database_url, 5))
         _until(lambda: _total(_samples(metrics_url), "ticketgw_processed_total") == 5)
+        # the outbox process reports what it sent every 0.5 s, after the database has it
+        _until(lambda: _value(_samples(metrics_url), "ticketgw_outbound_total", result="sent")
+               == _database(database_url, "SELECT status, count(*) FROM outbound_mail "
+                                          "GROUP BY status").get(("sent",)))
 
         samples = _samples(metrics_url)
         health = httpx.get(health_url, timeout=10)
