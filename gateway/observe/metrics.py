@@ -1,5 +1,5 @@
-"""The counters and histograms of one gateway instance, and how the worker process's reach
-the `serve` process's `/metrics`.
+"""The counters and histograms of one gateway instance, and how those of its child processes
+(the worker, the outbox) reach the `serve` process's `/metrics`.
 
 In: calls from the stages (`count_received`, `count_processed`, `count_outbound`,
 `count_lease_takeover`), each a few dictionary look-ups and an addition. Out: the metrics in
@@ -14,12 +14,13 @@ signature would make each of them longer for no gain in testability, since the t
 the counters of a real `serve` through `/metrics`. They live in their own registry, not
 prometheus_client's global one.
 
-Across processes: `ticketgw serve` runs the inbound worker in a spawned child. There,
+Across processes: `ticketgw serve` runs the inbound worker and the outbox sender in spawned
+children (`child_processes.py`). There,
 `forward_observations(connection)` turns recording into appending to a lock-free queue,
 which a thread of the child sends to the parent every `FORWARD_EVERY` seconds (and once
-more when the worker ends normally or of an exception); in the parent, a thread running
-`receive_observations(connection)` applies them to these same metrics. A worker that is
-restarted therefore never makes a counter go down. A worker killed by a signal (SIGKILL,
+more when the child ends normally or of an exception); in the parent, a thread running
+`receive_observations(connection)` applies them to these same metrics. A child that is
+restarted therefore never makes a counter go down. A child killed by a signal (SIGKILL,
 the OOM killer) loses what it recorded in its last `FORWARD_EVERY` seconds: those mails are
 in the database (the gauges) but not in the counters.
 

@@ -2,7 +2,7 @@
 health and metrics.
 
 `/healthz` answers 200 with {"status": "ok"} when the database answers, the other components
-of the same `serve` (worker process, outbox thread) are alive and no mail waits too long, 503
+of the same `serve` (worker and outbox processes) are alive and no mail waits too long, 503
 with the reasons otherwise (so a load balancer takes the instance out; see `health.py`); it
 also reports each `[[mailbox]]`: last successful check, backlog, last error. `/metrics` is
 the Prometheus text format, computed from the database at scrape time, so every instance
