@@ -63,7 +63,7 @@ from gateway.inbound.imap.connect import (
 from gateway.inbound.imap.fetch import fetch_batches, uid_set
 from gateway.inbound.imap.lock import MailboxLock
 from gateway.inbound.imap.state import AlreadyRecorded, Stored, UidSpace
-from gateway.inbound.imap.wait import IDLE_RENEW, mail_announced_since_select, wait_for_mail
+from gateway.inbound.imap.wait import IDLE_RENEW, mail_arrived_during_check, wait_for_mail
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 
@@ -181,8 +181,8 @@ class MailboxPoller:
                     self.stop_event.wait(random.uniform(0.1, 0.5))   # no tight loop
                     continue
                 self.failures = 0
-                if mail_announced_since_select(client):
-                    continue   # it came while we checked: IDLE would not announce it again
+                if mail_arrived_during_check(client):
+                    continue   # it came while we checked: IDLE would not announce it
                 wait_for_mail(client, self.stop_event,
                               poll_interval=float(self.mailbox.poll_interval),
                               idle_renew=self.idle_renew, use_idle=self.use_idle)

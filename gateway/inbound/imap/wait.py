@@ -3,8 +3,8 @@
 In: a logged-in client with the folder selected, the mailbox's `poll_interval`, and the
 poller's stop event. Out: `wait_for_mail` returns when the server announced new mail
 (EXISTS or RECENT), the period ended, or the poller is stopped;
-`mail_announced_since_select` says whether mail was announced while the check ran, so the
-poller checks again at once instead of waiting.
+`mail_arrived_during_check` says whether mail came while the check ran (announced then, or
+to a NOOP right after), so the poller checks again at once instead of waiting.
 
 Guarantees: with IDLE (RFC 2177) the wait ends after `min(poll_interval, 24 min)` at the
 latest, well before the 29-minute limit, and IDLE is ended (DONE) before returning. Without
@@ -74,6 +74,19 @@ def poll_wait(client: IMAPClient, interval: float, stop: threading.Event) -> Non
             _, responses = client.noop()
             if any(_announces_mail(r) for r in responses):
                 return
+
+
+def mail_arrived_during_check(client: IMAPClient) -> bool:
+    """Did mail arrive while the check ran? Either the server announced it during the
+    check's commands, or it announces it now to a NOOP. The NOOP is needed: Dovecot does
+    not report, once IDLE has begun, mail that another session added before it (seen in
+    `tests/integration/inbound/test_imap.py`: two mails appended between our SELECT and
+    our IDLE were announced only after DONE, 30 s later), so without it such mail waits
+    for the next full check."""
+    if mail_announced_since_select(client):
+        return True
+    _, responses = client.noop()
+    return any(_announces_mail(r) for r in responses)
 
 
 def mail_announced_since_select(client: IMAPClient) -> bool:
