@@ -589,6 +589,8 @@ def memory_test(gateway: Gateway, baseline: Baseline, size_mb: int, customer: in
     result: dict[str, Any] = {"size": size, "mail": len(mail[1])}
     pids = {"baseline": baseline.proc.pid, "listener": gateway.pid,
             "worker": gateway.worker_pid}
+    if gateway.outbox_pid:
+        pids["outbox"] = gateway.outbox_pid
     result["reset"] = all(reset_peak(pid) for pid in pids.values())
     before = {name: memory_kib(pid) for name, pid in pids.items()}
     send_all(baseline.port, [mail], 1)
@@ -668,7 +670,9 @@ def describe_memory(m: dict[str, Any]) -> str:
     mib = 1024 * 1024
     parts = [f"{m['size'] / mib:.0f} MiB attachment ({m['mail'] / mib:.1f} MiB mail), "
              f"250 after {m['intake_s']:.2f} s, processed after {m['total_s']:.2f} s"]
-    for name in ("baseline", "listener", "worker"):
+    for name in ("baseline", "listener", "worker", "outbox"):
+        if name not in m:
+            continue
         p = m[name]
         parts.append(f"{name} RSS {p['rss_before'] / mib:.0f} MiB -> peak {p['peak'] / mib:.0f} "
                      f"MiB (+{p['growth'] / mib:.0f} MiB = {p['ratio']:.1f}x)")
