@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +144,11 @@ class Database:
         `store/priority.py`). `durable=False`: see the module's docstring; only for writes
         whose loss in a power failure repeats work."""
         engine = self._write_engine if durable else self._lazy_write_engine
-        if self.turns is None:
-            with self._session(engine) as session:
-                yield session
-        else:
-            with self.turns.turn(urgent=urgent, patient=patient), \
-                    self._session(engine) as session:
-                yield session
+        turn: AbstractContextManager[None] = (
+            nullcontext() if self.turns is None
+            else self.turns.turn(urgent=urgent, patient=patient))
+        with turn, self._session(engine) as session:
+            yield session
         # reached only after the commit (an exception in the block skips it)
         if self.on_mail_queued is not None and session.info.get(_MAIL_QUEUED):
             self.on_mail_queued()

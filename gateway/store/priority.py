@@ -17,8 +17,8 @@ SMTP connection, the intake fell from 73 to 18 mails/s while the worker ran
   (`urgent_waiting()`).
 - Patient writers (the outbox's bookkeeping: nobody waits for a "sent" mark) try every
   `PATIENT_POLL` instead. Each try costs about 55 µs of CPU here (a syscall and a wake-up),
-  so polling at `POLL` costs ~8% of a core while the worker holds the turn; the outbox does
-  that for every mail it records, in the process (and under the GIL) of the SMTP listener.
+  so polling at `POLL` costs ~8% of a core while the worker holds the turn, and the outbox
+  waits like that for every batch it leases and records.
 SQLite's own lock still decides correctness; turns only decide the order. PostgreSQL
 locks rows, not the database, and does not use turns.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.outbound.outbox import enqueue
 from tests.integration.outbound.test_outbox import outgoing, put
 
-RUNG_WITHIN = 20.0     # far below SLOW_POLL: a hang guard, not a timing
+RUNG_WITHIN = 20.0     # far below SlowPollingOutbox.IDLE_POLL: a hang guard, not a timing
 
 
 class SlowPollingOutbox(OutboxComponent):
@@ -29,10 +30,10 @@ def _outbox_files(app: App) -> list[Path]:
     return sorted(new.iterdir()) if new.exists() else []
 
 
-async def _until(condition: object, timeout: float = RUNG_WITHIN) -> bool:
+async def _until(condition: Callable[[], bool], timeout: float = RUNG_WITHIN) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():      # type: ignore[operator]
+        if condition():
             return True
         await asyncio.sleep(0.02)
     return False

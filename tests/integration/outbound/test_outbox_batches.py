@@ -15,7 +15,15 @@ from sqlalchemy import event, update
 
 from gateway.app import App
 from gateway.outbound.maildir import MaildirTransport
-from gateway.outbound.outbox import BATCH, drain, lease_due, lease_size, record_results
+from gateway.outbound.outbox import (
+    BATCH,
+    Delivery,
+    QueuedMail,
+    drain,
+    lease_due,
+    lease_size,
+    record_results,
+)
 from gateway.outbound.smtp import SmtpTransport
 from gateway.outbound.transport import DeliveryResult, Envelope, Refusal
 from gateway.store.db import Database
@@ -57,6 +65,22 @@ def counted(db: Database) -> Iterator[dict[str, int]]:
         for engine in engines:
             event.remove(engine, "begin", begun)
             event.remove(engine, "before_cursor_execute", executed)
+
+
+def taken_over(app: App, database_url: str, mail: QueuedMail,
+               result: DeliveryResult) -> Delivery:
+    """Another instance (its own engine) takes `mail` over once our lease on it ran out,
+    and records `result` for it; that delivery."""
+    other = Database(database_url)
+    try:
+        with app.db.write() as session:           # our lease on it ran out
+            session.execute(update(_outbound).where(_outbound.c.id == mail.id)
+                            .values(next_attempt=utcnow() - timedelta(seconds=1)))
+        [taken] = lease_due(other, mail_ids=[mail.id])
+        [delivery] = record_results(other, [(taken, result)])
+        return delivery
+    finally:
+        other.dispose()
 
 
 def expected_name(row: Any) -> str:
@@ -118,16 +142,8 @@ def test_a_lost_lease_in_a_batch_is_not_recorded_over(
     transaction, the second keeps the newer lease's state."""
     put(app, outgoing(1), outgoing(2), outgoing(3, recipients=(CUSTOMER, "gone@acme.example")))
     first, second, third = lease_due(app.db)
-    other = Database(database_url)
-    try:
-        with app.db.write() as session:           # our lease on the second ran out
-            session.execute(update(_outbound).where(_outbound.c.id == second.id)
-                            .values(next_attempt=utcnow() - timedelta(seconds=1)))
-        [taken] = lease_due(other, mail_ids=[second.id])
-        [retry] = record_results(other, [(taken, DeliveryResult("temporary", 451, "busy"))])
-        assert retry.status == "queued"
-    finally:
-        other.dispose()
+    retry = taken_over(app, database_url, second, DeliveryResult("temporary", 451, "busy"))
+    assert retry.status == "queued"
     before = {row.id: row for row in rows(app)}
     told = StaffTold()
     with counted(app.db) as counts:
@@ -238,16 +254,8 @@ def test_an_all_sent_batch_with_a_lost_lease_leaves_the_newer_result(
     recorded over that (the row is no longer queued); the others are marked sent."""
     put(app, outgoing(1), outgoing(2), outgoing(3))
     first, second, third = lease_due(app.db)
-    other = Database(database_url)
-    try:
-        with app.db.write() as session:
-            session.execute(update(_outbound).where(_outbound.c.id == second.id)
-                            .values(next_attempt=utcnow() - timedelta(seconds=1)))
-        [taken] = lease_due(other, mail_ids=[second.id])
-        [failed] = record_results(other, [(taken, DeliveryResult("permanent", 550, "no"))])
-        assert failed.status == "failed"
-    finally:
-        other.dispose()
+    failed = taken_over(app, database_url, second, DeliveryResult("permanent", 550, "no"))
+    assert failed.status == "failed"
     sent = DeliveryResult("sent", 250, "250 OK")
     deliveries = record_results(app.db, [(first, sent), (second, sent), (third, sent)])
     assert [(d.mail_id, d.status) for d in deliveries] == [

@@ -233,13 +233,18 @@ def dmarc(result: str, domain: str = "acme.example") -> str:
     return f"{MX}; spf=pass smtp.mailfrom={domain}; dmarc={result} header.from={domain}"
 
 
+def max_opens(cli: Cli, subject: str, message_id: str, body: str) -> str:
+    """Max's new ticket by mail (his domain's DMARC passing), through `ingest`; its number."""
+    opened = ingest(cli, message(f"Max Mustermann <{MAX}>", "incident@support.example.com",
+                                 subject, message_id, body,
+                                 Authentication_Results=dmarc("pass")),
+                    "incident@support.example.com", MAX)
+    return str(opened["ticket"])
+
+
 def test_ingest_customer_mail_failing_dmarc_is_not_appended_as_the_customer(piped: Cli) -> None:
     cli = piped
-    first = ingest(cli, message(f"Max Mustermann <{MAX}>", "incident@support.example.com",
-                                "Drucker defekt", "<d1@acme.example>", "Er druckt nicht.\n",
-                                Authentication_Results=dmarc("pass")),
-                   "incident@support.example.com", MAX)
-    number = str(first["ticket"])
+    number = max_opens(cli, "Drucker defekt", "<d1@acme.example>", "Er druckt nicht.\n")
     [ack] = [m for e, _, m in cli.outbox() if e == "ack"]
     customer_address = reply_to(ack)
 
@@ -281,11 +286,7 @@ def test_ingest_customer_mail_failing_dmarc_is_not_appended_as_the_customer(pipe
 
 def test_ingest_staff_mail_acts_only_with_our_mtas_pass(piped: Cli) -> None:
     cli = piped
-    first = ingest(cli, message(f"Max Mustermann <{MAX}>", "incident@support.example.com",
-                                "VPN bricht ab", "<v1@acme.example>", "Seit heute.\n",
-                                Authentication_Results=dmarc("pass")),
-                   "incident@support.example.com", MAX)
-    number = str(first["ticket"])
+    number = max_opens(cli, "VPN bricht ab", "<v1@acme.example>", "Seit heute.\n")
     [notice] = [m for e, _, m in cli.outbox() if e == "staff-notify"]
     staff_address = reply_to(notice)
 
@@ -318,11 +319,7 @@ def test_ingest_staff_mail_acts_only_with_our_mtas_pass(piped: Cli) -> None:
 
 def test_ingest_a_staff_answer_opens_a_new_ticket_without_a_status_mail(piped: Cli) -> None:
     cli = piped
-    first = ingest(cli, message(f"Max Mustermann <{MAX}>", "incident@support.example.com",
-                                "Monitor flackert", "<m1@acme.example>", "Seit dem Update.\n",
-                                Authentication_Results=dmarc("pass")),
-                   "incident@support.example.com", MAX)
-    number = str(first["ticket"])
+    number = max_opens(cli, "Monitor flackert", "<m1@acme.example>", "Seit dem Update.\n")
     assert cli.ticket(number)["state"] == "new"
     [notice] = [m for e, _, m in cli.outbox() if e == "staff-notify"]
     passing = STAFF_PASS

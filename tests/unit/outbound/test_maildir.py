@@ -91,6 +91,28 @@ def test_a_mail_the_disk_refuses_does_not_hold_back_the_others(
         "ticketgw.1.abc1", "ticketgw.3.abc3"]
 
 
+def test_a_mail_the_disk_refuses_while_writing_does_not_hold_back_the_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first pass (every file written before any is fsynced): a write that fails
+    leaves no file behind, and the rest of the batch is still fsynced and delivered."""
+    transport = MaildirTransport(tmp_path / "box")
+    real_write = os.write
+
+    def full_at_the_second(fd: int, data: Any) -> int:
+        if b"mail 2" in bytes(data):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_at_the_second)
+    results = transport.send_batch([envelope(1), envelope(2), envelope(3)])
+    assert [r.outcome for r in results] == ["sent", "temporary", "sent"]
+    assert "No space left on device" in results[1].text
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []
+    new = tmp_path / "box" / "new"
+    assert sorted(p.name for p in new.iterdir()) == ["ticketgw.1.abc1", "ticketgw.3.abc3"]
+    assert (new / "ticketgw.3.abc3").read_bytes() == envelope(3).raw
+
+
 def test_a_failed_directory_fsync_reports_the_whole_batch_temporary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     transport = MaildirTransport(tmp_path / "box")
