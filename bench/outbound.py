@@ -213,7 +213,7 @@ def run_outbox(app: App, transport: Transport, mails: list[OutgoingMail] | None,
             enqueue(session, mail)
     queued = time.perf_counter()
     cpu = time.process_time()
-    while drain(app.db, transport):
+    while drain(app.db, transport, renderer=app.renderer):
         pass
     end = time.perf_counter()
     cpu = time.process_time() - cpu

@@ -201,7 +201,7 @@ def outbox_process_main(settings: Settings, observations: Connection | None,
 
     def send(app: App, stop: threading.Event) -> None:
         run_outbox(app.db, stop, transport_from_settings(settings), bell, idle_poll,
-                   on_failed=tell_staff_on_failure(app.answering),
+                   renderer=app.renderer, on_failed=tell_staff_on_failure(app.answering),
                    on_takeover=metrics.count_takeover_of)
 
     _run_child("outbox", settings, observations, log_level, send)

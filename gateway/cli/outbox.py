@@ -78,20 +78,26 @@ def outbox_list(context: CliContext, status: str | None, limit: int, as_json: bo
 @outbox.command("show")
 @click.argument("mail_id", type=int)
 @json_object_option
-@click.option("--raw", is_flag=True, help="Print the mail exactly as it is sent.")
+@click.option("--raw", is_flag=True,
+              help="Print the mail exactly as it is sent (one not sent yet: as it will be).")
 @pass_context
 def outbox_show(context: CliContext, mail_id: int, as_json: bool, raw: bool) -> None:
     """One outbound mail: envelope, status, attempts, last error."""
-    with context.app().db.read() as session:
-        row = session.execute(_select().add_columns(_outbound.c.raw)
+    from gateway.outbound.outbox import message_bytes
+
+    app = context.app()
+    with app.db.read() as session:
+        row = session.execute(_select().add_columns(_outbound.c.raw, _outbound.c.recipe)
                               .where(_outbound.c.id == mail_id)).first()
     if row is None:
         raise NotFound(f"no outbound mail with id {mail_id}")
+    message = message_bytes(row, app.renderer)
     if raw:
-        sys.stdout.buffer.write(row.raw)
+        sys.stdout.buffer.write(message)
         return
     data = {**_data(row), "envelope_from": row.envelope_from,
-            "deadline": _iso(row.deadline), "size": len(row.raw)}
+            "deadline": _iso(row.deadline), "size": len(message),
+            "rendered": row.raw is not None}
     if as_json:
         echo_json(data)
         return
@@ -136,8 +142,8 @@ def outbox_retry(context: CliContext, mail_id: int | None, retry_all: bool,
     for start in range(0, len(ids), 100):
         chunk = ids[start:start + 100]
         tried = set()
-        for delivery in drain(app.db, transport, limit=len(chunk), mail_ids=chunk,
-                              on_failed=hook):
+        for delivery in drain(app.db, transport, renderer=app.renderer, limit=len(chunk),
+                              mail_ids=chunk, on_failed=hook):
             tried.add(delivery.mail_id)
             when = (f", next attempt {delivery.next_attempt:%Y-%m-%d %H:%M} UTC"
                     if delivery.next_attempt else "")

@@ -1,4 +1,4 @@
-"""Which mails a ticket event causes, rendered and queued in the caller's transaction.
+"""Which mails a ticket event causes, composed and queued in the caller's transaction.
 
 In: the session of the transaction that made the change, an `Answering` (the settings and the
 renderer), and what happened (a ticket created from a mail, a customer reply, a rejection, a
@@ -42,7 +42,7 @@ from gateway.mail.message import ParsedMessage
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.mail import OutgoingMail
 from gateway.outbound.outbox import QueuedMail, enqueue_many
-from gateway.outbound.render import FaqArticle, GuideAnswer, MailRenderer, RenderedParts
+from gateway.outbound.render import FaqArticle, GuideAnswer, MailRenderer
 from gateway.routing.addressbook import split_plus
 from gateway.store.models import AutoAnswer, table_of, utcnow
 from gateway.tickets.facts import TicketFacts, ticket_facts
@@ -114,18 +114,17 @@ def claim_auto_answer(session: Session, answering: Answering, address: str, even
     return result.first() is not None
 
 
-def _render(answering: Answering, event: str, language: str, context: dict[str, object], *,
+def _compose(answering: Answering, event: str, language: str, context: dict[str, object], *,
             sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
-            in_reply_to: str | None = None, reply_to: str | None = None,
-            parts: RenderedParts | None = None) -> OutgoingMail | None:
-    """The finished mail, or None (logged) when it cannot be written. `parts`: its texts,
-    already rendered for another recipient of the same event, language and context."""
+            in_reply_to: str | None = None, reply_to: str | None = None) -> OutgoingMail | None:
+    """The mail, composed for the outbox (its texts are rendered at delivery,
+    `MailRenderer.compose`), or None (logged) when it cannot be written."""
     references = (*facts.thread, *( [in_reply_to] if in_reply_to else [])) if facts else ()
     try:
-        return answering.renderer.render(
+        return answering.renderer.compose(
             event, language, context, sender=sender, to=to, reply_to=reply_to,
             ticket_number=facts.number if facts else None, in_reply_to=in_reply_to,
-            references=references, ticket_id=facts.id if facts else None, parts=parts)
+            references=references, ticket_id=facts.id if facts else None)
     except HeaderError as exc:
         log.warning("%s mail to %s not written: %s", event, [a for _, a in to], exc)
         return None
@@ -142,7 +141,7 @@ def _queue_mail(session: Session, answering: Answering, event: str, language: st
                 to: Sequence[tuple[str, str]], facts: TicketFacts | None,
                 in_reply_to: str | None = None, reply_to: str | None = None) -> str | None:
     """Render and enqueue one mail; its Message-ID, or None when it cannot be written."""
-    mail = _render(answering, event, language, context, sender=sender, to=to, facts=facts,
+    mail = _compose(answering, event, language, context, sender=sender, to=to, facts=facts,
                    in_reply_to=in_reply_to, reply_to=reply_to)
     _enqueue(session, answering, [mail])
     return mail.message_id if mail else None
@@ -182,7 +181,7 @@ def ticket_created(session: Session, answering: Answering, ticket: int | TicketF
     if (facts.address and not automatic and not unverified
             and claim_auto_answer(session, answering, facts.address, "ack")):
         labels = _labels(facts.template, facts.language)
-        mails.append(_render(answering, "ack", facts.language, {
+        mails.append(_compose(answering, "ack", facts.language, {
             "customer_name": facts.customer_name, "title": facts.title,
             "template_name": _template_name(facts.template, facts.language),
             "priority": facts.priority,
@@ -242,7 +241,7 @@ def customer_replied(session: Session, answering: Answering, ticket_id: int, par
     mails = []
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
             and claim_auto_answer(session, answering, facts.address, "follow-up")):
-        mails.append(_render(answering, "follow-up", facts.language,
+        mails.append(_compose(answering, "follow-up", facts.language,
                              {"customer_name": facts.customer_name, "title": facts.title},
                              sender=_queue_identity(facts.queue),
                              to=[(facts.customer_name, facts.address)], facts=facts,
@@ -267,18 +266,18 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
                    guide: Sequence[tuple[str, str]] = ()) -> list[OutgoingMail | None]:
     """To each of the queue's staff; their reply goes to the ticket's staff reply address
     and threads by the References this mail carries. The notice says the same to everyone
-    of a language (nothing in it names its recipient), so its texts are rendered once per
+    of a language (nothing in it names its recipient), so its context is built once per
     language; each staff member still gets a mail of their own (own Message-ID)."""
     staff = {s.email: s for s in answering.settings.staff}
     reply_to = staff_reply_address(facts)
     sender = _queue_identity(facts.queue)
-    texts: dict[str, tuple[dict[str, object], RenderedParts]] = {}
+    contexts: dict[str, dict[str, object]] = {}
     notices = []
     for email in facts.queue.staff:
         person = staff.get(email)
         language = person.language if person else facts.queue.language
-        if language not in texts:
-            context: dict[str, object] = {
+        if language not in contexts:
+            contexts[language] = {
                 "kind": kind, "customer_name": facts.customer_name,
                 "customer_address": facts.address, "title": facts.title, "body": body,
                 "priority": facts.priority,
@@ -289,12 +288,9 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
                             for k, v in guide],
                 "first_response_due": facts.first_response_due,
                 "solution_due": facts.solution_due}
-            texts[language] = context, answering.renderer.render_parts(
-                "staff-notify", language, context, ticket_number=facts.number, sender=sender)
-        context, parts = texts[language]
-        notices.append(_render(answering, "staff-notify", language, context, sender=sender,
-                               to=[(person.name if person else "", email)], facts=facts,
-                               in_reply_to=in_reply_to, reply_to=reply_to, parts=parts))
+        notices.append(_compose(answering, "staff-notify", language, contexts[language],
+                               sender=sender, to=[(person.name if person else "", email)],
+                               facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
     return notices
 
 

@@ -124,7 +124,7 @@ def _mail(session: Session, answering: Answering, result: DigestResult, name: st
         "entries": [_entry(e, queues.get(e.queue), now) for e in entries]}
     identity = MailIdentity.parse(settings.outbound.from_)
     try:
-        mail = answering.renderer.render(EVENT, result.language, context, sender=identity,
+        mail = answering.renderer.compose(EVENT, result.language, context, sender=identity,
                                          to=[(name, result.staff)], in_reply_to=in_reply_to,
                                          references=[in_reply_to] if in_reply_to else (),
                                          # the answer to a `list` mail answers that mail

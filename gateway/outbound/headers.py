@@ -172,6 +172,12 @@ def _mailbox_header(identity: MailIdentity) -> str:
     return mailbox(clean_header_text(identity.name, NAME_LIMIT), f"{local}@{domain}")
 
 
+def check_mailbox(identity: MailIdentity) -> None:
+    """Raise `HeaderError` when `identity` cannot be written into a header (the check
+    `build_message` makes, done ahead when the bytes are written later)."""
+    _mailbox_header(identity)
+
+
 def build_message(headers: MessageHeaders, text: str, html: str) -> bytes:
     """multipart/alternative (text/plain, text/html; UTF-8, quoted-printable) with our
     headers, CRLF everywhere, folded headers (see `mime_writer` for why it is written by
@@ -193,4 +199,4 @@ def build_message(headers: MessageHeaders, text: str, html: str) -> bytes:
     if headers.auto_submitted != "no":
         lines.append(fold("Auto-Submitted", headers.auto_submitted))     # RFC 3834 §5
     lines.append(fold("X-Auto-Response-Suppress", AUTO_RESPONSE_SUPPRESS))
-    return multipart_alternative(lines, text, html)
+    return multipart_alternative(lines, text, html, seed=headers.message_id)

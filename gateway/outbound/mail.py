@@ -1,7 +1,10 @@
-"""What the renderer hands to the outbox: one finished mail, bytes and envelope.
+"""What the renderer hands to the outbox: one mail, its envelope and its bytes or the recipe
+for them.
 
-`render.render_mail(...)` produces an `OutgoingMail`; `outbox.enqueue(session, mail)` stores
-it in the caller's transaction; `outbox.drain(...)` sends it through a `Transport`.
+`MailRenderer.compose(...)` produces an `OutgoingMail` with a recipe (rendered at delivery),
+`MailRenderer.render(...)` one with its bytes; `outbox.enqueue(session, mail)` stores it in
+the caller's transaction; `outbox.drain(...)` renders what is still a recipe and sends it
+through a `Transport`.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class OutgoingMail:
     envelope_from: str              # the bare address for MAIL FROM (the queue's address)
     recipients: tuple[str, ...]     # bare addresses for RCPT TO
     message_id: str                 # "<…@our-domain>", also in the raw header
-    raw: bytes                      # the complete RFC 5322 message, CRLF line endings
+    raw: bytes | None = None        # the complete RFC 5322 message, CRLF line endings, or
+    recipe: str | None = None       # what renders it at delivery (`render.compose`)
     ticket_id: int | None = None
 
     def __post_init__(self) -> None:
@@ -45,3 +49,5 @@ class OutgoingMail:
             raise ValueError(f"unknown mail event {self.event!r}")
         if not self.recipients:
             raise ValueError("a mail needs at least one recipient")
+        if (self.raw is None) == (self.recipe is None):
+            raise ValueError("a mail has either its bytes or the recipe for them")

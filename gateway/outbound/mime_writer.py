@@ -16,13 +16,15 @@ Guarantees:
 - Text that is not ASCII is written as RFC 2047 encoded words of at most 75 characters
   (via `email.header.Header`, only for such values); bodies as UTF-8 quoted-printable
   (`binascii.b2a_qp`, RFC 2045 §6.7), whose lines are at most 76 characters.
-- The MIME boundary is random and checked not to occur in the encoded bodies.
+- The MIME boundary comes from the Message-ID (the same mail gets the same bytes) and is
+  checked not to occur in the encoded bodies.
 """
 
 from __future__ import annotations
 
 import binascii
-import random
+import hashlib
+import itertools
 from collections.abc import Sequence
 from email.header import Header
 from email.utils import formataddr
@@ -82,11 +84,14 @@ def quoted_printable(text: str) -> bytes:
                            header=False)[2:]
 
 
-def multipart_alternative(header_lines: Sequence[str], text: str, html: str) -> bytes:
+def multipart_alternative(header_lines: Sequence[str], text: str, html: str, *,
+                          seed: str) -> bytes:
     """The whole message: our header lines (each ending in CRLF), then the MIME headers,
-    then the text/plain and text/html parts."""
+    then the text/plain and text/html parts. The same arguments give the same bytes: the
+    boundary is derived from `seed` (the Message-ID), so a mail rendered again for a retry
+    is the mail sent before."""
     bodies = [quoted_printable(text), quoted_printable(html)]
-    boundary = _boundary(bodies)
+    boundary = _boundary(bodies, seed)
     part_head = ("Content-Type: text/{kind}; charset=\"utf-8\"\r\n"
                  "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
     head = "".join(header_lines) + (
@@ -101,12 +106,14 @@ def multipart_alternative(header_lines: Sequence[str], text: str, html: str) -> 
     ))
 
 
-def _boundary(bodies: Sequence[bytes]) -> str:
-    """RFC 2046 §5.1.1: a boundary that occurs in no body. 128 random bits make a clash
-    practically impossible; it is checked anyway. It need not be secret (it is in the
-    message), so it comes from `random` (reseeded in a forked child), not from a system
-    call per mail as `secrets` would."""
-    while True:
-        boundary = f"=_tgw_{random.getrandbits(128):032x}"
+def _boundary(bodies: Sequence[bytes], seed: str) -> str:
+    """RFC 2046 §5.1.1: a boundary that occurs in no body, derived from `seed` (128 bits of
+    its SHA-256, then of the seed and a counter in the practically impossible case of a
+    clash). It need not be secret (it is in the message); the Message-ID it comes from
+    is unique per mail, so the boundary is too."""
+    for attempt in itertools.count():
+        digest = hashlib.sha256(f"{seed}\0{attempt}".encode("utf-8", "surrogateescape"))
+        boundary = f"=_tgw_{digest.hexdigest()[:32]}"
         if not any(boundary.encode("ascii") in body for body in bodies):
             return boundary
+    raise AssertionError("unreachable")

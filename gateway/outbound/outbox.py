@@ -14,14 +14,20 @@ Guarantees:
      skip the rows until then. Several instances never send the same mail while the lease
      holds. A row whose previous lease ran out without a result is a takeover: logged, and
      counted through `on_takeover`.
-  2. The transport sends the batch in chunks of `transport.batch_size` mails, with no
+  2. A mail queued as a recipe (`render.compose`: answers are not rendered in the
+     transaction that caused them) is rendered now, outside any transaction, and its
+     bytes stored in one short transaction before anything is sent (`_rendered`): the
+     Message-ID and Date were fixed at queue time, so every attempt, and a second
+     instance after a takeover, sends the bytes stored. A recipe that cannot be rendered
+     (a template broken since) is a temporary failure: retried until its deadline.
+  3. The transport sends the batch in chunks of `transport.batch_size` mails, with no
      transaction open: no row lock and no SQLite write lock is held during network or disk
      I/O. SMTP takes one mail at a time (one connection for the batch); Maildir the whole
      batch (each file fsynced, one fsync of `new/` for all). Meanwhile a heartbeat
      (`store/heartbeat.py`) renews the leases of the mails not yet recorded every 5 s, so a
      slow relay never lets another instance take a mail that is still being sent; a mail
      whose lease was lost before its turn is not sent.
-  3. `record_results` (`outbox_record.py`): one short transaction per chunk records the
+  4. `record_results` (`outbox_record.py`): one short transaction per chunk records the
      results before the next chunk is sent (the usual all-"sent" chunk is a single UPDATE
      guarded by its (id, attempts) pairs, autocommitted on PostgreSQL): `sent`; back to
      `queued` with exponential backoff and jitter (about 1, 2, 4 … minutes, at most about
@@ -67,7 +73,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from gateway.errors import TemporaryFailure
@@ -85,6 +91,7 @@ from gateway.outbound.outbox_record import (
     record_results,
     update_leased,
 )
+from gateway.outbound.render import MailRenderer, RenderError
 from gateway.outbound.transport import DeliveryResult, Envelope, Transport
 from gateway.store.claims import claim_due
 from gateway.store.db import Database, note_mail_queued
@@ -95,11 +102,16 @@ from gateway.tickets.ticket import remember_message_ids, storable
 
 log = logging.getLogger(__name__)
 __all__ = ["Delivery", "QueuedMail", "drain", "enqueue", "enqueue_many", "lease_due",
+           "message_bytes",
            "record_result", "record_results", "release", "requeue_failed", "run_outbox"]
 
 _outbound = table_of(OutboundMail)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
 _INSERT_MANY = insert(_outbound)      # executemany: compiled once, whatever the number of rows
+# a rendered recipe's bytes, stored while our lease holds (executemany)
+_STORE_RENDERED = update(_outbound).where(
+    _outbound.c.id == bindparam("mail_id"), _outbound.c.attempts == bindparam("lease"),
+    _outbound.c.status == "queued").values(raw=bindparam("rendered"))
 
 DEFAULT_DEADLINE = timedelta(days=5)    # RFC 5321 §4.5.4.1: give up after 4-5 days
 # stop sending a batch this long after leasing it and hand the rest back, so that other
@@ -166,9 +178,19 @@ def _row(mail: OutgoingMail, now: datetime, deadline: timedelta) -> dict[str, An
     return {
         "created": now, "ticket_id": mail.ticket_id, "event": mail.event,
         "envelope_from": mail.envelope_from, "recipients": list(mail.recipients),
-        "message_id": mail.message_id, "raw": mail.raw, "status": "queued", "attempts": 0,
+        "message_id": mail.message_id, "raw": mail.raw, "recipe": mail.recipe,
+        "status": "queued", "attempts": 0,
         "last_error": None, "next_attempt": now, "deadline": now + deadline, "sent": None,
     }
+
+
+def message_bytes(row: Any, renderer: MailRenderer) -> bytes:
+    """An outbound row's bytes as sent, or for a mail not rendered yet as they will be
+    (rendered now from its recipe: the same bytes, unless a template changes meanwhile).
+    `row`: anything with `raw`, `recipe` and `message_id` (a row of `outbound_mail`)."""
+    if row.raw is not None:
+        return bytes(row.raw)
+    return renderer.finish(row.recipe or "", row.message_id)
 
 
 def requeue_failed(session: Session, mail_ids: Sequence[int] | None, *,
@@ -277,7 +299,8 @@ def _queued(row: Any) -> QueuedMail:
         id=row.id, event=row.event, envelope_from=row.envelope_from,
         recipients=tuple(row.recipients), message_id=row.message_id, raw=row.raw,
         ticket_id=row.ticket_id, attempts=row.attempts, created=row.created,
-        deadline=row.deadline or row.created + DEFAULT_DEADLINE, last_error=row.last_error)
+        deadline=row.deadline or row.created + DEFAULT_DEADLINE, last_error=row.last_error,
+        recipe=row.recipe)
 
 
 # -- drain ------------------------------------------------------------------------------------
@@ -288,11 +311,12 @@ def lease_size(transport: Transport) -> int:
     return max(BATCH, transport.batch_size)
 
 
-def drain(db: Database, transport: Transport, *, limit: int | None = None,
-          on_failed: FailedHook | None = None, stop: Flag | None = None,
-          mail_ids: Sequence[int] | None = None,
+def drain(db: Database, transport: Transport, *, renderer: MailRenderer,
+          limit: int | None = None, on_failed: FailedHook | None = None,
+          stop: Flag | None = None, mail_ids: Sequence[int] | None = None,
           on_takeover: TakeoverHook | None = None) -> list[Delivery]:
-    """Lease one batch and send it in chunks of `transport.batch_size` mails, recording each
+    """Lease one batch, render the mails that are still a recipe (`renderer`) and store
+    their bytes, then send it in chunks of `transport.batch_size` mails, recording each
     chunk's results in one transaction before the next chunk is sent, and renewing the
     leases of the mails not yet recorded meanwhile; the deliveries (empty when nothing was
     due). Sending stops early (the rest handed back unsent) when `stop` is set, when the
@@ -306,6 +330,10 @@ def drain(db: Database, transport: Transport, *, limit: int | None = None,
     size = max(1, transport.batch_size)
     try:
         with Heartbeat(db, "outbound", {m.id: m.attempts for m in leased}) as heartbeat:
+            leased, unrendered = _rendered(db, renderer, leased)
+            if unrendered:
+                deliveries += record_results(db, unrendered, on_failed=on_failed)
+                heartbeat.finished(m.id for m, _ in unrendered)
             for index in range(0, len(leased), size):
                 if ((stop is not None and stop.is_set())
                         or time.monotonic() - started > SEND_BUDGET.total_seconds()):
@@ -340,6 +368,39 @@ def drain(db: Database, transport: Transport, *, limit: int | None = None,
     return deliveries
 
 
+def _rendered(db: Database, renderer: MailRenderer, mails: list[QueuedMail]
+              ) -> tuple[list[QueuedMail], list[tuple[QueuedMail, DeliveryResult]]]:
+    """Render the leased mails that are still a recipe, outside any transaction, and store
+    their bytes in one short transaction (while the lease holds) before any is sent: every
+    later attempt sends what is stored. Returns the mails ready to send (with their
+    bytes), and those that could not be rendered with a temporary failure to record (a
+    template broken since they were queued: fixed, they go out; else they fail at their
+    deadline, and the staff are told). Raises when the bytes cannot be stored (nothing is
+    sent then; the leases run out)."""
+    if all(mail.raw is not None for mail in mails):
+        return mails, []
+    ready: list[QueuedMail] = []
+    failed: list[tuple[QueuedMail, DeliveryResult]] = []
+    rendered: list[dict[str, Any]] = []
+    for mail in mails:
+        if mail.raw is not None:
+            ready.append(mail)
+            continue
+        try:
+            raw = renderer.finish(mail.recipe or "", mail.message_id)
+        except RenderError as exc:
+            log.error("outbox %d %s: cannot be rendered: %s", mail.id, mail.message_id, exc)
+            failed.append((mail, DeliveryResult("temporary", None,
+                                                f"could not be rendered: {exc}"[:1000])))
+            continue
+        ready.append(replace(mail, raw=raw))
+        rendered.append({"mail_id": mail.id, "lease": mail.attempts, "rendered": raw})
+    if rendered:
+        with db.write(durable=False, patient=True) as session:
+            session.execute(_STORE_RENDERED, rendered)
+    return ready, failed
+
+
 def _still_ours(mails: list[QueuedMail], heartbeat: Heartbeat) -> list[QueuedMail]:
     """The mails whose lease the heartbeat has not found lost (taken over) meanwhile."""
     ours = []
@@ -368,12 +429,15 @@ def _envelope(mail: QueuedMail) -> Envelope:
     """The mail for the transport, with a key that is the same on every attempt (the row
     id) and differs between databases that share a Maildir (the Message-ID's digest)."""
     digest = hashlib.sha256(mail.message_id.encode("utf-8", "surrogateescape")).hexdigest()
+    if mail.raw is None:          # `_rendered` gave every mail it lets through its bytes
+        raise ValueError(f"outbox {mail.id}: not rendered")
     return Envelope(f"ticketgw.{mail.id}.{digest[:24]}", mail.envelope_from,
                     mail.recipients, mail.raw)
 
 
 def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Wakeup | None = None,
-               idle_poll: float = 1.0, *, on_failed: FailedHook | None = None,
+               idle_poll: float = 1.0, *, renderer: MailRenderer,
+               on_failed: FailedHook | None = None,
                limit: int | None = None, on_takeover: TakeoverHook | None = None) -> None:
     """Drain the outbox until `stop` is set; sleeps `idle_poll` seconds (or until `wake`)
     when nothing is due. A database outage is waited out, not fatal. Set `wake` after
@@ -382,8 +446,8 @@ def run_outbox(db: Database, stop: Flag, transport: Transport, wake: Wakeup | No
     outage = OutageLog(log, "outbox: the database")
     while not stop.is_set():
         try:
-            done = drain(db, transport, limit=limit, on_failed=on_failed, stop=stop,
-                         on_takeover=on_takeover)
+            done = drain(db, transport, renderer=renderer, limit=limit, on_failed=on_failed,
+                         stop=stop, on_takeover=on_takeover)
             outage.recovered()
         except TemporaryFailure as exc:       # an outage: waited out, one line
             outage.failed(exc)

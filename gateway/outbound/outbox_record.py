@@ -23,6 +23,7 @@ from sqlalchemy import Connection, CursorResult, bindparam, insert, select, tupl
 from sqlmodel import Session
 
 from gateway.observe import metrics
+from gateway.outbound import recipe
 from gateway.outbound.transport import DeliveryResult, Outcome
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, table_of, utcnow
@@ -54,16 +55,23 @@ class QueuedMail:
     envelope_from: str
     recipients: tuple[str, ...]
     message_id: str
-    raw: bytes
+    raw: bytes | None           # None until the outbox has rendered the recipe
     ticket_id: int | None
     attempts: int
     created: datetime
     deadline: datetime
     last_error: str | None = None
+    recipe: str | None = None
 
     @property
     def subject(self) -> str:
-        """The decoded Subject header (for telling the staff which mail failed)."""
+        """The decoded Subject header (for telling the staff which mail failed); from the
+        recipe when the mail was never rendered."""
+        if self.raw is None:
+            try:
+                return recipe.decode(self.recipe or "").subject
+            except ValueError:
+                return ""
         headers = BytesHeaderParser(policy=email.policy.default).parsebytes(self.raw)
         return " ".join(str(headers.get("Subject", "")).split())
 

@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 import gateway
+from gateway.outbound import recipe
 from gateway.outbound.dkim import DkimSigner
 from gateway.outbound.headers import (
     AutoSubmitted,
@@ -44,6 +45,7 @@ from gateway.outbound.headers import (
     MessageHeaders,
     bare_address,
     build_message,
+    check_mailbox,
     new_message_id,
     split_address,
     tagged_subject,
@@ -135,6 +137,7 @@ class RenderError(Exception):
     A bug or a configuration problem; the message says which event, key or file."""
 
 
+@recipe.register
 @dataclass(frozen=True)
 class GuideAnswer:
     """One answered question of a conversation guide, as shown in the acknowledgment."""
@@ -143,6 +146,7 @@ class GuideAnswer:
     value: str
 
 
+@recipe.register
 @dataclass(frozen=True)
 class FaqArticle:
     """One FAQ hit for `faq-answer` (and `ack`'s suggestions): its title, a short extract and
@@ -210,8 +214,30 @@ class MailRenderer:
                reply_to: MailIdentity | str | None = None, ticket_number: str | None = None,
                in_reply_to: str | None = None, references: Sequence[str] = (),
                auto_submitted: AutoSubmitted | None = None, ticket_id: int | None = None,
-               now: datetime | None = None, parts: RenderedParts | None = None) -> OutgoingMail:
-        """One finished mail for the outbox.
+               now: datetime | None = None) -> OutgoingMail:
+        """One finished mail: `compose` and `finish` in one go (the same bytes the outbox
+        writes for the composed mail)."""
+        mail = self.compose(event, language, context, sender=sender, to=to, reply_to=reply_to,
+                            ticket_number=ticket_number, in_reply_to=in_reply_to,
+                            references=references, auto_submitted=auto_submitted,
+                            ticket_id=ticket_id, now=now)
+        assert mail.recipe is not None
+        return replace(mail, raw=self.finish(mail.recipe, mail.message_id), recipe=None)
+
+    def compose(self, event: str, language: str, context: Mapping[str, Any], *,
+                sender: MailIdentity, to: Sequence[MailIdentity | tuple[str, str]],
+                reply_to: MailIdentity | str | None = None, ticket_number: str | None = None,
+                in_reply_to: str | None = None, references: Sequence[str] = (),
+                auto_submitted: AutoSubmitted | None = None, ticket_id: int | None = None,
+                now: datetime | None = None) -> OutgoingMail:
+        """One mail for the outbox, its bytes left for delivery: the outbox renders the text
+        and HTML parts (`finish`) outside the transaction that queues it.
+
+        Everything that can fail is decided here, so a mail that cannot be written fails
+        where it is caused: the context is checked, the templates looked up, the subject
+        rendered, every address written (`HeaderError`), the Message-ID and Date fixed.
+        `finish` then writes the same bytes on every attempt, as long as the templates
+        and the DKIM key stay the same.
 
         `language`: the one already decided (the customer's, else the queue's).
         `sender`: the queue's identity; for `staff-answer` the From name becomes
@@ -220,35 +246,64 @@ class MailRenderer:
         `auto_submitted`: None = the event's default: "auto-replied" for the answers in
         `REPLY_EVENTS` when `in_reply_to` is given, nothing for `staff-answer` (a person
         wrote it), else "auto-generated"; "no" leaves the header out.
-        `parts`: the texts `render_parts` gave for this very event, language, context,
-        ticket number and sender, when one text goes to several people in mails of their
-        own (a notice to each staff member): rendered once, not per mail.
         """
         if not to:
             raise RenderError(f"{event}: a mail needs at least one recipient")
-        if parts is None:
-            parts = self.render_parts(event, language, context, ticket_number=ticket_number,
-                                      sender=sender)
+        values = self._context(event, language, context, ticket_number, sender)
+        used, templates = self._templates(event, language)
+        values["language"] = used
+        subject = tagged_subject(_render_one(event, templates[0], values), ticket_number)
         recipients = [r if isinstance(r, MailIdentity) else MailIdentity(*r) for r in to]
         from_ = sender
         if event == "staff-answer":
             agent = str(context["agent_name"]).strip()
             name = f"{agent} via {sender.name}" if agent and sender.name else agent or sender.name
             from_ = MailIdentity(name, sender.address)
+        reply = MailIdentity("", reply_to) if isinstance(reply_to, str) else reply_to
+        for identity in (from_, *recipients, *([reply] if reply else [])):
+            check_mailbox(identity)
         _, domain = split_address(sender.address)
         message_id = new_message_id(domain)
-        headers = MessageHeaders(
-            sender=from_, to=recipients, subject=parts.subject, message_id=message_id,
-            date=(now or datetime.now(UTC)),
-            reply_to=MailIdentity("", reply_to) if isinstance(reply_to, str) else reply_to,
-            in_reply_to=in_reply_to, references=thread_references(references, in_reply_to),
-            auto_submitted=auto_submitted or _default_auto_submitted(event, in_reply_to))
-        raw = build_message(headers, parts.text, parts.html)
-        if self.dkim is not None:
-            raw = self.dkim.sign(raw, domain)
+        try:
+            text = recipe.encode(recipe.Recipe(
+                event=event, language=used, context=context, ticket_number=ticket_number,
+                sender_name=sender.name, subject=subject, date=now or datetime.now(UTC),
+                sender=(from_.name, from_.address),
+                to=tuple((r.name, r.address) for r in recipients),
+                reply_to=(reply.name, reply.address) if reply else None,
+                in_reply_to=in_reply_to, references=thread_references(references, in_reply_to),
+                auto_submitted=auto_submitted or _default_auto_submitted(event, in_reply_to),
+                sign_for=domain))
+        except TypeError as exc:
+            raise RenderError(f"{event}: {exc}") from exc
         return OutgoingMail(event=event, envelope_from=bare_address(sender.address),
                             recipients=tuple(bare_address(r.address) for r in recipients),
-                            message_id=message_id, raw=raw, ticket_id=ticket_id)
+                            message_id=message_id, recipe=text, ticket_id=ticket_id)
+
+    def finish(self, recipe_text: str, message_id: str) -> bytes:
+        """The bytes of a composed mail: its text and HTML parts rendered from the recipe,
+        with the headers `compose` fixed (and a DKIM signature when a key is configured).
+        Raises `RenderError` when the recipe or a template cannot be rendered (a template
+        edited since, say); nothing is produced then."""
+        try:
+            planned = recipe.decode(recipe_text)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RenderError(f"{message_id}: the queued recipe cannot be read: {exc}") from exc
+        event, sender = planned.event, MailIdentity(*planned.sender)
+        values = self._context(event, planned.language, planned.context,
+                               planned.ticket_number, MailIdentity(planned.sender_name, ""))
+        _, templates = self._templates(event, planned.language)
+        text, html = (_render_one(event, template, values) for template in templates[1:])
+        headers = MessageHeaders(
+            sender=sender, to=[MailIdentity(*pair) for pair in planned.to],
+            subject=planned.subject, message_id=message_id, date=planned.date,
+            reply_to=MailIdentity(*planned.reply_to) if planned.reply_to else None,
+            in_reply_to=planned.in_reply_to, references=planned.references,
+            auto_submitted=planned.auto_submitted)
+        raw = build_message(headers, text, html)
+        if self.dkim is not None:
+            raw = self.dkim.sign(raw, planned.sign_for)
+        return raw
 
     # -- the texts ------------------------------------------------------------------------
 
@@ -259,13 +314,7 @@ class MailRenderer:
         values = self._context(event, language, context, ticket_number, sender)
         used, templates = self._templates(event, language)
         values["language"] = used
-        rendered = []
-        for template in templates:
-            try:
-                rendered.append(template.render(values))
-            except jinja2.TemplateError as exc:
-                raise RenderError(f"{event}: template {template.name}: {exc}") from exc
-        subject, text, html = rendered
+        subject, text, html = (_render_one(event, template, values) for template in templates)
         return RenderedParts(used, tagged_subject(subject, ticket_number), text, html)
 
     def _templates(self, event: str, language: str) -> tuple[str, list[jinja2.Template]]:
@@ -348,6 +397,13 @@ class MailRenderer:
         elif event == "file-link":
             values["file_url"] = f"{self.base_url}/files/{quote(str(values['token']), safe='')}"
         return values
+
+
+def _render_one(event: str, template: jinja2.Template, values: Mapping[str, Any]) -> str:
+    try:
+        return template.render(values)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"{event}: template {template.name}: {exc}") from exc
 
 
 def _default_auto_submitted(event: str, in_reply_to: str | None) -> AutoSubmitted:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, LargeBinary, Table, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Index, LargeBinary, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gateway.store.types import UtcDateTime
@@ -317,7 +317,8 @@ class ReceivedMail(SQLModel, table=True):
 
 
 class OutboundMail(SQLModel, table=True):
-    """Every mail we send, rendered, stored in the transaction that caused it."""
+    """Every mail we send, stored in the transaction that caused it: its bytes, or the recipe
+    for them (`outbound/recipe.py`), which the outbox renders and stores before it sends."""
 
     __tablename__ = "outbound_mail"
     id: int | None = Field(default=None, primary_key=True)
@@ -327,7 +328,8 @@ class OutboundMail(SQLModel, table=True):
     envelope_from: str = Field(default="", max_length=1000)
     recipients: list[str] = Field(default_factory=list, sa_type=JSON)
     message_id: str = Field(max_length=1000, index=True)
-    raw: bytes = Field(sa_type=LargeBinary)
+    raw: bytes | None = Field(default=None, sa_type=LargeBinary)   # None until rendered
+    recipe: str | None = Field(default=None, sa_type=Text)
     status: str = Field(default="queued", max_length=16)   # queued|sent|failed|suppressed
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _send(session: Session, answering: Answering, event: str, user: PortalUser,
           context: dict[str, object]) -> bool:
     try:
-        mail = answering.renderer.render(
+        mail = answering.renderer.compose(
             event, user.language, {"customer_name": user.name, "username": user.username,
                                    **context},
             sender=MailIdentity.parse(answering.settings.outbound.from_),

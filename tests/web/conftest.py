@@ -21,6 +21,7 @@ from sqlalchemy import select
 from gateway.app import App
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import process_due
+from gateway.outbound.outbox import message_bytes
 from gateway.store.models import OutboundMail, table_of
 from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.web.app import create_web_app
@@ -72,7 +73,8 @@ def mails(app: App, event: str | None = None) -> list[tuple[str, tuple[str, ...]
     with app.db.read() as session:
         rows = session.execute(select(_outbound).order_by(_outbound.c.id)).all()
     found = [(r.event, tuple(r.recipients),
-              email.message_from_bytes(r.raw, policy=email.policy.default))
+              email.message_from_bytes(message_bytes(r, app.renderer),
+                                       policy=email.policy.default))
              for r in rows]
     return [m for m in found if event is None or m[0] == event]   # type: ignore[misc]
 

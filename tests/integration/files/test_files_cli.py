@@ -55,7 +55,8 @@ def test_new_prints_the_link_mails_it_and_stores_only_its_hash(
 
     mails = outbound(database_url, "file-link")
     assert len(mails) == 1
-    message = email.message_from_bytes(mails[0].raw, policy=email.policy.default)
+    shown = run_cli("--config", str(config), "outbox", "show", str(mails[0].id), "--raw")
+    message = email.message_from_bytes(shown.stdout_bytes, policy=email.policy.default)
     assert mails[0].recipients == [str(message["To"]).split("<")[-1].rstrip(">")]
     assert f"[Ticket#{number}]" in str(message["Subject"])
     body = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from gateway.app import App
 from gateway.inbound.worker import process_due
 from gateway.mail.attachment_scan import scan_attachments
 from gateway.mail.parse import parse_message
+from gateway.outbound.outbox import message_bytes
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.tickets.queries import list_tickets, ticket_detail
@@ -46,8 +47,8 @@ def crlf(raw: bytes) -> bytes:
 
 def file_link_mail(app: App) -> EmailMessage:
     with app.db.read() as session:
-        raw = session.execute(select(_outbound.c.raw).where(
-            _outbound.c.event == "file-link")).scalar_one()
+        raw = message_bytes(session.execute(select(_outbound).where(
+            _outbound.c.event == "file-link")).one(), app.renderer)
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     return message

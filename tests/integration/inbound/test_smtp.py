@@ -18,6 +18,7 @@ from sqlalchemy import select
 from gateway.app import App
 from gateway.inbound.intake import stored_raw
 from gateway.inbound.worker import process_due
+from gateway.outbound.outbox import message_bytes
 from gateway.store.db import Database
 from gateway.store.models import OutboundMail, ReceivedMail, table_of
 from gateway.tickets.queries import list_tickets, ticket_detail
@@ -386,8 +387,8 @@ def test_a_mail_over_the_size_limit_keeps_its_text_and_gets_a_file_link(
     number = str(tickets(app)[0]["number"])
     with app.db.read() as session:
         article = ticket_detail(session, number)["articles"][0]
-        link_mail = session.execute(select(_outbound.c.raw).where(
-            _outbound.c.event == "file-link")).scalar_one()
+        link_mail = message_bytes(session.execute(select(_outbound).where(
+            _outbound.c.event == "file-link")).one(), app.renderer)
     assert article["body"].startswith(".hidden line") and article["attachments"] == []
     text = email.message_from_bytes(link_mail, policy=email.policy.default) \
         .get_body(("plain",)).get_content()                    # type: ignore[union-attr]

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from gateway.app import App, build_app, prepare_database
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import process_due
+from gateway.outbound.outbox import message_bytes
 from gateway.store.models import OutboundMail, table_of
 from gateway.tickets.customers import NewCustomer, add_customer
 from gateway.tickets.queries import ticket_detail
@@ -53,7 +54,8 @@ def outbox(app: App) -> list[tuple[str, tuple[str, ...], email.message.EmailMess
     with app.db.read() as session:
         rows = session.execute(select(_outbound).order_by(_outbound.c.id)).all()
     return [(r.event, tuple(r.recipients),
-             email.message_from_bytes(r.raw, policy=email.policy.default))  # type: ignore[misc]
+             email.message_from_bytes(message_bytes(r, app.renderer),
+                                    policy=email.policy.default))  # type: ignore[misc]
             for r in rows]
 
 

@@ -75,7 +75,7 @@ def outbox(app: App) -> list[Any]:
 
 def deliver(app: App, tmp_path: Path) -> None:
     transport = MaildirTransport(tmp_path / "sent")
-    while drain(app.db, transport):
+    while drain(app.db, renderer=app.renderer, transport=transport):
         pass
 
 

@@ -222,15 +222,16 @@ def test_the_relay_answering_451_then_250_delivers_exactly_once(
     relay.data_replies = ["451 4.3.0 try again later"]
     [mail_id] = put(app, outgoing())
     before = utcnow()
-    [first] = drain(app.db, smtp_to(relay))
+    [first] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert first.status == "queued" and "451" in first.detail
     assert first.next_attempt is not None
     assert timedelta(seconds=47) < first.next_attempt - before < timedelta(seconds=73)
-    assert drain(app.db, smtp_to(relay)) == []          # not due yet
+    assert drain(app.db, renderer=app.renderer,
+                 transport=smtp_to(relay)) == []          # not due yet
     make_due(app)
-    [second] = drain(app.db, smtp_to(relay))
+    [second] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert (second.mail_id, second.status) == (mail_id, "sent")
-    assert drain(app.db, smtp_to(relay)) == []
+    assert drain(app.db, renderer=app.renderer, transport=smtp_to(relay)) == []
     [row] = rows(app)
     assert (row.status, row.attempts) == ("sent", 2) and row.sent is not None
     assert len(relay.received) == 1
@@ -241,7 +242,7 @@ def test_the_relay_answering_451_then_250_delivers_exactly_once(
 def test_bare_line_feeds_go_out_as_crlf(app: App, relay: ScriptedRelay) -> None:
     mail = outgoing()
     put(app, replace(mail, raw=mail.raw.replace(b"\r\n", b"\n")))
-    [delivery] = drain(app.db, smtp_to(relay))
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert delivery.status == "sent" and relay.received[0].data == mail.raw
 
 
@@ -250,14 +251,15 @@ def test_550_marks_failed_and_staff_are_told_but_never_about_their_own_notice(
     relay.data_replies = ["550 5.7.1 rejected by policy", "550 5.1.1 staff mailbox gone"]
     told = StaffTold()
     [mail_id] = put(app, outgoing())
-    [delivery] = drain(app.db, smtp_to(relay), on_failed=told)
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay), on_failed=told)
     assert delivery.status == "failed" and "550 5.7.1" in delivery.detail
     assert [(i, e) for i, e, _ in told.calls] == [(mail_id, "ack")]
     assert told.subjects == ["Test mail 1"]
     failed, notice = rows(app)
     assert failed.status == "failed" and "550 5.7.1 rejected by policy" in failed.last_error
     assert (notice.event, notice.status) == ("delivery-failed", "queued")
-    [notice_delivery] = drain(app.db, smtp_to(relay), on_failed=told)
+    [notice_delivery] = drain(app.db, renderer=app.renderer,
+                              transport=smtp_to(relay), on_failed=told)
     assert notice_delivery.status == "failed"
     assert len(told.calls) == 1                    # the notice's failure tells no one: no loop
     assert relay.received == []
@@ -272,7 +274,7 @@ def test_a_failing_on_failed_hook_does_not_undo_the_failure(
         raise RuntimeError("renderer broke")
 
     put(app, outgoing())
-    [delivery] = drain(app.db, smtp_to(relay), on_failed=broken)
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay), on_failed=broken)
     assert delivery.status == "failed"
     [row] = rows(app)                              # the hook's half-done work was rolled back
     assert row.status == "failed"
@@ -281,7 +283,7 @@ def test_a_failing_on_failed_hook_does_not_undo_the_failure(
 def test_552_is_temporary(app: App, relay: ScriptedRelay) -> None:
     relay.data_replies = ["552 4.5.3 too many recipients"]
     put(app, outgoing())
-    [delivery] = drain(app.db, smtp_to(relay))
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert delivery.status == "queued"             # RFC 5321 §4.5.3.1.10
     assert "552 4.5.3" in rows(app)[0].last_error
 
@@ -290,7 +292,7 @@ def test_552_too_big_is_permanent(app: App, relay: ScriptedRelay) -> None:
     """The same bytes can never fit: failed at once, not retried for days."""
     relay.data_replies = ["552 5.3.4 message size exceeds fixed limit"]
     put(app, outgoing())
-    [delivery] = drain(app.db, smtp_to(relay))
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert delivery.status == "failed"
     assert "552 5.3.4" in rows(app)[0].last_error
 
@@ -300,7 +302,8 @@ def test_connection_refused_is_temporary_for_the_whole_batch(app: App) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]               # nothing listens here after the close
     put(app, outgoing(1), outgoing(2))
-    deliveries = drain(app.db, SmtpTransport("127.0.0.1", port, starttls=False, timeout=5))
+    deliveries = drain(app.db, renderer=app.renderer,
+                       transport=SmtpTransport("127.0.0.1", port, starttls=False, timeout=5))
     assert [d.status for d in deliveries] == ["queued", "queued"]
     assert all("cannot connect to smtp://127.0.0.1" in r.last_error for r in rows(app))
 
@@ -312,7 +315,7 @@ def test_a_relay_that_never_answers_times_out_as_temporary(app: App) -> None:
         put(app, outgoing())
         transport = SmtpTransport("127.0.0.1", silent.getsockname()[1], starttls=False,
                                   timeout=0.5)
-        [delivery] = drain(app.db, transport)
+        [delivery] = drain(app.db, renderer=app.renderer, transport=transport)
     assert delivery.status == "queued" and "timed out" in delivery.detail
 
 
@@ -322,7 +325,7 @@ def test_after_the_deadline_a_temporary_failure_fails_the_mail(
     told = StaffTold()
     [mail_id] = put(app, outgoing())
     make_due(app, deadline=utcnow() - timedelta(minutes=1))
-    [delivery] = drain(app.db, smtp_to(relay), on_failed=told)
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay), on_failed=told)
     assert delivery.status == "failed"
     row = rows(app)[0]
     assert row.status == "failed"
@@ -334,7 +337,7 @@ def test_after_the_deadline_a_temporary_failure_fails_the_mail(
 def test_retries_are_never_scheduled_after_the_deadline(app: App, relay: ScriptedRelay) -> None:
     relay.data_replies = ["451 4.4.1 down"]
     put(app, outgoing(), deadline=timedelta(seconds=20))
-    [delivery] = drain(app.db, smtp_to(relay))
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert delivery.status == "queued"
     row = rows(app)[0]
     assert row.next_attempt == row.deadline        # the last try is at the deadline
@@ -346,7 +349,7 @@ def test_a_mail_whose_attempts_never_finish_fails_a_lease_after_its_deadline(
     [mail_id] = put(app, outgoing())
     assert len(lease_due(app.db)) == 1             # ... and the drainer dies while sending
     make_due(app, deadline=utcnow() - timedelta(hours=1))
-    assert drain(app.db, smtp_to(relay), on_failed=told) == []
+    assert drain(app.db, renderer=app.renderer, transport=smtp_to(relay), on_failed=told) == []
     row = rows(app)[0]
     assert row.status == "failed" and "the last attempt did not finish" in row.last_error
     assert [i for i, _, _ in told.calls] == [mail_id]
@@ -359,7 +362,7 @@ def test_recipients_with_different_outcomes_are_split(app: App, relay: ScriptedR
     told = StaffTold()
     [mail_id] = put(app, outgoing(recipients=(CUSTOMER, "gone@acme.example",
                                               "busy@acme.example")))
-    deliveries = drain(app.db, smtp_to(relay), on_failed=told)
+    deliveries = drain(app.db, renderer=app.renderer, transport=smtp_to(relay), on_failed=told)
     assert [(d.recipients, d.status) for d in deliveries] == [
         ((CUSTOMER,), "sent"), (("busy@acme.example",), "queued"),
         (("gone@acme.example",), "failed")]
@@ -373,7 +376,7 @@ def test_recipients_with_different_outcomes_are_split(app: App, relay: ScriptedR
     assert [i for i, _, _ in told.calls] == [gone.id] and notice.event == "delivery-failed"
     relay.rcpt_replies = {}
     make_due(app)
-    drain(app.db, smtp_to(relay), on_failed=told)
+    drain(app.db, renderer=app.renderer, transport=smtp_to(relay), on_failed=told)
     assert [r.rcpt_tos for r in relay.received] == [
         [CUSTOMER], ["busy@acme.example"], ["anna.agent@example.com"]]
 
@@ -387,11 +390,12 @@ def test_a_crash_between_send_and_record_sends_it_again_exactly_once(
     transport = smtp_to(relay)
     assert transport.send(leased.envelope_from, leased.recipients, leased.raw).outcome == "sent"
     transport.close()                              # ... and the process dies here
-    assert drain(app.db, smtp_to(relay)) == []     # leased: nobody else sends it
+    assert drain(app.db, renderer=app.renderer,
+                 transport=smtp_to(relay)) == []     # leased: nobody else sends it
     make_due(app)                                  # the lease runs out
-    [delivery] = drain(app.db, smtp_to(relay))
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert delivery.status == "sent"
-    assert drain(app.db, smtp_to(relay)) == []
+    assert drain(app.db, renderer=app.renderer, transport=smtp_to(relay)) == []
     assert len(relay.received) == 2                # one duplicate, never none, never more
     assert rows(app)[0].attempts == 2
 
@@ -401,7 +405,8 @@ def test_a_result_for_a_lease_that_ran_out_does_not_overwrite_a_newer_one(
     put(app, outgoing())
     [slow] = lease_due(app.db)
     make_due(app)
-    [delivery] = drain(app.db, smtp_to(relay))     # another instance took over and sent it
+    [delivery] = drain(app.db, renderer=app.renderer,
+                       transport=smtp_to(relay))     # another instance took over and sent it
     assert delivery.status == "sent"
     [late] = record_result(app.db, slow, DeliveryResult("temporary", 451, "late"))
     assert late.status == "unrecorded"
@@ -417,13 +422,13 @@ def test_when_a_result_cannot_be_recorded_the_rest_of_the_batch_is_handed_back(
 
     _, second_id = put(app, outgoing(1), outgoing(2))
     monkeypatch.setattr(outbox_module, "record_results", database_gone)
-    assert drain(app.db, smtp_to(relay)) == []
+    assert drain(app.db, renderer=app.renderer, transport=smtp_to(relay)) == []
     monkeypatch.undo()
     first, second = rows(app)
     assert len(relay.received) == 1                        # the second was never sent
     assert (first.attempts, first.next_attempt > utcnow()) == (1, True)   # leased: retried later
     assert (second.attempts, second.next_attempt <= utcnow()) == (0, True)  # due again now
-    [delivery] = drain(app.db, smtp_to(relay))
+    [delivery] = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert (delivery.mail_id, delivery.status) == (second_id, "sent")
 
 
@@ -431,9 +436,9 @@ def test_a_stopping_drainer_hands_its_batch_back_unsent(app: App, relay: Scripte
     put(app, outgoing(1), outgoing(2))
     stop = threading.Event()
     stop.set()
-    assert drain(app.db, smtp_to(relay), stop=stop) == []
+    assert drain(app.db, renderer=app.renderer, transport=smtp_to(relay), stop=stop) == []
     assert relay.received == [] and [r.attempts for r in rows(app)] == [0, 0]
-    assert len(drain(app.db, smtp_to(relay))) == 2
+    assert len(drain(app.db, renderer=app.renderer, transport=smtp_to(relay))) == 2
 
 
 def test_a_slow_relay_keeps_its_lease_by_heartbeat(
@@ -450,7 +455,8 @@ def test_a_slow_relay_keeps_its_lease_by_heartbeat(
     relay.delay = 3.0
     put(app, outgoing())
     deliveries: list[Any] = []
-    sending = threading.Thread(target=lambda: deliveries.extend(drain(app.db, smtp_to(relay))))
+    sending = threading.Thread(target=lambda: deliveries.extend(drain(app.db, renderer=app.renderer,
+                                                                      transport=smtp_to(relay))))
     sending.start()
     while sending.is_alive() and rows(app)[0].attempts == 0:    # until it has the lease
         time.sleep(0.01)
@@ -480,7 +486,7 @@ def test_two_drainers_send_every_mail_exactly_once(
         sent = 0
         try:
             barrier.wait()
-            while batch := drain(database, smtp_to(relay), limit=3):
+            while batch := drain(database, smtp_to(relay), renderer=app.renderer, limit=3):
                 sent += sum(d.status == "sent" for d in batch)
         except BaseException as exc:
             errors.append(exc)
@@ -502,7 +508,8 @@ def test_two_drainers_send_every_mail_exactly_once(
 def test_run_outbox_sends_when_woken_and_stops(app: App, relay: ScriptedRelay) -> None:
     stop, wake = threading.Event(), threading.Event()
     thread = threading.Thread(target=run_outbox,
-                              args=(app.db, stop, smtp_to(relay), wake, 30.0))
+                              args=(app.db, stop, smtp_to(relay), wake, 30.0),
+                              kwargs={"renderer": app.renderer})
     thread.start()
     try:
         time.sleep(0.2)                                 # idle: waiting on `wake`
@@ -525,7 +532,7 @@ def test_maildir_writes_one_file_per_mail_with_the_exact_bytes(app: App, tmp_pat
     mails = [outgoing(1), outgoing(2, recipients=(CUSTOMER, "b@acme.example"))]
     put(app, *mails)
     target = tmp_path / "outbox"
-    deliveries = drain(app.db, MaildirTransport(target))
+    deliveries = drain(app.db, renderer=app.renderer, transport=MaildirTransport(target))
     assert [d.status for d in deliveries] == ["sent", "sent"]
     files = sorted((target / "new").iterdir())
     assert sorted(f.read_bytes() for f in files) == sorted(m.raw for m in mails)
@@ -536,7 +543,8 @@ def test_an_unwritable_maildir_is_temporary(app: App, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     put(app, outgoing())
-    [delivery] = drain(app.db, MaildirTransport(blocker / "outbox"))
+    [delivery] = drain(app.db, renderer=app.renderer,
+                       transport=MaildirTransport(blocker / "outbox"))
     assert delivery.status == "queued" and "cannot write to the Maildir" in delivery.detail
 
 
@@ -593,17 +601,18 @@ def test_starttls_and_auth(app: App, certificate: tuple[Path, Path]) -> None:
                                  password=password, timeout=5, ssl_context=client_tls)
 
         put(app, outgoing(1))
-        [refused] = drain(app.db, transport("wrong"))
+        [refused] = drain(app.db, renderer=app.renderer, transport=transport("wrong"))
         assert refused.status == "queued"                    # our config, not the mail's fault
         assert "refused our login as 'gateway'" in refused.detail and "535" in refused.detail
         make_due(app)
-        [delivery] = drain(app.db, transport("s3cret"))
+        [delivery] = drain(app.db, renderer=app.renderer, transport=transport("s3cret"))
         assert delivery.status == "sent" and len(tls_relay.received) == 1
 
 
 def test_starttls_is_required_when_configured(app: App, relay: ScriptedRelay) -> None:
     put(app, outgoing())
-    [delivery] = drain(app.db, SmtpTransport("127.0.0.1", relay.port, starttls=True,
+    [delivery] = drain(app.db, renderer=app.renderer,
+                       transport=SmtpTransport("127.0.0.1", relay.port, starttls=True,
                                              timeout=5))
     assert delivery.status == "queued" and "does not offer STARTTLS" in delivery.detail
     assert relay.received == []
@@ -619,7 +628,7 @@ def test_outbox_list_show_and_retry(app: App, relay: ScriptedRelay, run_cli: Any
     ticket_id = new_ticket(app)
     relay.data_replies = ["550 5.7.1 no", "550 5.7.1 no"]
     first, second = put(app, outgoing(1, ticket_id=ticket_id), outgoing(2))
-    drain(app.db, smtp_to(relay))
+    drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
 
     result = run_cli("--config", str(config), "outbox", "list", "--json")
     assert result.exit_code == 0, result.output
@@ -649,7 +658,7 @@ def test_outbox_list_show_and_retry(app: App, relay: ScriptedRelay, run_cli: Any
     assert now.exit_code == 0, now.output
     assert now.stdout == f"outbox {second}: sent (250 2.0.0 OK queued)\n"
     assert [r.status for r in rows(app)] == ["queued", "sent"]   # the service sends the first
-    drain(app.db, smtp_to(relay))
+    drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert [r.status for r in rows(app)] == ["sent", "sent"] and len(relay.received) == 2
     usage = run_cli("--config", str(config), "outbox", "retry")
     assert usage.exit_code == 1 and "give one ID or --all" in usage.stderr

@@ -95,7 +95,7 @@ def test_a_maildir_batch_is_recorded_in_one_transaction_under_stable_names(
     put(app, *(outgoing(n) for n in range(5)))
     target = tmp_path / "outbox"
     with counted(app.db) as counts:
-        deliveries = drain(app.db, MaildirTransport(target))
+        deliveries = drain(app.db, renderer=app.renderer, transport=MaildirTransport(target))
     assert [d.status for d in deliveries] == ["sent"] * 5
     # the lease and the results: two transactions (one lease and five results before)
     assert counts == {"transactions": 2, "result updates": 1}
@@ -111,7 +111,7 @@ def test_a_maildir_drain_leases_a_whole_batch_and_smtp_the_usual_twenty(
     maildir = MaildirTransport(tmp_path / "outbox")
     assert lease_size(maildir) == maildir.batch_size > BATCH
     with counted(app.db) as counts:
-        deliveries = drain(app.db, maildir)
+        deliveries = drain(app.db, renderer=app.renderer, transport=maildir)
     assert len(deliveries) == BATCH + 30 and counts["transactions"] == 2
     assert lease_size(SmtpTransport("127.0.0.1", 25)) == BATCH      # not connected
 
@@ -122,12 +122,12 @@ def test_a_batch_sent_again_before_its_results_were_recorded_leaves_one_file_per
     are queued again with their lease run out, as a takeover finds them."""
     put(app, *(outgoing(n) for n in range(4)))
     target = tmp_path / "outbox"
-    assert len(drain(app.db, MaildirTransport(target))) == 4
+    assert len(drain(app.db, renderer=app.renderer, transport=MaildirTransport(target))) == 4
     with app.db.write() as session:              # ... as if the results never were recorded
         session.execute(update(_outbound).values(
             status="queued", sent=None, lease_holder="dead-host:1",
             next_attempt=utcnow() - timedelta(seconds=1)))
-    again = drain(app.db, MaildirTransport(target))
+    again = drain(app.db, renderer=app.renderer, transport=MaildirTransport(target))
     assert [d.status for d in again] == ["sent"] * 4
     names = sorted(p.name for p in (target / "new").iterdir())
     assert names == sorted(expected_name(row) for row in rows(app))     # 4 files, not 8
@@ -215,7 +215,7 @@ def test_an_smtp_batch_uses_one_connection_records_each_mail_before_the_next_and
         relay.rcpt_replies = {"gone@acme.example": "550 5.1.1 no such user"}
         ids = put(app, outgoing(1), outgoing(2, recipients=(CUSTOMER, "gone@acme.example")),
                   outgoing(3))
-        deliveries = drain(app.db, smtp_to(relay))
+        deliveries = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert [(d.mail_id, d.recipients, d.status) for d in deliveries[:3]] == [
         (ids[0], (CUSTOMER,), "sent"), (ids[1], (CUSTOMER,), "sent"),
         (deliveries[2].mail_id, ("gone@acme.example",), "failed")]

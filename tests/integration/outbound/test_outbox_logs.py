@@ -43,7 +43,7 @@ def test_a_4xx_is_one_warning_and_a_delivery_is_quiet_at_info(
     relay.data_replies = ["451 4.3.0 try again later"]
     put(app, outgoing(1), outgoing(2))
     with caplog.at_level(logging.INFO, logger="gateway"):
-        deliveries = drain(app.db, smtp_to(relay))
+        deliveries = drain(app.db, renderer=app.renderer, transport=smtp_to(relay))
     assert [d.status for d in deliveries] == ["queued", "sent"]
     assert [(r.levelname, "451" in r.getMessage()) for r in caplog.records] == [
         ("WARNING", True)]
@@ -54,7 +54,8 @@ def test_a_relay_refusing_the_connection_is_a_warning_without_traceback(
         app: App, caplog: pytest.LogCaptureFixture) -> None:
     put(app, outgoing(1))
     with caplog.at_level(logging.INFO, logger="gateway"):
-        [delivery] = drain(app.db, SmtpTransport("127.0.0.1", free_port(), starttls=False,
+        [delivery] = drain(app.db, renderer=app.renderer,
+                           transport=SmtpTransport("127.0.0.1", free_port(), starttls=False,
                                                  timeout=5))
     assert delivery.status == "queued"
     assert [r.levelname for r in caplog.records] == ["WARNING"]
@@ -67,7 +68,7 @@ def test_a_database_that_is_gone_is_one_warning_without_traceback(
     gone = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone")
     stop, wake = threading.Event(), threading.Event()
     thread = threading.Thread(target=run_outbox, args=(gone, stop, smtp_to(relay)),
-                              kwargs={"idle_poll": 0.01})
+                              kwargs={"idle_poll": 0.01, "renderer": app.renderer})
     with caplog.at_level(logging.DEBUG, logger="gateway"):
         thread.start()
         try:

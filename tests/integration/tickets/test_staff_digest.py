@@ -203,13 +203,13 @@ def test_the_digest_is_held_back_from_a_dead_staff_address(app: App, tmp_path: P
         [first] = send_digests(session, app.answering, now)
     assert (first.staff, first.outcome) == (ANNA, "queued") and first.message_id
     transport = MaildirTransport(tmp_path / "sent")
-    while drain(app.db, transport):
+    while drain(app.db, renderer=app.renderer, transport=transport):
         pass
     with app.db.write() as session:
         bouncing.record_bounces(session, [(ANNA, "5.1.1", True)], [first.message_id],
                                 "test", None)
         [second] = send_digests(session, app.answering, now)
-    while drain(app.db, transport):
+    while drain(app.db, renderer=app.renderer, transport=transport):
         pass
     with app.db.read() as session:
         statuses = dict(session.execute(select(_outbound.c.message_id, _outbound.c.status)
