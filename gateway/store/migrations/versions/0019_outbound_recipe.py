@@ -35,8 +35,8 @@ def downgrade() -> None:
         sa.text("SELECT count(*) FROM outbound_mail WHERE raw IS NULL")).scalar()
     if waiting:
         raise RuntimeError(
-            f"{waiting} queued mails are not rendered yet; let the outbox send them "
-            "(`ticketgw outbox send`) before downgrading below 0019")
+            f"{waiting} queued mails are not rendered yet; let `ticketgw serve` send them "
+            "(its outbox renders them) before downgrading below 0019")
     with op.batch_alter_table('outbound_mail', schema=None) as batch_op:
         batch_op.alter_column('raw', existing_type=sa.LargeBinary(), nullable=False)
         batch_op.drop_column('recipe')
