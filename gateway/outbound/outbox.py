@@ -382,12 +382,13 @@ def _rendered(db: Database, renderer: MailRenderer, mails: list[QueuedMail]
     ready: list[QueuedMail] = []
     failed: list[tuple[QueuedMail, DeliveryResult]] = []
     rendered: list[dict[str, Any]] = []
+    texts: dict[str, tuple[str, str]] = {}      # a staff notice's texts, once per batch
     for mail in mails:
         if mail.raw is not None:
             ready.append(mail)
             continue
         try:
-            raw = renderer.finish(mail.recipe or "", mail.message_id)
+            raw = renderer.finish(mail.recipe or "", mail.message_id, texts=texts)
         except RenderError as exc:
             log.error("outbox %d %s: cannot be rendered: %s", mail.id, mail.message_id, exc)
             failed.append((mail, DeliveryResult("temporary", None,

@@ -58,6 +58,9 @@ class Recipe:
     references: tuple[str, ...]
     auto_submitted: AutoSubmitted
     sign_for: str               # the domain whose DKIM key signs it (if one is configured)
+    # equal for recipes whose text and HTML are the same (a notice to several staff
+    # members); set by `decode`, not stored
+    texts_key: str = dataclasses.field(default="", compare=False)
 
 
 def encode(recipe: Recipe) -> str:
@@ -88,7 +91,9 @@ def decode(text: str) -> Recipe:
         to=tuple((name, address) for name, address in data["to"]),
         reply_to=(data["reply_to"][0], data["reply_to"][1]) if data["reply_to"] else None,
         in_reply_to=data["in_reply_to"], references=tuple(data["references"]),
-        auto_submitted=data["auto_submitted"], sign_for=data["sign_for"])
+        auto_submitted=data["auto_submitted"], sign_for=data["sign_for"],
+        texts_key=json.dumps([data["event"], data["language"], data["ticket_number"],
+                              data["sender_name"], data["context"]], sort_keys=True))
 
 
 def _encode(value: Any, where: str) -> Any:

@@ -280,20 +280,30 @@ class MailRenderer:
                             recipients=tuple(bare_address(r.address) for r in recipients),
                             message_id=message_id, recipe=text, ticket_id=ticket_id)
 
-    def finish(self, recipe_text: str, message_id: str) -> bytes:
+    def finish(self, recipe_text: str, message_id: str, *,
+               texts: dict[str, tuple[str, str]] | None = None) -> bytes:
         """The bytes of a composed mail: its text and HTML parts rendered from the recipe,
         with the headers `compose` fixed (and a DKIM signature when a key is configured).
         Raises `RenderError` when the recipe or a template cannot be rendered (a template
-        edited since, say); nothing is produced then."""
+        edited since, say); nothing is produced then. `texts`: a cache the caller keeps for
+        a batch of mails, so a notice that says the same to several people (each with a
+        mail of their own) is rendered once."""
         try:
             planned = recipe.decode(recipe_text)
         except (ValueError, KeyError, TypeError) as exc:
             raise RenderError(f"{message_id}: the queued recipe cannot be read: {exc}") from exc
         event, sender = planned.event, MailIdentity(*planned.sender)
-        values = self._context(event, planned.language, planned.context,
-                               planned.ticket_number, MailIdentity(planned.sender_name, ""))
-        _, templates = self._templates(event, planned.language)
-        text, html = (_render_one(event, template, values) for template in templates[1:])
+        rendered = texts.get(planned.texts_key) if texts is not None else None
+        if rendered is None:
+            values = self._context(event, planned.language, planned.context,
+                                   planned.ticket_number, MailIdentity(planned.sender_name, ""))
+            _, templates = self._templates(event, planned.language)
+            text_part, html_part = templates[1:]
+            rendered = (_render_one(event, text_part, values),
+                        _render_one(event, html_part, values))
+            if texts is not None:
+                texts[planned.texts_key] = rendered
+        text, html = rendered
         headers = MessageHeaders(
             sender=sender, to=[MailIdentity(*pair) for pair in planned.to],
             subject=planned.subject, message_id=message_id, date=planned.date,

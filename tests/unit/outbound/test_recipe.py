@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.mail.attachment_scan import ScannedFile
-from gateway.outbound import recipe
+from gateway.outbound import recipe, render
 from gateway.outbound.headers import HeaderError, MailIdentity
 from gateway.outbound.render import FaqArticle, GuideAnswer, MailRenderer, RenderError
 
@@ -140,3 +140,28 @@ def test_datetimes_in_other_zones_show_the_same_local_time() -> None:
     moment = datetime(2026, 7, 1, 12, 0, tzinfo=timezone(timedelta(hours=-4)))
     back = recipe.decode(recipe.encode(sample(due=moment))).context["due"]
     assert back == moment and back.utcoffset() == timedelta(hours=-4)
+
+
+def test_a_notice_to_several_staff_members_is_rendered_once_per_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    renderer = MailRenderer(base_url="https://desk.example.com")
+    context = {"kind": "new", "customer_name": "Jürgen", "customer_address": CUSTOMER[1],
+               "title": "Drucker", "body": "Er druckt nicht.", "priority": 3}
+    notices = [renderer.compose("staff-notify", "de", context, sender=QUEUE,
+                                to=[(name, f"{name.lower()}@example.com")],
+                                ticket_number="2026112710000017")
+               for name in ("Anna", "Bert", "Cleo")]
+    rendered: list[str] = []
+    render_one = render._render_one
+    monkeypatch.setattr(render, "_render_one", lambda event, template, values: (
+        rendered.append(template.name) or render_one(event, template, values)))
+    texts: dict[str, tuple[str, str]] = {}
+    mails = [renderer.finish(n.recipe, n.message_id, texts=texts)  # type: ignore[arg-type]
+             for n in notices]
+    assert rendered == ["staff-notify.de.txt.j2", "staff-notify.de.html.j2"]
+    bodies = [email.message_from_bytes(m, policy=email.policy.default) for m in mails]
+    assert [str(b["To"]) for b in bodies] == [
+        "Anna <anna@example.com>", "Bert <bert@example.com>", "Cleo <cleo@example.com>"]
+    assert len({b.get_body(("plain",)).get_content() for b in bodies}) == 1  # type: ignore[union-attr]
+    # without the batch's cache each is rendered on its own, to the same bytes
+    assert [renderer.finish(n.recipe, n.message_id) for n in notices] == mails  # type: ignore[arg-type]
