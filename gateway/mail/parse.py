@@ -116,12 +116,13 @@ def _parse_with_large_bodies_left_out(source: bytes, outline: MimeOutline,
     """The stdlib tree, and the parts whose bodies stayed in `source` (by id of the part).
 
     The stdlib holds a body several times while parsing and decoding it (a 25 MiB
-    attachment cost the worker 300 MiB), so bodies larger than `streamed_body_bytes` are
-    cut out of the copy it parses and decoded piece by piece when stored. Only when the
+    attachment cost the worker 300 MiB) and reads it line by line, so bodies larger than
+    `streamed_body_bytes` (attachments: `streamed_attachment_bytes`) are cut out of the copy
+    it parses and decoded piece by piece when stored. Only when the
     pre-scan saw exactly the stdlib's leaves (types and encodings, in order): otherwise the
     whole mail is parsed as it is."""
     large = [leaf for leaf in outline.leaf_spans
-             if leaf.end - leaf.start > limits.streamed_body_bytes
+             if leaf.end - leaf.start > _streamed_from(leaf.content_type, limits)
              and leaf.encoding in STREAMED_ENCODINGS]
     if not large:
         return _parse_tree(source), {}
@@ -141,6 +142,15 @@ def _parse_with_large_bodies_left_out(source: bytes, outline: MimeOutline,
     spans = dict(zip(map(id, outline.leaf_spans), leaves, strict=True))
     return tree, {id(spans[id(leaf)]): RawSpan(source, leaf.start, leaf.end, leaf.encoding)
                   for leaf in large}
+
+
+def _streamed_from(content_type: str, limits: ParseLimits) -> int:
+    """The body size above which a leaf of this type is left out of the stdlib's parse:
+    `streamed_attachment_bytes` for attachments, `streamed_body_bytes` for text and
+    message/* parts (which the classifiers read from the tree)."""
+    if content_type.startswith(("text/", "message/")):
+        return limits.streamed_body_bytes
+    return min(limits.streamed_body_bytes, limits.streamed_attachment_bytes)
 
 
 def _parse_tree(source: bytes) -> Message:

@@ -271,6 +271,30 @@ def test_html_scans_find_what_they_found_before() -> None:
         assert strip_tags(html) == re.sub(r"\n{3,}", "\n\n", text).strip("\n"), html
 
 
+def test_an_attachment_of_some_size_is_streamed_and_a_text_body_of_that_size_is_not() -> None:
+    """The stdlib reads a body line by line: an attachment from 64 KiB on is left out of
+    its parse and decoded from the raw mail (the same bytes); text and message/* bodies,
+    which the classifiers read from the tree, stay in it up to 1 MiB."""
+    payload = random.Random(8).randbytes(200 * 1024)
+    long_text = "Zeile mit Text äöü\n" * 8000                       # ~170 KB of text
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.org", "b@example.org", "x"
+    message.set_content(long_text)
+    message.add_attachment(payload, maintype="application", subtype="pdf",
+                           filename="report.pdf")
+    parsed = parse_message(message.as_bytes(), received=datetime(2026, 12, 7, tzinfo=UTC))
+    [attachment] = parsed.attachments
+    assert attachment.content() == payload and attachment.filename == "report.pdf"
+    assert type(attachment.data).__name__ == "RawSpan"           # decoded from the mail
+    text_part, pdf_part = parsed.mime.get_payload()             # type: ignore[union-attr,misc]
+    assert pdf_part.get_payload() == ""                          # not in the stdlib's tree
+    assert len(text_part.get_payload()) > 100_000                # the text is
+    assert parsed.body_text.rstrip("\n") == long_text.rstrip("\n")
+    everything = ParseLimits(streamed_attachment_bytes=10**9)   # the old way: all in the tree
+    assert parse_message(message.as_bytes(), received=datetime(2026, 12, 7, tzinfo=UTC),
+                         limits=everything).attachments[0].content() == payload
+
+
 def test_a_large_attachment_is_decoded_piece_by_piece_not_held_twice() -> None:
     payload = random.Random(7).randbytes(8 * 1024 * 1024)
     message = EmailMessage()
