@@ -16,6 +16,10 @@ What is measured, per backend (SQLite in a temp dir, PostgreSQL in a fresh datab
             dir, on the same disk as the SQLite file) instead of the relay: the fsyncs and
             the result transactions without any SMTP. Its ratio to the SMTP baseline is
             only for scale; compare its mails/s and CPU ms between commits.
+- composed: as `maildir`, but the mails are queued as the worker queues answers since
+            2026-12-07: composed (`MailRenderer.compose`, before the clock), their texts
+            rendered by the drain (`finish`) and stored before they are written: the
+            outbox's share of rendering at delivery. Left out when `compose` is missing.
 - rendered: as `outbox`, but each mail is first rendered by `MailRenderer.render("ack", …)`
             (Jinja2 text + HTML, headers, MIME serialisation) inside the clock. Left out,
             with a note, when `gateway.outbound.render` cannot be imported.
@@ -34,7 +38,7 @@ turn (it uses only `drain`, `enqueue`, the transports and `MailRenderer`). Each 
 checks that all its mails are `sent` in the database (work done, not a timing check).
 
 Run:  .venv/bin/python bench/outbound.py [--backends sqlite,postgresql] [--count 300]
-      [--rounds 5] [--kinds outbox,maildir,rendered] [--pg-admin-url URL]
+      [--rounds 5] [--kinds outbox,maildir,composed,rendered] [--pg-admin-url URL]
 """
 
 from __future__ import annotations
@@ -162,6 +166,29 @@ def make_renderer() -> Callable[[int, int], OutgoingMail] | None:
     return render
 
 
+def make_composer() -> Callable[[int, int], OutgoingMail] | None:
+    """As `make_renderer`, but the ack composed (its texts left to the outbox)."""
+    try:
+        from gateway.outbound.headers import MailIdentity
+        from gateway.outbound.render import MailRenderer
+    except ImportError:
+        return None
+    renderer = MailRenderer(base_url="https://support.example.com")
+    if not hasattr(renderer, "compose"):
+        print("composed left out: this tree renders in the queueing transaction",
+              file=sys.stderr)
+        return None
+    sender = MailIdentity(*QUEUE_FROM)
+
+    def compose(n: int, ticket_id: int) -> OutgoingMail:
+        return renderer.compose("ack", "en", ACK_CONTEXT, sender=sender,  # type: ignore[no-any-return]
+                                to=[CUSTOMER], ticket_number=f"2026112710{n:06d}",
+                                in_reply_to=f"<customer.{n}@customer.example>",
+                                ticket_id=ticket_id)
+
+    return compose
+
+
 def handmade(n: int, ticket_id: int) -> OutgoingMail:
     message_id = f"<bench.{n}.{secrets.token_hex(6)}@support.example.com>"
     body = ("Dear Anna Kunde,\r\n\r\nwe received your request. " * 30).encode()
@@ -237,7 +264,8 @@ def database(backend: str, tmp: Path, admin_url: str) -> AbstractContextManager[
 
 
 def bench_backend(backend: str, port: int, args: argparse.Namespace,
-                  render: Callable[[int, int], OutgoingMail] | None) -> dict[str, Any]:
+                  render: Callable[[int, int], OutgoingMail] | None,
+                  compose: Callable[[int, int], OutgoingMail] | None) -> dict[str, Any]:
     kinds = ["baseline", *args.kinds]
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     phases: dict[str, list[float]] = {}
@@ -264,11 +292,13 @@ def bench_backend(backend: str, port: int, args: argparse.Namespace,
 
         def run(kind: str, count: int) -> float:
             # fresh Message-IDs each run, built before the clock starts
-            mails = prebuilt(count, tickets, render) if kind != "rendered" else None
+            mails = (None if kind == "rendered" else
+                     prebuilt(count, tickets, compose if kind == "composed" else render))
             if kind == "baseline":
                 assert mails is not None
                 return run_baseline(port, mails)
-            transport: Transport = (MaildirTransport(maildir) if kind == "maildir" else
+            transport: Transport = (MaildirTransport(maildir)
+                                    if kind in ("maildir", "composed") else
                                     SmtpTransport("127.0.0.1", port, starttls=False,
                                                   timeout=60))
             rate, enqueue_s, drain_s, cpu_s = run_outbox(
@@ -304,24 +334,28 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="mails per kind and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kinds", default="outbox,rendered",
-                        help="comma-separated: outbox, maildir, rendered (the baseline "
-                             "always runs)")
+                        help="comma-separated: outbox, maildir, composed, rendered (the "
+                             "baseline always runs)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     if (set(backends) - {"sqlite", "postgresql"}
-            or set(args.kinds) - {"outbox", "maildir", "rendered"}
+            or set(args.kinds) - {"outbox", "maildir", "composed", "rendered"}
             or args.count < 1 or args.rounds < 1):
         parser.error("check --backends, --kinds, --count and --rounds")
     os.environ.pop(DATABASE_URL_ENV, None)
     render = make_renderer()
     if render is None and "rendered" in args.kinds:
         args.kinds.remove("rendered")
+    compose = make_composer()
+    if compose is None and "composed" in args.kinds:
+        args.kinds.remove("composed")
     mail_size = len(prebuilt(1, [1], render)[0].raw)
 
     with relay_process() as port:
-        results = [bench_backend(backend, port, args, render) for backend in backends]
+        results = [bench_backend(backend, port, args, render, compose)
+                   for backend in backends]
     print(f"\n{args.count} mails per kind and round ({mail_size} bytes each), "
           f"{args.rounds} rounds, medians; ms per mail (CPU: this process while draining)")
     header = f"{'backend':<11} {'baseline/s':>10}"
