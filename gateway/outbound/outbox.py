@@ -389,8 +389,12 @@ def _rendered(db: Database, renderer: MailRenderer, mails: list[QueuedMail]
             continue
         try:
             raw = renderer.finish(mail.recipe or "", mail.message_id, texts=texts)
-        except RenderError as exc:
-            log.error("outbox %d %s: cannot be rendered: %s", mail.id, mail.message_id, exc)
+        except Exception as exc:     # this mail only: the others of the batch go on
+            # a template or recipe problem is the admin's to fix (one line); anything else
+            # is a bug (with its traceback)
+            expected = isinstance(exc, RenderError)
+            log.log(logging.ERROR, "outbox %d %s: cannot be rendered: %s", mail.id,
+                    mail.message_id, exc, exc_info=not expected)
             failed.append((mail, DeliveryResult("temporary", None,
                                                 f"could not be rendered: {exc}"[:1000])))
             continue

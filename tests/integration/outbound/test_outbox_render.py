@@ -7,10 +7,14 @@ from __future__ import annotations
 import email
 import email.policy
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
 
 from gateway.app import App
 from gateway.outbound.outbox import drain, message_bytes
 from gateway.outbound.render import MailRenderer
+from gateway.store.models import OutboundMail, table_of
 from tests.integration.outbound.test_answers import customer, deliver, mail  # noqa: F401
 from tests.integration.outbound.test_outbox import (
     ScriptedRelay,
@@ -19,6 +23,8 @@ from tests.integration.outbound.test_outbox import (
     rows,
     smtp_to,
 )
+
+_outbound = table_of(OutboundMail)
 
 
 def override(app: App, directory: Path) -> MailRenderer:
@@ -86,3 +92,27 @@ def test_outbox_show_prints_an_unsent_mail_as_it_will_be_sent(
     before = message_bytes(queued, app.renderer)
     drain(app.db, smtp_to(relay), renderer=app.renderer)
     assert relay.received[0].data == before == rows(app)[0].raw
+
+
+def test_a_mail_that_cannot_be_rendered_holds_back_no_other(
+        app: App, customer: None, relay: ScriptedRelay) -> None:  # noqa: F811
+    deliver(app, mail(message_id="<r5@acme>"))
+    ack, notice = rows(app)
+    with app.db.write() as session:                     # a recipe damaged in the database
+        session.execute(update(_outbound).where(_outbound.c.id == ack.id)
+                        .values(recipe='{"v":1,"event":'))
+
+    class Buggy(MailRenderer):                          # and a bug for the other one
+        def finish(self, recipe_text: str, message_id: str, **options: Any) -> bytes:
+            if message_id == notice.message_id:
+                raise KeyError("a bug")
+            return super().finish(recipe_text, message_id, **options)
+
+    results = drain(app.db, smtp_to(relay), renderer=Buggy(base_url=app.renderer.base_url))
+    assert [(d.status, d.detail.split(":")[0]) for d in results] == [
+        ("queued", "could not be rendered"), ("queued", "could not be rendered")]
+    assert relay.received == [] and [r.raw for r in rows(app)] == [None, None]
+
+    make_due(app)
+    assert [d.status for d in drain(app.db, smtp_to(relay), renderer=app.renderer)] == [
+        "queued", "sent"]                               # the damaged one waits for its deadline
