@@ -108,10 +108,12 @@ __all__ = ["Delivery", "QueuedMail", "drain", "enqueue", "enqueue_many", "lease_
 _outbound = table_of(OutboundMail)
 _INSERT = insert(_outbound).returning(_outbound.c.id)
 _INSERT_MANY = insert(_outbound)      # executemany: compiled once, whatever the number of rows
-# a rendered recipe's bytes, stored while our lease holds (executemany)
+# a rendered recipe's bytes, stored in its place while our lease holds (executemany): a row
+# has its bytes or the recipe for them, never both (a password-token mail's token is kept
+# once, not twice)
 _STORE_RENDERED = update(_outbound).where(
     _outbound.c.id == bindparam("mail_id"), _outbound.c.attempts == bindparam("lease"),
-    _outbound.c.status == "queued").values(raw=bindparam("rendered"))
+    _outbound.c.status == "queued").values(raw=bindparam("rendered"), recipe=None)
 
 DEFAULT_DEADLINE = timedelta(days=5)    # RFC 5321 §4.5.4.1: give up after 4-5 days
 # stop sending a batch this long after leasing it and hand the rest back, so that other

@@ -116,3 +116,10 @@ def test_a_mail_that_cannot_be_rendered_holds_back_no_other(
     make_due(app)
     assert [d.status for d in drain(app.db, smtp_to(relay), renderer=app.renderer)] == [
         "queued", "sent"]                               # the damaged one waits for its deadline
+
+
+def test_a_rendered_mail_keeps_its_bytes_in_place_of_its_recipe(
+        app: App, customer: None, relay: ScriptedRelay) -> None:  # noqa: F811
+    deliver(app, mail(message_id="<r6@acme>"))
+    drain(app.db, smtp_to(relay), renderer=app.renderer)
+    assert [(r.raw is not None, r.recipe) for r in rows(app)] == [(True, None), (True, None)]
