@@ -16,8 +16,8 @@ then carries a staff answer out or keeps it as a note.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -36,7 +36,7 @@ from gateway.inbound.directory import (
 )
 from gateway.inbound.intake import stored_raw
 from gateway.mail.attachment_scan import ScannedFile
-from gateway.mail.message import ParsedMessage, ParseLimitExceeded
+from gateway.mail.message import ParsedAttachment, ParsedMessage, ParseLimitExceeded
 from gateway.mail.parse import parse_message
 from gateway.outbound import answers, bouncing, digest
 from gateway.outbound.answers import Answering
@@ -52,7 +52,7 @@ from gateway.routing.decisions import (
 )
 from gateway.routing.mail_fields import guide_answers
 from gateway.routing.rules import route_message
-from gateway.store.blobs import BlobStore
+from gateway.store.blobs import BlobStore, StoredBlob
 from gateway.store.models import ReceivedMail, table_of, utcnow
 from gateway.tickets import participants, staff_mail
 from gateway.tickets.actions import change_state, end_customer_wait
@@ -110,6 +110,9 @@ class Understood:
     # the hop that handed it to us may be believed (inbound/hops.py): only then does an
     # Authentication-Results header count (RFC 8601 §5)
     hop_trusted: bool = True
+    # its attachments' content, already in the blob store (`store_attachments`), by the
+    # id() of each of `parsed.attachments` (alive as long as this is)
+    stored: Mapping[int, StoredBlob] = field(default_factory=dict)
 
 
 def understand(raw: bytes, *, received: datetime, envelope_from: str | None,
@@ -151,6 +154,20 @@ def understand_stored(addressbook: AddressBook, *, raw: bytes, received: datetim
         return understood
     return replace(understood, parsed=replace(understood.parsed, attachments=()),
                    truncated_from=truncated_from, left_out=left_out)
+
+
+def store_attachments(blobs: BlobStore, understood: Understood) -> Understood:
+    """Put the mail's attachments into the blob store now, before the write transaction
+    that records them (the worker calls this outside it): hashing, writing and fsyncing
+    an attachment then no longer holds SQLite's write lock while received mail waits for
+    its `250`. The blob rows are recorded with the article (`_article`). A mail that becomes
+    no article leaves its blobs unreferenced; the blob sweep removes them after its grace
+    period (the store's contract: content first, then the row that names it)."""
+    attachments = understood.parsed.attachments
+    if not attachments:
+        return understood
+    return replace(understood, stored={id(attachment): blobs.put(attachment.chunks())
+                                       for attachment in attachments})
 
 
 def route_and_apply(session: Session, stages: Stages, understood: Understood,
@@ -206,10 +223,11 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
                        parsed.message_id, sender, parsed.subject)
 
     automatic = understood.context.automatic
+    store = _attachment_store(stages.blobs, understood)
     if _shows_life(understood):
         bouncing.clear_on_mail_from(session, sender)
     if isinstance(decision, NewTicketDecision):
-        created = [_create(session, stages, new, parsed, mail_id)
+        created = [_create(session, stages, store, new, parsed, mail_id)
                    for new in (decision, *decision.also)]
         for facts, new in created:
             answers.ticket_created(session, stages.answering, facts, parsed, automatic=automatic,
@@ -231,7 +249,7 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         return _offer_upload(session, stages, understood, result, first.id, sender)
     if isinstance(decision, AppendDecision) and decision.sender_role == "staff" \
             and (not decision.internal or decision.held_back):
-        article = _article(stages.blobs, parsed, mail_id, sender="staff", internal=False)
+        article = _article(store, parsed, mail_id, sender="staff", internal=False)
         if decision.held_back:
             note = staff_mail.keep_as_note(
                 session, stages.answering, decision.ticket.id, parsed, article,
@@ -243,7 +261,7 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         return replace(outcome("appended", decision.ticket.id, decision.ticket.number),
                        reason=f"{decision.reason}; {note}")
     if isinstance(decision, AppendDecision):
-        article = _article(stages.blobs, parsed, mail_id, sender="customer",
+        article = _article(store, parsed, mail_id, sender="customer",
                            internal=decision.internal)
         add_article(session, decision.ticket.id, article)
         joined = _join_colleague(session, stages, decision, parsed) \
@@ -283,7 +301,7 @@ def apply_decision(session: Session, stages: Stages, decision: Decision, underst
         ticket = decision.ticket
         if ticket is not None:        # a bounce: kept on its ticket, nothing reopened
             add_article(session, ticket.id,
-                        _article(stages.blobs, parsed, mail_id, sender="system", internal=True))
+                        _article(store, parsed, mail_id, sender="system", internal=True))
         unverified = bouncing.record_bounces(session, understood.bounced,
                                              understood.context.original_message_ids,
                                              decision.reason, ticket.id if ticket else None)
@@ -334,7 +352,8 @@ def _offer_upload(session: Session, stages: Stages, understood: Understood, resu
     return replace(result, reason=f"{result.reason}; {note}, {sent}")
 
 
-def _create(session: Session, stages: Stages, decision: NewTicketDecision, parsed: ParsedMessage,
+def _create(session: Session, stages: Stages, store: AttachmentStore,
+            decision: NewTicketDecision, parsed: ParsedMessage,
             mail_id: int | None) -> tuple[TicketFacts, NewTicketDecision]:
     """The new ticket, what its answers need to know about it (without reading back what
     was just written), and the decision with the guide answers it got. A "not solved"
@@ -360,7 +379,7 @@ def _create(session: Session, stages: Stages, decision: NewTicketDecision, parse
         customer_user_id=decision.customer.id if decision.customer else None,
         contact_email=decision.contact, reply_token=reply_token, staff_token=staff_token,
         guide_answers=decision.guide_answers, follows=decision.related_ticket,
-        first_article=_article(stages.blobs, first, first_mail_id, sender="customer",
+        first_article=_article(store, first, first_mail_id, sender="customer",
                                internal=False)),
         numbering=stages.numbering, actor=f"mail:{decision.contact}")
     due = start_clock(session, stages.settings, ref.id)
@@ -369,7 +388,7 @@ def _create(session: Session, stages: Stages, decision: NewTicketDecision, parse
                       decision.unverified)
     thread = [first.message_id]
     if decision.question is not None:
-        add_article(session, ref.id, _article(stages.blobs, parsed, mail_id, sender="customer",
+        add_article(session, ref.id, _article(store, parsed, mail_id, sender="customer",
                                               internal=False))
         remember_message_ids(session, ref.id, [decision.question.answer_message_id])
         thread.append(parsed.message_id)
@@ -385,11 +404,25 @@ def _create(session: Session, stages: Stages, decision: NewTicketDecision, parse
         first_response_due=due.first_response, solution_due=due.solution), decision
 
 
-def _article(blobs: BlobStore, parsed: ParsedMessage, mail_id: int | None, *, sender: str,
-             internal: bool) -> NewArticle:
+AttachmentStore = Callable[[ParsedAttachment], StoredBlob]
+
+
+def _attachment_store(blobs: BlobStore, understood: Understood) -> AttachmentStore:
+    """Where an article's attachment goes: the blob stored for it before the transaction
+    (`store_attachments`), else into the blob store now (a mail stored before the first
+    article, or a caller that did not store ahead)."""
+    def store(attachment: ParsedAttachment) -> StoredBlob:
+        stored = understood.stored.get(id(attachment))
+        return stored if stored is not None else blobs.put(attachment.chunks())
+
+    return store
+
+
+def _article(store: AttachmentStore, parsed: ParsedMessage, mail_id: int | None, *,
+             sender: str, internal: bool) -> NewArticle:
     attachments = []
     for attachment in parsed.attachments:
-        blob = blobs.put(attachment.chunks())
+        blob = store(attachment)
         attachments.append(NewAttachment(
             filename=attachment.filename, content_type=attachment.content_type,
             sha256=blob.sha256, size=blob.size, content_id=attachment.content_id,

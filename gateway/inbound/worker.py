@@ -10,8 +10,10 @@ never blocks the queue:
    result is a takeover: logged, and counted through `on_takeover`.
 2. `process_batch`: while it runs, a heartbeat (`store/heartbeat.py`) renews the leases
    every 5 s, so a long mail (a 50 MB parse) keeps them. The leased mails are read and
-   parsed outside any write transaction (parsing is pure CPU and must not hold SQLite's
-   write lock); then one write transaction routes, applies and records the mails. What
+   parsed, and their attachments put into the blob store (`pipeline.store_attachments`),
+   outside any write transaction (neither CPU nor disk work may hold SQLite's write lock
+   while received mail waits); then one write transaction routes, applies and records
+   the mails. What
    routing and applying ask the database for every mail (already an article? a
    customer? a bounce record to clear?) is asked once for the transaction's mails first
    (`pipeline.before_applying`). A mail that fails rolls back alone: the first pass has
@@ -76,6 +78,7 @@ from gateway.pipeline import (
     Understood,
     before_applying,
     route_and_apply,
+    store_attachments,
     understand_stored,
 )
 from gateway.store.db import Database
@@ -318,6 +321,8 @@ def _understand(stages: Stages, row: Any, token: int) -> _Leased:
                 left_out=left_out_files(row.left_out),
                 hop_trusted=hop_trusted(row.source, row.client_address,
                                         stages.settings.inbound.trusted_relays))
+            if isinstance(understood, Understood):     # outside the write transaction
+                understood = store_attachments(stages.blobs, understood)
     except RecursionError:
         from_address, subject = peek_from_subject(raw)
         log.error("inbound %d: quarantined: it nests too deeply for the parser "

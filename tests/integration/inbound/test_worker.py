@@ -5,6 +5,8 @@ retried."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +18,7 @@ from gateway.inbound import worker
 from gateway.inbound.intake import Envelope, Incoming, accept_many
 from gateway.inbound.worker import MAX_ATTEMPTS, process_due
 from gateway.store.models import ReceivedMail, Ticket, table_of, utcnow
+from gateway.tickets.queries import ticket_detail
 from tests.integration.smtp_helpers import customer_mail
 
 _received = table_of(ReceivedMail)
@@ -194,3 +197,43 @@ def test_a_slow_mail_keeps_its_lease_by_heartbeat(
         working.join(30)
     assert taken == []
     assert [r.outcome for r in results] == ["created"] and tickets(app) == ["Huge mail"]
+
+
+def test_attachments_go_into_the_blob_store_before_the_write_transaction(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing and fsyncing an attachment must not hold the write transaction (on SQLite the
+    write turn, while received mail waits for its 250): the worker stores it first."""
+    events: list[str] = []
+    real_put, real_apply = app.blobs.put, worker.route_and_apply
+
+    def put(data: Any) -> Any:
+        turn_free = True
+        if app.db.turns is not None:             # SQLite: may another writer start now?
+            fd = os.open(app.db.turns.turn_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                turn_free = False
+            finally:
+                os.close(fd)
+        events.append("put" if turn_free else "put while holding the write turn")
+        return real_put(data)
+
+    def apply(*args: Any) -> Any:
+        events.append("apply")
+        return real_apply(*args)
+
+    message = customer_mail("Drucker mit Anhang", message_id="<attached@acme>")
+    message.add_attachment(os.urandom(300_000), maintype="application", subtype="pdf",
+                           filename="scan.pdf")
+    accept_many(app.db, [Incoming(bytes(message), Envelope(
+        "smtp", "max@acme.example", ("incident@support.example.com",)))], blobs=app.blobs)
+    monkeypatch.setattr(app.blobs, "put", put)
+    monkeypatch.setattr(worker, "route_and_apply", apply)
+    [done] = process_due(app.db, app.stages)
+    assert done.outcome == "created"
+    assert events == ["put", "apply"]
+    with app.db.read() as session:
+        [article] = ticket_detail(session, str(done.ticket_number))["articles"]
+    [attachment] = article["attachments"]
+    assert (attachment["filename"], attachment["size"]) == ("scan.pdf", 300_000)
