@@ -116,9 +116,13 @@ def tickets_titled(config: Path, title: str, timeout: float = 30) -> list[dict[s
 
 
 def child_pids(pid: int) -> list[int]:
-    """The process's children (of all its threads), from /proc."""
-    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()]
+    """The process's children (of all its threads), from /proc. A thread that ends while
+    they are read (its `children` file is gone) had none to add."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(FileNotFoundError, ProcessLookupError):
+            children += [int(child) for child in (task / "children").read_text().split()]
+    return children
 
 
 def child_pids_named(serve_pid: int, name: str) -> list[int]:
