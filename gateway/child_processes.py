@@ -25,13 +25,10 @@ Guarantees, for both:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import multiprocessing
 import multiprocessing.process
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +43,7 @@ from gateway.observe.logs import configure_logging
 from gateway.observe.metrics import forward_observations, receive_observations
 
 log = logging.getLogger(__name__)
-PR_SET_NAME = 15
+PR_SET_NAME = 15           # prctl(2): the process's name (at most 15 bytes)
 
 
 class ChildProcess:
@@ -215,11 +212,11 @@ def _run_child(name: str, settings: Settings, observations: Connection | None,
     import os
 
     from gateway.app import build_app
-    from gateway.inbound.lifeline import end_with_parent
+    from gateway.inbound.lifeline import end_with_parent, prctl
 
     parent = multiprocessing.parent_process()    # its pid, even if it has died already
     end_with_parent(parent.pid if parent is not None and parent.pid else os.getppid())
-    _name_process(f"ticketgw-{name}")
+    prctl(PR_SET_NAME, f"ticketgw-{name}".encode()[:15])   # what `ps -o comm` shows
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -239,10 +236,3 @@ def _run_child(name: str, settings: Settings, observations: Connection | None,
         if forwarder is not None:
             forwarder.close()
 
-
-def _name_process(name: str) -> None:
-    """Linux: the name `ps -o comm` and `top` show (at most 15 bytes); elsewhere nothing."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)

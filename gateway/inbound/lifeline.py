@@ -34,14 +34,21 @@ def end_with_parent(parent_pid: int, every: float = CHECK_EVERY, *,
     """Make this process end within about `every` seconds of its parent `parent_pid`;
     returns the watching thread (already running). `ask_kernel=False` leaves out the
     Linux guard (for testing the watching thread alone)."""
-    if ask_kernel and sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if ask_kernel:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
     watcher = threading.Thread(target=_watch, args=(parent_pid, every), daemon=True,
                                name="ticketgw-lifeline")
     watcher.start()
     return watcher
+
+
+def prctl(option: int, argument: int | bytes) -> None:
+    """Linux's prctl(2) with one argument, for this process; elsewhere, or when libc has no
+    such call, nothing."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            value = ctypes.c_char_p(argument) if isinstance(argument, bytes) else argument
+            ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
 def _watch(parent_pid: int, every: float) -> None:

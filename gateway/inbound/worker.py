@@ -13,9 +13,9 @@ never blocks the queue:
    parsed, and their attachments put into the blob store (`pipeline.store_attachments`),
    outside any write transaction (neither CPU nor disk work may hold SQLite's write lock
    while received mail waits); then one write transaction routes, applies and records
-   the mails. What
-   routing and applying ask the database for every mail (already an article? a
-   customer? a bounce record to clear?) is asked once for the transaction's mails first
+   the mails. What routing and applying ask the database for every mail (already an
+   article? a customer? a bounce record to clear?) is asked once for the transaction's
+   mails first
    (`pipeline.before_applying`). A mail that fails rolls back alone: the first pass has
    no savepoints (they cost two statements per mail), and when a mail fails in it, the
    transaction is rolled back and done again with a savepoint per mail. The failure is

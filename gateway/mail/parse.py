@@ -118,9 +118,9 @@ def _parse_with_large_bodies_left_out(source: bytes, outline: MimeOutline,
     The stdlib holds a body several times while parsing and decoding it (a 25 MiB
     attachment cost the worker 300 MiB) and reads it line by line, so bodies larger than
     `streamed_body_bytes` (attachments: `streamed_attachment_bytes`) are cut out of the copy
-    it parses and decoded piece by piece when stored. Only when the
-    pre-scan saw exactly the stdlib's leaves (types and encodings, in order): otherwise the
-    whole mail is parsed as it is."""
+    it parses and decoded piece by piece when stored. Only when the pre-scan saw exactly
+    the stdlib's leaves (types and encodings, in order): otherwise the whole mail is parsed
+    as it is."""
     large = [leaf for leaf in outline.leaf_spans
              if leaf.end - leaf.start > _streamed_from(leaf.content_type, limits)
              and leaf.encoding in STREAMED_ENCODINGS]

@@ -115,8 +115,9 @@ def claim_auto_answer(session: Session, answering: Answering, address: str, even
 
 
 def _compose(answering: Answering, event: str, language: str, context: dict[str, object], *,
-            sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
-            in_reply_to: str | None = None, reply_to: str | None = None) -> OutgoingMail | None:
+             sender: MailIdentity, to: Sequence[tuple[str, str]], facts: TicketFacts | None,
+             in_reply_to: str | None = None, reply_to: str | None = None
+             ) -> OutgoingMail | None:
     """The mail, composed for the outbox (its texts are rendered at delivery,
     `MailRenderer.compose`), or None (logged) when it cannot be written."""
     references = (*facts.thread, *( [in_reply_to] if in_reply_to else [])) if facts else ()
@@ -140,9 +141,9 @@ def _queue_mail(session: Session, answering: Answering, event: str, language: st
                 context: dict[str, object], *, sender: MailIdentity,
                 to: Sequence[tuple[str, str]], facts: TicketFacts | None,
                 in_reply_to: str | None = None, reply_to: str | None = None) -> str | None:
-    """Render and enqueue one mail; its Message-ID, or None when it cannot be written."""
+    """Compose and enqueue one mail; its Message-ID, or None when it cannot be written."""
     mail = _compose(answering, event, language, context, sender=sender, to=to, facts=facts,
-                   in_reply_to=in_reply_to, reply_to=reply_to)
+                    in_reply_to=in_reply_to, reply_to=reply_to)
     _enqueue(session, answering, [mail])
     return mail.message_id if mail else None
 
@@ -242,11 +243,11 @@ def customer_replied(session: Session, answering: Answering, ticket_id: int, par
     if (facts.queue.acknowledge_follow_ups and facts.address and not automatic
             and claim_auto_answer(session, answering, facts.address, "follow-up")):
         mails.append(_compose(answering, "follow-up", facts.language,
-                             {"customer_name": facts.customer_name, "title": facts.title},
-                             sender=_queue_identity(facts.queue),
-                             to=[(facts.customer_name, facts.address)], facts=facts,
-                             in_reply_to=parsed.message_id,
-                             reply_to=reply_address(answering, facts)))
+                              {"customer_name": facts.customer_name, "title": facts.title},
+                              sender=_queue_identity(facts.queue),
+                              to=[(facts.customer_name, facts.address)], facts=facts,
+                              in_reply_to=parsed.message_id,
+                              reply_to=reply_address(answering, facts)))
     text = parsed.body_text[:parsed.quote_start] if parsed.quote_start else parsed.body_text
     mails += _staff_notices(answering, facts, kind="reply", body=text,
                             in_reply_to=parsed.message_id, guide=guide_answers)
@@ -289,8 +290,8 @@ def _staff_notices(answering: Answering, facts: TicketFacts, *, kind: str, body:
                 "first_response_due": facts.first_response_due,
                 "solution_due": facts.solution_due}
         notices.append(_compose(answering, "staff-notify", language, contexts[language],
-                               sender=sender, to=[(person.name if person else "", email)],
-                               facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
+                                sender=sender, to=[(person.name if person else "", email)],
+                                facts=facts, in_reply_to=in_reply_to, reply_to=reply_to))
     return notices
 
 

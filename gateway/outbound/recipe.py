@@ -78,8 +78,15 @@ def encode(recipe: Recipe) -> str:
 
 
 def decode(text: str) -> Recipe:
-    """The recipe `encode` wrote. Raises `ValueError` for another version or a broken text."""
-    data = json.loads(text)
+    """The recipe `encode` wrote. Raises `ValueError` for another version or a text that is
+    not a whole recipe (damaged, cut short, of another shape)."""
+    try:
+        return _decode_recipe(json.loads(text))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a recipe ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode_recipe(data: Any) -> Recipe:
     if data.get("v") != VERSION:
         raise ValueError(f"recipe version {data.get('v')!r}, this release reads {VERSION}")
     sender_name, sender_address = data["sender"]

@@ -290,7 +290,7 @@ class MailRenderer:
         mail of their own) is rendered once."""
         try:
             planned = recipe.decode(recipe_text)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise RenderError(f"{message_id}: the queued recipe cannot be read: {exc}") from exc
         event, sender = planned.event, MailIdentity(*planned.sender)
         rendered = texts.get(planned.texts_key) if texts is not None else None

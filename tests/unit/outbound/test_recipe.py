@@ -165,3 +165,21 @@ def test_a_notice_to_several_staff_members_is_rendered_once_per_batch(
     assert len({b.get_body(("plain",)).get_content() for b in bodies}) == 1  # type: ignore[union-attr]
     # without the batch's cache each is rendered on its own, to the same bytes
     assert [renderer.finish(n.recipe, n.message_id) for n in notices] == mails  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", [
+    '{"v":1,"event":',                                   # cut short
+    '{"v":1,"event":"ack"}',                             # fields missing
+    '[1, 2]',                                            # not an object
+    '{"v":1,"event":"ack","language":"de","context":{},"ticket_number":null,'
+    '"sender_name":"D","subject":"s","date":"2026-12-07T06:00:00+00:00","sender":"x",'
+    '"to":[],"reply_to":null,"in_reply_to":null,"references":[],'
+    '"auto_submitted":"no","sign_for":"example.com"}',   # a field of another shape
+    '{"v":1,"event":"ack","language":"de","context":{"$Secret":{"a":1}}}',
+])
+def test_a_damaged_recipe_is_refused_with_one_kind_of_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        recipe.decode(text)
+    renderer = MailRenderer(base_url="https://desk.example.com")
+    with pytest.raises(RenderError, match="cannot be read"):
+        renderer.finish(text, "<x@example.com>")
